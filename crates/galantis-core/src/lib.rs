@@ -1,0 +1,21 @@
+//! Galantis' pure domain: identifiers and parsed newtypes, roles and permissions,
+//! and the ports (traits) through which the rest of the system reaches the world.
+//!
+//! Nothing in this crate performs IO. It must not depend on sqlx, axum, reqwest or
+//! tokio's networking; `tests/no_io_dependencies.rs` keeps it that way.
+
+pub mod clock;
+pub mod email;
+pub mod ids;
+pub mod phone;
+pub mod roles;
+pub mod secrets;
+pub mod shop;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use email::Email;
+pub use ids::{MemberId, TenantId, TokenId};
+pub use phone::PhoneE164;
+pub use roles::{Permission, Role};
+pub use secrets::{KeyStore, SecretName};
+pub use shop::ShopDomain;

@@ -1,0 +1,171 @@
+//! Start-up: open the store, check the master key, migrate, and serve.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use galantis_core::SystemClock;
+use galantis_store::crypto::{CryptoError, MasterKey};
+use galantis_store::{Db, SecretStore, StoreError, control::keyring, migrate};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{ServeRole, router};
+use crate::state::AppState;
+
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// The master key file of embedded mode; a rotation in progress writes
+/// `master.key.new` first.
+pub fn master_key_path(config: &Config) -> PathBuf {
+    config.data_dir.join(MASTER_KEY_FILE)
+}
+
+/// Where the master key came from (rotation needs to know whether it may
+/// write the new key itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    Config,
+    File,
+}
+
+/// Opens the store and verifies the master key against it. Control
+/// migrations are applied (they are needed to read anything at all).
+pub async fn open(config: &Config) -> anyhow::Result<(Db, Arc<MasterKey>, KeySource)> {
+    let db = Db::connect(&config.db_config())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    migrate::migrate_control(&db)
+        .await
+        .context("applying control migrations")?;
+    let (master, source) = load_master_key(config, &db).await?;
+    Ok((db, Arc::new(master), source))
+}
+
+async fn load_master_key(config: &Config, db: &Db) -> anyhow::Result<(MasterKey, KeySource)> {
+    if let Some(encoded) = &config.master_key {
+        let key = MasterKey::from_base64(encoded.expose_secret())?;
+        verify(db, &key).await?;
+        return Ok((key, KeySource::Config));
+    }
+    if !config.is_embedded() {
+        anyhow::bail!(
+            "GALANTIS_MASTER_KEY is required when DATABASE_URL points at PostgreSQL (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)"
+        );
+    }
+    let path = master_key_path(config);
+    let (key, created) = MasterKey::load_or_create_file(&path)?;
+    if created {
+        tracing::warn!(path = %path.display(), "generated a new master key (mode 0600); back it up: without it tenant secrets cannot be read");
+    }
+    match verify(db, &key).await {
+        Ok(()) => Ok((key, KeySource::File)),
+        Err(e) => {
+            // A rotation that stopped between re-wrapping and installing the
+            // new key file leaves the new key beside the old one.
+            let pending = path.with_extension("key.new");
+            if pending.exists() {
+                let (new_key, _) = MasterKey::load_or_create_file(&pending)?;
+                if verify(db, &new_key).await.is_ok() {
+                    std::fs::rename(&pending, &path)
+                        .context("installing the rotated master key")?;
+                    tracing::warn!("completed an interrupted master key rotation");
+                    return Ok((new_key, KeySource::File));
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn verify(db: &Db, key: &MasterKey) -> anyhow::Result<()> {
+    match keyring::verify_or_init(db, key).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Crypto(CryptoError::WrongMasterKey)) => Err(anyhow::anyhow!(
+            "the master key does not match this database: set GALANTIS_MASTER_KEY (or restore the data directory's master.key) to the key the data was encrypted with"
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Builds the application state (store open, key verified; in embedded mode
+/// also every tenant migrated when `migrate_on_start`).
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    config.validate_for_serve()?;
+    if config.is_embedded() {
+        if config.shopify_app_secret.is_none() || config.meta_app_secret.is_none() {
+            tracing::warn!(
+                "using development webhook secrets (embedded mode); set GALANTIS_SHOPIFY_APP_SECRET and GALANTIS_META_APP_SECRET for real traffic"
+            );
+        }
+    }
+    // Install the metrics recorder before the first request records anything.
+    crate::telemetry::prometheus();
+    let (db, master, _) = open(&config).await?;
+    if config.migrate_on_start {
+        let report = migrate::migrate_all(&db, 100, 4)
+            .await
+            .context("migrating tenants")?;
+        if report.tenants_upgraded > 0 || report.control_applied > 0 {
+            tracing::info!(?report, "migrations applied");
+        }
+    }
+    let secrets = SecretStore::new(db.clone(), master.clone());
+    Ok(AppState {
+        db,
+        config: Arc::new(config),
+        master_key: master,
+        secrets,
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// Serves until `shutdown` resolves; then stops accepting, lets in-flight
+/// requests finish within the grace period, and closes the store.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    role: ServeRole,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+    let db = state.db.clone();
+    let app = router(state, role);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_rx2 = stop_rx.clone();
+    tokio::select! {
+        r = server => r.context("HTTP server failed")?,
+        _ = async {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("grace period over; abandoning in-flight requests"),
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,282 @@
+//! Configuration: defaults, then `galantis.toml`, then `GALANTIS_*` environment
+//! variables (and `DATABASE_URL`). Every setting is documented, with its
+//! default, in `galantis.example.toml`. Secrets are `SecretString`s and never
+//! printed; `Debug` on this struct redacts them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Development secrets used only in embedded mode when none are configured.
+pub const DEV_SHOPIFY_APP_SECRET: &str = "galantis-dev-shopify-app-secret";
+pub const DEV_META_APP_SECRET: &str = "galantis-dev-meta-app-secret";
+pub const DEV_META_VERIFY_TOKEN: &str = "galantis-dev-verify-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `postgres://…` selects PostgreSQL; unset means embedded SQLite.
+    #[serde(skip_serializing)]
+    pub database_url: Option<SecretString>,
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    pub public_url: Option<String>,
+    #[serde(skip_serializing)]
+    pub master_key: Option<SecretString>,
+    pub shopify_api_key: Option<String>,
+    #[serde(skip_serializing)]
+    pub shopify_app_secret: Option<SecretString>,
+    #[serde(skip_serializing)]
+    pub shopify_previous_app_secret: Option<SecretString>,
+    pub shopify_base_url: Option<String>,
+    #[serde(skip_serializing)]
+    pub meta_app_secret: Option<SecretString>,
+    #[serde(skip_serializing)]
+    pub meta_verify_token: Option<SecretString>,
+    pub meta_base_url: Option<String>,
+    pub meta_graph_version: String,
+    pub redis_url: Option<String>,
+    pub log_format: LogFormat,
+    /// Pool size for PostgreSQL (and the SQLite control database, capped at 16).
+    pub database_max_connections: u32,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// Largest accepted API request body, in bytes.
+    pub api_body_limit_bytes: usize,
+    /// Largest accepted webhook body, in bytes.
+    pub webhook_body_limit_bytes: usize,
+    /// A request taking longer than this is answered 503.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            data_dir: PathBuf::from("./galantis-data"),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            master_key: None,
+            shopify_api_key: None,
+            shopify_app_secret: None,
+            shopify_previous_app_secret: None,
+            shopify_base_url: None,
+            meta_app_secret: None,
+            meta_verify_token: None,
+            meta_base_url: None,
+            meta_graph_version: "v23.0".into(),
+            redis_url: None,
+            log_format: LogFormat::Pretty,
+            database_max_connections: 20,
+            migrate_on_start: true,
+            api_body_limit_bytes: 1024 * 1024,
+            webhook_body_limit_bytes: 3 * 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+/// A configuration problem, phrased as one sentence naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Defaults → `galantis.toml` (or `config_file`) → environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = config_file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("galantis.toml"));
+        if config_file.is_some() && !file.exists() {
+            return Err(ConfigError(format!(
+                "config file {} does not exist",
+                file.display()
+            )));
+        }
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&file))
+            .merge(
+                Env::prefixed("GALANTIS_")
+                    .ignore(&["NEW_MASTER_KEY"])
+                    .lowercase(true),
+            )
+            .merge(Env::raw().only(&["DATABASE_URL"]).lowercase(true));
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that hold for every command.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url {
+            use secrecy::ExposeSecret;
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError(
+                    "DATABASE_URL must be a postgres:// URL (leave it unset for embedded SQLite)"
+                        .into(),
+                ));
+            }
+        }
+        if !matches!(self.database_max_connections, 1..=1000) {
+            return Err(ConfigError(
+                "GALANTIS_DATABASE_MAX_CONNECTIONS must be between 1 and 1000".into(),
+            ));
+        }
+        if self.api_body_limit_bytes < 1024 {
+            return Err(ConfigError(
+                "GALANTIS_API_BODY_LIMIT_BYTES must be at least 1024".into(),
+            ));
+        }
+        if self.webhook_body_limit_bytes < 1024 {
+            return Err(ConfigError(
+                "GALANTIS_WEBHOOK_BODY_LIMIT_BYTES must be at least 1024".into(),
+            ));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError(
+                "GALANTIS_REQUEST_TIMEOUT_SECS must be at least 1".into(),
+            ));
+        }
+        for (name, url) in [
+            ("GALANTIS_PUBLIC_URL", &self.public_url),
+            ("GALANTIS_SHOPIFY_BASE_URL", &self.shopify_base_url),
+            ("GALANTIS_META_BASE_URL", &self.meta_base_url),
+        ] {
+            if let Some(u) = url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(ConfigError(format!(
+                        "{name} must be an http:// or https:// URL"
+                    )));
+                }
+            }
+        }
+        if !self.meta_graph_version.starts_with('v') {
+            return Err(ConfigError(
+                "GALANTIS_META_GRAPH_VERSION must look like v23.0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Extra checks for `serve` with PostgreSQL: production mode gets no
+    /// development secrets.
+    pub fn validate_for_serve(&self) -> Result<(), ConfigError> {
+        if self.is_embedded() {
+            return Ok(());
+        }
+        for (name, value) in [
+            (
+                "GALANTIS_SHOPIFY_APP_SECRET",
+                self.shopify_app_secret.is_some(),
+            ),
+            ("GALANTIS_META_APP_SECRET", self.meta_app_secret.is_some()),
+            (
+                "GALANTIS_META_VERIFY_TOKEN",
+                self.meta_verify_token.is_some(),
+            ),
+        ] {
+            if !value {
+                return Err(ConfigError(format!(
+                    "{name} is required when DATABASE_URL points at PostgreSQL (development values are only used in embedded mode)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Embedded mode: SQLite in the data directory.
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+    }
+
+    pub fn db_config(&self) -> galantis_store::DbConfig {
+        use secrecy::ExposeSecret;
+        galantis_store::DbConfig {
+            database_url: self
+                .database_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned()),
+            data_dir: self.data_dir.clone(),
+            max_connections: self.database_max_connections,
+        }
+    }
+}
+
+/// Turns figment's error into one sentence that names the setting as the
+/// operator would write it (environment variable form).
+fn describe(e: figment::Error) -> String {
+    let key = e.path.join(".");
+    let setting = if key.is_empty() {
+        String::new()
+    } else if key == "database_url" {
+        "DATABASE_URL".to_owned()
+    } else {
+        format!("GALANTIS_{}", key.to_ascii_uppercase())
+    };
+    match e.kind {
+        figment::error::Kind::UnknownField(field, _) => {
+            format!(
+                "unknown setting `{field}` (see galantis.example.toml for the settings there are)"
+            )
+        }
+        ref kind if !setting.is_empty() => format!("invalid setting {setting}: {kind}"),
+        kind => format!("invalid configuration: {kind}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert!(c.is_embedded());
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let c = Config {
+            database_url: Some(SecretString::from("mysql://x")),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().0.contains("DATABASE_URL"));
+        let c = Config {
+            public_url: Some("ftp://x".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().0.contains("GALANTIS_PUBLIC_URL"));
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = Config {
+            master_key: Some(SecretString::from("c2VjcmV0")),
+            ..Config::default()
+        };
+        assert!(!format!("{c:?}").contains("c2VjcmV0"));
+    }
+}

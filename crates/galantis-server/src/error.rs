@@ -1,0 +1,171 @@
+//! `AppError`: the one error type of the HTTP surface.
+//!
+//! Policy:
+//! - Every error leaves as `{"error":{"code","message","request_id"}}` with the
+//!   status that fits: 400 malformed input, 401 no valid credentials, 403 a
+//!   role without the route's permission, 404 missing *or belonging to another
+//!   tenant* (never 403 for that: existence must not leak), 409 conflicts, 413
+//!   bodies over the limit, 422 well-formed but semantically invalid, 429 with
+//!   `Retry-After`, 503 when a dependency is down. 5xx only for our faults.
+//! - `code` is stable snake_case: clients may branch on it. `message` is a
+//!   human sentence and may change.
+//! - Internal errors are logged here, once, with their full context, and leave
+//!   as a generic 500 `internal_error`: no SQL, paths, secrets or personal data
+//!   reach a client.
+//! - Handlers return `Result<_, AppError>`; lower layers' errors convert with
+//!   `?` through the `From` impls below, which decide what is the client's fault.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use galantis_core::Permission;
+use galantis_store::StoreError;
+use serde_json::json;
+
+use crate::http::request_id::current_request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("missing, invalid or revoked API token")]
+    Unauthenticated,
+    #[error("your role does not have the `{0}` permission")]
+    Forbidden(Permission),
+    #[error("{message}")]
+    ForbiddenAction { code: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("the request body is larger than allowed")]
+    PayloadTooLarge,
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unprocessable {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) | AppError::ForbiddenAction { .. } => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest { code, .. }
+            | AppError::ForbiddenAction { code, .. }
+            | AppError::Conflict { code, .. }
+            | AppError::Unprocessable { code, .. } => code,
+            AppError::Unauthenticated => "unauthenticated",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::NotFound(_) => "not_found",
+            AppError::PayloadTooLarge => "payload_too_large",
+            AppError::RateLimited { .. } => "rate_limited",
+            AppError::Unavailable(_) => "service_unavailable",
+            AppError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// Builds the JSON error response; used by `AppError` and by the middleware
+/// that normalises errors produced outside handlers (unknown routes, body
+/// limits, timeouts).
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "request_id": current_request_id(),
+        }
+    });
+    let mut resp = (status, Json(body)).into_response();
+    resp.extensions_mut().insert(RenderedError);
+    resp
+}
+
+/// Marks a response whose body is already the JSON error shape.
+#[derive(Clone, Copy)]
+pub struct RenderedError;
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            AppError::Internal(err) => {
+                tracing::error!(error = ?err, "internal error");
+                "an internal error occurred; it has been logged".to_owned()
+            }
+            AppError::Unavailable(why) => {
+                tracing::warn!(reason = %why, "dependency unavailable");
+                why.clone()
+            }
+            other => other.to_string(),
+        };
+        let mut resp = error_response(self.status(), self.code(), &message);
+        if let AppError::RateLimited { retry_after_secs } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AppError::NotFound("resource"),
+            StoreError::Conflict(code) => AppError::conflict(code, conflict_message(code)),
+            StoreError::Unavailable(why) => AppError::Unavailable(why),
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// Human sentences for the store's conflict codes.
+pub fn conflict_message(code: &str) -> &'static str {
+    match code {
+        "shop_exists" => "a tenant for this shop already exists",
+        "member_exists" => "a member with this email already exists in this tenant",
+        "owner_exists" => "this tenant already has an owner",
+        "owner_role_fixed" => "the owner's role cannot be changed and the owner cannot be removed",
+        "phone_number_taken" => "this WhatsApp phone number is already connected to a tenant",
+        _ => "the request conflicts with the current state",
+    }
+}

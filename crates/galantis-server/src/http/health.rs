@@ -1,0 +1,38 @@
+//! Liveness, readiness and metrics.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The process is up.
+pub async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+/// The database is reachable and every migration (control and tenants) is applied.
+pub async fn readyz(State(state): State<AppState>) -> Result<Response, AppError> {
+    if let Err(e) = state.db.ping().await {
+        return Err(AppError::Unavailable(format!("database unreachable: {e}")));
+    }
+    let current = galantis_store::migrate::migrations_current(&state.db).await?;
+    if !current {
+        return Err(AppError::Unavailable(
+            "migrations pending: run `galantis migrate`".into(),
+        ));
+    }
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({"status": "ready", "database": state.db.engine().as_str()})),
+    )
+        .into_response())
+}
+
+/// Prometheus text exposition.
+pub async fn metrics() -> Response {
+    let body = crate::telemetry::prometheus().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

@@ -1,0 +1,220 @@
+//! Team members and API tokens over the API.
+//!
+//! Members: owner and admins manage them (`members.write`); nobody creates,
+//! changes or removes the OWNER, and only the owner manages admins.
+//! Tokens: every member manages their own; `members.write` also issues and
+//! revokes tokens of other members.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use galantis_core::{Email, MemberId, Role, TokenId};
+use galantis_store::control::members::{self, Member};
+use galantis_store::control::tokens::{self, IssuedToken, TokenInfo};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::http::auth::{Authed, perm};
+use crate::http::extract::{Json, OptionalJson, Path};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    email: String,
+    role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    role: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    label: Option<String>,
+}
+
+fn parse_role(s: &str) -> Result<Role, AppError> {
+    s.parse::<Role>()
+        .map_err(|e| AppError::unprocessable("invalid_role", e.to_string()))
+}
+
+fn parse_email(s: &str) -> Result<Email, AppError> {
+    Email::parse(s).map_err(|e| AppError::unprocessable("invalid_email", e.to_string()))
+}
+
+fn may_not_assign(actor: Role, role: Role) -> AppError {
+    AppError::ForbiddenAction {
+        code: "role_not_assignable",
+        message: format!("a member with role {actor} cannot give or change the role {role}"),
+    }
+}
+
+pub async fn list_members(
+    State(state): State<AppState>,
+    auth: Authed<perm::MembersRead>,
+) -> Result<axum::Json<serde_json::Value>, AppError> {
+    let members = members::list(&state.db, auth.tenant_id).await?;
+    Ok(axum::Json(json!({ "data": members })))
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    auth: Authed<perm::MembersWrite>,
+    Json(body): Json<NewMember>,
+) -> Result<Response, AppError> {
+    let email = parse_email(&body.email)?;
+    let role = parse_role(&body.role)?;
+    if !auth.role.may_assign(role) {
+        return Err(may_not_assign(auth.role, role));
+    }
+    let member = members::add(&state.db, auth.tenant_id, email, role).await?;
+    tracing::info!(member = %member.id, role = %role, "member added");
+    Ok((StatusCode::CREATED, axum::Json(member)).into_response())
+}
+
+async fn member_of(
+    state: &AppState,
+    auth_tenant: galantis_core::TenantId,
+    id: MemberId,
+) -> Result<Member, AppError> {
+    members::get(&state.db, auth_tenant, id)
+        .await?
+        .ok_or(AppError::NotFound("member"))
+}
+
+pub async fn change_role(
+    State(state): State<AppState>,
+    auth: Authed<perm::MembersWrite>,
+    Path(id): Path<MemberId>,
+    Json(body): Json<RoleChange>,
+) -> Result<axum::Json<Member>, AppError> {
+    let role = parse_role(&body.role)?;
+    let current = member_of(&state, auth.tenant_id, id).await?;
+    if !auth.role.may_assign(role)
+        || (current.role != Role::Owner && !auth.role.may_assign(current.role))
+    {
+        return Err(may_not_assign(
+            auth.role,
+            if auth.role.may_assign(role) {
+                current.role
+            } else {
+                role
+            },
+        ));
+    }
+    Ok(axum::Json(
+        members::set_role(&state.db, auth.tenant_id, id, role).await?,
+    ))
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    auth: Authed<perm::MembersWrite>,
+    Path(id): Path<MemberId>,
+) -> Result<StatusCode, AppError> {
+    let current = member_of(&state, auth.tenant_id, id).await?;
+    if current.role != Role::Owner && !auth.role.may_assign(current.role) {
+        return Err(may_not_assign(auth.role, current.role));
+    }
+    members::remove(&state.db, auth.tenant_id, id).await?;
+    tracing::info!(member = %id, "member removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn issued(token: IssuedToken, member: MemberId) -> Response {
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": token.id,
+            "member_id": member,
+            "token": token.secret.expose_secret(),
+            "display_prefix": token.display_prefix,
+            "note": "this is the only time the token is shown",
+        })),
+    )
+        .into_response()
+}
+
+fn validate_label(label: Option<&str>) -> Result<(), AppError> {
+    match label {
+        Some(l) if l.chars().count() > 100 => Err(AppError::unprocessable(
+            "invalid_field",
+            "label must be at most 100 characters",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /api/v1/tokens`: a new token for the caller.
+pub async fn create_own_token(
+    State(state): State<AppState>,
+    auth: Authed<perm::TenantRead>,
+    OptionalJson(body): OptionalJson<NewToken>,
+) -> Result<Response, AppError> {
+    let label = body.label;
+    validate_label(label.as_deref())?;
+    let token = tokens::create(&state.db, auth.tenant_id, auth.member_id, label.as_deref()).await?;
+    Ok(issued(token, auth.member_id))
+}
+
+/// `POST /api/v1/members/{id}/tokens`: a token for another member.
+pub async fn create_member_token(
+    State(state): State<AppState>,
+    auth: Authed<perm::MembersWrite>,
+    Path(id): Path<MemberId>,
+    OptionalJson(body): OptionalJson<NewToken>,
+) -> Result<Response, AppError> {
+    let member = member_of(&state, auth.tenant_id, id).await?;
+    if member.id != auth.member_id
+        && member.role != Role::Owner
+        && !auth.role.may_assign(member.role)
+    {
+        return Err(may_not_assign(auth.role, member.role));
+    }
+    if member.role == Role::Owner && auth.role != Role::Owner {
+        return Err(may_not_assign(auth.role, Role::Owner));
+    }
+    let label = body.label;
+    validate_label(label.as_deref())?;
+    let token = tokens::create(&state.db, auth.tenant_id, id, label.as_deref()).await?;
+    Ok(issued(token, id))
+}
+
+/// `GET /api/v1/tokens`: the caller's tokens (metadata only).
+pub async fn list_own_tokens(
+    State(state): State<AppState>,
+    auth: Authed<perm::TenantRead>,
+) -> Result<axum::Json<serde_json::Value>, AppError> {
+    let list: Vec<TokenInfo> =
+        tokens::list(&state.db, auth.tenant_id, Some(auth.member_id)).await?;
+    Ok(axum::Json(json!({ "data": list })))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: revoke one of the caller's tokens, or, with
+/// `members.write`, any token of the tenant.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    auth: Authed<perm::TenantRead>,
+    Path(id): Path<TokenId>,
+) -> Result<StatusCode, AppError> {
+    let mine = tokens::list(&state.db, auth.tenant_id, Some(auth.member_id))
+        .await?
+        .iter()
+        .any(|t| t.id == id);
+    if !mine && !auth.role.allows(galantis_core::Permission::MembersWrite) {
+        return Err(AppError::NotFound("token"));
+    }
+    tokens::revoke(&state.db, auth.tenant_id, id)
+        .await
+        .map_err(|e| match e {
+            galantis_store::StoreError::NotFound => AppError::NotFound("token"),
+            other => other.into(),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}

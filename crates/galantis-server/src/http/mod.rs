@@ -1,0 +1,79 @@
+//! The HTTP surface: routes and the middleware stack.
+
+pub mod auth;
+pub mod extract;
+pub mod health;
+pub mod members;
+pub mod middleware;
+pub mod request_id;
+pub mod tenant;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{delete, get, patch, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Which parts of the server a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeRole {
+    /// HTTP API, webhooks, WebSocket, workers and scheduler.
+    All,
+    /// HTTP only.
+    Api,
+    /// Workers and scheduler; HTTP only for health and metrics.
+    Worker,
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("route")
+}
+
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/tenant", get(tenant::get_tenant))
+        .route(
+            "/members",
+            get(members::list_members).post(members::add_member),
+        )
+        .route(
+            "/members/{id}",
+            patch(members::change_role).delete(members::remove_member),
+        )
+        .route("/members/{id}/tokens", post(members::create_member_token))
+        .route(
+            "/tokens",
+            get(members::list_own_tokens).post(members::create_own_token),
+        )
+        .route("/tokens/{id}", delete(members::revoke_token))
+}
+
+/// Builds the router for `role`, with its middleware.
+pub fn router(state: AppState, role: ServeRole) -> Router {
+    let config = state.config.clone();
+    let mut app = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+    if role != ServeRole::Worker {
+        app = app.nest(
+            "/api/v1",
+            api_routes().layer(RequestBodyLimitLayer::new(config.api_body_limit_bytes)),
+        );
+    }
+    app.fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(middleware::http_metrics))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(config.request_timeout_secs),
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(request_id::assign))
+}

@@ -1,0 +1,45 @@
+//! `GET /api/v1/tenant`: who am I calling as.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use galantis_core::{MemberId, Role, ShopDomain, TenantId};
+use galantis_store::control::tenants::{self, TenantStatus};
+use serde::Serialize;
+
+use crate::error::AppError;
+use crate::http::auth::{Authed, perm};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct TenantView {
+    pub id: TenantId,
+    pub shop: ShopDomain,
+    pub status: TenantStatus,
+    pub created_at: DateTime<Utc>,
+    pub member_id: MemberId,
+    pub role: Role,
+    pub permissions: Vec<&'static str>,
+}
+
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    auth: Authed<perm::TenantRead>,
+) -> Result<axum::Json<TenantView>, AppError> {
+    let tenant = tenants::get(&state.db, auth.tenant_id)
+        .await?
+        .ok_or(AppError::NotFound("tenant"))?;
+    Ok(axum::Json(TenantView {
+        id: tenant.id,
+        shop: tenant.shop,
+        status: tenant.status,
+        created_at: tenant.created_at,
+        member_id: auth.member_id,
+        role: auth.role,
+        permissions: auth
+            .role
+            .permissions()
+            .into_iter()
+            .map(|p| p.as_str())
+            .collect(),
+    }))
+}

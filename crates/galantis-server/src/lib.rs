@@ -1,0 +1,10 @@
+//! The `galantis` server: HTTP API, webhooks, workers, clients and CLI.
+
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,8 @@
+//! Control tables: tenants, team members, API tokens, phone-number routing and
+//! the master-key check. These are the only tables outside tenant scope, and
+//! they hold no customer data.
+
+pub mod keyring;
+pub mod members;
+pub mod tenants;
+pub mod tokens;

@@ -1,0 +1,459 @@
+//! One store, two engines.
+//!
+//! [`Db`] is either embedded SQLite (a control database plus one file per
+//! tenant, WAL mode) or PostgreSQL (a `public` control schema plus one schema
+//! per tenant). Repository code is written once against [`Tx`] with the
+//! [`on_tx!`] macro, which type-checks the same body for both engines; only
+//! where dialects really differ does a repository write two statements.
+//!
+//! Tenant isolation is structural: tenant tables are reachable only through a
+//! [`TenantTx`], which can only be made by [`Db::tenant_tx`]. On PostgreSQL its
+//! first statement pins `search_path` to the tenant's schema for the
+//! transaction; on SQLite it is a transaction on the tenant's own file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use galantis_core::TenantId;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Sqlite, SqlitePool};
+
+use crate::error::StoreError;
+
+/// Which engine a [`Db`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// `postgres://…` selects PostgreSQL; `None` selects SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub max_connections: u32,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    backend: Arc<Backend>,
+}
+
+pub(crate) enum Backend {
+    Sqlite(SqliteBackend),
+    Postgres(PgPool),
+}
+
+pub(crate) struct SqliteBackend {
+    pub(crate) dir: PathBuf,
+    pub(crate) control: SqlitePool,
+    tenants: DashMap<TenantId, SqlitePool>,
+}
+
+/// An open transaction on either engine. Repository bodies reach the
+/// connection through [`on_tx!`].
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$c` bound to the transaction's connection; the body is
+/// compiled once per engine, so it must be valid SQL and types for both.
+/// The two-body form is for statements whose dialects differ.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! on_tx {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::db::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::db::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+    ($tx:expr, sqlite |$s:ident| $sbody:expr, postgres |$p:ident| $pbody:expr) => {
+        match $tx {
+            $crate::db::Tx::Sqlite(t) => {
+                let $s = &mut **t;
+                $sbody
+            }
+            $crate::db::Tx::Postgres(t) => {
+                let $p = &mut **t;
+                $pbody
+            }
+        }
+    };
+}
+pub use on_tx;
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Tx::Sqlite(_) => Engine::Sqlite,
+            Tx::Postgres(_) => Engine::Postgres,
+        }
+    }
+}
+
+/// A transaction on the control tables (tenants, members, tokens, keyring).
+pub struct ControlTx(pub(crate) Tx);
+
+impl ControlTx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().await
+    }
+}
+
+/// A transaction scoped to one tenant: the only way to reach tenant tables.
+///
+/// Repository functions take `&mut TenantTx` first, so calling one without a
+/// tenant scope does not compile; neither can a `TenantTx` be built outside
+/// this crate, because its fields are private:
+///
+/// ```compile_fail
+/// use galantis_store::{TenantTx, tenant::settings};
+/// async fn leak(pool: &sqlx::SqlitePool) {
+///     let mut conn = pool.acquire().await.unwrap();
+///     // error: expected `&mut TenantTx`, found `&mut PoolConnection<Sqlite>`
+///     settings::get(&mut conn, "k").await.unwrap();
+/// }
+/// ```
+///
+/// ```compile_fail
+/// use galantis_store::TenantTx;
+/// // error: fields of `TenantTx` are private
+/// let tx = TenantTx { tenant: galantis_core::TenantId::new(), tx: todo!() };
+/// ```
+pub struct TenantTx {
+    tenant: TenantId,
+    tx: Tx,
+}
+
+impl TenantTx {
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    pub(crate) fn tx(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.tx.engine()
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await
+    }
+}
+
+fn sqlite_options(path: &Path, create: bool) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(create)
+        .journal_mode(SqliteJournalMode::Wal)
+        // NORMAL in WAL mode survives a process crash (kill -9) without losing
+        // committed transactions; only an OS crash or power loss can lose the
+        // last ones, which is the usual trade-off for an embedded default.
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        .disable_statement_logging()
+}
+
+impl Db {
+    /// Opens the store. SQLite creates its directory and control database
+    /// when missing; PostgreSQL must be reachable. Does not migrate.
+    pub async fn connect(config: &DbConfig) -> Result<Self, StoreError> {
+        let backend = match &config.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let opts: PgConnectOptions = url
+                    .parse::<PgConnectOptions>()
+                    .map_err(|e| {
+                        StoreError::Config(format!(
+                            "DATABASE_URL is not a valid PostgreSQL URL: {e}"
+                        ))
+                    })?
+                    .disable_statement_logging();
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
+                    })?;
+                Backend::Postgres(pool)
+            }
+            Some(_) => {
+                return Err(StoreError::Config(
+                    "DATABASE_URL must start with postgres:// (leave it unset for embedded SQLite)"
+                        .into(),
+                ));
+            }
+            None => {
+                let dir = config.data_dir.clone();
+                std::fs::create_dir_all(dir.join("tenants")).map_err(|e| {
+                    StoreError::Config(format!(
+                        "cannot create data directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                let control = SqlitePoolOptions::new()
+                    .max_connections(config.max_connections.clamp(1, 16))
+                    .connect_with(sqlite_options(&dir.join("control.db"), true))
+                    .await
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot open {}: {e}",
+                            dir.join("control.db").display()
+                        ))
+                    })?;
+                Backend::Sqlite(SqliteBackend {
+                    dir,
+                    control,
+                    tenants: DashMap::new(),
+                })
+            }
+        };
+        Ok(Self {
+            backend: Arc::new(backend),
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        match &*self.backend {
+            Backend::Sqlite(_) => Engine::Sqlite,
+            Backend::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Where SQLite keeps its files (`None` on PostgreSQL).
+    pub fn data_dir(&self) -> Option<&Path> {
+        match &*self.backend {
+            Backend::Sqlite(s) => Some(&s.dir),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// A write transaction on the control tables. On SQLite it begins
+    /// IMMEDIATE, taking the write lock up front so two writers never deadlock
+    /// on a lock upgrade.
+    pub async fn control_tx(&self) -> Result<ControlTx, StoreError> {
+        Ok(ControlTx(match &*self.backend {
+            Backend::Sqlite(s) => Tx::Sqlite(s.control.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
+        }))
+    }
+
+    /// A read transaction on the control tables (no write lock on SQLite).
+    pub async fn control_read(&self) -> Result<ControlTx, StoreError> {
+        Ok(ControlTx(match &*self.backend {
+            Backend::Sqlite(s) => Tx::Sqlite(s.control.begin().await?),
+            Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
+        }))
+    }
+
+    fn tenant_pool(s: &SqliteBackend, tenant: TenantId) -> SqlitePool {
+        s.tenants
+            .entry(tenant)
+            .or_insert_with(|| {
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .min_connections(0)
+                    .idle_timeout(Duration::from_secs(120))
+                    .connect_lazy_with(sqlite_options(&tenant_file(&s.dir, tenant), false))
+            })
+            .clone()
+    }
+
+    /// A write transaction scoped to `tenant`.
+    pub async fn tenant_tx(&self, tenant: TenantId) -> Result<TenantTx, StoreError> {
+        let tx = match &*self.backend {
+            Backend::Sqlite(s) => Tx::Sqlite(
+                Self::tenant_pool(s, tenant)
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await?,
+            ),
+            Backend::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                // First statement of every tenant transaction; `true` makes it
+                // local to this transaction, so the pooled connection is clean
+                // again after commit or rollback.
+                sqlx::query("SELECT set_config('search_path', $1, true)")
+                    .bind(quoted_schema(tenant))
+                    .execute(&mut *tx)
+                    .await?;
+                Tx::Postgres(tx)
+            }
+        };
+        Ok(TenantTx { tenant, tx })
+    }
+
+    /// A read transaction scoped to `tenant` (no write lock on SQLite).
+    pub async fn tenant_read(&self, tenant: TenantId) -> Result<TenantTx, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(s) => Ok(TenantTx {
+                tenant,
+                tx: Tx::Sqlite(Self::tenant_pool(s, tenant).begin().await?),
+            }),
+            Backend::Postgres(_) => self.tenant_tx(tenant).await,
+        }
+    }
+
+    /// Database reachable?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.control.acquire().await?.ping().await?,
+            Backend::Postgres(p) => p.acquire().await?.ping().await?,
+        }
+        Ok(())
+    }
+
+    /// Forgets the cached pool of a tenant (after its storage is dropped).
+    pub(crate) fn forget_tenant(&self, tenant: TenantId) {
+        if let Backend::Sqlite(s) = &*self.backend {
+            s.tenants.remove(&tenant);
+        }
+    }
+
+    /// A fresh, unpooled connection to one tenant's storage with the tenant
+    /// selected for the whole session; used by migrations, which must not
+    /// leave a session-wide `search_path` on a pooled connection.
+    pub(crate) async fn dedicated_tenant_conn(
+        &self,
+        tenant: TenantId,
+        create: bool,
+    ) -> Result<DedicatedConn, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(s) => Ok(DedicatedConn::Sqlite(
+                sqlite_options(&tenant_file(&s.dir, tenant), create)
+                    .connect()
+                    .await?,
+            )),
+            Backend::Postgres(p) => {
+                let mut conn = p.connect_options().connect().await?;
+                let schema = quoted_schema(tenant);
+                if create {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "CREATE SCHEMA IF NOT EXISTS {schema}"
+                    )))
+                    .execute(&mut conn)
+                    .await?;
+                }
+                sqlx::query("SELECT set_config('search_path', $1, false)")
+                    .bind(&schema)
+                    .execute(&mut conn)
+                    .await?;
+                Ok(DedicatedConn::Postgres(conn))
+            }
+        }
+    }
+
+    /// Removes a tenant's storage entirely (file or schema).
+    pub async fn drop_tenant_storage(&self, tenant: TenantId) -> Result<(), StoreError> {
+        self.forget_tenant(tenant);
+        match &*self.backend {
+            Backend::Sqlite(s) => {
+                let base = tenant_file(&s.dir, tenant);
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = base.clone().into_os_string();
+                    p.push(suffix);
+                    match std::fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(StoreError::Io(e)),
+                    }
+                }
+            }
+            Backend::Postgres(p) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE",
+                    quoted_schema(tenant)
+                )))
+                .execute(p)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every pool; pending work finishes first.
+    pub async fn close(&self) {
+        match &*self.backend {
+            Backend::Sqlite(s) => {
+                for entry in s.tenants.iter() {
+                    entry.value().close().await;
+                }
+                s.control.close().await;
+            }
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+pub(crate) enum DedicatedConn {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl DedicatedConn {
+    pub(crate) async fn close(self) -> Result<(), StoreError> {
+        match self {
+            DedicatedConn::Sqlite(c) => c.close().await?,
+            DedicatedConn::Postgres(c) => c.close().await?,
+        }
+        Ok(())
+    }
+}
+
+fn tenant_file(dir: &Path, tenant: TenantId) -> PathBuf {
+    dir.join("tenants").join(format!("{tenant}.db"))
+}
+
+/// The tenant's schema name, quoted. Built only from the id's hex digits.
+pub(crate) fn quoted_schema(tenant: TenantId) -> String {
+    format!("\"{}\"", tenant.schema_name())
+}

@@ -1,0 +1,32 @@
+//! Errors of the storage layer. The server maps them to `AppError`; nothing
+//! here ever carries a secret or a row's personal data in its message.
+
+use crate::crypto::CryptoError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was broken; the string names which (stable, snake_case).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("io error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// Whether a database error is a unique-constraint violation.
+    pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+        matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+    }
+}

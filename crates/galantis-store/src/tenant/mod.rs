@@ -1,0 +1,4 @@
+//! Tenant-scoped repositories. Every function takes `&mut TenantTx` first.
+
+pub mod secrets;
+pub mod settings;
