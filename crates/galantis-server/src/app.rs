@@ -94,12 +94,12 @@ async fn verify(db: &Db, key: &MasterKey) -> anyhow::Result<()> {
 /// also every tenant migrated when `migrate_on_start`).
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     config.validate_for_serve()?;
-    if config.is_embedded() {
-        if config.shopify_app_secret.is_none() || config.meta_app_secret.is_none() {
-            tracing::warn!(
-                "using development webhook secrets (embedded mode); set GALANTIS_SHOPIFY_APP_SECRET and GALANTIS_META_APP_SECRET for real traffic"
-            );
-        }
+    if config.is_embedded()
+        && (config.shopify_app_secret.is_none() || config.meta_app_secret.is_none())
+    {
+        tracing::warn!(
+            "using development webhook secrets (embedded mode); set GALANTIS_SHOPIFY_APP_SECRET and GALANTIS_META_APP_SECRET for real traffic"
+        );
     }
     // Install the metrics recorder before the first request records anything.
     crate::telemetry::prometheus();

@@ -157,12 +157,12 @@ impl Config {
             ("GALANTIS_SHOPIFY_BASE_URL", &self.shopify_base_url),
             ("GALANTIS_META_BASE_URL", &self.meta_base_url),
         ] {
-            if let Some(u) = url {
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(ConfigError(format!(
-                        "{name} must be an http:// or https:// URL"
-                    )));
-                }
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return Err(ConfigError(format!(
+                    "{name} must be an http:// or https:// URL"
+                )));
             }
         }
         if !self.meta_graph_version.starts_with('v') {
@@ -269,6 +269,25 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().0.contains("GALANTIS_PUBLIC_URL"));
+    }
+
+    #[test]
+    fn the_example_file_parses_and_documents_the_real_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../galantis.example.toml");
+        let from_file: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .extract()
+            .expect("galantis.example.toml parses");
+        let text = std::fs::read_to_string(path).unwrap();
+        let documented = serde_json::to_value(&from_file).unwrap();
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        assert_eq!(documented, defaults, "example values differ from the defaults");
+        for key in defaults.as_object().unwrap().keys() {
+            assert!(text.contains(key.as_str()), "galantis.example.toml does not document `{key}`");
+        }
+        for secret in ["database_url", "master_key", "shopify_app_secret", "meta_app_secret", "meta_verify_token"] {
+            assert!(text.contains(secret), "galantis.example.toml does not document `{secret}`");
+        }
     }
 
     #[test]

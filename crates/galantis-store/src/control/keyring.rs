@@ -32,10 +32,10 @@ pub async fn verify_or_init(db: &Db, master: &MasterKey) -> Result<(), StoreErro
                     .fetch_one(&mut *c)
                     .await?
             });
-            if tenants > 0 {
-                if let Some((id, wrapped)) = any_wrapped_key(&mut tx).await? {
-                    master.unwrap(id, &wrapped)?;
-                }
+            if tenants > 0
+                && let Some((id, wrapped)) = any_wrapped_key(&mut tx).await?
+            {
+                master.unwrap(id, &wrapped)?;
             }
             let check = master.make_check()?;
             on_tx!(&mut tx.0, |c| {

@@ -101,13 +101,12 @@ pub async fn create(
     if find_by_shop(db, &new.shop).await?.is_some() {
         return Err(StoreError::Conflict("shop_exists"));
     }
-    if let Some(link) = &new.phone {
-        if phone_number_owner(db, &link.phone_number_id)
+    if let Some(link) = &new.phone
+        && phone_number_owner(db, &link.phone_number_id)
             .await?
             .is_some()
-        {
-            return Err(StoreError::Conflict("phone_number_taken"));
-        }
+    {
+        return Err(StoreError::Conflict("phone_number_taken"));
     }
     let id = TenantId::new();
     let version = migrate_tenant_storage(db, id, true).await?;

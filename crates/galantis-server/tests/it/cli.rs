@@ -1,0 +1,503 @@
+//! The real `galantis` binary against a scratch store.
+
+use std::process::Output;
+use std::time::Duration;
+
+use galantis_core::SecretName;
+use galantis_store::crypto::MasterKey;
+use galantis_testkit::Scratch;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+pub fn command(env: &[(String, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_galantis"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GALANTIS_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+async fn run(env: &[(String, String)], args: &[&str]) -> Output {
+    command(env)
+        .args(args)
+        .output()
+        .await
+        .expect("run galantis")
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+async fn tenant_count(env: &[(String, String)]) -> usize {
+    json_of(&run(env, &["tenant", "list"]).await)
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn tenant_create_prints_the_owner_token_once_and_it_works() {
+    let scratch = Scratch::new().await;
+    let env = scratch.env();
+    let out = json_of(
+        &run(
+            &env,
+            &[
+                "tenant",
+                "create",
+                "--shop",
+                "Cli-Shop.myshopify.com",
+                "--phone-number-id",
+                "1234567890",
+                "--waba-id",
+                "987654321",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(out["shop"], "cli-shop.myshopify.com");
+    assert!(out["tenant_id"].as_str().is_some());
+    assert!(out["token"].as_str().unwrap().starts_with("glt_"));
+    assert_eq!(out["phone_number_id"], "1234567890");
+
+    let list = json_of(&run(&env, &["tenant", "list"]).await);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(
+        !list.to_string().contains("glt_"),
+        "tokens are never listed"
+    );
+
+    // Members and tokens through the CLI.
+    let m = json_of(
+        &run(
+            &env,
+            &[
+                "member",
+                "add",
+                "--shop",
+                "cli-shop.myshopify.com",
+                "--email",
+                "ops@shop.mx",
+                "--role",
+                "ANALYST",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(m["role"], "ANALYST");
+    let t = json_of(
+        &run(
+            &env,
+            &[
+                "token",
+                "create",
+                "--shop",
+                "cli-shop.myshopify.com",
+                "--member",
+                "ops@shop.mx",
+            ],
+        )
+        .await,
+    );
+    assert!(t["token"].as_str().unwrap().starts_with("glt_"));
+    let token_id = t["token_id"].as_str().unwrap().to_owned();
+    let r = json_of(
+        &run(
+            &env,
+            &[
+                "token",
+                "revoke",
+                "--shop",
+                "cli-shop.myshopify.com",
+                "--token-id",
+                &token_id,
+            ],
+        )
+        .await,
+    );
+    assert_eq!(r["revoked"], token_id.as_str());
+
+    let d = json_of(
+        &run(
+            &env,
+            &["tenant", "deactivate", "--shop", "cli-shop.myshopify.com"],
+        )
+        .await,
+    );
+    assert_eq!(d["status"], "deactivated");
+}
+
+#[tokio::test]
+async fn bad_cli_input_fails_clearly_and_writes_nothing() {
+    let scratch = Scratch::new().await;
+    let env = scratch.env();
+    json_of(&run(&env, &["tenant", "create", "--shop", "taken.myshopify.com"]).await);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["tenant", "create", "--shop", "taken.com"],
+            "not a Shopify store domain",
+        ),
+        (
+            vec!["tenant", "create", "--shop", "https://x.myshopify.com"],
+            "not a Shopify store domain",
+        ),
+        (
+            vec!["tenant", "create", "--shop", "taken.myshopify.com"],
+            "already exists",
+        ),
+        (
+            vec!["tenant", "create", "--shop", "TAKEN.myshopify.com"],
+            "already exists",
+        ),
+        (
+            vec!["tenant", "create", "--shop", "x.myshopify.com", "--bogus"],
+            "unexpected argument",
+        ),
+        (
+            vec![
+                "tenant",
+                "create",
+                "--shop",
+                "x.myshopify.com",
+                "--phone-number-id",
+                "1",
+            ],
+            "--waba-id",
+        ),
+        (
+            vec![
+                "tenant",
+                "create",
+                "--shop",
+                "x.myshopify.com",
+                "--phone-number-id",
+                "abc",
+                "--waba-id",
+                "1",
+            ],
+            "numeric",
+        ),
+        (vec!["tenant", "create"], "--shop"),
+        (
+            vec!["tenant", "deactivate", "--shop", "ghost.myshopify.com"],
+            "no tenant",
+        ),
+        (
+            vec![
+                "member",
+                "add",
+                "--shop",
+                "taken.myshopify.com",
+                "--email",
+                "a@b.co",
+                "--role",
+                "GOD",
+            ],
+            "not a role",
+        ),
+        (
+            vec![
+                "member",
+                "add",
+                "--shop",
+                "taken.myshopify.com",
+                "--email",
+                "a@b.co",
+                "--role",
+                "OWNER",
+            ],
+            "exactly one OWNER",
+        ),
+        (
+            vec![
+                "member",
+                "add",
+                "--shop",
+                "taken.myshopify.com",
+                "--email",
+                "nope",
+                "--role",
+                "VIEWER",
+            ],
+            "email",
+        ),
+        (
+            vec![
+                "member",
+                "add",
+                "--shop",
+                "ghost.myshopify.com",
+                "--email",
+                "a@b.co",
+                "--role",
+                "VIEWER",
+            ],
+            "no tenant",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "--shop",
+                "taken.myshopify.com",
+                "--member",
+                "ghost@b.co",
+            ],
+            "no member",
+        ),
+        (
+            vec![
+                "token",
+                "revoke",
+                "--shop",
+                "taken.myshopify.com",
+                "--token-id",
+                "nope",
+            ],
+            "token id",
+        ),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ];
+    for (args, expected) in cases {
+        let out = run(&env, &args).await;
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed a result");
+    }
+    assert_eq!(tenant_count(&env).await, 1);
+    let members = json_of(&run(&env, &["member", "list", "--shop", "taken.myshopify.com"]).await);
+    assert_eq!(members.as_array().unwrap().len(), 1, "only the owner");
+}
+
+#[tokio::test]
+async fn migrate_twice_the_second_run_changes_nothing() {
+    let scratch = Scratch::new().await;
+    let env = scratch.env();
+    for i in 0..3 {
+        json_of(
+            &run(
+                &env,
+                &[
+                    "tenant",
+                    "create",
+                    "--shop",
+                    &format!("mig-{i}.myshopify.com"),
+                ],
+            )
+            .await,
+        );
+    }
+    let first = json_of(&run(&env, &["migrate"]).await);
+    assert_eq!(first["tenants_total"], 3);
+    let second = json_of(&run(&env, &["migrate"]).await);
+    assert_eq!(second["control_applied"], 0);
+    assert_eq!(second["tenants_upgraded"], 0);
+    assert_eq!(second["tenants_total"], 3);
+}
+
+#[tokio::test]
+async fn keys_rotate_keeps_secrets_readable_and_the_old_key_is_refused() {
+    let scratch = Scratch::new().await;
+    let mut env = scratch.env();
+    let created = json_of(&run(&env, &["tenant", "create", "--shop", "rot.myshopify.com"]).await);
+    let tenant: galantis_core::TenantId = created["tenant_id"].as_str().unwrap().parse().unwrap();
+    {
+        let (db, master, _) = galantis_server::app::open(&scratch.config()).await.unwrap();
+        let store = galantis_store::SecretStore::new(db.clone(), master);
+        store
+            .put(
+                tenant,
+                SecretName::ShopifyAccessToken,
+                &SecretString::from("shpat_rotate_me"),
+            )
+            .await
+            .unwrap();
+        db.close().await;
+    }
+    let new = MasterKey::generate().unwrap();
+    env.push(("GALANTIS_NEW_MASTER_KEY".into(), new.to_base64()));
+    let out = json_of(&run(&env, &["keys", "rotate"]).await);
+    assert_eq!(out["rotated_tenants"], 1);
+    assert!(
+        out.get("new_master_key").is_none(),
+        "a provided key is not echoed"
+    );
+
+    // The old key is now refused with a clear message, before anything runs.
+    env.retain(|(k, _)| k != "GALANTIS_NEW_MASTER_KEY");
+    let out = run(&env, &["serve", "--bind", "127.0.0.1:0"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("master key does not match"),
+        "{}",
+        stderr(&out)
+    );
+
+    // With the new key the secret reads back.
+    let mut config = scratch.config();
+    config.master_key = Some(SecretString::from(new.to_base64()));
+    let (db, master, _) = galantis_server::app::open(&config).await.unwrap();
+    let store = galantis_store::SecretStore::new(db.clone(), master);
+    let back = store
+        .get(tenant, SecretName::ShopifyAccessToken)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.expose_secret(), "shpat_rotate_me");
+    db.close().await;
+
+    // A malformed key is a clear start-up error too.
+    env.retain(|(k, _)| k != "GALANTIS_MASTER_KEY");
+    env.push(("GALANTIS_MASTER_KEY".into(), "c2hvcnQ=".into()));
+    let out = run(&env, &["tenant", "list"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("GALANTIS_MASTER_KEY"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn embedded_key_file_rotation_replaces_the_file() {
+    let scratch = Scratch::new().await;
+    if scratch.pg.is_some() {
+        return; // The key file exists only in embedded (SQLite) mode.
+    }
+    let env: Vec<_> = scratch
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "GALANTIS_MASTER_KEY")
+        .collect();
+    json_of(
+        &run(
+            &env,
+            &["tenant", "create", "--shop", "file-rot.myshopify.com"],
+        )
+        .await,
+    );
+    let key_path = scratch.dir.path().join("data").join("master.key");
+    let before = std::fs::read_to_string(&key_path).unwrap();
+    let out = json_of(&run(&env, &["keys", "rotate"]).await);
+    assert_eq!(out["rotated_tenants"], 1);
+    let after = std::fs::read_to_string(&key_path).unwrap();
+    assert_ne!(before, after);
+    assert!(!key_path.with_extension("key.new").exists());
+    assert_eq!(
+        tenant_count(&env).await,
+        1,
+        "the store opens with the rotated key file"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn serve_on_a_fresh_directory_with_no_config_answers_health_ready_and_metrics() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = command(&[])
+        .current_dir(cwd.path())
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "server did not come up");
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("galantis_http_requests_total")
+    );
+    assert!(cwd.path().join("galantis-data/control.db").exists());
+    assert!(cwd.path().join("galantis-data/master.key").exists());
+
+    // SIGTERM shuts it down gracefully.
+    #[cfg(unix)]
+    {
+        let pid = child.id().unwrap() as i32;
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "graceful exit");
+    }
+    #[cfg(not(unix))]
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_configuration_stops_start_up_naming_the_setting() {
+    let scratch = Scratch::new().await;
+    let mut env = scratch.env();
+    env.push(("GALANTIS_REQUEST_TIMEOUT_SECS".into(), "soon".into()));
+    let out = run(&env, &["tenant", "list"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("GALANTIS_REQUEST_TIMEOUT_SECS"),
+        "{}",
+        stderr(&out)
+    );
+
+    let mut env = scratch.env();
+    env.push(("DATABASE_URL".into(), "mysql://nope".into()));
+    let out = run(&env, &["tenant", "list"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("DATABASE_URL"), "{}", stderr(&out));
+}

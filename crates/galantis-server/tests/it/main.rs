@@ -1,0 +1,10 @@
+//! Integration tests: the real router over real HTTP, and the real binary,
+//! on SQLite — and on PostgreSQL when TEST_DATABASE_URL is set.
+
+mod auth;
+mod cli;
+mod http_basics;
+mod isolation;
+mod members;
+mod migrate;
+mod secrets;
