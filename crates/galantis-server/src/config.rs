@@ -281,12 +281,27 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         let documented = serde_json::to_value(&from_file).unwrap();
         let defaults = serde_json::to_value(Config::default()).unwrap();
-        assert_eq!(documented, defaults, "example values differ from the defaults");
+        assert_eq!(
+            documented, defaults,
+            "example values differ from the defaults"
+        );
         for key in defaults.as_object().unwrap().keys() {
-            assert!(text.contains(key.as_str()), "galantis.example.toml does not document `{key}`");
+            assert!(
+                text.contains(key.as_str()),
+                "galantis.example.toml does not document `{key}`"
+            );
         }
-        for secret in ["database_url", "master_key", "shopify_app_secret", "meta_app_secret", "meta_verify_token"] {
-            assert!(text.contains(secret), "galantis.example.toml does not document `{secret}`");
+        for secret in [
+            "database_url",
+            "master_key",
+            "shopify_app_secret",
+            "meta_app_secret",
+            "meta_verify_token",
+        ] {
+            assert!(
+                text.contains(secret),
+                "galantis.example.toml does not document `{secret}`"
+            );
         }
     }
 
