@@ -82,6 +82,12 @@ uuid_id!(
     "token"
 );
 
+uuid_id!(
+    /// A job in the durable queue.
+    JobId,
+    "job"
+);
+
 impl TenantId {
     /// The PostgreSQL schema holding this tenant's tables. Derived from the id
     /// alone (hex digits only), so it is always a safe identifier.

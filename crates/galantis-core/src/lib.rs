@@ -15,9 +15,9 @@ pub mod shop;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use email::Email;
-pub use ids::{MemberId, TenantId, TokenId};
+pub use ids::{JobId, MemberId, TenantId, TokenId};
 pub use phone::PhoneE164;
-pub use queue::{JobState, Lane, RetrySchedule, UniqueScope};
+pub use queue::{JobKind, JobState, Lane, RetrySchedule, UniqueScope};
 pub use roles::{Permission, Role};
 pub use secrets::{KeyStore, SecretName};
 pub use shop::ShopDomain;

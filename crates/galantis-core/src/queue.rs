@@ -66,7 +66,9 @@ impl fmt::Display for Lane {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a lane; expected ingest, messages, flows, campaigns, sync, monitor or compliance")]
+#[error(
+    "`{0}` is not a lane; expected ingest, messages, flows, campaigns, sync, monitor or compliance"
+)]
 pub struct UnknownLane(pub String);
 
 impl FromStr for Lane {
@@ -113,7 +115,9 @@ impl FromStr for JobState {
             "running" => Ok(JobState::Running),
             "completed" => Ok(JobState::Completed),
             "dead" => Ok(JobState::Dead),
-            other => Err(format!("`{other}` is not a job state; expected available, running, completed or dead")),
+            other => Err(format!(
+                "`{other}` is not a job state; expected available, running, completed or dead"
+            )),
         }
     }
 }
@@ -132,13 +136,23 @@ pub struct RetrySchedule {
 
 impl Default for RetrySchedule {
     fn default() -> Self {
-        Self { base: Duration::from_secs(5), factor: 2.0, cap: Duration::from_secs(60 * 60), jitter: 0.2 }
+        Self {
+            base: Duration::from_secs(5),
+            factor: 2.0,
+            cap: Duration::from_secs(60 * 60),
+            jitter: 0.2,
+        }
     }
 }
 
 impl RetrySchedule {
     pub const fn fixed(delay: Duration) -> Self {
-        Self { base: delay, factor: 1.0, cap: delay, jitter: 0.0 }
+        Self {
+            base: delay,
+            factor: 1.0,
+            cap: delay,
+            jitter: 0.0,
+        }
     }
 
     /// Delay before the next attempt after attempt `attempt` failed.
@@ -147,7 +161,9 @@ impl RetrySchedule {
         let raw = (self.base.as_secs_f64() * exp).min(self.cap.as_secs_f64());
         let spread = if self.jitter > 0.0 {
             // splitmix64 of (seed, attempt): a uniform value in [-1, 1).
-            let mut x = (seed as u64) ^ ((seed >> 64) as u64) ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut x = (seed as u64)
+                ^ ((seed >> 64) as u64)
+                ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             x ^= x >> 31;
@@ -156,7 +172,9 @@ impl RetrySchedule {
         } else {
             0.0
         };
-        Duration::from_secs_f64((raw * (1.0 + spread)).clamp(0.0, self.cap.as_secs_f64() * (1.0 + self.jitter)))
+        Duration::from_secs_f64(
+            (raw * (1.0 + spread)).clamp(0.0, self.cap.as_secs_f64() * (1.0 + self.jitter)),
+        )
     }
 }
 
@@ -175,11 +193,19 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_jitter_is_bounded_and_reproducible() {
-        let s = RetrySchedule { base: Duration::from_secs(10), factor: 2.0, cap: Duration::from_secs(100), jitter: 0.1 };
+        let s = RetrySchedule {
+            base: Duration::from_secs(10),
+            factor: 2.0,
+            cap: Duration::from_secs(100),
+            jitter: 0.1,
+        };
         for attempt in 1..20 {
             let d = s.delay(attempt, 42).as_secs_f64();
             let nominal = (10.0 * 2f64.powi(attempt as i32 - 1)).min(100.0);
-            assert!(d >= nominal * 0.9 - 1e-9 && d <= nominal * 1.1 + 1e-9, "{attempt}: {d}");
+            assert!(
+                d >= nominal * 0.9 - 1e-9 && d <= nominal * 1.1 + 1e-9,
+                "{attempt}: {d}"
+            );
             assert_eq!(s.delay(attempt, 42), s.delay(attempt, 42));
         }
         assert_ne!(s.delay(1, 1), s.delay(1, 2), "different jobs spread out");
@@ -198,5 +224,30 @@ mod tests {
             assert_eq!(l.as_str().parse::<Lane>().unwrap(), l);
         }
         assert!("fast".parse::<Lane>().is_err());
+    }
+}
+
+/// A kind of job and its policy, declared once in code. The payload is the
+/// implementing type itself (serialised as JSON).
+pub trait JobKind: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// Stable name stored with each job; never rename a kind with jobs in flight.
+    const KIND: &'static str;
+    const LANE: Lane;
+    /// Lower runs first within the lane.
+    const PRIORITY: i16 = 0;
+    const MAX_ATTEMPTS: u32 = 20;
+    /// A run taking longer than this counts as a failed attempt.
+    const TIMEOUT: Duration = Duration::from_secs(300);
+    const RETRY: RetrySchedule = RetrySchedule {
+        base: Duration::from_secs(5),
+        factor: 2.0,
+        cap: Duration::from_secs(3600),
+        jitter: 0.2,
+    };
+    const UNIQUE_SCOPE: UniqueScope = UniqueScope::Forever;
+
+    /// A key that makes enqueueing idempotent (e.g. the webhook id).
+    fn unique_key(&self) -> Option<String> {
+        None
     }
 }

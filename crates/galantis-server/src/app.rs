@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{ServeRole, router};
+use crate::jobs::worker::Worker;
+use crate::jobs::{Registry, scheduler};
 use crate::state::AppState;
 
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -123,17 +125,31 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 }
 
 /// Serves until `shutdown` resolves; then stops accepting, lets in-flight
-/// requests finish within the grace period, and closes the store.
+/// requests and running jobs finish within the grace period, and closes the
+/// store. With `workers`, this node also runs the job workers and scheduler.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     role: ServeRole,
+    workers: Option<Registry>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let db = state.db.clone();
-    let app = router(state, role);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = workers.map(|registry| {
+        let worker = Worker::new(state.clone(), registry);
+        tracing::info!(worker = worker.id(), "job workers started");
+        (
+            tokio::spawn(worker.run(stop_rx.clone())),
+            tokio::spawn(scheduler::run(
+                state.clone(),
+                scheduler::builtin_periodic(),
+                stop_rx.clone(),
+            )),
+        )
+    });
+    let app = router(state, role);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -145,6 +161,17 @@ pub async fn serve(
             let _ = stop_rx2.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over; abandoning in-flight requests"),
+    }
+    if let Some((worker, scheduler)) = background {
+        // Workers drain within the grace period themselves; the margin covers
+        // releasing what they had to abort.
+        if tokio::time::timeout(grace + Duration::from_secs(5), worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("job workers did not stop in time");
+        }
+        scheduler.abort();
     }
     db.close().await;
     Ok(())

@@ -49,6 +49,9 @@ pub enum Command {
     /// Master key operations.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The job queue's operator view.
+    #[command(subcommand)]
+    Jobs(crate::jobs::cli::JobsCommand),
     /// Benchmarks (see docs/performance.md).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -132,18 +135,18 @@ pub enum KeysCommand {
     Rotate,
 }
 
-fn print(value: serde_json::Value) {
+pub(crate) fn print(value: serde_json::Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(&value).unwrap_or_default()
     );
 }
 
-fn parse_shop(s: &str) -> anyhow::Result<ShopDomain> {
+pub(crate) fn parse_shop(s: &str) -> anyhow::Result<ShopDomain> {
     ShopDomain::parse(s).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-async fn tenant_by_shop(db: &Db, shop: &ShopDomain) -> anyhow::Result<tenants::Tenant> {
+pub(crate) async fn tenant_by_shop(db: &Db, shop: &ShopDomain) -> anyhow::Result<tenants::Tenant> {
     tenants::find_by_shop(db, shop)
         .await?
         .with_context(|| format!("no tenant for shop {shop}"))
@@ -170,7 +173,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {bind}"))?;
             tracing::info!(addr = %listener.local_addr()?, role = ?args.role, engine = state.db.engine().as_str(), "galantis listening");
-            app::serve(state, listener, args.role, app::shutdown_signal()).await
+            let workers = (args.role != ServeRole::Api).then(crate::jobs::Registry::builtin);
+            app::serve(state, listener, args.role, workers, app::shutdown_signal()).await
         }
         Command::Migrate => {
             let (db, _, _) = app::open(&config).await?;
@@ -182,6 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member(cmd) => member_command(&config, cmd).await,
         Command::Token(cmd) => token_command(&config, cmd).await,
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
+        Command::Jobs(cmd) => crate::jobs::cli::run(&config, cmd).await,
         Command::Bench(cmd) => crate::bench::run(&config, cmd).await,
     }
 }

@@ -58,8 +58,81 @@ pub struct Config {
     pub webhook_body_limit_bytes: usize,
     /// A request taking longer than this is answered 503.
     pub request_timeout_secs: u64,
-    /// On SIGTERM or Ctrl-C, in-flight requests get this long to finish.
+    /// On SIGTERM or Ctrl-C, in-flight requests and running jobs get this
+    /// long to finish.
     pub shutdown_grace_secs: u64,
+    /// The durable job queue.
+    pub queue: QueueConfig,
+}
+
+/// `[queue]`; environment: `GALANTIS_QUEUE__<SETTING>` (double underscore),
+/// e.g. `GALANTIS_QUEUE__POLL_INTERVAL_MS=500`,
+/// `GALANTIS_QUEUE__CONCURRENCY__CAMPAIGNS=4`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Workers per lane on this node.
+    pub concurrency: LaneConcurrency,
+    /// Idle workers look for due jobs at least this often (wake-ups on
+    /// enqueue are immediate; this catches scheduled jobs and other nodes).
+    pub poll_interval_ms: u64,
+    /// Running jobs' heartbeat period.
+    pub heartbeat_interval_secs: u64,
+    /// A running job without a heartbeat for this long is rescued.
+    pub heartbeat_timeout_secs: u64,
+    /// Completed jobs are deleted after this many hours.
+    pub completed_retention_hours: u64,
+    /// Dead jobs are deleted after this many days.
+    pub dead_retention_days: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneConcurrency {
+    pub ingest: usize,
+    pub messages: usize,
+    pub flows: usize,
+    pub campaigns: usize,
+    pub sync: usize,
+    pub monitor: usize,
+    pub compliance: usize,
+}
+
+impl LaneConcurrency {
+    pub fn get(&self, lane: galantis_core::Lane) -> usize {
+        use galantis_core::Lane::*;
+        match lane {
+            Ingest => self.ingest,
+            Messages => self.messages,
+            Flows => self.flows,
+            Campaigns => self.campaigns,
+            Sync => self.sync,
+            Monitor => self.monitor,
+            Compliance => self.compliance,
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        use galantis_core::Lane::*;
+        Self {
+            concurrency: LaneConcurrency {
+                ingest: Ingest.default_concurrency(),
+                messages: Messages.default_concurrency(),
+                flows: Flows.default_concurrency(),
+                campaigns: Campaigns.default_concurrency(),
+                sync: Sync.default_concurrency(),
+                monitor: Monitor.default_concurrency(),
+                compliance: Compliance.default_concurrency(),
+            },
+            poll_interval_ms: 1000,
+            heartbeat_interval_secs: 5,
+            heartbeat_timeout_secs: 60,
+            completed_retention_hours: 24,
+            dead_retention_days: 30,
+        }
+    }
 }
 
 impl Default for Config {
@@ -86,6 +159,7 @@ impl Default for Config {
             webhook_body_limit_bytes: 3 * 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -112,7 +186,8 @@ impl Config {
             .merge(
                 Env::prefixed("GALANTIS_")
                     .ignore(&["NEW_MASTER_KEY"])
-                    .lowercase(true),
+                    .lowercase(true)
+                    .split("__"),
             )
             .merge(Env::raw().only(&["DATABASE_URL"]).lowercase(true));
         let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
@@ -162,6 +237,25 @@ impl Config {
             {
                 return Err(ConfigError(format!(
                     "{name} must be an http:// or https:// URL"
+                )));
+            }
+        }
+        let q = &self.queue;
+        if q.poll_interval_ms == 0 || q.heartbeat_interval_secs == 0 {
+            return Err(ConfigError(
+                "GALANTIS_QUEUE__POLL_INTERVAL_MS and GALANTIS_QUEUE__HEARTBEAT_INTERVAL_SECS must be at least 1".into(),
+            ));
+        }
+        if q.heartbeat_timeout_secs < 2 * q.heartbeat_interval_secs {
+            return Err(ConfigError(
+                "GALANTIS_QUEUE__HEARTBEAT_TIMEOUT_SECS must be at least twice GALANTIS_QUEUE__HEARTBEAT_INTERVAL_SECS".into(),
+            ));
+        }
+        for lane in galantis_core::Lane::ALL {
+            if q.concurrency.get(lane) > 1000 {
+                return Err(ConfigError(format!(
+                    "GALANTIS_QUEUE__CONCURRENCY__{} must be at most 1000",
+                    lane.as_str().to_ascii_uppercase()
                 )));
             }
         }
@@ -232,7 +326,7 @@ fn describe(e: figment::Error) -> String {
     } else if key == "database_url" {
         "DATABASE_URL".to_owned()
     } else {
-        format!("GALANTIS_{}", key.to_ascii_uppercase())
+        format!("GALANTIS_{}", e.path.join("__").to_ascii_uppercase())
     };
     match e.kind {
         figment::error::Kind::UnknownField(field, _) => {

@@ -22,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Sqlite, SqlitePool};
 
 use crate::error::StoreError;
+use crate::jobs::signals::{JobSignals, LaneSet};
 
 /// Which engine a [`Db`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,7 @@ pub struct DbConfig {
 #[derive(Clone)]
 pub struct Db {
     backend: Arc<Backend>,
+    pub(crate) signals: Arc<JobSignals>,
 }
 
 pub(crate) enum Backend {
@@ -129,12 +131,38 @@ impl Tx {
     }
 }
 
-/// A transaction on the control tables (tenants, members, tokens, keyring).
-pub struct ControlTx(pub(crate) Tx);
+/// A transaction on the control tables (tenants, members, tokens, keyring,
+/// global jobs).
+pub struct ControlTx(pub(crate) Tx, pub(crate) PendingSignals);
 
 impl ControlTx {
+    /// Commits, then wakes the workers of every lane a job was enqueued in.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.0.commit().await
+        self.0.commit().await?;
+        self.1.fire(None);
+        Ok(())
+    }
+}
+
+/// Lanes that received jobs in a transaction: their workers are woken only
+/// after the commit, when the jobs are visible.
+pub(crate) struct PendingSignals {
+    signals: Arc<JobSignals>,
+    pub(crate) lanes: LaneSet,
+}
+
+impl PendingSignals {
+    fn new(signals: &Arc<JobSignals>) -> Self {
+        Self {
+            signals: signals.clone(),
+            lanes: LaneSet::default(),
+        }
+    }
+
+    fn fire(&self, tenant: Option<TenantId>) {
+        if !self.lanes.is_empty() {
+            self.signals.jobs_committed(tenant, self.lanes);
+        }
     }
 }
 
@@ -161,6 +189,7 @@ impl ControlTx {
 pub struct TenantTx {
     tenant: TenantId,
     tx: Tx,
+    pub(crate) pending: PendingSignals,
 }
 
 impl TenantTx {
@@ -176,8 +205,11 @@ impl TenantTx {
         self.tx.engine()
     }
 
+    /// Commits, then wakes the workers of every lane a job was enqueued in.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        self.pending.fire(Some(self.tenant));
+        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {
@@ -256,6 +288,7 @@ impl Db {
         };
         Ok(Self {
             backend: Arc::new(backend),
+            signals: Arc::new(JobSignals::default()),
         })
     }
 
@@ -282,18 +315,24 @@ impl Db {
     /// IMMEDIATE, taking the write lock up front so two writers never deadlock
     /// on a lock upgrade.
     pub async fn control_tx(&self) -> Result<ControlTx, StoreError> {
-        Ok(ControlTx(match &*self.backend {
-            Backend::Sqlite(s) => Tx::Sqlite(s.control.begin_with("BEGIN IMMEDIATE").await?),
-            Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
-        }))
+        Ok(ControlTx(
+            match &*self.backend {
+                Backend::Sqlite(s) => Tx::Sqlite(s.control.begin_with("BEGIN IMMEDIATE").await?),
+                Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
+            },
+            PendingSignals::new(&self.signals),
+        ))
     }
 
     /// A read transaction on the control tables (no write lock on SQLite).
     pub async fn control_read(&self) -> Result<ControlTx, StoreError> {
-        Ok(ControlTx(match &*self.backend {
-            Backend::Sqlite(s) => Tx::Sqlite(s.control.begin().await?),
-            Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
-        }))
+        Ok(ControlTx(
+            match &*self.backend {
+                Backend::Sqlite(s) => Tx::Sqlite(s.control.begin().await?),
+                Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
+            },
+            PendingSignals::new(&self.signals),
+        ))
     }
 
     fn tenant_pool(s: &SqliteBackend, tenant: TenantId) -> SqlitePool {
@@ -329,7 +368,11 @@ impl Db {
                 Tx::Postgres(tx)
             }
         };
-        Ok(TenantTx { tenant, tx })
+        Ok(TenantTx {
+            tenant,
+            tx,
+            pending: PendingSignals::new(&self.signals),
+        })
     }
 
     /// A read transaction scoped to `tenant` (no write lock on SQLite).
@@ -338,8 +381,45 @@ impl Db {
             Backend::Sqlite(s) => Ok(TenantTx {
                 tenant,
                 tx: Tx::Sqlite(Self::tenant_pool(s, tenant).begin().await?),
+                pending: PendingSignals::new(&self.signals),
             }),
             Backend::Postgres(_) => self.tenant_tx(tenant).await,
+        }
+    }
+
+    /// A write transaction on the store that holds `tenant`'s jobs (the
+    /// tenant's file on SQLite, control database for global jobs; the one
+    /// database on PostgreSQL). For the queue's own bookkeeping only.
+    pub(crate) async fn jobs_tx(&self, tenant: Option<TenantId>) -> Result<Tx, StoreError> {
+        Ok(match (&*self.backend, tenant) {
+            (Backend::Sqlite(s), None) => {
+                Tx::Sqlite(s.control.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            (Backend::Sqlite(s), Some(t)) => Tx::Sqlite(
+                Self::tenant_pool(s, t)
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await?,
+            ),
+            (Backend::Postgres(p), _) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Wakes this process's idle workers of `lane` (e.g. on a NOTIFY from
+    /// another node).
+    pub fn wake_lane(&self, lane: galantis_core::Lane) {
+        self.signals.wake(lane);
+    }
+
+    /// A receiver that changes whenever jobs are committed to `lane`.
+    pub fn lane_signal(&self, lane: galantis_core::Lane) -> tokio::sync::watch::Receiver<u64> {
+        self.signals.subscribe(lane)
+    }
+
+    /// The PostgreSQL pool (for LISTEN), if that is the engine.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &*self.backend {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite(_) => None,
         }
     }
 

@@ -6,11 +6,13 @@
 mod pg;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use galantis_core::{Email, MemberId, Role, ShopDomain, TenantId};
+use galantis_core::{Clock, Email, MemberId, Role, ShopDomain, TenantId};
 use galantis_server::app;
 use galantis_server::config::Config;
 use galantis_server::http::ServeRole;
+use galantis_server::jobs::Registry;
 use galantis_server::state::AppState;
 use galantis_store::control::{members, tenants, tokens};
 use galantis_store::crypto::MasterKey;
@@ -123,26 +125,68 @@ pub struct TestApp {
     pub scratch: Scratch,
 }
 
-impl TestApp {
-    pub async fn spawn() -> Self {
-        Self::spawn_with(|_| {}).await
+/// Configures a [`TestApp`] before it starts.
+pub struct TestAppBuilder {
+    tweaks: Vec<Box<dyn FnOnce(&mut Config) + Send>>,
+    clock: Option<Arc<dyn Clock>>,
+    registry: Option<Registry>,
+}
+
+impl TestAppBuilder {
+    /// Adjusts the configuration.
+    pub fn config(mut self, tweak: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.tweaks.push(Box::new(tweak));
+        self
     }
 
-    /// Spawns with a configuration adjusted by `tweak`.
-    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+    /// Uses `clock` instead of the system clock (e.g. a `FixedClock`).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Runs no job workers or scheduler (the test drives the queue itself).
+    pub fn without_workers(mut self) -> Self {
+        self.registry = None;
+        self
+    }
+
+    /// Runs workers with this registry instead of the built-in one.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
         let scratch = Scratch::new().await;
         let mut config = scratch.config();
-        tweak(&mut config);
-        let state = app::build_state(config).await.expect("build app state");
+        // Tests must not wait long for a lost heartbeat or a poll.
+        config.queue.poll_interval_ms = 100;
+        config.queue.heartbeat_interval_secs = 1;
+        config.queue.heartbeat_timeout_secs = 5;
+        config.shutdown_grace_secs = 5;
+        for tweak in self.tweaks {
+            tweak(&mut config);
+        }
+        let mut state = app::build_state(config).await.expect("build app state");
+        if let Some(clock) = self.clock {
+            state.clock = clock;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(app::serve(state.clone(), listener, ServeRole::All, async {
-            let _ = rx.await;
-        }));
-        Self {
+        let server = tokio::spawn(app::serve(
+            state.clone(),
+            listener,
+            ServeRole::All,
+            self.registry,
+            async {
+                let _ = rx.await;
+            },
+        ));
+        TestApp {
             addr,
             base_url: format!("http://{addr}"),
             client: reqwest::Client::new(),
@@ -150,6 +194,25 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
             scratch,
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::builder().spawn().await
+    }
+
+    /// Spawns with a configuration adjusted by `tweak`.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        Self::builder().config(tweak).spawn().await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            tweaks: Vec::new(),
+            clock: None,
+            registry: Some(Registry::builtin()),
         }
     }
 

@@ -3,8 +3,10 @@
 pub mod auth;
 pub mod extract;
 pub mod health;
+pub mod jobs;
 pub mod members;
 pub mod middleware;
+pub mod pagination;
 pub mod request_id;
 pub mod tenant;
 
@@ -51,6 +53,10 @@ fn api_routes() -> Router<AppState> {
             get(members::list_own_tokens).post(members::create_own_token),
         )
         .route("/tokens/{id}", delete(members::revoke_token))
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/stats", get(jobs::stats))
+        .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}/retry", post(jobs::retry))
 }
 
 /// Builds the router for `role`, with its middleware.

@@ -1,4 +1,5 @@
 //! Tenant-scoped repositories. Every function takes `&mut TenantTx` first.
 
+pub mod probes;
 pub mod secrets;
 pub mod settings;

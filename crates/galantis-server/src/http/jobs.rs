@@ -1,0 +1,94 @@
+//! The queue's operator view for one tenant: lane stats, job lists (dead
+//! jobs above all) and manual retry. Operators see every tenant with
+//! `galantis jobs …` and `/metrics`.
+
+use axum::extract::{Query, State};
+use galantis_core::{JobId, JobState};
+use galantis_store::jobs::JobView;
+use galantis_store::jobs::admin::{self, LaneStats, RetryError};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+use crate::http::auth::{Authed, perm};
+use crate::http::extract::Path;
+use crate::http::pagination::{Cursor, Page};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct StatsView {
+    pub lanes: Vec<LaneStats>,
+}
+
+pub async fn stats(
+    State(state): State<AppState>,
+    auth: Authed<perm::JobsRead>,
+) -> Result<axum::Json<StatsView>, AppError> {
+    let lanes = admin::stats(&state.db, Some(auth.tenant_id), state.clock.now()).await?;
+    Ok(axum::Json(StatsView { lanes }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authed<perm::JobsRead>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Page<JobView>>, AppError> {
+    let job_state = q
+        .state
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()
+        .map_err(|e| AppError::bad_request("invalid_query", e))?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(Cursor::decode::<JobId>)
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let jobs = admin::list(
+        &state.db,
+        Some(auth.tenant_id),
+        job_state,
+        before,
+        limit + 1,
+    )
+    .await?;
+    Ok(axum::Json(Page::from_rows(jobs, limit as usize, |j| j.id)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authed<perm::JobsRead>,
+    Path(id): Path<JobId>,
+) -> Result<axum::Json<JobView>, AppError> {
+    admin::get(&state.db, Some(auth.tenant_id), id)
+        .await?
+        .map(axum::Json)
+        .ok_or(AppError::NotFound("job"))
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    auth: Authed<perm::JobsWrite>,
+    Path(id): Path<JobId>,
+) -> Result<axum::Json<JobView>, AppError> {
+    match admin::retry_dead(&state.db, Some(auth.tenant_id), id, state.clock.now()).await {
+        Ok(job) => {
+            tracing::info!(job = %id, "dead job retried by hand");
+            Ok(axum::Json(job))
+        }
+        Err(RetryError::NotFound) => Err(AppError::NotFound("job")),
+        Err(RetryError::NotRetryable(s)) => Err(AppError::conflict(
+            "job_not_retryable",
+            format!("only dead jobs can be retried; this job is {s}"),
+        )),
+        Err(RetryError::Store(e)) => Err(e.into()),
+    }
+}

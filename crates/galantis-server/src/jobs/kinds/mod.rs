@@ -1,0 +1,11 @@
+//! Built-in job kinds. Feature modules register their own kinds here too.
+
+pub mod probe;
+pub mod prune;
+
+use super::Registry;
+
+pub fn register_builtin(r: &mut Registry) {
+    r.register::<probe::QueueProbe, _, _>(probe::run);
+    r.register::<prune::PruneJobs, _, _>(prune::run);
+}

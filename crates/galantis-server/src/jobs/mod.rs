@@ -1,0 +1,124 @@
+//! The job runtime: kinds register handlers in a [`Registry`]; [`worker`]
+//! claims and runs them per lane; [`scheduler`] rescues lost jobs, enqueues
+//! periodic ones and wakes workers on other nodes' enqueues.
+//!
+//! Handlers return `Ok(())` (the job completes), or a [`JobError`] that says
+//! what happens next: retry on the kind's schedule, die at once, or snooze
+//! (wait without spending an attempt, e.g. for a rate limiter). A handler
+//! whose effect must happen exactly once writes it in a tenant transaction
+//! and calls [`JobContext::complete_in`] before committing.
+
+pub mod cli;
+pub mod kinds;
+pub mod registry;
+pub mod scheduler;
+pub mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use galantis_core::{JobKind, TenantId};
+use galantis_store::jobs::run::{self, ClaimedJob};
+use galantis_store::jobs::{Enqueued, NewJob};
+use galantis_store::{StoreError, TenantTx};
+
+pub use registry::Registry;
+
+use crate::state::AppState;
+
+/// Why a run did not complete, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Try again on the kind's retry schedule (until attempts run out).
+    #[error("{0:#}")]
+    Retry(anyhow::Error),
+    /// Will never succeed: dead at once, with this reason.
+    #[error("{0:#}")]
+    Permanent(anyhow::Error),
+    /// Not now: run again after this long without spending an attempt.
+    #[error("snoozed for {0:?}")]
+    Snooze(Duration),
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        JobError::Retry(e.into())
+    }
+}
+
+impl From<anyhow::Error> for JobError {
+    fn from(e: anyhow::Error) -> Self {
+        JobError::Retry(e)
+    }
+}
+
+/// What a handler gets besides its payload.
+#[derive(Clone)]
+pub struct JobContext {
+    pub app: AppState,
+    pub job: Arc<ClaimedJob>,
+    completed: Arc<AtomicBool>,
+}
+
+impl JobContext {
+    pub(crate) fn new(app: AppState, job: Arc<ClaimedJob>) -> Self {
+        Self {
+            app,
+            job,
+            completed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn tenant(&self) -> Option<TenantId> {
+        self.job.tenant
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.app.clock.now()
+    }
+
+    /// Marks the job completed inside `tx`, so the job's effect and its
+    /// completion commit together. Errors when another worker took the job
+    /// over (its heartbeat was lost): the caller must then not commit.
+    pub async fn complete_in(&self, tx: &mut TenantTx) -> Result<(), JobError> {
+        if run::complete_in(tx, &self.job, self.now()).await? {
+            self.completed.store(true, Ordering::SeqCst);
+            Ok(())
+        } else {
+            Err(JobError::Permanent(anyhow::anyhow!(
+                "claim lost: the job was rescued by another worker"
+            )))
+        }
+    }
+
+    pub(crate) fn completed_in_tx(&self) -> bool {
+        self.completed.load(Ordering::SeqCst)
+    }
+}
+
+/// The stored form of a job of kind `K`, to run at `run_at`.
+pub fn new_job<K: JobKind>(job: &K, run_at: DateTime<Utc>) -> Result<NewJob, serde_json::Error> {
+    Ok(NewJob {
+        kind: K::KIND,
+        lane: K::LANE,
+        priority: K::PRIORITY,
+        max_attempts: K::MAX_ATTEMPTS,
+        timeout: K::TIMEOUT,
+        payload: serde_json::to_value(job)?,
+        run_at,
+        unique: job.unique_key().map(|k| (k, K::UNIQUE_SCOPE)),
+    })
+}
+
+/// Enqueues `job` for the transaction's tenant, committed with the rest of
+/// the transaction.
+pub async fn enqueue<K: JobKind>(
+    tx: &mut TenantTx,
+    job: &K,
+    run_at: DateTime<Utc>,
+) -> Result<Enqueued, StoreError> {
+    let new = new_job(job, run_at).map_err(|e| StoreError::Config(format!("job payload: {e}")))?;
+    galantis_store::jobs::enqueue(tx, &new).await
+}

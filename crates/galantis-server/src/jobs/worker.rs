@@ -1,0 +1,322 @@
+//! Workers: one claim loop per lane, each running up to the lane's
+//! concurrency of jobs at once, plus a heartbeat loop. Lanes share nothing,
+//! so a flood in one never delays another.
+//!
+//! Shutdown: stop claiming, give running jobs the grace period, then abort
+//! what is left and put those jobs back in the queue (without spending an
+//! attempt) so another worker picks them up at once.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use galantis_core::{JobId, Lane};
+use galantis_store::jobs::run::{self, ClaimedJob};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::registry::Registry;
+use super::{JobContext, JobError};
+use crate::config::QueueConfig;
+use crate::state::AppState;
+
+type Running = Arc<Mutex<HashMap<JobId, Arc<ClaimedJob>>>>;
+
+/// A worker node's job runtime.
+pub struct Worker {
+    id: String,
+    app: AppState,
+    registry: Arc<Registry>,
+    config: QueueConfig,
+    grace: Duration,
+}
+
+impl Worker {
+    pub fn new(app: AppState, registry: Registry) -> Self {
+        let config = app.config.queue.clone();
+        let grace = Duration::from_secs(app.config.shutdown_grace_secs);
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into());
+        let id = format!(
+            "{host}-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::now_v7().simple().to_string()[24..]
+        );
+        Self {
+            id,
+            app,
+            registry: Arc::new(registry),
+            config,
+            grace,
+        }
+    }
+
+    /// Overrides lane concurrency (tests, benchmarks).
+    pub fn with_config(mut self, config: QueueConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs until `shutdown` turns true, then drains as described above.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let running: Running = Arc::default();
+        let this = Arc::new(self);
+        let mut lanes = JoinSet::new();
+        for lane in Lane::ALL {
+            let n = this.config.concurrency.get(lane);
+            if n > 0 {
+                lanes.spawn(
+                    this.clone()
+                        .lane_loop(lane, n, running.clone(), shutdown.clone()),
+                );
+            }
+        }
+        let heartbeat = tokio::spawn(
+            this.clone()
+                .heartbeat_loop(running.clone(), shutdown.clone()),
+        );
+        while lanes.join_next().await.is_some() {}
+        heartbeat.abort();
+        tracing::info!(worker = %this.id, "worker stopped");
+    }
+
+    async fn lane_loop(
+        self: Arc<Self>,
+        lane: Lane,
+        concurrency: usize,
+        running: Running,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut signal = self.app.db.lane_signal(lane);
+        let poll = Duration::from_millis(self.config.poll_interval_ms);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            // Reap finished tasks so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            signal.borrow_and_update();
+            let claimed = run::claim(
+                &self.app.db,
+                lane,
+                &self.id,
+                self.app.clock.now(),
+                free as u32,
+            )
+            .await;
+            let jobs = match claimed {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::error!(lane = %lane, error = %e, "claiming jobs failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                tokio::select! {
+                    _ = signal.changed() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            for job in jobs {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let pickup = (self.app.clock.now() - job.run_at)
+                    .num_milliseconds()
+                    .max(0) as f64
+                    / 1000.0;
+                metrics::histogram!("galantis_job_pickup_latency_seconds", "lane" => lane.as_str())
+                    .record(pickup);
+                let job = Arc::new(job);
+                running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(job.id, job.clone());
+                let this = self.clone();
+                let running = running.clone();
+                let span = tracing::info_span!(
+                    "job", job_id = %job.id, kind = %job.kind, tenant_id = ?job.tenant, attempt = job.attempt
+                );
+                tasks.spawn(async move {
+                    this.execute(job.clone()).instrument(span).await;
+                    running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&job.id);
+                    drop(permit);
+                });
+            }
+        }
+        self.drain(lane, tasks, running).await;
+    }
+
+    async fn drain(&self, lane: Lane, mut tasks: JoinSet<()>, running: Running) {
+        let deadline = tokio::time::sleep(self.grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { return },
+                _ = &mut deadline => break,
+            }
+        }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let left: Vec<Arc<ClaimedJob>> = running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|j| j.lane == lane)
+            .cloned()
+            .collect();
+        for job in left {
+            match run::snooze(&self.app.db, &job, self.app.clock.now()).await {
+                Ok(_) => {
+                    tracing::warn!(job = %job.id, kind = %job.kind, "released a running job at shutdown")
+                }
+                Err(e) => {
+                    tracing::error!(job = %job.id, error = %e, "could not release a job at shutdown; it will be rescued")
+                }
+            }
+        }
+    }
+
+    async fn heartbeat_loop(
+        self: Arc<Self>,
+        running: Running,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let every = Duration::from_secs(self.config.heartbeat_interval_secs);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => {}
+            }
+            let jobs: Vec<ClaimedJob> = running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .map(|j| (**j).clone())
+                .collect();
+            if !jobs.is_empty()
+                && let Err(e) = run::heartbeat(&self.app.db, &jobs, self.app.clock.now()).await
+            {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+            if *shutdown.borrow() && jobs.is_empty() {
+                return;
+            }
+        }
+    }
+
+    async fn execute(&self, job: Arc<ClaimedJob>) {
+        let started = Instant::now();
+        let outcome = match self.registry.get(&job.kind) {
+            None => Err(JobError::Permanent(anyhow::anyhow!(
+                "no handler for job kind `{}` on this node",
+                job.kind
+            ))),
+            Some(entry) => {
+                let ctx = JobContext::new(self.app.clone(), job.clone());
+                let fut = (entry.handler)(ctx.clone(), job.payload.clone());
+                let r =
+                    match tokio::time::timeout(job.timeout, AssertUnwindSafe(fut).catch_unwind())
+                        .await
+                    {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Err(JobError::Retry(anyhow::anyhow!("the handler panicked"))),
+                        Err(_) => Err(JobError::Retry(anyhow::anyhow!(
+                            "timed out after {:?}",
+                            job.timeout
+                        ))),
+                    };
+                self.record(&job, &ctx, r, entry.retry).await;
+                metrics::histogram!("galantis_job_duration_seconds", "kind" => job.kind.clone())
+                    .record(started.elapsed().as_secs_f64());
+                return;
+            }
+        };
+        let ctx = JobContext::new(self.app.clone(), job.clone());
+        self.record(&job, &ctx, outcome, Default::default()).await;
+    }
+
+    async fn record(
+        &self,
+        job: &ClaimedJob,
+        ctx: &JobContext,
+        result: Result<(), JobError>,
+        retry: galantis_core::RetrySchedule,
+    ) {
+        let now = self.app.clock.now();
+        let kind = job.kind.clone();
+        let stored = match result {
+            Ok(()) => {
+                metrics::counter!("galantis_jobs_completed_total", "kind" => kind.clone())
+                    .increment(1);
+                if ctx.completed_in_tx() {
+                    Ok(true)
+                } else {
+                    run::complete(&self.app.db, job, now).await
+                }
+            }
+            Err(JobError::Snooze(d)) => {
+                let until = now + chrono::Duration::from_std(d).unwrap_or_default();
+                run::snooze(&self.app.db, job, until).await
+            }
+            Err(JobError::Permanent(e)) => {
+                tracing::warn!(job = %job.id, kind = %kind, error = %format!("{e:#}"), "job failed permanently");
+                metrics::counter!("galantis_jobs_dead_total", "kind" => kind.clone()).increment(1);
+                run::fail(&self.app.db, job, now, &format!("{e:#}"), None).await
+            }
+            Err(JobError::Retry(e)) => {
+                let msg = format!("{e:#}");
+                let retry_at = (job.attempt < job.max_attempts).then(|| {
+                    now + chrono::Duration::from_std(
+                        retry.delay(job.attempt, job.id.as_uuid().as_u128()),
+                    )
+                    .unwrap_or_default()
+                });
+                if retry_at.is_none() {
+                    metrics::counter!("galantis_jobs_dead_total", "kind" => kind.clone())
+                        .increment(1);
+                    tracing::warn!(job = %job.id, kind = %kind, error = %msg, "job exhausted its attempts");
+                } else {
+                    tracing::info!(job = %job.id, kind = %kind, attempt = job.attempt, error = %msg, "job failed; will retry");
+                }
+                metrics::counter!("galantis_jobs_failed_total", "kind" => kind.clone())
+                    .increment(1);
+                run::fail(&self.app.db, job, now, &msg, retry_at).await
+            }
+        };
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job = %job.id, "job outcome not recorded: the claim was lost to a rescue")
+            }
+            Err(e) => {
+                tracing::error!(job = %job.id, error = %e, "could not record job outcome; it will be rescued")
+            }
+        }
+    }
+}

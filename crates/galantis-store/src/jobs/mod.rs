@@ -1,0 +1,208 @@
+//! The durable job queue's storage. See docs/decisions/0003-job-queue.md.
+//!
+//! Jobs are rows. A tenant's jobs are enqueued inside the tenant transaction
+//! whose business write causes them ([`enqueue`]), so both commit or neither
+//! does. On PostgreSQL every job is in `public.jobs`; on SQLite a tenant's
+//! jobs are in its own file and global jobs in the control database.
+//! Workers claim with `FOR UPDATE SKIP LOCKED` (PostgreSQL) or inside a
+//! `BEGIN IMMEDIATE` transaction (SQLite's single writer), so no job is ever
+//! claimed twice. Times are epoch milliseconds on both engines.
+
+pub mod admin;
+pub mod run;
+pub mod signals;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use galantis_core::{JobId, Lane, TenantId, UniqueScope};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::{ControlTx, TenantTx, Tx};
+use crate::error::StoreError;
+use crate::on_tx;
+
+pub use signals::{JobSource, LaneSet};
+
+/// A job to enqueue, with its kind's policy already applied.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: &'static str,
+    pub lane: Lane,
+    /// Lower runs first within a lane.
+    pub priority: i16,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    pub payload: Value,
+    pub run_at: DateTime<Utc>,
+    pub unique: Option<(String, UniqueScope)>,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Created(JobId),
+    /// A job with the same unique key exists; nothing was added.
+    Duplicate(JobId),
+}
+
+impl Enqueued {
+    pub fn id(self) -> JobId {
+        match self {
+            Enqueued::Created(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+}
+
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// Unique keys are namespaced by tenant so one index serves all tenants on
+/// PostgreSQL (and the SQLite files agree with it).
+fn namespaced(tenant: Option<TenantId>, key: &str) -> String {
+    match tenant {
+        Some(t) => format!("{t}:{key}"),
+        None => format!("global:{key}"),
+    }
+}
+
+/// Enqueues `job` for the transaction's tenant, atomically with whatever
+/// else the transaction writes. Workers are woken after commit.
+pub async fn enqueue(tx: &mut TenantTx, job: &NewJob) -> Result<Enqueued, StoreError> {
+    let tenant = tx.tenant();
+    let r = insert(tx.tx(), Some(tenant), job).await?;
+    tx.pending.lanes.insert(job.lane);
+    Ok(r)
+}
+
+/// Enqueues a global (not tenant-scoped) job.
+pub async fn enqueue_global(tx: &mut ControlTx, job: &NewJob) -> Result<Enqueued, StoreError> {
+    let r = insert(&mut tx.0, None, job).await?;
+    tx.1.lanes.insert(job.lane);
+    Ok(r)
+}
+
+/// Enqueues a global job in its own transaction.
+pub async fn enqueue_global_now(db: &crate::Db, job: &NewJob) -> Result<Enqueued, StoreError> {
+    let mut tx = db.control_tx().await?;
+    let r = enqueue_global(&mut tx, job).await?;
+    tx.commit().await?;
+    Ok(r)
+}
+
+async fn insert(
+    tx: &mut Tx,
+    tenant: Option<TenantId>,
+    job: &NewJob,
+) -> Result<Enqueued, StoreError> {
+    let id = JobId::new();
+    let now = ms(Utc::now());
+    let key = job.unique.as_ref().map(|(k, _)| namespaced(tenant, k));
+    let while_active = matches!(job.unique, Some((_, UniqueScope::WhileActive)));
+    let timeout_ms = i64::try_from(job.timeout.as_millis()).unwrap_or(i64::MAX);
+    let inserted = on_tx!(
+        tx,
+        sqlite
+            | c
+            | {
+                sqlx::query(
+                "INSERT INTO jobs (id, kind, lane, priority, state, payload, max_attempts, timeout_ms, run_at,
+                                   unique_key, unique_while_active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'available', $5, $6, $7, $8, $9, $10, $11, $11)
+                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
+            )
+            .bind(id.as_uuid())
+            .bind(job.kind)
+            .bind(job.lane.as_str())
+            .bind(i64::from(job.priority))
+            .bind(Json(&job.payload))
+            .bind(i64::from(job.max_attempts))
+            .bind(timeout_ms)
+            .bind(ms(job.run_at))
+            .bind(&key)
+            .bind(while_active)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            },
+        postgres
+            | c
+            | {
+                let n = sqlx::query(
+                "INSERT INTO public.jobs (id, tenant_id, kind, lane, priority, state, payload, max_attempts, timeout_ms,
+                                          run_at, unique_key, unique_while_active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11, $12, $12)
+                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
+            )
+            .bind(id.as_uuid())
+            .bind(tenant.map(|t| t.as_uuid()))
+            .bind(job.kind)
+            .bind(job.lane.as_str())
+            .bind(i64::from(job.priority))
+            .bind(Json(&job.payload))
+            .bind(i64::from(job.max_attempts))
+            .bind(timeout_ms)
+            .bind(ms(job.run_at))
+            .bind(&key)
+            .bind(while_active)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+                // Delivered by PostgreSQL at commit, to every node listening.
+                sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
+                    .bind(job.lane.as_str())
+                    .execute(&mut *c)
+                    .await?;
+                n
+            }
+    );
+    if inserted == 1 {
+        return Ok(Enqueued::Created(id));
+    }
+    let existing: Uuid = on_tx!(
+        tx,
+        sqlite | c | {
+            sqlx::query_scalar("SELECT id FROM jobs WHERE unique_key = $1")
+                .bind(&key)
+                .fetch_one(&mut *c)
+                .await?
+        },
+        postgres | c | {
+            sqlx::query_scalar("SELECT id FROM public.jobs WHERE unique_key = $1")
+                .bind(&key)
+                .fetch_one(&mut *c)
+                .await?
+        }
+    );
+    Ok(Enqueued::Duplicate(JobId::from_uuid(existing)))
+}
+
+/// A job as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: JobId,
+    pub tenant_id: Option<TenantId>,
+    pub kind: String,
+    pub lane: String,
+    pub priority: i64,
+    pub state: String,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub errors: Value,
+    pub payload: Value,
+}
