@@ -187,6 +187,31 @@ pub enum UniqueScope {
     WhileActive,
 }
 
+/// A kind of job and its policy, declared once in code. The payload is the
+/// implementing type itself (serialised as JSON).
+pub trait JobKind: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// Stable name stored with each job; never rename a kind with jobs in flight.
+    const KIND: &'static str;
+    const LANE: Lane;
+    /// Lower runs first within the lane.
+    const PRIORITY: i16 = 0;
+    const MAX_ATTEMPTS: u32 = 20;
+    /// A run taking longer than this counts as a failed attempt.
+    const TIMEOUT: Duration = Duration::from_secs(300);
+    const RETRY: RetrySchedule = RetrySchedule {
+        base: Duration::from_secs(5),
+        factor: 2.0,
+        cap: Duration::from_secs(3600),
+        jitter: 0.2,
+    };
+    const UNIQUE_SCOPE: UniqueScope = UniqueScope::Forever;
+
+    /// A key that makes enqueueing idempotent (e.g. the webhook id).
+    fn unique_key(&self) -> Option<String> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,30 +249,5 @@ mod tests {
             assert_eq!(l.as_str().parse::<Lane>().unwrap(), l);
         }
         assert!("fast".parse::<Lane>().is_err());
-    }
-}
-
-/// A kind of job and its policy, declared once in code. The payload is the
-/// implementing type itself (serialised as JSON).
-pub trait JobKind: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
-    /// Stable name stored with each job; never rename a kind with jobs in flight.
-    const KIND: &'static str;
-    const LANE: Lane;
-    /// Lower runs first within the lane.
-    const PRIORITY: i16 = 0;
-    const MAX_ATTEMPTS: u32 = 20;
-    /// A run taking longer than this counts as a failed attempt.
-    const TIMEOUT: Duration = Duration::from_secs(300);
-    const RETRY: RetrySchedule = RetrySchedule {
-        base: Duration::from_secs(5),
-        factor: 2.0,
-        cap: Duration::from_secs(3600),
-        jitter: 0.2,
-    };
-    const UNIQUE_SCOPE: UniqueScope = UniqueScope::Forever;
-
-    /// A key that makes enqueueing idempotent (e.g. the webhook id).
-    fn unique_key(&self) -> Option<String> {
-        None
     }
 }

@@ -230,7 +230,7 @@ pub async fn stats(
     let mut oldest: BTreeMap<Lane, i64> = BTreeMap::new();
     for source in sources {
         let mut tx = db.jobs_tx(source.tenant()).await?;
-        let rows: Vec<(String, i64, i64, i64, i64, i64, Option<i64>)> = on_tx!(
+        let rows: Vec<StatsRow> = on_tx!(
             &mut tx,
             sqlite | c | {
                 sqlx::query_as(STATS_SQL_SQLITE)
@@ -270,6 +270,9 @@ pub async fn stats(
     }
     Ok(by_lane.into_values().collect())
 }
+
+/// lane, queued, scheduled, running, completed, dead, oldest queued run_at.
+type StatsRow = (String, i64, i64, i64, i64, i64, Option<i64>);
 
 const STATS_SQL_SQLITE: &str = "SELECT lane,
         SUM(CASE WHEN state = 'available' AND run_at <= $1 THEN 1 ELSE 0 END),
@@ -455,5 +458,5 @@ pub async fn retry_dead(
         }
         l
     });
-    Ok(get(db, tenant, id).await?.ok_or(RetryError::NotFound)?)
+    get(db, tenant, id).await?.ok_or(RetryError::NotFound)
 }

@@ -78,14 +78,16 @@ fn namespaced(tenant: Option<TenantId>, key: &str) -> String {
 /// else the transaction writes. Workers are woken after commit.
 pub async fn enqueue(tx: &mut TenantTx, job: &NewJob) -> Result<Enqueued, StoreError> {
     let tenant = tx.tenant();
-    let r = insert(tx.tx(), Some(tenant), job).await?;
+    let notify = !tx.pending.lanes.contains(job.lane);
+    let r = insert(tx.tx(), Some(tenant), job, notify).await?;
     tx.pending.lanes.insert(job.lane);
     Ok(r)
 }
 
 /// Enqueues a global (not tenant-scoped) job.
 pub async fn enqueue_global(tx: &mut ControlTx, job: &NewJob) -> Result<Enqueued, StoreError> {
-    let r = insert(&mut tx.0, None, job).await?;
+    let notify = !tx.1.lanes.contains(job.lane);
+    let r = insert(&mut tx.0, None, job, notify).await?;
     tx.1.lanes.insert(job.lane);
     Ok(r)
 }
@@ -98,10 +100,12 @@ pub async fn enqueue_global_now(db: &crate::Db, job: &NewJob) -> Result<Enqueued
     Ok(r)
 }
 
+/// `notify`: issue the cross-node NOTIFY (once per lane per transaction is enough).
 async fn insert(
     tx: &mut Tx,
     tenant: Option<TenantId>,
     job: &NewJob,
+    notify: bool,
 ) -> Result<Enqueued, StoreError> {
     let id = JobId::new();
     let now = ms(Utc::now());
@@ -159,10 +163,12 @@ async fn insert(
             .await?
             .rows_affected();
                 // Delivered by PostgreSQL at commit, to every node listening.
-                sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
-                    .bind(job.lane.as_str())
-                    .execute(&mut *c)
-                    .await?;
+                if notify {
+                    sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
+                        .bind(job.lane.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                }
                 n
             }
     );

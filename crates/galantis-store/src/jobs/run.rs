@@ -47,6 +47,20 @@ type ClaimRow = (
     i64,
     i64,
 );
+/// The same, plus the tenant (PostgreSQL keeps every tenant's jobs in one table).
+type PgClaimRow = (
+    Uuid,
+    String,
+    String,
+    i64,
+    Json<Value>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<Uuid>,
+);
 
 fn to_claimed(r: ClaimRow, tenant: Option<TenantId>, worker: &str) -> Option<ClaimedJob> {
     Some(ClaimedJob {
@@ -149,25 +163,14 @@ async fn claim_from(
                 .collect()
         },
         postgres | c | {
-            let rows: Vec<(
-                Uuid,
-                String,
-                String,
-                i64,
-                Json<Value>,
-                i64,
-                i64,
-                i64,
-                i64,
-                i64,
-                Option<Uuid>,
-            )> = sqlx::query_as(claim_sql!("FOR UPDATE SKIP LOCKED", ", tenant_id"))
-                .bind(worker)
-                .bind(ms(now))
-                .bind(lane.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&mut *c)
-                .await?;
+            let rows: Vec<PgClaimRow> =
+                sqlx::query_as(claim_sql!("FOR UPDATE SKIP LOCKED", ", tenant_id"))
+                    .bind(worker)
+                    .bind(ms(now))
+                    .bind(lane.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *c)
+                    .await?;
             rows.into_iter()
                 .filter_map(|r| {
                     let tenant = r.10.map(TenantId::from_uuid);

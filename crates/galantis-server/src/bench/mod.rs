@@ -13,8 +13,20 @@ use serde_json::json;
 
 use crate::config::Config;
 
+mod queue;
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Queue throughput (enqueue, then complete N probe jobs with W workers)
+    /// and pickup latency (commit to handler start, one job at a time).
+    Queue {
+        #[arg(long, default_value_t = 20_000)]
+        jobs: u32,
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        #[arg(long, default_value_t = 500)]
+        latency_samples: u32,
+    },
     /// Create N tenants (storage + migrations + owner + token), then run
     /// `migrate` over all of them twice (the second run must be a no-op).
     /// On SQLite a fresh temporary data directory is used unless --in-place;
@@ -30,6 +42,11 @@ pub enum BenchCommand {
 pub async fn run(config: &Config, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Tenants { count, in_place } => tenants_bench(config, count, in_place).await,
+        BenchCommand::Queue {
+            jobs,
+            workers,
+            latency_samples,
+        } => queue::run(config, jobs, workers, latency_samples).await,
     }
 }
 
@@ -68,7 +85,7 @@ async fn tenants_bench(config: &Config, count: u32, in_place: bool) -> anyhow::R
     let second = migrate::migrate_all(&db, 100, 4).await?;
     let remigrate_secs = t.elapsed().as_secs_f64();
     per_tenant.sort_by(f64::total_cmp);
-    let pct = |p: f64| per_tenant[((per_tenant.len() as f64 - 1.0) * p).round() as usize];
+    let pct = |p: f64| quantile(&per_tenant, p);
     let engine = db.engine().as_str();
     let result = json!({
         "scenario": "tenants",
@@ -96,11 +113,29 @@ async fn tenants_bench(config: &Config, count: u32, in_place: bool) -> anyhow::R
         "{:<38} {:>12}",
         "tenants upgraded on second run", second.tenants_upgraded
     );
-    let out_dir = config.data_dir.join("bench");
-    std::fs::create_dir_all(&out_dir)?;
-    let out = out_dir.join(format!("tenants-{engine}.json"));
-    std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
-    println!("written: {}", out.display());
+    write_result(config, &format!("tenants-{engine}"), &result)?;
     db.close().await;
     Ok(())
+}
+
+/// Writes a benchmark's JSON under `<data dir>/bench/`.
+pub(crate) fn write_result(
+    config: &Config,
+    name: &str,
+    result: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let out_dir = config.data_dir.join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(format!("{name}.json"));
+    std::fs::write(&out, serde_json::to_string_pretty(result)?)?;
+    println!("written: {}", out.display());
+    Ok(())
+}
+
+/// The `p`-quantile of sorted values.
+pub(crate) fn quantile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
