@@ -5,8 +5,10 @@
 //! tokio's networking; `tests/no_io_dependencies.rs` keeps it that way.
 
 pub mod clock;
+pub mod consent;
 pub mod email;
 pub mod ids;
+pub mod messaging;
 pub mod phone;
 pub mod queue;
 pub mod roles;
@@ -14,8 +16,10 @@ pub mod secrets;
 pub mod shop;
 
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use consent::{ConsentSource, MarketingState};
 pub use email::Email;
 pub use ids::{JobId, MemberId, TenantId, TokenId};
+pub use messaging::MessageStatus;
 pub use phone::PhoneE164;
 pub use queue::{JobKind, JobState, Lane, RetrySchedule, UniqueScope};
 pub use roles::{Permission, Role};

@@ -1,0 +1,11 @@
+-- Webhook changes that belong to no tenant (unknown phone number id or WABA):
+-- recorded as ignored for operators, never processed.
+CREATE TABLE unrouted_webhook_events (
+    id UUID PRIMARY KEY,
+    source TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload JSONB NOT NULL,
+    received_at BIGINT NOT NULL
+);
