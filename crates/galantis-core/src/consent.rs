@@ -124,10 +124,19 @@ pub fn is_stop_reply(text: &str, keywords: &[String]) -> bool {
 
 /// Default opt-out keywords (English and Spanish/Portuguese storefronts).
 pub fn default_stop_keywords() -> Vec<String> {
-    ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "BAJA", "PARAR"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "STOP",
+        "STOPALL",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "BAJA",
+        "PARAR",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 #[cfg(test)]
@@ -136,9 +145,18 @@ mod tests {
 
     #[test]
     fn shopify_states_map() {
-        assert_eq!(MarketingState::from_shopify_sms("subscribed"), MarketingState::Subscribed);
-        assert_eq!(MarketingState::from_shopify_sms("NOT_SUBSCRIBED"), MarketingState::NotSubscribed);
-        assert_eq!(MarketingState::from_shopify_sms("weird"), MarketingState::Unknown);
+        assert_eq!(
+            MarketingState::from_shopify_sms("subscribed"),
+            MarketingState::Subscribed
+        );
+        assert_eq!(
+            MarketingState::from_shopify_sms("NOT_SUBSCRIBED"),
+            MarketingState::NotSubscribed
+        );
+        assert_eq!(
+            MarketingState::from_shopify_sms("weird"),
+            MarketingState::Unknown
+        );
         for s in MarketingState::ALL {
             assert_eq!(s.as_str().parse::<MarketingState>().unwrap(), s);
         }

@@ -99,7 +99,10 @@ mod tests {
         assert!(Sent.advances_to(Read), "a missed delivered is fine");
         assert!(!Read.advances_to(Sent));
         assert!(!Read.advances_to(Delivered));
-        assert!(!Delivered.advances_to(Failed), "failed never erases a delivery");
+        assert!(
+            !Delivered.advances_to(Failed),
+            "failed never erases a delivery"
+        );
         assert!(!Read.advances_to(Failed));
         assert!(Sent.advances_to(Failed));
         assert!(Queued.advances_to(Failed));
