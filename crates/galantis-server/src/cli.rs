@@ -55,6 +55,9 @@ pub enum Command {
     /// Benchmarks (see docs/performance.md).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Simulators of external platforms (the Meta Cloud API sandbox).
+    #[command(subcommand)]
+    Sandbox(crate::sandbox::cli::SandboxCommand),
 }
 
 #[derive(Args, Debug)]
@@ -188,6 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
         Command::Jobs(cmd) => crate::jobs::cli::run(&config, cmd).await,
         Command::Bench(cmd) => crate::bench::run(&config, cmd).await,
+        Command::Sandbox(cmd) => crate::sandbox::cli::run(&config, cmd).await,
     }
 }
 

@@ -7,5 +7,6 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod sandbox;
 pub mod state;
 pub mod telemetry;

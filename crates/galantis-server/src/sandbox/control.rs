@@ -1,0 +1,303 @@
+//! The `/sandbox/…` control API (JSON, unauthenticated: the sandbox listens
+//! on loopback) and the inbound-message simulation it exposes. Each route
+//! is a thin wrapper over a `MetaSandbox` method of the same purpose, so
+//! Rust tests can do the same without HTTP. The route table is in the
+//! module documentation (`sandbox/mod.rs`).
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::config::{
+    DEV_PHONE_NUMBER_ID, DEV_WABA_ID, FailureRule, NumberConfig, SandboxSettings, TemplateSeed,
+    WebhookBehaviour,
+};
+use super::inbound::InboundMessage;
+use super::state::MetaSandbox;
+use super::validate::wa_id_of;
+
+pub(super) fn control_routes() -> axum::Router<MetaSandbox> {
+    axum::Router::new()
+        .route("/sandbox", get(overview))
+        .route("/sandbox/numbers", get(numbers).post(upsert_number))
+        .route("/sandbox/settings", get(settings).patch(patch_settings))
+        .route("/sandbox/webhooks", get(webhooks).patch(patch_webhooks))
+        .route(
+            "/sandbox/failures",
+            get(failures).post(add_failure).delete(clear_failures),
+        )
+        .route("/sandbox/windows", post(set_window))
+        .route("/sandbox/inbound", post(inbound))
+        .route("/sandbox/templates", get(templates).post(add_template))
+        .route("/sandbox/templates/status", post(template_status))
+        .route("/sandbox/counters", get(counters))
+        .route("/sandbox/messages", get(messages))
+        .route("/sandbox/reset", post(reset))
+}
+
+/// A control error: `{"error":{"message"}}` with 400.
+fn bad(message: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": { "message": message.to_string() } })),
+    )
+        .into_response()
+}
+
+fn ok(v: impl serde::Serialize) -> Response {
+    Json(v).into_response()
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+async fn overview(State(sb): State<MetaSandbox>) -> Response {
+    ok(json!({
+        "sandbox": true,
+        "settings": sb.settings(),
+        "webhooks": sb.webhook_behaviour(),
+        "numbers": sb.numbers(),
+        "failures": sb.failures(),
+        "templates": sb.templates(None).len(),
+    }))
+}
+
+async fn numbers(State(sb): State<MetaSandbox>) -> Response {
+    ok(sb.numbers())
+}
+
+async fn upsert_number(State(sb): State<MetaSandbox>, body: JsonBody<NumberConfig>) -> Response {
+    match body {
+        Ok(Json(n)) if n.messages_per_second == 0 => bad("messages_per_second must be at least 1"),
+        Ok(Json(n)) => {
+            sb.upsert_number(n.clone());
+            ok(n)
+        }
+        Err(e) => bad(e.body_text()),
+    }
+}
+
+/// Applies the fields of `patch` over `current` (a JSON object merge), so
+/// a PATCH names only what it changes; unknown fields are refused.
+fn merge<T: serde::Serialize + serde::de::DeserializeOwned>(
+    current: &T,
+    patch: Value,
+) -> Result<T, String> {
+    let Value::Object(fields) = patch else {
+        return Err("expected a JSON object".into());
+    };
+    let mut merged = serde_json::to_value(current).map_err(|e| e.to_string())?;
+    for (k, v) in fields {
+        merged[k] = v;
+    }
+    serde_json::from_value(merged).map_err(|e| e.to_string())
+}
+
+async fn settings(State(sb): State<MetaSandbox>) -> Response {
+    ok(sb.settings())
+}
+
+async fn patch_settings(State(sb): State<MetaSandbox>, body: JsonBody<Value>) -> Response {
+    let Ok(Json(mut patch)) = body else {
+        return bad("expected a JSON object");
+    };
+    // The secret is never serialised, so it is carried over by hand.
+    let secret = patch.as_object_mut().and_then(|o| o.remove("app_secret"));
+    let current = sb.settings();
+    let mut next: SandboxSettings = match merge(&current, patch) {
+        Ok(s) => s,
+        Err(e) => return bad(e),
+    };
+    next.app_secret = match secret {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        Some(_) => return bad("app_secret must be a non-empty string"),
+        None => current.app_secret,
+    };
+    sb.update_settings(|s| *s = next.clone());
+    ok(next)
+}
+
+async fn webhooks(State(sb): State<MetaSandbox>) -> Response {
+    ok(sb.webhook_behaviour())
+}
+
+async fn patch_webhooks(State(sb): State<MetaSandbox>, body: JsonBody<Value>) -> Response {
+    let Ok(Json(patch)) = body else {
+        return bad("expected a JSON object");
+    };
+    match merge::<WebhookBehaviour>(&sb.webhook_behaviour(), patch) {
+        Ok(next) => {
+            sb.update_webhooks(|w| *w = next.clone());
+            ok(next)
+        }
+        Err(e) => bad(e),
+    }
+}
+
+async fn failures(State(sb): State<MetaSandbox>) -> Response {
+    ok(sb.failures())
+}
+
+async fn add_failure(State(sb): State<MetaSandbox>, body: JsonBody<FailureRule>) -> Response {
+    match body {
+        Ok(Json(rule)) => ok(json!({ "id": sb.add_failure(rule) })),
+        Err(e) => bad(e.body_text()),
+    }
+}
+
+async fn clear_failures(
+    State(sb): State<MetaSandbox>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let id = match q.get("id").map(|i| i.parse::<u64>()) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return bad("id must be a number"),
+    };
+    sb.clear_failures(id);
+    ok(json!({ "success": true }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowRequest {
+    #[serde(default)]
+    phone_number_id: Option<String>,
+    wa_id: String,
+    #[serde(default = "yes")]
+    open: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn set_window(State(sb): State<MetaSandbox>, body: JsonBody<WindowRequest>) -> Response {
+    let r = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return bad(e.body_text()),
+    };
+    let Some(wa_id) = wa_id_of(&r.wa_id) else {
+        return bad("wa_id is not a phone number");
+    };
+    let number = r
+        .phone_number_id
+        .unwrap_or_else(|| DEV_PHONE_NUMBER_ID.to_owned());
+    sb.set_window(&number, &wa_id, r.open);
+    ok(
+        json!({ "phone_number_id": number, "wa_id": wa_id, "open": sb.window_open(&number, &wa_id) }),
+    )
+}
+
+async fn inbound(State(sb): State<MetaSandbox>, body: JsonBody<InboundMessage>) -> Response {
+    match body
+        .map_err(|e| e.body_text())
+        .and_then(|Json(m)| sb.inbound(m))
+    {
+        Ok(id) => ok(json!({ "id": id })),
+        Err(e) => bad(e),
+    }
+}
+
+async fn templates(
+    State(sb): State<MetaSandbox>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let list: Vec<Value> = sb
+        .templates(q.get("waba_id").map(String::as_str))
+        .into_iter()
+        .map(|t| {
+            let waba = t.waba_id.clone();
+            let mut v = serde_json::to_value(t).unwrap_or_default();
+            v["waba_id"] = json!(waba);
+            v
+        })
+        .collect();
+    ok(list)
+}
+
+async fn add_template(State(sb): State<MetaSandbox>, body: JsonBody<TemplateSeed>) -> Response {
+    match body
+        .map_err(|e| e.body_text())
+        .and_then(|Json(s)| sb.add_template(s))
+    {
+        Ok(t) => ok(t),
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    #[serde(default)]
+    waba_id: Option<String>,
+    name: String,
+    #[serde(default)]
+    language: Option<String>,
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn template_status(State(sb): State<MetaSandbox>, body: JsonBody<StatusRequest>) -> Response {
+    let r = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return bad(e.body_text()),
+    };
+    let waba = r.waba_id.unwrap_or_else(|| DEV_WABA_ID.to_owned());
+    match sb.set_template_status(
+        &waba,
+        &r.name,
+        r.language.as_deref(),
+        &r.status,
+        r.reason.as_deref(),
+    ) {
+        Ok(changed) => ok(changed),
+        Err(e) => bad(e),
+    }
+}
+
+async fn counters(
+    State(sb): State<MetaSandbox>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut c = sb.counters();
+    // Narrow the (possibly huge) maps to the keys asked about.
+    if let Some(r) = q.get("recipient") {
+        c.accepted_by_recipient.retain(|k, _| k == r);
+    }
+    if let Some(d) = q.get("callback_data") {
+        c.accepted_by_callback_data.retain(|k, _| k == d);
+    }
+    ok(c)
+}
+
+async fn messages(
+    State(sb): State<MetaSandbox>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let to = q.get("to").and_then(|t| wa_id_of(t));
+    let data = q.get("callback_data");
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(100);
+    let list: Vec<_> = sb
+        .messages()
+        .into_iter()
+        .filter(|m| to.as_ref().is_none_or(|t| &m.wa_id == t))
+        .filter(|m| data.is_none_or(|d| m.biz_opaque_callback_data.as_ref() == Some(d)))
+        .collect();
+    let skip = list.len().saturating_sub(limit);
+    ok(json!({ "data": &list[skip..], "total": list.len() }))
+}
+
+async fn reset(State(sb): State<MetaSandbox>) -> Response {
+    sb.reset();
+    ok(json!({ "success": true }))
+}
