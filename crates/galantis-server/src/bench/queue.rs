@@ -63,17 +63,19 @@ pub async fn run(config: &Config, jobs: u32, workers: usize, samples: u32) -> an
     let enqueue_secs = started.elapsed().as_secs_f64();
 
     // Drain with W workers.
-    let mut q = QueueConfig::default();
-    q.concurrency = crate::config::LaneConcurrency {
-        ingest: 0,
-        messages: 0,
-        flows: 0,
-        campaigns: 0,
-        sync: 0,
-        monitor: workers,
-        compliance: 0,
+    let q = QueueConfig {
+        concurrency: crate::config::LaneConcurrency {
+            ingest: 0,
+            messages: 0,
+            flows: 0,
+            campaigns: 0,
+            sync: 0,
+            monitor: workers,
+            compliance: 0,
+        },
+        poll_interval_ms: 20,
+        ..QueueConfig::default()
     };
-    q.poll_interval_ms = 20;
     let (stop, rx) = watch::channel(false);
     let worker = tokio::spawn(
         Worker::new(state.clone(), Registry::builtin())

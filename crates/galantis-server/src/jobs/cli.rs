@@ -72,7 +72,7 @@ pub async fn run(config: &Config, cmd: JobsCommand) -> anyhow::Result<()> {
             for tenant in scopes {
                 out.extend(admin::list(&db, tenant, Some(JobState::Dead), None, limit).await?);
             }
-            out.sort_by(|a, b| b.id.cmp(&a.id));
+            out.sort_by_key(|j| std::cmp::Reverse(j.id));
             out.truncate(limit as usize);
             print(serde_json::to_value(out)?);
         }
