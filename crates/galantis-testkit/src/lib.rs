@@ -125,9 +125,11 @@ pub struct TestApp {
     pub scratch: Scratch,
 }
 
+type ConfigTweak = Box<dyn FnOnce(&mut Config) + Send>;
+
 /// Configures a [`TestApp`] before it starts.
 pub struct TestAppBuilder {
-    tweaks: Vec<Box<dyn FnOnce(&mut Config) + Send>>,
+    tweaks: Vec<ConfigTweak>,
     clock: Option<Arc<dyn Clock>>,
     registry: Option<Registry>,
 }
