@@ -121,6 +121,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         master_key: master,
         secrets,
         clock: Arc::new(SystemClock),
+        shop_cache: Default::default(),
+        events: tokio::sync::broadcast::channel(1024).0,
     })
 }
 

@@ -61,6 +61,8 @@ pub struct Config {
     /// On SIGTERM or Ctrl-C, in-flight requests and running jobs get this
     /// long to finish.
     pub shutdown_grace_secs: u64,
+    /// Inbound replies that unsubscribe a contact (case-insensitive, whole message).
+    pub stop_keywords: Vec<String>,
     /// The durable job queue.
     pub queue: QueueConfig,
 }
@@ -159,6 +161,7 @@ impl Default for Config {
             webhook_body_limit_bytes: 3 * 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            stop_keywords: galantis_core::consent::default_stop_keywords(),
             queue: QueueConfig::default(),
         }
     }

@@ -37,6 +37,10 @@ pub enum AppError {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
+    NotFoundCode { code: &'static str, message: String },
+    #[error("missing or invalid webhook signature")]
+    RejectedSignature,
+    #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error("the request body is larger than allowed")]
     PayloadTooLarge,
@@ -77,7 +81,8 @@ impl AppError {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) | AppError::ForbiddenAction { .. } => StatusCode::FORBIDDEN,
-            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::NotFound(_) | AppError::NotFoundCode { .. } => StatusCode::NOT_FOUND,
+            AppError::RejectedSignature => StatusCode::UNAUTHORIZED,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -92,7 +97,9 @@ impl AppError {
             AppError::BadRequest { code, .. }
             | AppError::ForbiddenAction { code, .. }
             | AppError::Conflict { code, .. }
-            | AppError::Unprocessable { code, .. } => code,
+            | AppError::Unprocessable { code, .. }
+            | AppError::NotFoundCode { code, .. } => code,
+            AppError::RejectedSignature => "invalid_signature",
             AppError::Unauthenticated => "unauthenticated",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",

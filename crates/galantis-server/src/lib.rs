@@ -10,3 +10,4 @@ pub mod jobs;
 pub mod sandbox;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;

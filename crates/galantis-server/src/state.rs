@@ -15,4 +15,17 @@ pub struct AppState {
     pub master_key: Arc<MasterKey>,
     pub secrets: SecretStore,
     pub clock: Arc<dyn Clock>,
+    /// Shop domain → tenant, for webhook ingress (tenants are never re-keyed).
+    pub shop_cache: Arc<dashmap::DashMap<galantis_core::ShopDomain, galantis_core::TenantId>>,
+    /// Domain events, published in-process after they are committed.
+    pub events: tokio::sync::broadcast::Sender<PublishedEvent>,
+}
+
+/// A committed domain event, as published to in-process subscribers.
+#[derive(Debug, Clone)]
+pub struct PublishedEvent {
+    pub tenant: galantis_core::TenantId,
+    pub id: uuid::Uuid,
+    pub kind: &'static str,
+    pub subject_id: Option<String>,
 }

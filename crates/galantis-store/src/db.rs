@@ -205,6 +205,21 @@ impl TenantTx {
         self.tx.engine()
     }
 
+    /// Serialises this transaction with every other that calls it for the
+    /// same tenant, until commit. SQLite's `BEGIN IMMEDIATE` already does;
+    /// on PostgreSQL it takes a transaction-scoped advisory lock. Used where
+    /// read-then-write sequences (upserts ordered by version) must not
+    /// interleave.
+    pub async fn serialize_tenant_writes(&mut self) -> Result<(), StoreError> {
+        if let Tx::Postgres(t) = &mut self.tx {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(self.tenant.schema_name())
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Commits, then wakes the workers of every lane a job was enqueued in.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;

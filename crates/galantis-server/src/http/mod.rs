@@ -9,6 +9,7 @@ pub mod middleware;
 pub mod pagination;
 pub mod request_id;
 pub mod tenant;
+pub mod webhook_events;
 
 use std::time::Duration;
 
@@ -57,6 +58,9 @@ fn api_routes() -> Router<AppState> {
         .route("/jobs/stats", get(jobs::stats))
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/retry", post(jobs::retry))
+        .route("/webhook-events", get(webhook_events::list))
+        .route("/webhook-events/{id}/replay", post(webhook_events::replay))
+        .route("/events", get(webhook_events::events))
 }
 
 /// Builds the router for `role`, with its middleware.
@@ -67,6 +71,7 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
     if role != ServeRole::Worker {
+        app = app.merge(crate::webhooks::routes(config.webhook_body_limit_bytes));
         app = app.nest(
             "/api/v1",
             api_routes().layer(RequestBodyLimitLayer::new(config.api_body_limit_bytes)),

@@ -11,3 +11,5 @@ mod migrate;
 mod queue;
 mod queue_crash;
 mod secrets;
+mod webhooks;
+mod webhooks_dump;

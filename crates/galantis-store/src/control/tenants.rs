@@ -309,3 +309,46 @@ async fn set_status(
     }
     Ok(tenant)
 }
+
+/// Tenants connected to a WhatsApp Business Account (template events are
+/// addressed by WABA id).
+pub async fn tenants_for_waba(db: &Db, waba_id: &str) -> Result<Vec<TenantId>, StoreError> {
+    let mut tx = db.control_read().await?;
+    let ids: Vec<Uuid> = on_tx!(&mut tx.0, |c| {
+        sqlx::query_scalar("SELECT DISTINCT tenant_id FROM phone_numbers WHERE waba_id = $1")
+            .bind(waba_id)
+            .fetch_all(&mut *c)
+            .await?
+    });
+    tx.commit().await?;
+    Ok(ids.into_iter().map(TenantId::from_uuid).collect())
+}
+
+/// Records a webhook change that belongs to no tenant, as ignored.
+pub async fn record_unrouted_webhook(
+    db: &Db,
+    source: &str,
+    topic: &str,
+    origin: &str,
+    reason: &str,
+    payload: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let mut tx = db.control_tx().await?;
+    on_tx!(&mut tx.0, |c| {
+        sqlx::query(
+            "INSERT INTO unrouted_webhook_events (id, source, topic, origin, reason, payload, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(source)
+        .bind(topic)
+        .bind(origin)
+        .bind(reason)
+        .bind(sqlx::types::Json(payload))
+        .bind(Utc::now().timestamp_millis())
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    tx.commit().await
+}

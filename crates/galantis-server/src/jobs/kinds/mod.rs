@@ -8,4 +8,5 @@ use super::Registry;
 pub fn register_builtin(r: &mut Registry) {
     r.register::<probe::QueueProbe, _, _>(probe::run);
     r.register::<prune::PruneJobs, _, _>(prune::run);
+    r.register::<crate::webhooks::process::ProcessWebhook, _, _>(crate::webhooks::process::run);
 }

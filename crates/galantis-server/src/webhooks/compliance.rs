@@ -1,0 +1,194 @@
+//! GDPR webhooks: erase a customer, erase a shop, export a customer's data.
+//! Each is logged with its 30-day deadline and completion time. Erasure
+//! leaves no phone, email, name, address or message body behind, including
+//! in stored webhook payloads and domain events; row counts stay.
+
+use galantis_core::SecretName;
+use galantis_store::TenantTx;
+use galantis_store::tenant::webhook_events::WebhookEvent;
+use galantis_store::tenant::{
+    compliance, contacts, domain_events, messaging, orders, secrets, webhook_events,
+};
+use serde_json::{Value, json};
+
+use super::parse::{int, string};
+use super::process::{HandlerError, Outcome};
+use crate::jobs::JobContext;
+
+/// Every identifier of a contact that may appear in stored payloads.
+fn needles(c: &contacts::Contact, extra: &[Option<String>]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        c.email.clone(),
+        c.phone.clone(),
+        c.phone
+            .as_ref()
+            .map(|p| p.trim_start_matches('+').to_owned()),
+    ]
+    .into_iter()
+    .chain(extra.iter().cloned())
+    .flatten()
+    .collect();
+    for name in [&c.first_name, &c.last_name].into_iter().flatten() {
+        if name.len() >= 3 {
+            v.push(name.clone());
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+async fn erase_contact(
+    tx: &mut TenantTx,
+    c: &contacts::Contact,
+    extra: &[Option<String>],
+    now: i64,
+) -> Result<(), HandlerError> {
+    let needles = needles(c, extra);
+    messaging::scrub_status_events_for(tx, c.id).await?;
+    contacts::redact(tx, c.id, now).await?;
+    orders::redact(tx, Some(c.id), &[]).await?;
+    webhook_events::scrub_mentions(tx, &needles).await?;
+    domain_events::scrub_mentions(tx, &needles).await?;
+    Ok(())
+}
+
+pub async fn customer_redact(
+    tx: &mut TenantTx,
+    e: &WebhookEvent,
+    now: i64,
+    out: &mut Outcome,
+) -> Result<(), HandlerError> {
+    let p = &e.payload;
+    let customer_id = int(p.pointer("/customer/id"));
+    let email = string(p.pointer("/customer/email")).map(|s| s.to_lowercase());
+    let phone = string(p.pointer("/customer/phone"));
+    let phone_e164 = super::parse::phone(phone.as_deref()).0;
+    let mut found = Vec::new();
+    if let Some(id) = customer_id {
+        found.extend(contacts::by_shopify_id(tx, id).await?);
+    }
+    if let Some(p) = &phone_e164 {
+        found.extend(contacts::by_phone(tx, p).await?);
+    }
+    found.sort_by_key(|c| c.id);
+    found.dedup_by_key(|c| c.id);
+    let extra = [email.clone(), phone.clone(), phone_e164.clone()];
+    for c in &found {
+        erase_contact(tx, c, &extra, now).await?;
+    }
+    let order_ids: Vec<i64> = p
+        .get("orders_to_redact")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| int(Some(v)))
+        .collect();
+    orders::redact(tx, None, &order_ids).await?;
+    // The request itself carries the identifiers: scrub it too.
+    let needles: Vec<String> = extra.into_iter().flatten().collect();
+    webhook_events::scrub_mentions(tx, &needles).await?;
+    compliance::record(
+        tx,
+        "customers_redact",
+        customer_id,
+        Some(e.id),
+        e.received_at.timestamp_millis(),
+        now,
+        None,
+    )
+    .await?;
+    out.event(
+        "CustomerRedacted",
+        customer_id.map(|c| c.to_string()),
+        json!({ "contacts": found.len(), "orders": order_ids.len() }),
+    );
+    Ok(())
+}
+
+pub async fn shop_redact(
+    ctx: &JobContext,
+    tx: &mut TenantTx,
+    e: &WebhookEvent,
+    now: i64,
+    out: &mut Outcome,
+) -> Result<(), HandlerError> {
+    let mut erased = 0;
+    let mut before = None;
+    loop {
+        let page = contacts::list(
+            tx,
+            &contacts::Filter {
+                before,
+                limit: 500,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        for c in &page {
+            erase_contact(tx, c, &[], now).await?;
+            erased += 1;
+        }
+    }
+    // Deleted contacts are not listed; erase them too.
+    galantis_store::tenant::contacts::redact_all_remaining(tx, now).await?;
+    galantis_store::tenant::webhook_events::scrub_all(tx).await?;
+    galantis_store::tenant::domain_events::scrub_all(tx).await?;
+    for name in SecretName::ALL {
+        secrets::delete(tx, name).await?;
+    }
+    let _ = ctx;
+    compliance::record(
+        tx,
+        "shop_redact",
+        None,
+        Some(e.id),
+        e.received_at.timestamp_millis(),
+        now,
+        None,
+    )
+    .await?;
+    out.event("ShopRedacted", None, json!({ "contacts": erased }));
+    Ok(())
+}
+
+pub async fn data_request(
+    tx: &mut TenantTx,
+    e: &WebhookEvent,
+    now: i64,
+    out: &mut Outcome,
+) -> Result<(), HandlerError> {
+    let p = &e.payload;
+    let customer_id = int(p.pointer("/customer/id"));
+    let contact = match customer_id {
+        Some(id) => contacts::by_shopify_id(tx, id).await?,
+        None => None,
+    };
+    let export = match &contact {
+        Some(c) => json!({
+            "contact": c,
+            "consent_history": contacts::consent_history(tx, c.id).await?,
+            "orders": orders::list(tx, Some(c.id), None, 1000).await?,
+            "conversations": messaging::conversation_of(tx, c.id).await?,
+        }),
+        None => json!({ "contact": null, "note": "no data held for this customer" }),
+    };
+    compliance::record(
+        tx,
+        "customers_data_request",
+        customer_id,
+        Some(e.id),
+        e.received_at.timestamp_millis(),
+        now,
+        Some(&export),
+    )
+    .await?;
+    out.event(
+        "CustomerDataRequested",
+        customer_id.map(|c| c.to_string()),
+        json!({ "found": contact.is_some() }),
+    );
+    Ok(())
+}

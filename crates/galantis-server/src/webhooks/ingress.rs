@@ -1,0 +1,380 @@
+//! `POST /webhooks/shopify`, `GET|POST /webhooks/meta`: verify the signature
+//! over the raw bytes, persist the event and enqueue its processing in one
+//! tenant transaction, then acknowledge. Nothing is stored for a bad
+//! signature; a redelivery is acknowledged and not processed again.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use galantis_core::{ConsentSource, MarketingState, PhoneE164, ShopDomain, TenantId};
+use galantis_store::control::tenants;
+use galantis_store::tenant::{contacts, webhook_events};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::process::ProcessWebhook;
+use super::signature;
+use super::topics;
+use crate::config::{DEV_META_APP_SECRET, DEV_META_VERIFY_TOKEN, DEV_SHOPIFY_APP_SECRET};
+use crate::error::AppError;
+use crate::jobs;
+use crate::state::AppState;
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn rejected(source: &'static str) -> AppError {
+    metrics::counter!("galantis_webhooks_rejected_total", "source" => source, "reason" => "signature").increment(1);
+    AppError::RejectedSignature
+}
+
+fn shopify_secrets(state: &AppState) -> Vec<SecretString> {
+    let c = &state.config;
+    let mut v = vec![
+        c.shopify_app_secret
+            .clone()
+            .unwrap_or_else(|| SecretString::from(DEV_SHOPIFY_APP_SECRET)),
+    ];
+    if let Some(prev) = &c.shopify_previous_app_secret {
+        v.push(prev.clone());
+    }
+    v
+}
+
+pub fn meta_secret(state: &AppState) -> SecretString {
+    state
+        .config
+        .meta_app_secret
+        .clone()
+        .unwrap_or_else(|| SecretString::from(DEV_META_APP_SECRET))
+}
+
+fn now_ms(state: &AppState) -> i64 {
+    state.clock.now().timestamp_millis()
+}
+
+async fn tenant_of_shop(state: &AppState, shop: &ShopDomain) -> Result<TenantId, AppError> {
+    if let Some(t) = state.shop_cache.get(shop) {
+        return Ok(*t);
+    }
+    let t = tenants::find_by_shop(&state.db, shop)
+        .await?
+        .ok_or_else(unknown_shop)?;
+    state.shop_cache.insert(shop.clone(), t.id);
+    Ok(t.id)
+}
+
+fn unknown_shop() -> AppError {
+    AppError::NotFoundCode {
+        code: "unknown_shop",
+        message: "no tenant is installed for this shop".into(),
+    }
+}
+
+pub async fn shopify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let started = Instant::now();
+    let secrets = shopify_secrets(&state);
+    let refs: Vec<&SecretString> = secrets.iter().collect();
+    if !signature::verify_shopify(header(&headers, "x-shopify-hmac-sha256"), &body, &refs) {
+        return Err(rejected("shopify"));
+    }
+    let shop = header(&headers, "x-shopify-shop-domain")
+        .and_then(|s| ShopDomain::parse(s).ok())
+        .ok_or_else(unknown_shop)?;
+    let topic = header(&headers, "x-shopify-topic")
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t.len() <= 100)
+        .ok_or_else(|| {
+            AppError::bad_request("missing_topic", "the X-Shopify-Topic header is missing")
+        })?;
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|_| AppError::bad_request("invalid_json", "the webhook body is not valid JSON"))?;
+    let tenant = tenant_of_shop(&state, &shop).await?;
+    // Shopify always sends a webhook id; without one, the body's digest keeps
+    // redeliveries idempotent.
+    let external_id = header(&headers, "x-shopify-webhook-id")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&body))));
+    let triggered_at = super::parse::time_ms(
+        header(&headers, "x-shopify-triggered-at")
+            .map(|s| json!(s))
+            .as_ref(),
+    );
+    let known = topics::is_known_shopify(&topic);
+    let now = now_ms(&state);
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    let inserted = webhook_events::insert(
+        &mut tx,
+        &webhook_events::NewWebhookEvent {
+            source: "shopify",
+            topic: &topic,
+            external_id: &external_id,
+            origin: shop.as_str(),
+            payload: &payload,
+            triggered_at,
+            received_at: now,
+            status: if known { "received" } else { "ignored" },
+            failure_reason: (!known).then_some("unknown topic"),
+        },
+    )
+    .await?;
+    let outcome = match inserted {
+        Some(id) if known => {
+            jobs::enqueue(
+                &mut tx,
+                &ProcessWebhook {
+                    event_id: id,
+                    replay: None,
+                },
+                state.clock.now(),
+            )
+            .await?;
+            "accepted"
+        }
+        Some(_) => "ignored",
+        None => "duplicate",
+    };
+    tx.commit().await?;
+    metrics::counter!("galantis_webhooks_received_total", "source" => "shopify", "outcome" => outcome).increment(1);
+    metrics::histogram!("galantis_webhook_ingest_seconds", "source" => "shopify")
+        .record(started.elapsed().as_secs_f64());
+    Ok((StatusCode::OK, axum::Json(json!({ "status": outcome }))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct Handshake {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// Meta's subscription handshake: echo the raw challenge for the right token.
+pub async fn meta_verify(State(state): State<AppState>, Query(q): Query<Handshake>) -> Response {
+    let expected = state
+        .config
+        .meta_verify_token
+        .clone()
+        .unwrap_or_else(|| SecretString::from(DEV_META_VERIFY_TOKEN));
+    let token_ok = q.verify_token.as_deref().is_some_and(|t| {
+        use subtle::ConstantTimeEq;
+        t.as_bytes()
+            .ct_eq(expected.expose_secret().as_bytes())
+            .into()
+    });
+    match (q.mode.as_deref(), token_ok, q.challenge) {
+        (Some("subscribe"), true, Some(challenge)) => (StatusCode::OK, challenge).into_response(),
+        _ => AppError::ForbiddenAction {
+            code: "verification_failed",
+            message: "wrong hub.mode or verify token".into(),
+        }
+        .into_response(),
+    }
+}
+
+/// One change of a Meta payload, routed.
+struct RoutedChange {
+    field: String,
+    external_id: String,
+    payload: Value,
+}
+
+pub async fn meta(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let started = Instant::now();
+    if !signature::verify_meta(
+        header(&headers, "x-hub-signature-256"),
+        &body,
+        &meta_secret(&state),
+    ) {
+        return Err(rejected("meta"));
+    }
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|_| AppError::bad_request("invalid_json", "the webhook body is not valid JSON"))?;
+    let entries = payload
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut by_tenant: BTreeMap<TenantId, Vec<RoutedChange>> = BTreeMap::new();
+    let mut unrouted = 0u64;
+    for entry in &entries {
+        let waba = entry
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        for change in entry
+            .get("changes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let field = change
+                .get("field")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned();
+            let digest = hex::encode(Sha256::digest(format!("{waba}|{change}").as_bytes()));
+            let routed = json!({ "entry_id": waba, "change": change });
+            let targets: Vec<TenantId> = if field == "messages" {
+                let pnid = change
+                    .pointer("/value/metadata/phone_number_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                tenants::phone_number_owner(&state.db, pnid)
+                    .await?
+                    .into_iter()
+                    .collect()
+            } else {
+                tenants::tenants_for_waba(&state.db, &waba).await?
+            };
+            if targets.is_empty() {
+                unrouted += 1;
+                let origin = change
+                    .pointer("/value/metadata/phone_number_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&waba);
+                tenants::record_unrouted_webhook(
+                    &state.db,
+                    "meta",
+                    &field,
+                    origin,
+                    "unknown phone number id or WABA",
+                    &routed,
+                )
+                .await?;
+                continue;
+            }
+            for t in targets {
+                by_tenant.entry(t).or_default().push(RoutedChange {
+                    field: field.clone(),
+                    external_id: format!("{field}:{digest}"),
+                    payload: routed.clone(),
+                });
+            }
+        }
+    }
+    let now = now_ms(&state);
+    let mut accepted = 0u64;
+    for (tenant, changes) in by_tenant {
+        let mut tx = state.db.tenant_tx(tenant).await?;
+        for c in &changes {
+            let known = topics::is_known_meta(&c.field);
+            let origin = c
+                .payload
+                .pointer("/change/value/metadata/phone_number_id")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let inserted = webhook_events::insert(
+                &mut tx,
+                &webhook_events::NewWebhookEvent {
+                    source: "meta",
+                    topic: &c.field,
+                    external_id: &c.external_id,
+                    origin,
+                    payload: &c.payload,
+                    triggered_at: None,
+                    received_at: now,
+                    status: if known { "received" } else { "ignored" },
+                    failure_reason: (!known).then_some("unknown field"),
+                },
+            )
+            .await?;
+            if let (Some(id), true) = (inserted, known) {
+                if c.field == "messages" {
+                    apply_stop_replies(&state, &mut tx, &c.payload, now).await?;
+                }
+                jobs::enqueue(
+                    &mut tx,
+                    &ProcessWebhook {
+                        event_id: id,
+                        replay: None,
+                    },
+                    state.clock.now(),
+                )
+                .await?;
+                accepted += 1;
+            }
+        }
+        tx.commit().await?;
+    }
+    metrics::counter!("galantis_webhooks_received_total", "source" => "meta", "outcome" => "accepted").increment(accepted);
+    metrics::histogram!("galantis_webhook_ingest_seconds", "source" => "meta")
+        .record(started.elapsed().as_secs_f64());
+    Ok(
+        axum::Json(json!({ "status": "accepted", "changes": accepted, "unrouted": unrouted }))
+            .into_response(),
+    )
+}
+
+/// An opt-out takes effect in the same transaction that stores the message,
+/// before any later send can be prepared (processing then stores the message).
+async fn apply_stop_replies(
+    state: &AppState,
+    tx: &mut galantis_store::TenantTx,
+    routed: &Value,
+    now: i64,
+) -> Result<(), AppError> {
+    let keywords = &state.config.stop_keywords;
+    for m in routed
+        .pointer("/change/value/messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let text = m
+            .pointer("/text/body")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if m.get("type").and_then(Value::as_str) != Some("text")
+            || !galantis_core::consent::is_stop_reply(text, keywords)
+        {
+            continue;
+        }
+        let Some(from) = m.get("from").and_then(Value::as_str) else {
+            continue;
+        };
+        let Ok(phone) = PhoneE164::parse(&format!("+{from}")) else {
+            continue;
+        };
+        let contact = match contacts::by_phone(tx, phone.as_str()).await? {
+            Some(c) => c,
+            None => contacts::create_from_whatsapp(tx, phone.as_str(), None, now).await?,
+        };
+        let wamid = m.get("id").and_then(Value::as_str);
+        let at = super::parse::int(m.get("timestamp"))
+            .map(|s| s * 1000)
+            .unwrap_or(now);
+        if contacts::set_marketing_state(
+            tx,
+            contact.id,
+            MarketingState::Unsubscribed,
+            ConsentSource::StopReply,
+            wamid.map(|w| format!("message:{w}")).as_deref(),
+            at,
+            now,
+        )
+        .await?
+        {
+            tracing::info!(contact = %contact.id, "contact unsubscribed by STOP reply");
+        }
+    }
+    Ok(())
+}

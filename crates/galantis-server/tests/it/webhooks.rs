@@ -1,0 +1,656 @@
+//! Webhooks in: signatures, persistence, idempotency, processing of the seed
+//! payloads, out-of-order delivery, restocks, Meta messages and statuses,
+//! STOP, compliance erasure, failures and replay.
+
+use galantis_server::webhooks::signature::{sign_meta, sign_shopify};
+use galantis_store::control::tenants::{self, PhoneNumberLink};
+use galantis_store::tenant::{contacts, messaging};
+use galantis_testkit::{TEST_META_SECRET, TEST_SHOPIFY_SECRET, TestApp, TestTenant};
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::queue::eventually;
+
+async fn shopify(
+    app: &TestApp,
+    t: &TestTenant,
+    topic: &str,
+    id: &str,
+    body: &Value,
+) -> reqwest::Response {
+    let raw = serde_json::to_vec(body).unwrap();
+    app.client
+        .post(app.url("/webhooks/shopify"))
+        .header("x-shopify-topic", topic)
+        .header("x-shopify-shop-domain", t.shop.as_str())
+        .header("x-shopify-webhook-id", id)
+        .header(
+            "x-shopify-hmac-sha256",
+            sign_shopify(&raw, &SecretString::from(TEST_SHOPIFY_SECRET)),
+        )
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn meta(app: &TestApp, body: &Value) -> reqwest::Response {
+    let raw = serde_json::to_vec(body).unwrap();
+    app.client
+        .post(app.url("/webhooks/meta"))
+        .header(
+            "x-hub-signature-256",
+            sign_meta(&raw, &SecretString::from(TEST_META_SECRET)),
+        )
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn events_of(app: &TestApp, t: &TestTenant, kind: &str) -> Vec<Value> {
+    let page: Value = app
+        .get(&format!("/api/v1/events?kind={kind}&limit=200"), &t.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["data"].as_array().unwrap().clone()
+}
+
+async fn webhook_events(app: &TestApp, t: &TestTenant, query: &str) -> Vec<Value> {
+    let page: Value = app
+        .get(&format!("/api/v1/webhook-events?{query}"), &t.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["data"].as_array().unwrap().clone()
+}
+
+async fn settled(app: &TestApp, t: &TestTenant) {
+    eventually("webhooks processed", || async {
+        webhook_events(app, t, "status=received").await.is_empty()
+    })
+    .await;
+}
+
+/// Settled, and none failed.
+async fn settled_ok(app: &TestApp, t: &TestTenant) {
+    settled(app, t).await;
+    let failed = webhook_events(app, t, "status=failed").await;
+    assert!(failed.is_empty(), "processing failed: {failed:?}");
+}
+
+fn seed_customer() -> Value {
+    json!({
+        "id": 123456789, "email": "customer@example.com", "first_name": "Jane", "last_name": "Smith",
+        "phone": "+521234567890", "tags": "vip, newsletter", "accepts_marketing": true,
+        "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in"},
+        "sms_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in"},
+        "locale": "es", "created_at": "2025-01-15T10:00:00-05:00", "updated_at": "2025-01-15T10:00:00-05:00"
+    })
+}
+
+async fn contact_by_shopify(app: &TestApp, t: &TestTenant, id: i64) -> Option<contacts::Contact> {
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let c = contacts::by_shopify_id(&mut tx, id).await.unwrap();
+    tx.commit().await.unwrap();
+    c
+}
+
+#[tokio::test]
+async fn bad_signatures_unknown_shops_and_bad_bodies_are_refused_and_store_nothing() {
+    let app = TestApp::builder()
+        .config(|c| c.webhook_body_limit_bytes = 64 * 1024)
+        .spawn()
+        .await;
+    let t = app.create_tenant("wh-bad").await;
+    let raw = serde_json::to_vec(&seed_customer()).unwrap();
+    let post = |sig: Option<String>, shop: &str, body: Vec<u8>| {
+        let mut r = app
+            .client
+            .post(app.url("/webhooks/shopify"))
+            .header("x-shopify-topic", "customers/create")
+            .header("x-shopify-shop-domain", shop)
+            .header("x-shopify-webhook-id", "w-1")
+            .body(body);
+        if let Some(s) = sig {
+            r = r.header("x-shopify-hmac-sha256", s);
+        }
+        r.send()
+    };
+    let secret = SecretString::from(TEST_SHOPIFY_SECRET);
+    let cases = [
+        (
+            None,
+            t.shop.as_str().to_owned(),
+            raw.clone(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            Some("bm9wZQ==".into()),
+            t.shop.as_str().to_owned(),
+            raw.clone(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            Some(sign_shopify(&raw, &SecretString::from("other"))),
+            t.shop.as_str().to_owned(),
+            raw.clone(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            Some(sign_shopify(&raw, &secret)),
+            "ghost.myshopify.com".into(),
+            raw.clone(),
+            StatusCode::NOT_FOUND,
+            "unknown_shop",
+        ),
+        (
+            Some(sign_shopify(b"{nope", &secret)),
+            t.shop.as_str().to_owned(),
+            b"{nope".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+    ];
+    for (sig, shop, body, status, code) in cases {
+        let r = post(sig, &shop, body).await.unwrap();
+        assert_eq!(r.status(), status, "{code}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(b["error"]["code"], code);
+    }
+    let big = vec![b' '; 70 * 1024];
+    let r = post(Some(sign_shopify(&big, &secret)), t.shop.as_str(), big)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Meta: unsigned or mis-signed.
+    let r = app
+        .client
+        .post(app.url("/webhooks/meta"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .client
+        .post(app.url("/webhooks/meta"))
+        .header("x-hub-signature-256", "sha256=00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        webhook_events(&app, &t, "").await.is_empty(),
+        "nothing stored"
+    );
+    assert!(contact_by_shopify(&app, &t, 123456789).await.is_none());
+
+    // Unknown topic: acknowledged, stored as ignored, not processed.
+    let r = shopify(&app, &t, "themes/publish", "w-2", &json!({"id": 1})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let ignored = webhook_events(&app, &t, "status=ignored").await;
+    assert_eq!(ignored.len(), 1);
+}
+
+#[tokio::test]
+async fn the_meta_verification_handshake() {
+    let app = TestApp::spawn().await;
+    let ok = app.client.get(app.url("/webhooks/meta?hub.mode=subscribe&hub.verify_token=test-verify-token&hub.challenge=1158201444")).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let bad = app
+        .client
+        .get(app.url("/webhooks/meta?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("wh-customer").await;
+    for _ in 0..3 {
+        assert_eq!(
+            shopify(&app, &t, "customers/create", "same-id", &seed_customer())
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    settled_ok(&app, &t).await;
+    let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
+    assert_eq!(c.phone.as_deref(), Some("+521234567890"));
+    assert_eq!(c.email.as_deref(), Some("customer@example.com"));
+    assert_eq!(c.tags, vec!["vip", "newsletter"]);
+    assert_eq!(c.marketing_state, "SUBSCRIBED");
+    assert_eq!(
+        webhook_events(&app, &t, "").await.len(),
+        1,
+        "redeliveries are not stored twice"
+    );
+    assert_eq!(events_of(&app, &t, "CustomerCreated").await.len(), 1);
+    assert_eq!(events_of(&app, &t, "CustomerTagged").await.len(), 2);
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let history = contacts::consent_history(&mut tx, c.id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].source, "shopify_customer");
+}
+
+#[tokio::test]
+async fn out_of_order_customer_updates_end_in_the_newest_state_and_deletes_stick() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("wh-order").await;
+    let mut newer = seed_customer();
+    newer["first_name"] = json!("Janet");
+    newer["updated_at"] = json!("2025-02-01T00:00:00Z");
+    // Update before create: applied as an upsert; the older create changes nothing.
+    shopify(&app, &t, "customers/update", "u-1", &newer).await;
+    settled_ok(&app, &t).await;
+    shopify(&app, &t, "customers/create", "c-1", &seed_customer()).await;
+    settled_ok(&app, &t).await;
+    assert_eq!(
+        contact_by_shopify(&app, &t, 123456789)
+            .await
+            .unwrap()
+            .first_name
+            .as_deref(),
+        Some("Janet")
+    );
+    // Delete, then a late update: not resurrected.
+    shopify(
+        &app,
+        &t,
+        "customers/delete",
+        "d-1",
+        &json!({"id": 123456789}),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    let mut later = newer.clone();
+    later["updated_at"] = json!("2025-03-01T00:00:00Z");
+    later["first_name"] = json!("Zombie");
+    shopify(&app, &t, "customers/update", "u-2", &later).await;
+    settled_ok(&app, &t).await;
+    let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
+    assert!(c.deleted);
+    assert_eq!(c.first_name.as_deref(), Some("Janet"));
+}
+
+#[tokio::test]
+async fn orders_ship_once_and_cancel() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("wh-orders").await;
+    shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
+    settled_ok(&app, &t).await;
+    let order = json!({
+        "id": 987654321, "order_number": 1042, "customer": {"id": 123456789, "phone": "+521234567890"},
+        "total_price": "149.00", "currency": "MXN",
+        "line_items": [{"id": 111111, "title": "Running Shoes", "quantity": 1, "price": "149.00", "product_id": 555555, "variant_id": 666666, "vendor": "NikeMX", "properties": []}],
+        "tags": "", "fulfillment_status": null, "financial_status": "paid", "created_at": "2025-01-15T11:00:00-05:00"
+    });
+    shopify(&app, &t, "orders/create", "o-1", &order).await;
+    let unshipped = json!({"id": 987654321, "order_number": 1042, "customer": {"id": 123456789}, "fulfillment_status": null, "fulfillments": []});
+    shopify(&app, &t, "orders/updated", "o-2", &unshipped).await;
+    let shipped = json!({
+        "id": 987654321, "order_number": 1042, "customer": {"id": 123456789}, "fulfillment_status": "fulfilled",
+        "fulfillments": [{"id": 222222, "status": "success", "tracking_company": "DHL", "tracking_number": "1234567890",
+                          "tracking_url": "https://track.dhl.com/...", "created_at": "2025-01-16T14:00:00-05:00"}]
+    });
+    shopify(&app, &t, "orders/updated", "o-3", &shipped).await;
+    shopify(&app, &t, "orders/updated", "o-4", &shipped).await;
+    settled_ok(&app, &t).await;
+    assert_eq!(events_of(&app, &t, "OrderCreated").await.len(), 1);
+    let ships = events_of(&app, &t, "OrderShipped").await;
+    assert_eq!(ships.len(), 1, "OrderShipped only once per order");
+    assert_eq!(ships[0]["payload"]["tracking_company"], "DHL");
+    let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
+    assert_eq!((c.orders_count, c.total_spent_cents), (1, 14900));
+    let cancelled = json!({"id": 987654321, "order_number": 1042, "customer": {"id": 123456789}, "total_price": "149.00",
+                           "cancelled_at": "2025-01-16T09:00:00-05:00", "cancel_reason": "customer"});
+    shopify(&app, &t, "orders/cancelled", "o-5", &cancelled).await;
+    settled_ok(&app, &t).await;
+    assert_eq!(events_of(&app, &t, "OrderCancelled").await.len(), 1);
+    let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
+    assert_eq!(c.orders_count, 0, "cancelled orders do not count");
+}
+
+fn product(quantities: [i64; 4], updated_at: &str) -> Value {
+    json!({
+        "id": 555555, "title": "Running Shoes", "body_html": "<p>Full product description...</p>", "vendor": "NikeMX",
+        "tags": "shoes, running, sport", "status": "active", "updated_at": updated_at,
+        "images": [{"id": 777777, "src": "https://cdn.shopify.com/...", "width": 1000, "height": 1000}],
+        "options": [{"name": "Size", "values": ["40", "41", "42", "43"]}],
+        "variants": (0..4).map(|i| json!({"id": 666660 + i, "title": format!("Size {}", 40 + i), "price": "149.00",
+            "compare_at_price": "180.00", "sku": format!("RUN-{}", 40 + i), "inventory_quantity": quantities[i as usize],
+            "inventory_item_id": 888880 + i, "option1": format!("{}", 40 + i)})).collect::<Vec<_>>()
+    })
+}
+
+#[tokio::test]
+async fn restocks_fire_per_variant_from_zero_only() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("wh-restock").await;
+    shopify(
+        &app,
+        &t,
+        "products/create",
+        "p-1",
+        &product([0, 0, 0, 5], "2025-01-15T09:00:00Z"),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    assert!(
+        events_of(&app, &t, "VariantRestocked").await.is_empty(),
+        "creation is not a restock"
+    );
+    // Two variants 0→positive, one 0→0, one 5→10, and a price change elsewhere.
+    shopify(
+        &app,
+        &t,
+        "products/update",
+        "p-2",
+        &product([3, 7, 0, 10], "2025-01-15T10:00:00Z"),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    let restocks = events_of(&app, &t, "VariantRestocked").await;
+    let mut ids: Vec<String> = restocks
+        .iter()
+        .map(|e| e["subject_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["666660", "666661"]);
+    // A stale update arriving late changes nothing and fires nothing.
+    shopify(
+        &app,
+        &t,
+        "products/update",
+        "p-3",
+        &product([0, 0, 0, 0], "2025-01-15T09:30:00Z"),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    assert_eq!(events_of(&app, &t, "VariantRestocked").await.len(), 2);
+    // inventory_levels: variant 666662 (item 888882) 0 → 4.
+    let level = json!({"inventory_item_id": 888882, "location_id": 1, "available": 4, "updated_at": "2025-01-15T11:00:00Z"});
+    shopify(&app, &t, "inventory_levels/update", "i-1", &level).await;
+    let level0 = json!({"inventory_item_id": 888883, "location_id": 1, "available": 12, "updated_at": "2025-01-15T11:00:00Z"});
+    shopify(&app, &t, "inventory_levels/update", "i-2", &level0).await;
+    settled_ok(&app, &t).await;
+    let restocks = events_of(&app, &t, "VariantRestocked").await;
+    assert_eq!(
+        restocks.len(),
+        3,
+        "only the 0→4 level is a restock: {restocks:?}"
+    );
+}
+
+async fn with_number(app: &TestApp, name: &str) -> TestTenant {
+    let t = app.create_tenant(name).await;
+    let mut tx = app.db().control_tx().await.unwrap();
+    tenants::link_phone_number(
+        &mut tx,
+        t.id,
+        &PhoneNumberLink {
+            phone_number_id: format!("pn-{name}"),
+            waba_id: format!("waba-{name}"),
+        },
+        true,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    t
+}
+
+fn inbound(pnid: &str, wamid: &str, text: &str) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid},
+        "contacts": [{"profile": {"name": "Jane Smith"}, "wa_id": "521234567890"}],
+        "messages": [{"from": "521234567890", "id": wamid, "timestamp": "1705320000", "type": "text", "text": {"body": text}}]}}]}]})
+}
+
+fn statuses(pnid: &str, list: &[(&str, &str)]) -> Value {
+    let st: Vec<Value> = list.iter().map(|(w, s)| json!({"id": w, "status": s, "timestamp": "1705320030", "recipient_id": "521234567890"})).collect();
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid}, "statuses": st}}]}]})
+}
+
+#[tokio::test]
+async fn inbound_messages_open_conversations_and_stop_unsubscribes_at_once() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = with_number(&app, "wh-meta").await;
+    let pnid = "pn-wh-meta";
+    shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
+    // Without workers nothing is processed yet: STOP must still take effect now.
+    assert_eq!(
+        meta(&app, &inbound(pnid, "wamid.STOP1", "Stop"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let c = contacts::by_phone(&mut tx, "+521234567890")
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        c.marketing_state, "UNSUBSCRIBED",
+        "unsubscribed before any processing"
+    );
+    // Unknown numbers are recorded as ignored, not routed to anyone.
+    let r: Value = meta(&app, &inbound("pn-unknown", "wamid.X", "hi"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["unrouted"], 1);
+}
+
+#[tokio::test]
+async fn inbound_messages_statuses_and_templates_are_processed() {
+    let app = TestApp::spawn().await;
+    let t = with_number(&app, "wh-meta2").await;
+    let pnid = "pn-wh-meta2";
+    meta(
+        &app,
+        &inbound(pnid, "wamid.IN1", "Hello, I have a question about my order"),
+    )
+    .await;
+    meta(
+        &app,
+        &inbound(pnid, "wamid.IN1", "Hello, I have a question about my order"),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    let created = events_of(&app, &t, "ConversationMessageCreated").await;
+    assert_eq!(created.len(), 1, "one message per wamid");
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let contact = contacts::by_phone(&mut tx, "+521234567890")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(contact.first_name.as_deref(), Some("Jane"));
+    let convs = messaging::conversation_of(&mut tx, contact.id)
+        .await
+        .unwrap();
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0].status, "OPEN");
+    assert!(convs[0].window_expires_at.is_some());
+    let content = json!({});
+    let out = messaging::insert_outbound(
+        &mut tx,
+        &messaging::OutboundMessage {
+            contact_id: contact.id,
+            phone_number_id: pnid,
+            idempotency_key: "k-1",
+            kind: "text",
+            body: Some("hi"),
+            content: &content,
+            source: "inbox",
+            template_name: None,
+            template_language: None,
+            is_sandbox: true,
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    messaging::set_wamid(&mut tx, out, "wamid.OUT1", 0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // delivered → sent → read → delivered (and a duplicate): ends READ.
+    meta(&app, &statuses(pnid, &[("wamid.OUT1", "delivered")])).await;
+    meta(
+        &app,
+        &statuses(pnid, &[("wamid.OUT1", "sent"), ("wamid.OUT1", "read")]),
+    )
+    .await;
+    meta(
+        &app,
+        &statuses(
+            pnid,
+            &[("wamid.OUT1", "delivered"), ("wamid.OUT1", "failed")],
+        ),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let m = messaging::message_by_wamid(&mut tx, "wamid.OUT1")
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(m.status, "READ");
+
+    // Template status by WABA id.
+    let tpl = |event: &str, reason: Value| {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "waba-wh-meta2", "changes": [{
+        "field": "message_template_status_update", "value": {"event": event, "message_template_id": 123456,
+        "message_template_name": "order_confirmation_es", "message_template_language": "es", "reason": reason}}]}]})
+    };
+    meta(&app, &tpl("APPROVED", Value::Null)).await;
+    settled_ok(&app, &t).await;
+    meta(&app, &tpl("REJECTED", json!("INVALID_FORMAT"))).await;
+    settled_ok(&app, &t).await;
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let st = messaging::template_status(&mut tx, "order_confirmation_es", "es")
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        st,
+        ("REJECTED".to_owned(), Some("INVALID_FORMAT".to_owned()))
+    );
+    assert_eq!(events_of(&app, &t, "TemplateStatusUpdated").await.len(), 2);
+}
+
+#[tokio::test]
+async fn customers_redact_leaves_no_personal_data_in_any_table() {
+    let app = TestApp::spawn().await;
+    let t = with_number(&app, "wh-redact").await;
+    shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
+    meta(
+        &app,
+        &inbound("pn-wh-redact", "wamid.R1", "Hello from Jane"),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    let redact = json!({"shop_id": 12345678, "shop_domain": t.shop.as_str(),
+        "customer": {"id": 123456789, "email": "customer@example.com", "phone": "+521234567890"}, "orders_to_redact": [987654321]});
+    shopify(&app, &t, "customers/redact", "r-1", &redact).await;
+    settled_ok(&app, &t).await;
+    let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
+    assert_eq!(c.marketing_state, "REDACTED");
+    let dump = crate::webhooks_dump::tenant_text(&app, t.id).await;
+    for needle in [
+        "521234567890",
+        "customer@example.com",
+        "Jane",
+        "Smith",
+        "Hello from Jane",
+    ] {
+        assert!(
+            !dump.contains(needle),
+            "`{needle}` is still stored somewhere"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_processing_failure_is_recorded_and_can_be_replayed() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("wh-fail").await;
+    shopify(
+        &app,
+        &t,
+        "customers/create",
+        "bad-1",
+        &json!({"email": "no-id@example.com"}),
+    )
+    .await;
+    eventually("failed", || async {
+        !webhook_events(&app, &t, "status=failed").await.is_empty()
+    })
+    .await;
+    let failed = webhook_events(&app, &t, "status=failed").await;
+    assert!(failed[0]["failure_reason"].as_str().unwrap().contains("id"));
+    let id = failed[0]["id"].as_str().unwrap();
+    let r = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/webhook-events/{id}/replay"),
+            &t.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = app
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/webhook-events/00000000-0000-0000-0000-000000000000/replay",
+            &t.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (_, viewer) = app.add_member(&t, galantis_core::Role::Viewer).await;
+    let r = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/webhook-events/{id}/replay"),
+            &viewer,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = app
+        .get("/api/v1/webhook-events?status=exploded", &t.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,443 @@
+//! Conversations, messages, status history and template status.
+
+use galantis_core::MessageStatus;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::jobs::from_ms;
+use crate::on_tx;
+
+/// The customer-service window lasts 24 hours from each inbound message.
+pub const SERVICE_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConversationTouch {
+    pub id: Uuid,
+    pub created: bool,
+    /// It was RESOLVED or PENDING and is OPEN again.
+    pub reopened: bool,
+}
+
+/// An inbound message arrived at `at_ms`: the conversation exists and is
+/// OPEN, and its service window runs 24 h from the newest inbound message.
+pub async fn touch_conversation_inbound(
+    tx: &mut TenantTx,
+    contact: Uuid,
+    phone_number_id: &str,
+    at_ms: i64,
+    now_ms: i64,
+) -> Result<ConversationTouch, StoreError> {
+    let existing: Option<(Uuid, String)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, status FROM conversations WHERE contact_id = $1 AND phone_number_id = $2",
+        )
+        .bind(contact)
+        .bind(phone_number_id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    match existing {
+        None => {
+            let id = Uuid::now_v7();
+            on_tx!(tx.tx(), |c| {
+                sqlx::query(
+                    "INSERT INTO conversations (id, contact_id, phone_number_id, status, last_inbound_at, window_expires_at,
+                                                last_message_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, 'OPEN', $4, $5, $4, $6, $6)",
+                )
+                .bind(id).bind(contact).bind(phone_number_id).bind(at_ms).bind(at_ms + SERVICE_WINDOW_MS).bind(now_ms)
+                .execute(&mut *c).await?.rows_affected()
+            });
+            Ok(ConversationTouch {
+                id,
+                created: true,
+                reopened: false,
+            })
+        }
+        Some((id, status)) => {
+            on_tx!(tx.tx(), |c| {
+                sqlx::query(
+                    "UPDATE conversations SET status = 'OPEN',
+                        last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < $1 THEN $1 ELSE last_inbound_at END,
+                        window_expires_at = CASE WHEN window_expires_at IS NULL OR window_expires_at < $2 THEN $2 ELSE window_expires_at END,
+                        last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < $1 THEN $1 ELSE last_message_at END,
+                        updated_at = $3
+                     WHERE id = $4",
+                )
+                .bind(at_ms).bind(at_ms + SERVICE_WINDOW_MS).bind(now_ms).bind(id)
+                .execute(&mut *c).await?.rows_affected()
+            });
+            Ok(ConversationTouch {
+                id,
+                created: false,
+                reopened: status != "OPEN",
+            })
+        }
+    }
+}
+
+/// An inbound message to store.
+#[derive(Debug, Clone)]
+pub struct InboundMessage<'a> {
+    pub conversation_id: Uuid,
+    pub contact_id: Uuid,
+    pub phone_number_id: &'a str,
+    pub wamid: &'a str,
+    pub kind: &'a str,
+    pub body: Option<&'a str>,
+    pub content: &'a Value,
+    pub context_wamid: Option<&'a str>,
+    pub at_ms: i64,
+}
+
+/// Stores an inbound message once per wamid; `None` for a duplicate.
+pub async fn insert_inbound(
+    tx: &mut TenantTx,
+    m: &InboundMessage<'_>,
+    now_ms: i64,
+) -> Result<Option<Uuid>, StoreError> {
+    let id = Uuid::now_v7();
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, contact_id, phone_number_id, direction, wamid, kind, body, content,
+                                   context_wamid, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, 'RECEIVED', $10, $11)
+             ON CONFLICT (wamid) WHERE wamid IS NOT NULL DO NOTHING",
+        )
+        .bind(id).bind(m.conversation_id).bind(m.contact_id).bind(m.phone_number_id).bind(m.wamid).bind(m.kind)
+        .bind(m.body).bind(Json(m.content)).bind(m.context_wamid).bind(m.at_ms).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok((n == 1).then_some(id))
+}
+
+/// A status update from Meta.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate<'a> {
+    pub wamid: &'a str,
+    pub status: MessageStatus,
+    pub at_ms: i64,
+    pub error_code: Option<i64>,
+    pub error_title: Option<&'a str>,
+    pub error_detail: Option<&'a str>,
+}
+
+/// Keeps the status event (once per wamid and status); `false` if seen before.
+pub async fn record_status_event(
+    tx: &mut TenantTx,
+    s: &StatusUpdate<'_>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO message_status_events (id, wamid, status, occurred_at, error_code, error_title, error_detail, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (wamid, status) DO NOTHING",
+        )
+        .bind(Uuid::now_v7()).bind(s.wamid).bind(s.status.as_str()).bind(s.at_ms).bind(s.error_code)
+        .bind(s.error_title).bind(s.error_detail).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The outcome of applying a status to its message.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusApplied {
+    pub message_id: Uuid,
+    pub contact_id: Uuid,
+    pub previous: String,
+    pub status: String,
+    /// Whether the message's status moved (timestamps may fill in regardless).
+    pub advanced: bool,
+}
+
+/// Applies a status to the message with that wamid: the status moves only
+/// forward; the per-status timestamp is filled in even when it does not
+/// (a `delivered` arriving after `read`). `None` when the message is unknown.
+pub async fn apply_status(
+    tx: &mut TenantTx,
+    s: &StatusUpdate<'_>,
+    now_ms: i64,
+) -> Result<Option<StatusApplied>, StoreError> {
+    let row: Option<(Uuid, Uuid, String)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as("SELECT id, contact_id, status FROM messages WHERE wamid = $1 AND direction = 'outbound'")
+            .bind(s.wamid).fetch_optional(&mut *c).await?
+    });
+    let Some((id, contact_id, current)) = row else {
+        return Ok(None);
+    };
+    let current_status: MessageStatus = current.parse().unwrap_or(MessageStatus::Queued);
+    let advanced = current_status.advances_to(s.status);
+    let (error_code, error_reason) = if advanced && s.status == MessageStatus::Failed {
+        (s.error_code, s.error_title.or(s.error_detail))
+    } else {
+        (None, None)
+    };
+    let status = if advanced {
+        s.status.as_str().to_owned()
+    } else {
+        current.clone()
+    };
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE messages SET status = $1,
+                sent_at = CASE WHEN $2 = 'SENT' AND sent_at IS NULL THEN $3 ELSE sent_at END,
+                delivered_at = CASE WHEN $2 = 'DELIVERED' AND delivered_at IS NULL THEN $3 ELSE delivered_at END,
+                read_at = CASE WHEN $2 = 'READ' AND read_at IS NULL THEN $3 ELSE read_at END,
+                played_at = CASE WHEN $2 = 'PLAYED' AND played_at IS NULL THEN $3 ELSE played_at END,
+                failed_at = CASE WHEN $4 AND $2 = 'FAILED' THEN $3 ELSE failed_at END,
+                error_code = COALESCE($5, error_code), error_reason = COALESCE($6, error_reason), updated_at = $7
+             WHERE id = $8",
+        )
+        .bind(&status).bind(s.status.as_str()).bind(s.at_ms).bind(advanced).bind(error_code).bind(error_reason)
+        .bind(now_ms).bind(id)
+        .execute(&mut *c).await?;
+        sqlx::query(
+            "UPDATE message_status_events SET applied = $1 WHERE wamid = $2 AND status = $3",
+        )
+        .bind(true)
+        .bind(s.wamid)
+        .bind(s.status.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(Some(StatusApplied {
+        message_id: id,
+        contact_id,
+        previous: current,
+        status,
+        advanced,
+    }))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub conversation_id: Option<Uuid>,
+    pub contact_id: Uuid,
+    pub direction: String,
+    pub wamid: Option<String>,
+    pub kind: String,
+    pub body: Option<String>,
+    pub status: String,
+    pub error_code: Option<i64>,
+    pub error_reason: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+type MessageRow = (
+    Uuid,
+    Option<Uuid>,
+    Uuid,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<String>,
+    i64,
+);
+
+pub async fn message_by_wamid(
+    tx: &mut TenantTx,
+    wamid: &str,
+) -> Result<Option<MessageView>, StoreError> {
+    let r: Option<MessageRow> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, conversation_id, contact_id, direction, wamid, kind, body, status, error_code, error_reason, created_at
+             FROM messages WHERE wamid = $1",
+        )
+        .bind(wamid).fetch_optional(&mut *c).await?
+    });
+    Ok(r.map(|r| MessageView {
+        id: r.0,
+        conversation_id: r.1,
+        contact_id: r.2,
+        direction: r.3,
+        wamid: r.4,
+        kind: r.5,
+        body: r.6,
+        status: r.7,
+        error_code: r.8,
+        error_reason: r.9,
+        created_at: from_ms(r.10),
+    }))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationView {
+    pub id: Uuid,
+    pub contact_id: Uuid,
+    pub phone_number_id: String,
+    pub status: String,
+    pub window_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn conversation_of(
+    tx: &mut TenantTx,
+    contact: Uuid,
+) -> Result<Vec<ConversationView>, StoreError> {
+    let rows: Vec<(Uuid, Uuid, String, String, Option<i64>)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as("SELECT id, contact_id, phone_number_id, status, window_expires_at FROM conversations WHERE contact_id = $1")
+            .bind(contact).fetch_all(&mut *c).await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|r| ConversationView {
+            id: r.0,
+            contact_id: r.1,
+            phone_number_id: r.2,
+            status: r.3,
+            window_expires_at: r.4.map(from_ms),
+        })
+        .collect())
+}
+
+/// Sets a template's status from Meta (creating the record if Galantis did
+/// not know the template). Returns (template id, previous status).
+pub async fn apply_template_status(
+    tx: &mut TenantTx,
+    name: &str,
+    language: &str,
+    meta_template_id: Option<&str>,
+    status: &str,
+    reason: Option<&str>,
+    now_ms: i64,
+) -> Result<(Uuid, Option<String>), StoreError> {
+    let existing: Option<(Uuid, String)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as("SELECT id, status FROM templates WHERE (name = $1 AND language = $2) OR ($3 IS NOT NULL AND meta_template_id = $3)")
+            .bind(name).bind(language).bind(meta_template_id).fetch_optional(&mut *c).await?
+    });
+    let id = existing.as_ref().map(|e| e.0).unwrap_or_else(Uuid::now_v7);
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO templates (id, name, language, status, rejection_reason, meta_template_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (name, language) DO UPDATE SET status = excluded.status, rejection_reason = excluded.rejection_reason,
+                 meta_template_id = COALESCE(excluded.meta_template_id, templates.meta_template_id), updated_at = excluded.updated_at",
+        )
+        .bind(id).bind(name).bind(language).bind(status).bind(reason).bind(meta_template_id).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok((id, existing.map(|e| e.1)))
+}
+
+/// Template status by name and language.
+pub async fn template_status(
+    tx: &mut TenantTx,
+    name: &str,
+    language: &str,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT status, rejection_reason FROM templates WHERE name = $1 AND language = $2",
+        )
+        .bind(name)
+        .bind(language)
+        .fetch_optional(&mut *c)
+        .await?
+    }))
+}
+
+/// Status events scrubbed of recipient data for a contact's wamids.
+pub async fn scrub_status_events_for(tx: &mut TenantTx, contact: Uuid) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE message_status_events SET error_detail = NULL
+             WHERE wamid IN (SELECT wamid FROM messages WHERE contact_id = $1 AND wamid IS NOT NULL)",
+        )
+        .bind(contact).execute(&mut *c).await?.rows_affected()
+    });
+    Ok(())
+}
+
+/// An outbound message Galantis sent (or is sending).
+#[derive(Debug, Clone)]
+pub struct OutboundMessage<'a> {
+    pub contact_id: Uuid,
+    pub phone_number_id: &'a str,
+    pub idempotency_key: &'a str,
+    pub kind: &'a str,
+    pub body: Option<&'a str>,
+    pub content: &'a Value,
+    pub source: &'a str,
+    pub template_name: Option<&'a str>,
+    pub template_language: Option<&'a str>,
+    pub is_sandbox: bool,
+}
+
+/// Records an outbound message as QUEUED, once per idempotency key; returns
+/// the message id (the existing one for a repeated key).
+pub async fn insert_outbound(
+    tx: &mut TenantTx,
+    m: &OutboundMessage<'_>,
+    now_ms: i64,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::now_v7();
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO messages (id, contact_id, phone_number_id, direction, idempotency_key, kind, body, content, source,
+                                   template_name, template_language, status, is_sandbox, created_at, updated_at)
+             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, 'QUEUED', $11, $12, $12)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+        )
+        .bind(id).bind(m.contact_id).bind(m.phone_number_id).bind(m.idempotency_key).bind(m.kind).bind(m.body)
+        .bind(Json(m.content)).bind(m.source).bind(m.template_name).bind(m.template_language).bind(m.is_sandbox).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT id FROM messages WHERE idempotency_key = $1")
+            .bind(m.idempotency_key)
+            .fetch_one(&mut *c)
+            .await?
+    }))
+}
+
+/// Meta accepted the message: remember its wamid, and apply any status that
+/// arrived before we knew the wamid.
+pub async fn set_wamid(
+    tx: &mut TenantTx,
+    message: Uuid,
+    wamid: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE messages SET wamid = $1, updated_at = $2 WHERE id = $3")
+            .bind(wamid)
+            .bind(now_ms)
+            .bind(message)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    let pending: Vec<(String, i64, Option<i64>, Option<String>, Option<String>)> = on_tx!(
+        tx.tx(),
+        |c| {
+            sqlx::query_as(
+            "SELECT status, occurred_at, error_code, error_title, error_detail FROM message_status_events
+             WHERE wamid = $1 AND applied = $2 ORDER BY occurred_at",
+        )
+        .bind(wamid).bind(false).fetch_all(&mut *c).await?
+        }
+    );
+    for (status, at, code, title, detail) in pending {
+        if let Ok(status) = status.parse::<MessageStatus>() {
+            let u = StatusUpdate {
+                wamid,
+                status,
+                at_ms: at,
+                error_code: code,
+                error_title: title.as_deref(),
+                error_detail: detail.as_deref(),
+            };
+            apply_status(tx, &u, now_ms).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! Orders synced from Shopify.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::jobs::from_ms;
+use crate::on_tx;
+
+/// Order fields parsed from a payload. `None` fields keep what is stored
+/// (partial payloads such as `orders/cancelled` carry only some).
+#[derive(Debug, Clone, Default)]
+pub struct OrderFields {
+    pub shopify_order_id: i64,
+    pub shopify_customer_id: Option<i64>,
+    pub contact_id: Option<Uuid>,
+    pub order_number: Option<i64>,
+    pub total_price: Option<String>,
+    pub total_price_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub financial_status: Option<String>,
+    pub fulfillment_status: Option<String>,
+    pub checkout_token: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub line_items: Option<Value>,
+    pub cancelled_at: Option<i64>,
+    pub cancel_reason: Option<String>,
+    pub created_at: Option<i64>,
+    /// Orders updates: the payload's `updated_at`, else the webhook's time.
+    pub version: i64,
+    pub payload: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub id: Uuid,
+    pub shopify_order_id: i64,
+    pub contact_id: Option<Uuid>,
+    pub order_number: Option<i64>,
+    pub total_price: Option<String>,
+    pub currency: Option<String>,
+    pub financial_status: Option<String>,
+    pub fulfillment_status: Option<String>,
+    pub line_items: Value,
+    pub cancelled_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub cancel_reason: Option<String>,
+    pub shipped_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+type Row = (
+    Uuid,
+    i64,
+    Option<Uuid>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Json<Value>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+macro_rules! columns {
+    () => {
+        "id, shopify_order_id, contact_id, order_number, total_price, currency, financial_status, fulfillment_status,
+         line_items, cancelled_at, cancel_reason, shipped_at, shopify_created_at"
+    };
+}
+
+fn to_order(r: Row) -> Order {
+    Order {
+        id: r.0,
+        shopify_order_id: r.1,
+        contact_id: r.2,
+        order_number: r.3,
+        total_price: r.4,
+        currency: r.5,
+        financial_status: r.6,
+        fulfillment_status: r.7,
+        line_items: r.8.0,
+        cancelled_at: r.9.map(from_ms),
+        cancel_reason: r.10,
+        shipped_at: r.11.map(from_ms),
+        created_at: r.12.map(from_ms),
+    }
+}
+
+pub async fn by_shopify_id(
+    tx: &mut TenantTx,
+    id: i64,
+) -> Result<Option<(Order, Option<i64>, bool)>, StoreError> {
+    let row: Option<(Uuid, Option<i64>, Option<i64>)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, shopify_updated_at, deleted_at FROM orders WHERE shopify_order_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    let Some((uuid, version, deleted)) = row else {
+        return Ok(None);
+    };
+    Ok(get(tx, uuid)
+        .await?
+        .map(|o| (o, version, deleted.is_some())))
+}
+
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Order>, StoreError> {
+    let row: Option<Row> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(concat!("SELECT ", columns!(), " FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(row.map(to_order))
+}
+
+/// Result of an upsert.
+#[derive(Debug)]
+pub enum Upserted {
+    Created(Box<Order>),
+    Updated {
+        before: Box<Order>,
+        after: Box<Order>,
+    },
+    Skipped,
+}
+
+/// Creates or updates an order; stale versions are skipped.
+pub async fn upsert(
+    tx: &mut TenantTx,
+    f: &OrderFields,
+    now_ms: i64,
+) -> Result<Upserted, StoreError> {
+    let existing = by_shopify_id(tx, f.shopify_order_id).await?;
+    if let Some((o, version, deleted)) = &existing {
+        if *deleted {
+            return Ok(Upserted::Skipped);
+        }
+        if version.is_some_and(|v| v > f.version) {
+            // Older than what is stored: it may not overwrite, but it may
+            // fill what newer partial payloads (e.g. orders/updated without
+            // totals) left empty.
+            fill_gaps(tx, o.id, f).await?;
+            return Ok(Upserted::Skipped);
+        }
+    }
+    let id = existing
+        .as_ref()
+        .map(|(o, _, _)| o.id)
+        .unwrap_or_else(Uuid::now_v7);
+    if existing.is_none() {
+        on_tx!(tx.tx(), |c| {
+            sqlx::query("INSERT INTO orders (id, shopify_order_id, payload, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+                .bind(id).bind(f.shopify_order_id).bind(Json(&f.payload)).bind(now_ms)
+                .execute(&mut *c).await?.rows_affected()
+        });
+    }
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE orders SET
+                contact_id = COALESCE($1, contact_id), shopify_customer_id = COALESCE($2, shopify_customer_id),
+                order_number = COALESCE($3, order_number), total_price = COALESCE($4, total_price),
+                total_price_cents = COALESCE($5, total_price_cents), currency = COALESCE($6, currency),
+                financial_status = COALESCE($7, financial_status), fulfillment_status = COALESCE($8, fulfillment_status),
+                checkout_token = COALESCE($9, checkout_token), tags = COALESCE($10, tags), line_items = COALESCE($11, line_items),
+                cancelled_at = COALESCE($12, cancelled_at), cancel_reason = COALESCE($13, cancel_reason),
+                shopify_created_at = COALESCE($14, shopify_created_at), shopify_updated_at = $15, payload = $16, updated_at = $17
+             WHERE id = $18",
+        )
+        .bind(f.contact_id).bind(f.shopify_customer_id).bind(f.order_number).bind(&f.total_price)
+        .bind(f.total_price_cents).bind(&f.currency).bind(&f.financial_status).bind(&f.fulfillment_status)
+        .bind(&f.checkout_token).bind(f.tags.as_ref().map(Json)).bind(f.line_items.as_ref().map(Json))
+        .bind(f.cancelled_at).bind(&f.cancel_reason).bind(f.created_at).bind(f.version).bind(Json(&f.payload))
+        .bind(now_ms).bind(id)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    let after = get(tx, id).await?.ok_or(StoreError::NotFound)?;
+    Ok(match existing {
+        Some((before, _, _)) => Upserted::Updated {
+            before: Box::new(before),
+            after: Box::new(after),
+        },
+        None => Upserted::Created(Box::new(after)),
+    })
+}
+
+async fn fill_gaps(tx: &mut TenantTx, id: Uuid, f: &OrderFields) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE orders SET
+                contact_id = COALESCE(contact_id, $1), shopify_customer_id = COALESCE(shopify_customer_id, $2),
+                order_number = COALESCE(order_number, $3), total_price = COALESCE(total_price, $4),
+                total_price_cents = CASE WHEN total_price IS NULL THEN COALESCE($5, total_price_cents) ELSE total_price_cents END,
+                currency = COALESCE(currency, $6), financial_status = COALESCE(financial_status, $7),
+                checkout_token = COALESCE(checkout_token, $8), line_items = CASE WHEN line_items = $9 THEN COALESCE($10, line_items) ELSE line_items END,
+                shopify_created_at = COALESCE(shopify_created_at, $11)
+             WHERE id = $12",
+        )
+        .bind(f.contact_id).bind(f.shopify_customer_id).bind(f.order_number).bind(&f.total_price)
+        .bind(f.total_price_cents).bind(&f.currency).bind(&f.financial_status).bind(&f.checkout_token)
+        .bind(Json(serde_json::json!([]))).bind(f.line_items.as_ref().map(Json)).bind(f.created_at).bind(id)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(())
+}
+
+/// Records the first shipment; `true` only the first time (OrderShipped once).
+pub async fn mark_shipped(tx: &mut TenantTx, id: Uuid, at: i64) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE orders SET shipped_at = $1 WHERE id = $2 AND shipped_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+pub async fn list(
+    tx: &mut TenantTx,
+    contact: Option<Uuid>,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Order>, StoreError> {
+    let rows: Vec<Row> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM orders
+            WHERE deleted_at IS NULL AND ($1 IS NULL OR contact_id = $1) AND ($2 IS NULL OR id < $2)
+            ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(contact)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows.into_iter().map(to_order).collect())
+}
+
+/// Orders of a contact or listed by Shopify id: personal data removed from
+/// the stored payload (totals and line items stay for aggregates).
+pub async fn redact(
+    tx: &mut TenantTx,
+    contact: Option<Uuid>,
+    shopify_ids: &[i64],
+) -> Result<(), StoreError> {
+    let marker = Json(serde_json::json!({"redacted": true}));
+    if let Some(contact) = contact {
+        on_tx!(tx.tx(), |c| {
+            sqlx::query("UPDATE orders SET payload = $1 WHERE contact_id = $2")
+                .bind(&marker)
+                .bind(contact)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+    }
+    for id in shopify_ids {
+        on_tx!(tx.tx(), |c| {
+            sqlx::query("UPDATE orders SET payload = $1 WHERE shopify_order_id = $2")
+                .bind(&marker)
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+    }
+    Ok(())
+}
+
+/// The contact's orders with the given checkout token exist?
+pub async fn exists_for_checkout_token(tx: &mut TenantTx, token: &str) -> Result<bool, StoreError> {
+    let n: i64 = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE checkout_token = $1")
+            .bind(token)
+            .fetch_one(&mut *c)
+            .await?
+    });
+    Ok(n > 0)
+}

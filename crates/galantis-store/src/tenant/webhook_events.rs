@@ -1,0 +1,223 @@
+//! Raw webhook events as received, with their processing status.
+
+use galantis_core::TenantId;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::jobs::from_ms;
+use crate::on_tx;
+
+/// A webhook to store.
+#[derive(Debug, Clone)]
+pub struct NewWebhookEvent<'a> {
+    pub source: &'static str,
+    pub topic: &'a str,
+    /// Redelivery key: Shopify's webhook id; for Meta a digest of the change.
+    pub external_id: &'a str,
+    /// Shop domain or phone number id / WABA id.
+    pub origin: &'a str,
+    pub payload: &'a Value,
+    pub triggered_at: Option<i64>,
+    pub received_at: i64,
+    /// `received` (to process) or `ignored` (stored only).
+    pub status: &'static str,
+    pub failure_reason: Option<&'a str>,
+}
+
+/// Stores the event unless one with the same (source, external id) exists.
+/// Returns the new id, or `None` for a duplicate.
+pub async fn insert(
+    tx: &mut TenantTx,
+    e: &NewWebhookEvent<'_>,
+) -> Result<Option<Uuid>, StoreError> {
+    let id = Uuid::now_v7();
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO webhook_events (id, source, topic, external_id, origin, status, failure_reason, payload,
+                                         triggered_at, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (source, external_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(e.source)
+        .bind(e.topic)
+        .bind(e.external_id)
+        .bind(e.origin)
+        .bind(e.status)
+        .bind(e.failure_reason)
+        .bind(Json(e.payload))
+        .bind(e.triggered_at)
+        .bind(e.received_at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok((n == 1).then_some(id))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookEvent {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub tenant: Option<TenantId>,
+    pub source: String,
+    pub topic: String,
+    pub external_id: String,
+    pub origin: String,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub attempts: i64,
+    pub payload: Value,
+    pub triggered_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+type Row = (
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Json<Value>,
+    Option<i64>,
+    i64,
+    Option<i64>,
+);
+
+macro_rules! columns {
+    () => {
+        "id, source, topic, external_id, origin, status, failure_reason, attempts, payload, triggered_at, received_at, processed_at"
+    };
+}
+
+fn to_event(r: Row) -> WebhookEvent {
+    WebhookEvent {
+        id: r.0,
+        tenant: None,
+        source: r.1,
+        topic: r.2,
+        external_id: r.3,
+        origin: r.4,
+        status: r.5,
+        failure_reason: r.6,
+        attempts: r.7,
+        payload: r.8.0,
+        triggered_at: r.9.map(from_ms),
+        received_at: from_ms(r.10),
+        processed_at: r.11.map(from_ms),
+    }
+}
+
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<WebhookEvent>, StoreError> {
+    let row: Option<Row> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM webhook_events WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(row.map(to_event))
+}
+
+/// Filters for listing.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub status: Option<String>,
+    pub source: Option<String>,
+    pub topic: Option<String>,
+    pub before: Option<Uuid>,
+    pub limit: u32,
+}
+
+pub async fn list(tx: &mut TenantTx, f: &Filter) -> Result<Vec<WebhookEvent>, StoreError> {
+    let rows: Vec<Row> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM webhook_events
+              WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR topic = $3)
+                AND ($4 IS NULL OR id < $4)
+              ORDER BY id DESC LIMIT $5"
+        ))
+        .bind(f.status.as_deref())
+        .bind(f.source.as_deref())
+        .bind(f.topic.as_deref())
+        .bind(f.before)
+        .bind(i64::from(f.limit))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows.into_iter().map(to_event).collect())
+}
+
+/// Records the outcome of a processing attempt.
+pub async fn set_status(
+    tx: &mut TenantTx,
+    id: Uuid,
+    status: &str,
+    failure_reason: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE webhook_events SET status = $1, failure_reason = $2, attempts = attempts + 1,
+                    processed_at = CASE WHEN $1 IN ('processed', 'ignored') THEN $3 ELSE processed_at END
+             WHERE id = $4",
+        )
+        .bind(status)
+        .bind(failure_reason)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// Replaces stored payloads that mention any of `needles` (personal data
+/// being erased) with a redaction marker. Returns how many were scrubbed.
+pub async fn scrub_mentions(tx: &mut TenantTx, needles: &[String]) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for needle in needles.iter().filter(|s| s.len() >= 3) {
+        let pattern = format!("%{}%", needle.replace(['%', '_'], ""));
+        n += on_tx!(
+            tx.tx(),
+            sqlite
+                | c
+                | {
+                    sqlx::query("UPDATE webhook_events SET payload = '{\"redacted\":true}' WHERE payload LIKE $1")
+                    .bind(&pattern).execute(&mut *c).await?.rows_affected()
+                },
+            postgres
+                | c
+                | {
+                    sqlx::query("UPDATE webhook_events SET payload = '{\"redacted\":true}'::jsonb WHERE payload::text LIKE $1")
+                    .bind(&pattern).execute(&mut *c).await?.rows_affected()
+                }
+        );
+    }
+    Ok(n)
+}
+
+/// Shop erasure: every stored payload replaced by a redaction marker.
+pub async fn scrub_all(tx: &mut TenantTx) -> Result<u64, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE webhook_events SET payload = $1")
+            .bind(Json(serde_json::json!({"redacted": true})))
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    }))
+}
