@@ -58,6 +58,9 @@ pub enum Command {
     /// Simulators of external platforms (the Meta Cloud API sandbox).
     #[command(subcommand)]
     Sandbox(crate::sandbox::cli::SandboxCommand),
+    /// Sign and post webhooks to a running server, like the platforms do.
+    #[command(subcommand)]
+    Simulate(crate::webhooks::simulate::SimulateCommand),
 }
 
 #[derive(Args, Debug)]
@@ -192,6 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(cmd) => crate::jobs::cli::run(&config, cmd).await,
         Command::Bench(cmd) => crate::bench::run(&config, cmd).await,
         Command::Sandbox(cmd) => crate::sandbox::cli::run(&config, cmd).await,
+        Command::Simulate(cmd) => crate::webhooks::simulate::run(&config, cmd).await,
     }
 }
 

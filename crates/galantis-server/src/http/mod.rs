@@ -1,6 +1,7 @@
 //! The HTTP surface: routes and the middleware stack.
 
 pub mod auth;
+pub mod commerce;
 pub mod extract;
 pub mod health;
 pub mod jobs;
@@ -61,6 +62,11 @@ fn api_routes() -> Router<AppState> {
         .route("/webhook-events", get(webhook_events::list))
         .route("/webhook-events/{id}/replay", post(webhook_events::replay))
         .route("/events", get(webhook_events::events))
+        .route("/contacts", get(commerce::list_contacts))
+        .route("/contacts/{id}", get(commerce::get_contact))
+        .route("/orders", get(commerce::list_orders))
+        .route("/products", get(commerce::list_products))
+        .route("/collections", get(commerce::list_collections))
 }
 
 /// Builds the router for `role`, with its middleware.

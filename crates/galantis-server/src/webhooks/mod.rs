@@ -9,6 +9,7 @@ pub mod parse;
 pub mod process;
 pub mod shopify;
 pub mod signature;
+pub mod simulate;
 pub mod topics;
 
 use axum::Router;

@@ -654,3 +654,128 @@ async fn a_processing_failure_is_recorded_and_can_be_replayed() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn synced_data_is_readable_through_the_api_and_simulate_posts_like_shopify() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("wh-read").await;
+    // `galantis simulate shopify` against the running app.
+    let file = app.scratch.dir.path().join("customer.json");
+    std::fs::write(&file, serde_json::to_vec(&seed_customer()).unwrap()).unwrap();
+    let mut env = app.scratch.env();
+    env.retain(|(k, _)| k != "DATABASE_URL");
+    let out = crate::cli::command(&env)
+        .args([
+            "simulate",
+            "shopify",
+            "customers/create",
+            "--shop",
+            t.shop.as_str(),
+            "--file",
+        ])
+        .arg(&file)
+        .args(["--url", &app.base_url])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    shopify(
+        &app,
+        &t,
+        "products/create",
+        "p",
+        &product([0, 1, 2, 3], "2025-01-15T09:00:00Z"),
+    )
+    .await;
+    shopify(&app, &t, "collections/create", "col", &json!({"id": 888888, "title": "Running Gear", "handle": "running-gear", "products_count": 24, "updated_at": "2025-01-15T12:00:00-05:00"})).await;
+    settled_ok(&app, &t).await;
+
+    let list: Value = app
+        .get(
+            "/api/v1/contacts?marketing_state=subscribed&q=jane",
+            &t.token,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let id = list["data"][0]["id"].as_str().unwrap();
+    let none: Value = app
+        .get("/api/v1/contacts?tag=nope", &t.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(none["data"].as_array().unwrap().is_empty());
+    let one: Value = app
+        .get(&format!("/api/v1/contacts/{id}"), &t.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["contact"]["email"], "customer@example.com");
+    assert_eq!(one["consent_history"][0]["state"], "SUBSCRIBED");
+    let products: Value = app
+        .get("/api/v1/products", &t.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(products["data"][0]["variants"].as_array().unwrap().len(), 4);
+    let cols: Value = app
+        .get("/api/v1/collections", &t.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cols["data"][0]["title"], "Running Gear");
+    assert_eq!(
+        app.get("/api/v1/orders", &t.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // Another tenant sees none of it; bad input is a 400; unknown ids a 404.
+    let other = app.create_tenant("wh-read-other").await;
+    assert_eq!(
+        app.get(&format!("/api/v1/contacts/{id}"), &other.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/v1/contacts?marketing_state=maybe", &t.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/v1/contacts?cursor=zzz", &t.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -1,0 +1,135 @@
+//! Read APIs for what webhooks synced: contacts (with consent and orders),
+//! orders, products with variants and inventory, collections.
+
+use axum::extract::{Query, State};
+use galantis_store::tenant::catalog::{self, CollectionView, ProductView};
+use galantis_store::tenant::contacts::{self, Contact};
+use galantis_store::tenant::messaging;
+use galantis_store::tenant::orders::{self, Order};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::http::auth::{Authed, perm};
+use crate::http::extract::Path;
+use crate::http::pagination::{Cursor, Page};
+use crate::state::AppState;
+
+fn page_args(cursor: Option<&str>, limit: Option<u32>) -> Result<(Option<Uuid>, u32), AppError> {
+    Ok((
+        cursor.map(Cursor::decode::<Uuid>).transpose()?,
+        limit.unwrap_or(50).clamp(1, 200),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactsQuery {
+    marketing_state: Option<String>,
+    tag: Option<String>,
+    country: Option<String>,
+    q: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list_contacts(
+    State(state): State<AppState>,
+    auth: Authed<perm::ContactsRead>,
+    Query(q): Query<ContactsQuery>,
+) -> Result<axum::Json<Page<Contact>>, AppError> {
+    if let Some(s) = &q.marketing_state {
+        s.parse::<galantis_core::MarketingState>()
+            .map_err(|e| AppError::bad_request("invalid_query", e))?;
+    }
+    let (before, limit) = page_args(q.cursor.as_deref(), q.limit)?;
+    let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    let rows = contacts::list(
+        &mut tx,
+        &contacts::Filter {
+            marketing_state: q.marketing_state.map(|s| s.to_ascii_uppercase()),
+            tag: q.tag,
+            country: q.country,
+            search: q.q,
+            before,
+            limit: limit + 1,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::from_rows(rows, limit as usize, |c| c.id)))
+}
+
+pub async fn get_contact(
+    State(state): State<AppState>,
+    auth: Authed<perm::ContactsRead>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Value>, AppError> {
+    let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    let contact = contacts::get(&mut tx, id)
+        .await?
+        .filter(|c| !c.deleted)
+        .ok_or(AppError::NotFound("contact"))?;
+    let consent = contacts::consent_history(&mut tx, id).await?;
+    let orders = orders::list(&mut tx, Some(id), None, 50).await?;
+    let conversations = messaging::conversation_of(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(axum::Json(json!({
+        "contact": contact,
+        "consent_history": consent,
+        "orders": orders,
+        "conversations": conversations,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersQuery {
+    contact_id: Option<Uuid>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list_orders(
+    State(state): State<AppState>,
+    auth: Authed<perm::OrdersRead>,
+    Query(q): Query<OrdersQuery>,
+) -> Result<axum::Json<Page<Order>>, AppError> {
+    let (before, limit) = page_args(q.cursor.as_deref(), q.limit)?;
+    let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    let rows = orders::list(&mut tx, q.contact_id, before, limit + 1).await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::from_rows(rows, limit as usize, |o| o.id)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list_products(
+    State(state): State<AppState>,
+    auth: Authed<perm::CatalogRead>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<ProductView>>, AppError> {
+    let (before, limit) = page_args(q.cursor.as_deref(), q.limit)?;
+    let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    let rows = catalog::list_products(&mut tx, before, limit + 1).await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::from_rows(rows, limit as usize, |p| p.id)))
+}
+
+pub async fn list_collections(
+    State(state): State<AppState>,
+    auth: Authed<perm::CatalogRead>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<CollectionView>>, AppError> {
+    let (before, limit) = page_args(q.cursor.as_deref(), q.limit)?;
+    let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    let rows = catalog::list_collections(&mut tx, before, limit + 1).await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::from_rows(rows, limit as usize, |c| c.id)))
+}
