@@ -10,6 +10,7 @@ mod members;
 mod migrate;
 mod queue;
 mod queue_crash;
+mod sandbox;
 mod secrets;
 mod webhooks;
 mod webhooks_dump;
