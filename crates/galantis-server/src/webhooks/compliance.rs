@@ -88,6 +88,9 @@ pub async fn customer_redact(
     // The request itself carries the identifiers: scrub it too.
     let needles: Vec<String> = extra.into_iter().flatten().collect();
     webhook_events::scrub_mentions(tx, &needles).await?;
+    if customer_id.is_some() {
+        compliance::clear_exports(tx, customer_id).await?;
+    }
     compliance::record(
         tx,
         "customers_redact",
@@ -136,6 +139,7 @@ pub async fn shop_redact(
     galantis_store::tenant::contacts::redact_all_remaining(tx, now).await?;
     galantis_store::tenant::webhook_events::scrub_all(tx).await?;
     galantis_store::tenant::domain_events::scrub_all(tx).await?;
+    compliance::clear_exports(tx, None).await?;
     for name in SecretName::ALL {
         secrets::delete(tx, name).await?;
     }

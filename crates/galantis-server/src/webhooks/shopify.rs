@@ -56,8 +56,11 @@ pub async fn handle(
         "customer_tags/added" | "customer_tags/removed" => {
             let id = id_of(p, "customer_id")?;
             let Some(contact) = contacts::by_shopify_id(tx, id).await? else {
-                out.ignored = Some("customer not synced yet".into());
-                return Ok(out);
+                // Tags can arrive before the customer itself: retry later,
+                // when customers/create has been processed.
+                return Err(HandlerError::Transient(anyhow::anyhow!(
+                    "customer {id} is not synced yet"
+                )));
             };
             let added = e.topic.ends_with("added");
             let list = tags(p.get(if added { "tags_added" } else { "tags_removed" }));

@@ -63,16 +63,25 @@ async fn events_of(app: &TestApp, t: &TestTenant, kind: &str) -> Vec<Value> {
     page["data"].as_array().unwrap().clone()
 }
 
+/// The tenant's stored webhook events, read from the store (the owner's token
+/// stops working once a test uninstalls the app). `query` is `status=…` or empty.
 async fn webhook_events(app: &TestApp, t: &TestTenant, query: &str) -> Vec<Value> {
-    let page: Value = app
-        .get(&format!("/api/v1/webhook-events?{query}"), &t.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    page["data"].as_array().unwrap().clone()
+    let status = query.strip_prefix("status=").map(str::to_owned);
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let rows = galantis_store::tenant::webhook_events::list(
+        &mut tx,
+        &galantis_store::tenant::webhook_events::Filter {
+            status,
+            limit: 500,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    rows.into_iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect()
 }
 
 async fn settled(app: &TestApp, t: &TestTenant) {
@@ -778,4 +787,165 @@ async fn synced_data_is_readable_through_the_api_and_simulate_posts_like_shopify
             .status(),
         StatusCode::BAD_REQUEST
     );
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_by_the_queue_until_it_succeeds() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("wh-retry").await;
+    // Tags before the customer: fails (customer unknown), is retried.
+    shopify(
+        &app,
+        &t,
+        "customer_tags/added",
+        "tag-1",
+        &json!({"customer_id": 123456789, "tags_added": ["loyalty-gold"]}),
+    )
+    .await;
+    eventually("first attempt failed", || async {
+        !webhook_events(&app, &t, "status=failed").await.is_empty()
+    })
+    .await;
+    let failed = webhook_events(&app, &t, "status=failed").await;
+    assert!(
+        failed[0]["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("not synced yet")
+    );
+    shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
+    eventually("the retry succeeded", || async {
+        webhook_events(&app, &t, "status=failed").await.is_empty()
+            && webhook_events(&app, &t, "status=received").await.is_empty()
+    })
+    .await;
+    let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
+    assert!(c.tags.contains(&"loyalty-gold".to_owned()));
+}
+
+#[tokio::test]
+async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
+    let app = TestApp::spawn().await;
+    let t = with_number(&app, "wh-shop").await;
+    shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
+    let mut other = seed_customer();
+    other["id"] = json!(42);
+    other["email"] = json!("second@example.com");
+    other["phone"] = json!("+5215550001111");
+    other["first_name"] = json!("Rosalind");
+    shopify(&app, &t, "customers/create", "c2", &other).await;
+    meta(
+        &app,
+        &inbound("pn-wh-shop", "wamid.S1", "Do you ship to Oaxaca?"),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    let export = json!({"shop_id": 1, "shop_domain": t.shop.as_str(), "customer": {"id": 42, "email": "second@example.com", "phone": "+5215550001111"}, "orders_requested": []});
+    shopify(&app, &t, "customers/data_request", "dr", &export).await;
+    settled_ok(&app, &t).await;
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let requests = galantis_store::tenant::compliance::list(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(requests[0].kind, "customers_data_request");
+    assert_eq!(
+        requests[0].export.as_ref().unwrap()["contact"]["email"],
+        "second@example.com"
+    );
+    assert!(requests[0].deadline_at > requests[0].received_at);
+
+    shopify(
+        &app,
+        &t,
+        "app/uninstalled",
+        "u",
+        &json!({"id": 1, "myshopify_domain": t.shop.as_str()}),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    assert_eq!(
+        app.get("/api/v1/tenant", &t.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "tokens stop working"
+    );
+    let tenant = tenants::get(app.db(), t.id).await.unwrap().unwrap();
+    assert_eq!(tenant.status, tenants::TenantStatus::Deactivated);
+    // shop/redact still arrives ~48 h later and is processed.
+    shopify(
+        &app,
+        &t,
+        "shop/redact",
+        "sr",
+        &json!({"shop_id": 1, "shop_domain": t.shop.as_str()}),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    let dump = crate::webhooks_dump::tenant_text(&app, t.id).await;
+    for needle in [
+        "521234567890",
+        "5215550001111",
+        "customer@example.com",
+        "second@example.com",
+        "Jane",
+        "Rosalind",
+        "Oaxaca",
+    ] {
+        assert!(!dump.contains(needle), "`{needle}` survived shop/redact");
+    }
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let list = contacts::list(
+        &mut tx,
+        &contacts::Filter {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(list.len(), 2, "rows stay so aggregate counts do");
+    assert!(list.iter().all(|c| c.marketing_state == "REDACTED"));
+}
+
+#[tokio::test]
+async fn one_meta_post_is_split_per_tenant_by_phone_number_id() {
+    let app = TestApp::spawn().await;
+    let a = with_number(&app, "wh-split-a").await;
+    let b = with_number(&app, "wh-split-b").await;
+    let mut body = inbound("pn-wh-split-a", "wamid.A1", "hola A");
+    let more = inbound("pn-wh-split-b", "wamid.B1", "hola B")["entry"][0].clone();
+    let unknown = inbound("pn-nobody", "wamid.N1", "hola nadie")["entry"][0].clone();
+    body["entry"]
+        .as_array_mut()
+        .unwrap()
+        .extend([more, unknown]);
+    let r: Value = meta(&app, &body).await.json().await.unwrap();
+    assert_eq!(
+        (r["changes"].as_i64(), r["unrouted"].as_i64()),
+        (Some(2), Some(1))
+    );
+    settled_ok(&app, &a).await;
+    settled_ok(&app, &b).await;
+    for (t, wamid, other) in [(&a, "wamid.A1", "wamid.B1"), (&b, "wamid.B1", "wamid.A1")] {
+        let mut tx = app.db().tenant_read(t.id).await.unwrap();
+        assert!(
+            messaging::message_by_wamid(&mut tx, wamid)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            messaging::message_by_wamid(&mut tx, other)
+                .await
+                .unwrap()
+                .is_none(),
+            "no cross-tenant leak"
+        );
+        tx.commit().await.unwrap();
+    }
 }

@@ -75,3 +75,18 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<ComplianceRequest>, StoreErro
         })
         .collect())
 }
+
+/// Drops data exports (of one customer, or all with `None`): an export is
+/// personal data too once its request is answered and erasure follows.
+pub async fn clear_exports(
+    tx: &mut TenantTx,
+    shopify_customer_id: Option<i64>,
+) -> Result<u64, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE compliance_requests SET export = NULL WHERE $1 IS NULL OR shopify_customer_id = $1")
+            .bind(shopify_customer_id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    }))
+}
