@@ -13,10 +13,21 @@ use serde_json::json;
 
 use crate::config::Config;
 
+mod ingest;
 mod queue;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Signed Shopify webhooks persisted and acknowledged per second, p50/p99,
+    /// beside a verify-and-ack baseline without storage, in one run.
+    Ingest {
+        #[arg(long, default_value_t = 50_000)]
+        requests: u32,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        tenants: u32,
+    },
     /// Queue throughput (enqueue, then complete N probe jobs with W workers)
     /// and pickup latency (commit to handler start, one job at a time).
     Queue {
@@ -42,6 +53,9 @@ pub enum BenchCommand {
 pub async fn run(config: &Config, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Tenants { count, in_place } => tenants_bench(config, count, in_place).await,
+        BenchCommand::Ingest { requests, concurrency, tenants } => {
+            ingest::run(config, requests, concurrency, tenants).await
+        }
         BenchCommand::Queue {
             jobs,
             workers,
