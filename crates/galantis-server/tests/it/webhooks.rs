@@ -949,3 +949,138 @@ async fn one_meta_post_is_split_per_tenant_by_phone_number_id() {
         tx.commit().await.unwrap();
     }
 }
+
+/// Every Shopify payload of the seed reference, signed: processed (never
+/// failed), with the domain event the seed describes; unsigned: 401.
+#[tokio::test]
+async fn every_seed_shopify_payload_is_processed_and_unsigned_ones_are_refused() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("wh-seed").await;
+    let shop = t.shop.as_str();
+    let cases: Vec<(&str, Value, Option<&str>)> = vec![
+        ("customers/create", seed_customer(), Some("CustomerCreated")),
+        (
+            "customers/update",
+            {
+                let mut c = seed_customer();
+                c["last_name"] = json!("Smyth");
+                c["updated_at"] = json!("2025-01-15T10:01:00-05:00");
+                c
+            },
+            Some("CustomerUpdated"),
+        ),
+        (
+            "customers/marketing_consent_updated",
+            json!({"id": 123456789, "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in", "consent_updated_at": "2025-01-15T10:05:00-05:00"}, "sms_marketing_consent": {"state": "unsubscribed", "opt_in_level": "single_opt_in", "consent_updated_at": "2025-01-15T10:05:00-05:00"}, "phone": "+521234567890", "updated_at": "2025-01-15T10:05:00-05:00"}),
+            Some("MarketingConsentChanged"),
+        ),
+        (
+            "customer_tags/added",
+            json!({"customer_id": 123456789, "tags_added": ["vip", "loyalty-gold"]}),
+            Some("CustomerTagged"),
+        ),
+        (
+            "customer_tags/removed",
+            json!({"customer_id": 123456789, "tags_removed": ["loyalty-silver"]}),
+            Some("CustomerUntagged"),
+        ),
+        (
+            "orders/create",
+            json!({"id": 987654321, "order_number": 1042, "customer": {"id": 123456789, "phone": "+521234567890"}, "total_price": "149.00", "currency": "MXN", "line_items": [{"id": 111111, "title": "Running Shoes", "quantity": 1, "price": "149.00", "product_id": 555555, "variant_id": 666666, "vendor": "NikeMX", "properties": []}], "tags": "", "fulfillment_status": null, "financial_status": "paid", "created_at": "2025-01-15T11:00:00-05:00"}),
+            Some("OrderCreated"),
+        ),
+        (
+            "orders/updated",
+            json!({"id": 987654321, "order_number": 1042, "customer": {"id": 123456789}, "fulfillment_status": "fulfilled", "fulfillments": [{"id": 222222, "status": "success", "tracking_company": "DHL", "tracking_number": "1234567890", "tracking_url": "https://track.dhl.com/...", "created_at": "2025-01-16T14:00:00-05:00"}]}),
+            Some("OrderShipped"),
+        ),
+        (
+            "orders/cancelled",
+            json!({"id": 987654321, "order_number": 1042, "customer": {"id": 123456789}, "total_price": "149.00", "cancelled_at": "2025-01-16T09:00:00-05:00", "cancel_reason": "customer"}),
+            Some("OrderCancelled"),
+        ),
+        (
+            "products/create",
+            product([15, 0, 0, 0], "2025-01-15T09:00:00-05:00"),
+            Some("ProductCreated"),
+        ),
+        (
+            "products/update",
+            product([15, 4, 0, 0], "2025-01-15T09:30:00-05:00"),
+            Some("VariantRestocked"),
+        ),
+        (
+            "collections/create",
+            json!({"id": 888888, "title": "Running Gear", "handle": "running-gear", "products_count": 24, "updated_at": "2025-01-15T12:00:00-05:00"}),
+            None,
+        ),
+        (
+            "collections/update",
+            json!({"id": 888888, "title": "Running Gear 2", "handle": "running-gear", "products_count": 25, "updated_at": "2025-01-15T12:30:00-05:00"}),
+            None,
+        ),
+        ("collections/delete", json!({"id": 888888}), None),
+        (
+            "products/delete",
+            json!({"id": 555555}),
+            Some("ProductDeleted"),
+        ),
+        (
+            "app_subscriptions/update",
+            json!({"app_subscription": {"admin_graphql_api_id": "gid://shopify/AppSubscription/123", "name": "Galantis Pro Plan", "status": "ACTIVE", "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-15T00:00:00Z", "currency": "USD"}}),
+            Some("AppSubscriptionUpdated"),
+        ),
+        (
+            "customers/delete",
+            json!({"id": 123456789}),
+            Some("CustomerDeleted"),
+        ),
+    ];
+    let secret = SecretString::from(TEST_SHOPIFY_SECRET);
+    for (i, (topic, payload, event)) in cases.iter().enumerate() {
+        let raw = serde_json::to_vec(payload).unwrap();
+        for bad in [None, Some(sign_shopify(&raw, &SecretString::from("wrong")))] {
+            let mut r = app
+                .client
+                .post(app.url("/webhooks/shopify"))
+                .header("x-shopify-topic", *topic)
+                .header("x-shopify-shop-domain", shop)
+                .header("x-shopify-webhook-id", format!("bad-{i}"))
+                .body(raw.clone());
+            if let Some(b) = bad {
+                r = r.header("x-shopify-hmac-sha256", b);
+            }
+            assert_eq!(
+                r.send().await.unwrap().status(),
+                StatusCode::UNAUTHORIZED,
+                "{topic}"
+            );
+        }
+        let before = webhook_events(&app, &t, "").await.len();
+        assert_eq!(
+            shopify(&app, &t, topic, &format!("seed-{i}"), payload)
+                .await
+                .status(),
+            StatusCode::OK,
+            "{topic}"
+        );
+        assert_eq!(
+            webhook_events(&app, &t, "").await.len(),
+            before + 1,
+            "{topic}: one event stored, none for the bad signatures"
+        );
+        settled_ok(&app, &t).await;
+        let _ = secret.clone();
+        if let Some(kind) = event {
+            assert!(
+                !events_of(&app, &t, kind).await.is_empty(),
+                "{topic} should emit {kind}"
+            );
+        }
+    }
+    let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
+    assert!(c.deleted);
+    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(c.last_name.as_deref(), Some("Smyth"));
+    assert!(c.tags.contains(&"loyalty-gold".to_owned()));
+}
