@@ -351,6 +351,9 @@ async fn apply_stop_replies(
         let Some(from) = m.get("from").and_then(Value::as_str) else {
             continue;
         };
+        // Contact lookups and creation must not interleave with webhook
+        // processing of the same tenant (which may create the same contact).
+        tx.serialize_tenant_writes().await?;
         let Ok(phone) = PhoneE164::parse(&format!("+{from}")) else {
             continue;
         };

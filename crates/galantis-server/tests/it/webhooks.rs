@@ -433,7 +433,7 @@ fn inbound(pnid: &str, wamid: &str, text: &str) -> Value {
     json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp", "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid},
         "contacts": [{"profile": {"name": "Jane Smith"}, "wa_id": "521234567890"}],
-        "messages": [{"from": "521234567890", "id": wamid, "timestamp": "1705320000", "type": "text", "text": {"body": text}}]}}]}]})
+        "messages": [{"from": "521234567890", "id": wamid, "timestamp": "1767225600", "type": "text", "text": {"body": text}}]}}]}]})
 }
 
 fn statuses(pnid: &str, list: &[(&str, &str)]) -> Value {
@@ -1083,4 +1083,54 @@ async fn every_seed_shopify_payload_is_processed_and_unsigned_ones_are_refused()
     assert_eq!(c.marketing_state, "UNSUBSCRIBED");
     assert_eq!(c.last_name.as_deref(), Some("Smyth"));
     assert!(c.tags.contains(&"loyalty-gold".to_owned()));
+}
+
+#[tokio::test]
+async fn stop_is_stored_as_a_message_events_are_published_and_checkouts_complete() {
+    let app = TestApp::spawn().await;
+    let t = with_number(&app, "wh-stop2").await;
+    let mut bus = app.state.events.subscribe();
+    shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
+    meta(&app, &inbound("pn-wh-stop2", "wamid.STOP2", "STOP")).await;
+    settled_ok(&app, &t).await;
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let c = contacts::by_phone(&mut tx, "+521234567890")
+        .await
+        .unwrap()
+        .unwrap();
+    let m = messaging::message_by_wamid(&mut tx, "wamid.STOP2")
+        .await
+        .unwrap();
+    let history = contacts::consent_history(&mut tx, c.id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(
+        m.unwrap().body.as_deref(),
+        Some("STOP"),
+        "the STOP message itself is kept"
+    );
+    assert_eq!(history.last().unwrap().source, "stop_reply", "{history:?}");
+    // Committed domain events are also published in-process.
+    let mut kinds = Vec::new();
+    while let Ok(e) = bus.try_recv() {
+        assert_eq!(e.tenant, t.id);
+        kinds.push(e.kind);
+    }
+    assert!(
+        kinds.contains(&"CustomerCreated") && kinds.contains(&"ConversationMessageCreated"),
+        "{kinds:?}"
+    );
+
+    // A checkout with a phone is stored; the order with its token completes it.
+    let checkout = json!({"id": 31, "token": "tok-31", "email": "customer@example.com", "phone": "+521234567890",
+        "total_price": "149.00", "currency": "MXN", "abandoned_checkout_url": "https://shop/recover/31",
+        "line_items": [{"title": "Running Shoes", "quantity": 1}], "updated_at": "2025-01-15T10:00:00Z"});
+    shopify(&app, &t, "checkouts/create", "ck", &checkout).await;
+    settled_ok(&app, &t).await;
+    assert_eq!(events_of(&app, &t, "CheckoutUpdated").await.len(), 1);
+    let order = json!({"id": 5, "order_number": 1, "customer": {"id": 123456789}, "checkout_token": "tok-31",
+        "total_price": "149.00", "created_at": "2025-01-15T10:30:00Z"});
+    shopify(&app, &t, "orders/create", "o", &order).await;
+    settled_ok(&app, &t).await;
+    assert_eq!(events_of(&app, &t, "CheckoutCompleted").await.len(), 1);
 }

@@ -241,7 +241,9 @@ pub async fn upsert_customer(
         .await?;
     }
     let after = get(tx, id).await?.ok_or(StoreError::NotFound)?;
-    Ok(match target {
+    // A customer Shopify tells us about for the first time is "created", even
+    // when it merged into a contact known from WhatsApp.
+    Ok(match target.filter(|_| existing.is_some()) {
         Some(before) => Upserted::Updated {
             before: Box::new(before),
             after: Box::new(after),
@@ -306,6 +308,17 @@ pub async fn set_marketing_state(
     };
     let current: MarketingState = current.parse().unwrap_or(MarketingState::Unknown);
     if current == state || !current.may_become(state) {
+        return Ok(false);
+    }
+    // The latest proof wins: a consent change older than the one in force
+    // (e.g. a lagging Shopify update after a STOP reply) changes nothing.
+    let latest: Option<i64> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT MAX(occurred_at) FROM consent_events WHERE contact_id = $1")
+            .bind(contact)
+            .fetch_one(&mut *c)
+            .await?
+    });
+    if latest.is_some_and(|l| occurred_at < l) {
         return Ok(false);
     }
     on_tx!(tx.tx(), |c| {
