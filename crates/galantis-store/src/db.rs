@@ -64,12 +64,39 @@ pub(crate) struct SqliteBackend {
     pub(crate) dir: PathBuf,
     pub(crate) control: SqlitePool,
     tenants: DashMap<TenantId, SqlitePool>,
+    /// One writer per file at a time, queued in-process. SQLite allows one
+    /// writer anyway; waiting here (fair, no polling) instead of in SQLite's
+    /// busy handler (which sleeps and retries) keeps latency low under load.
+    writers: DashMap<Option<TenantId>, Arc<tokio::sync::Mutex<()>>>,
+}
+
+pub type WriterGuard = tokio::sync::OwnedMutexGuard<()>;
+
+impl SqliteBackend {
+    async fn writer(&self, file: Option<TenantId>) -> WriterGuard {
+        let lock = self.writers.entry(file).or_default().clone();
+        lock.lock_owned().await
+    }
+
+    async fn begin_write(
+        &self,
+        pool: &SqlitePool,
+        file: Option<TenantId>,
+    ) -> Result<Tx, StoreError> {
+        let guard = self.writer(file).await;
+        Ok(Tx::Sqlite(
+            pool.begin_with("BEGIN IMMEDIATE").await?,
+            Some(guard),
+        ))
+    }
 }
 
 /// An open transaction on either engine. Repository bodies reach the
 /// connection through [`on_tx!`].
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    /// A SQLite write transaction also holds its file's in-process writer
+    /// lock (see `SqliteBackend::writer`).
+    Sqlite(sqlx::Transaction<'static, Sqlite>, Option<WriterGuard>),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
@@ -81,7 +108,7 @@ pub enum Tx {
 macro_rules! on_tx {
     ($tx:expr, |$c:ident| $body:expr) => {
         match $tx {
-            $crate::db::Tx::Sqlite(t) => {
+            $crate::db::Tx::Sqlite(t, _) => {
                 let $c = &mut **t;
                 $body
             }
@@ -93,7 +120,7 @@ macro_rules! on_tx {
     };
     ($tx:expr, sqlite |$s:ident| $sbody:expr, postgres |$p:ident| $pbody:expr) => {
         match $tx {
-            $crate::db::Tx::Sqlite(t) => {
+            $crate::db::Tx::Sqlite(t, _) => {
                 let $s = &mut **t;
                 $sbody
             }
@@ -109,7 +136,7 @@ pub use on_tx;
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(t, _guard) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
@@ -117,7 +144,7 @@ impl Tx {
 
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Sqlite(t, _guard) => t.rollback().await?,
             Tx::Postgres(t) => t.rollback().await?,
         }
         Ok(())
@@ -125,7 +152,7 @@ impl Tx {
 
     pub fn engine(&self) -> Engine {
         match self {
-            Tx::Sqlite(_) => Engine::Sqlite,
+            Tx::Sqlite(..) => Engine::Sqlite,
             Tx::Postgres(_) => Engine::Postgres,
         }
     }
@@ -298,6 +325,7 @@ impl Db {
                     dir,
                     control,
                     tenants: DashMap::new(),
+                    writers: DashMap::new(),
                 })
             }
         };
@@ -332,7 +360,7 @@ impl Db {
     pub async fn control_tx(&self) -> Result<ControlTx, StoreError> {
         Ok(ControlTx(
             match &*self.backend {
-                Backend::Sqlite(s) => Tx::Sqlite(s.control.begin_with("BEGIN IMMEDIATE").await?),
+                Backend::Sqlite(s) => s.begin_write(&s.control, None).await?,
                 Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
             },
             PendingSignals::new(&self.signals),
@@ -343,7 +371,7 @@ impl Db {
     pub async fn control_read(&self) -> Result<ControlTx, StoreError> {
         Ok(ControlTx(
             match &*self.backend {
-                Backend::Sqlite(s) => Tx::Sqlite(s.control.begin().await?),
+                Backend::Sqlite(s) => Tx::Sqlite(s.control.begin().await?, None),
                 Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
             },
             PendingSignals::new(&self.signals),
@@ -366,11 +394,10 @@ impl Db {
     /// A write transaction scoped to `tenant`.
     pub async fn tenant_tx(&self, tenant: TenantId) -> Result<TenantTx, StoreError> {
         let tx = match &*self.backend {
-            Backend::Sqlite(s) => Tx::Sqlite(
-                Self::tenant_pool(s, tenant)
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await?,
-            ),
+            Backend::Sqlite(s) => {
+                s.begin_write(&Self::tenant_pool(s, tenant), Some(tenant))
+                    .await?
+            }
             Backend::Postgres(p) => {
                 let mut tx = p.begin().await?;
                 // First statement of every tenant transaction; `true` makes it
@@ -395,7 +422,7 @@ impl Db {
         match &*self.backend {
             Backend::Sqlite(s) => Ok(TenantTx {
                 tenant,
-                tx: Tx::Sqlite(Self::tenant_pool(s, tenant).begin().await?),
+                tx: Tx::Sqlite(Self::tenant_pool(s, tenant).begin().await?, None),
                 pending: PendingSignals::new(&self.signals),
             }),
             Backend::Postgres(_) => self.tenant_tx(tenant).await,
@@ -407,14 +434,10 @@ impl Db {
     /// database on PostgreSQL). For the queue's own bookkeeping only.
     pub(crate) async fn jobs_tx(&self, tenant: Option<TenantId>) -> Result<Tx, StoreError> {
         Ok(match (&*self.backend, tenant) {
-            (Backend::Sqlite(s), None) => {
-                Tx::Sqlite(s.control.begin_with("BEGIN IMMEDIATE").await?)
+            (Backend::Sqlite(s), None) => s.begin_write(&s.control, None).await?,
+            (Backend::Sqlite(s), Some(t)) => {
+                s.begin_write(&Self::tenant_pool(s, t), Some(t)).await?
             }
-            (Backend::Sqlite(s), Some(t)) => Tx::Sqlite(
-                Self::tenant_pool(s, t)
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await?,
-            ),
             (Backend::Postgres(p), _) => Tx::Postgres(p.begin().await?),
         })
     }
