@@ -89,35 +89,11 @@ pub async fn list(
 
 /// Replaces payloads mentioning any of `needles` (personal data being erased).
 pub async fn scrub_mentions(tx: &mut TenantTx, needles: &[String]) -> Result<u64, StoreError> {
-    let mut n = 0;
-    for needle in needles.iter().filter(|s| s.len() >= 3) {
-        let pattern = format!("%{}%", needle.replace(['%', '_'], ""));
-        n += on_tx!(
-            tx.tx(),
-            sqlite
-                | c
-                | {
-                    sqlx::query("UPDATE domain_events SET payload = '{\"redacted\":true}' WHERE payload LIKE $1")
-                    .bind(&pattern).execute(&mut *c).await?.rows_affected()
-                },
-            postgres
-                | c
-                | {
-                    sqlx::query("UPDATE domain_events SET payload = '{\"redacted\":true}'::jsonb WHERE payload::text LIKE $1")
-                    .bind(&pattern).execute(&mut *c).await?.rows_affected()
-                }
-        );
-    }
-    Ok(n)
+    super::redaction::scrub_mentions(tx, super::redaction::PayloadTable::DomainEvents, needles)
+        .await
 }
 
 /// Shop erasure: every stored payload replaced by a redaction marker.
 pub async fn scrub_all(tx: &mut TenantTx) -> Result<u64, StoreError> {
-    Ok(on_tx!(tx.tx(), |c| {
-        sqlx::query("UPDATE domain_events SET payload = $1")
-            .bind(Json(serde_json::json!({"redacted": true})))
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-    }))
+    super::redaction::scrub_all(tx, super::redaction::PayloadTable::DomainEvents).await
 }

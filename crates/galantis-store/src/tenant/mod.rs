@@ -12,6 +12,7 @@ pub mod domain_events;
 pub mod messaging;
 pub mod orders;
 pub mod probes;
+mod redaction;
 pub mod secrets;
 pub mod settings;
 pub mod webhook_events;

@@ -1,0 +1,75 @@
+//! Replacing stored JSON payloads that hold personal data with a marker:
+//! shared by the tables that keep raw payloads (webhook and domain events).
+
+use sqlx::types::Json;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::on_tx;
+
+/// Tables whose `payload` column may hold personal data.
+#[derive(Clone, Copy)]
+pub(crate) enum PayloadTable {
+    WebhookEvents,
+    DomainEvents,
+}
+
+macro_rules! by_table {
+    ($table:expr, $fmt:literal) => {
+        match $table {
+            PayloadTable::WebhookEvents => format!($fmt, "webhook_events"),
+            PayloadTable::DomainEvents => format!($fmt, "domain_events"),
+        }
+    };
+}
+
+/// Payloads mentioning any of `needles` (three characters or more; LIKE
+/// wildcards stripped) become `{"redacted": true}`.
+pub(crate) async fn scrub_mentions(
+    tx: &mut TenantTx,
+    table: PayloadTable,
+    needles: &[String],
+) -> Result<u64, StoreError> {
+    let sqlite_sql = by_table!(
+        table,
+        "UPDATE {} SET payload = '{{\"redacted\":true}}' WHERE payload LIKE $1"
+    );
+    let pg_sql = by_table!(
+        table,
+        "UPDATE {} SET payload = '{{\"redacted\":true}}'::jsonb WHERE payload::text LIKE $1"
+    );
+    let mut n = 0;
+    for needle in needles.iter().filter(|s| s.len() >= 3) {
+        let pattern = format!("%{}%", needle.replace(['%', '_'], ""));
+        n += on_tx!(
+            tx.tx(),
+            sqlite | c | {
+                sqlx::query(sqlx::AssertSqlSafe(sqlite_sql.clone()))
+                    .bind(&pattern)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+            },
+            postgres | c | {
+                sqlx::query(sqlx::AssertSqlSafe(pg_sql.clone()))
+                    .bind(&pattern)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+            }
+        );
+    }
+    Ok(n)
+}
+
+/// Every payload of the table becomes the marker (shop erasure).
+pub(crate) async fn scrub_all(tx: &mut TenantTx, table: PayloadTable) -> Result<u64, StoreError> {
+    let sql = by_table!(table, "UPDATE {} SET payload = $1");
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(Json(serde_json::json!({"redacted": true})))
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    }))
+}
