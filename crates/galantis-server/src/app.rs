@@ -116,12 +116,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }
     let secrets = SecretStore::new(db.clone(), master.clone());
     Ok(AppState {
-        db,
+        db: db.clone(),
         config: Arc::new(config),
         master_key: master,
         secrets,
         clock: Arc::new(SystemClock),
         shop_cache: Default::default(),
+        ingest: crate::webhooks::batcher::IngestBatcher::new(db.clone()),
         events: tokio::sync::broadcast::channel(1024).0,
     })
 }

@@ -17,6 +17,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Shop domain → tenant, for webhook ingress (tenants are never re-keyed).
     pub shop_cache: Arc<dashmap::DashMap<galantis_core::ShopDomain, galantis_core::TenantId>>,
+    /// Group commit of incoming webhooks, one writer per tenant.
+    pub ingest: crate::webhooks::batcher::IngestBatcher,
     /// Domain events, published in-process after they are committed.
     pub events: tokio::sync::broadcast::Sender<PublishedEvent>,
 }

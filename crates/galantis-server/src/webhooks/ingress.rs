@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::batcher::Incoming;
 use super::process::ProcessWebhook;
 use super::signature;
 use super::topics;
@@ -111,41 +112,27 @@ pub async fn shopify(
             .map(|s| json!(s))
             .as_ref(),
     );
-    let known = topics::is_known_shopify(&topic);
-    let now = now_ms(&state);
-    let mut tx = state.db.tenant_tx(tenant).await?;
-    let inserted = webhook_events::insert(
-        &mut tx,
-        &webhook_events::NewWebhookEvent {
-            source: "shopify",
-            topic: &topic,
-            external_id: &external_id,
-            origin: shop.as_str(),
-            payload: &payload,
-            triggered_at,
-            received_at: now,
-            status: if known { "received" } else { "ignored" },
-            failure_reason: (!known).then_some("unknown topic"),
-        },
-    )
-    .await?;
-    let outcome = match inserted {
-        Some(id) if known => {
-            jobs::enqueue(
-                &mut tx,
-                &ProcessWebhook {
-                    event_id: id,
-                    replay: None,
-                },
-                state.clock.now(),
-            )
-            .await?;
-            "accepted"
-        }
-        Some(_) => "ignored",
-        None => "duplicate",
-    };
-    tx.commit().await?;
+    let stored = state
+        .ingest
+        .store(
+            tenant,
+            Incoming {
+                source: "shopify",
+                process: topics::is_known_shopify(&topic),
+                topic,
+                external_id,
+                origin: shop.as_str().to_owned(),
+                payload,
+                triggered_at,
+                received_at: now_ms(&state),
+            },
+        )
+        .await
+        // The writer logged the cause; the platform retries a 503.
+        .map_err(|_| {
+            AppError::Unavailable("the webhook could not be stored; retry later".into())
+        })?;
+    let outcome = stored.as_str();
     metrics::counter!("galantis_webhooks_received_total", "source" => "shopify", "outcome" => outcome).increment(1);
     metrics::histogram!("galantis_webhook_ingest_seconds", "source" => "shopify")
         .record(started.elapsed().as_secs_f64());

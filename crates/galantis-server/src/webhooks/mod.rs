@@ -2,6 +2,7 @@
 //! into the tenant's data and domain events ([`process`], [`shopify`],
 //! [`meta`], [`compliance`]).
 
+pub mod batcher;
 pub mod compliance;
 pub mod ingress;
 pub mod meta;

@@ -1134,3 +1134,40 @@ async fn stop_is_stored_as_a_message_events_are_published_and_checkouts_complete
     settled_ok(&app, &t).await;
     assert_eq!(events_of(&app, &t, "CheckoutCompleted").await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deliveries_are_each_stored_once_and_acknowledged_after_commit() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = app.create_tenant("wh-concurrent").await;
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (app, t) = (app.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = shopify(
+                &app,
+                &t,
+                "customers/create",
+                &format!("id-{}", i % 100),
+                &seed_customer(),
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let b: Value = r.json().await.unwrap();
+            b["status"].as_str().unwrap().to_owned()
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        if t.await.unwrap() == "accepted" {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 100, "each webhook id accepted exactly once");
+    assert_eq!(webhook_events(&app, &t, "").await.len(), 100);
+    let jobs = galantis_store::jobs::admin::stats(app.db(), Some(t.id), chrono::Utc::now())
+        .await
+        .unwrap();
+    let ingest = jobs.iter().find(|l| l.lane == "ingest").unwrap();
+    assert_eq!(ingest.queued, 100, "one processing job per stored event");
+}
