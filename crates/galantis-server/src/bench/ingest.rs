@@ -28,14 +28,32 @@ struct Load {
     failures: u32,
 }
 
-async fn load(url: String, shops: Arc<Vec<String>>, body: Bytes, sig: String, requests: u32, concurrency: usize, tag: &str) -> Load {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().expect("client");
+async fn load(
+    url: String,
+    shops: Arc<Vec<String>>,
+    body: Bytes,
+    sig: String,
+    requests: u32,
+    concurrency: usize,
+    tag: &str,
+) -> Load {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client");
     let next = Arc::new(AtomicU32::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, next, url, shops, body, sig, tag) =
-            (client.clone(), next.clone(), url.clone(), shops.clone(), body.clone(), sig.clone(), tag.to_owned());
+        let (client, next, url, shops, body, sig, tag) = (
+            client.clone(),
+            next.clone(),
+            url.clone(),
+            shops.clone(),
+            body.clone(),
+            sig.clone(),
+            tag.to_owned(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut failures = 0u32;
@@ -56,7 +74,9 @@ async fn load(url: String, shops: Arc<Vec<String>>, body: Bytes, sig: String, re
                     .send()
                     .await;
                 match r {
-                    Ok(r) if r.status() == StatusCode::OK => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0)
+                    }
                     _ => failures += 1,
                 }
             }
@@ -72,25 +92,46 @@ async fn load(url: String, shops: Arc<Vec<String>>, body: Bytes, sig: String, re
     }
     let secs = started.elapsed().as_secs_f64();
     all.sort_by(f64::total_cmp);
-    Load { per_sec: all.len() as f64 / secs, p50_ms: quantile(&all, 0.5), p99_ms: quantile(&all, 0.99), failures }
+    Load {
+        per_sec: all.len() as f64 / secs,
+        p50_ms: quantile(&all, 0.5),
+        p99_ms: quantile(&all, 0.99),
+        failures,
+    }
 }
 
-pub async fn run(config: &Config, requests: u32, concurrency: usize, tenant_count: u32) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    requests: u32,
+    concurrency: usize,
+    tenant_count: u32,
+) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let mut cfg = config.clone();
     if cfg.is_embedded() {
         cfg.data_dir = scratch.path().to_path_buf();
     }
-    let secret = cfg.shopify_app_secret.clone().unwrap_or_else(|| SecretString::from(DEV_SHOPIFY_APP_SECRET));
+    let secret = cfg
+        .shopify_app_secret
+        .clone()
+        .unwrap_or_else(|| SecretString::from(DEV_SHOPIFY_APP_SECRET));
     let state = crate::app::build_state(cfg).await?;
     let engine = state.db.engine().as_str();
     let tag = uuid::Uuid::now_v7().simple().to_string()[24..].to_owned();
     let mut shops = Vec::new();
     for i in 0..tenant_count {
         let shop = ShopDomain::parse(&format!("bench-ingest-{tag}-{i}.myshopify.com"))?;
-        tenants::create(&state.db, &state.master_key, NewTenant { shop: shop.clone(), owner_email: None, phone: None })
-            .await
-            .context("creating bench tenants")?;
+        tenants::create(
+            &state.db,
+            &state.master_key,
+            NewTenant {
+                shop: shop.clone(),
+                owner_email: None,
+                phone: None,
+            },
+        )
+        .await
+        .context("creating bench tenants")?;
         shops.push(shop.as_str().to_owned());
     }
     let shops = Arc::new(shops);
@@ -109,8 +150,14 @@ pub async fn run(config: &Config, requests: u32, concurrency: usize, tenant_coun
         post(move |headers: HeaderMap, body: Bytes| {
             let s = baseline_secret.clone();
             async move {
-                let h = headers.get("x-shopify-hmac-sha256").and_then(|v| v.to_str().ok());
-                if verify_shopify(h, &body, &[&s]) { StatusCode::OK } else { StatusCode::UNAUTHORIZED }
+                let h = headers
+                    .get("x-shopify-hmac-sha256")
+                    .and_then(|v| v.to_str().ok());
+                if verify_shopify(h, &body, &[&s]) {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                }
             }
         }),
     );
@@ -121,25 +168,72 @@ pub async fn run(config: &Config, requests: u32, concurrency: usize, tenant_coun
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhooks/shopify", l.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::app::serve(state.clone(), l, ServeRole::Api, None, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(crate::app::serve(
+        state.clone(),
+        l,
+        ServeRole::Api,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let warm = requests.min(2000);
-    let _ = load(baseline_url.clone(), shops.clone(), body.clone(), sig.clone(), warm, concurrency, &format!("{tag}-bw")).await;
-    let base = load(baseline_url, shops.clone(), body.clone(), sig.clone(), requests, concurrency, &format!("{tag}-b")).await;
-    let _ = load(url.clone(), shops.clone(), body.clone(), sig.clone(), warm, concurrency, &format!("{tag}-w")).await;
-    let real = load(url, shops.clone(), body.clone(), sig.clone(), requests, concurrency, &format!("{tag}-r")).await;
+    let _ = load(
+        baseline_url.clone(),
+        shops.clone(),
+        body.clone(),
+        sig.clone(),
+        warm,
+        concurrency,
+        &format!("{tag}-bw"),
+    )
+    .await;
+    let base = load(
+        baseline_url,
+        shops.clone(),
+        body.clone(),
+        sig.clone(),
+        requests,
+        concurrency,
+        &format!("{tag}-b"),
+    )
+    .await;
+    let _ = load(
+        url.clone(),
+        shops.clone(),
+        body.clone(),
+        sig.clone(),
+        warm,
+        concurrency,
+        &format!("{tag}-w"),
+    )
+    .await;
+    let real = load(
+        url,
+        shops.clone(),
+        body.clone(),
+        sig.clone(),
+        requests,
+        concurrency,
+        &format!("{tag}-r"),
+    )
+    .await;
     baseline_server.abort();
 
     // Every acknowledged event is stored.
     let mut stored = 0usize;
     for shop in shops.iter() {
-        let t = tenants::find_by_shop(&state.db, &ShopDomain::parse(shop)?).await?.context("tenant")?;
+        let t = tenants::find_by_shop(&state.db, &ShopDomain::parse(shop)?)
+            .await?
+            .context("tenant")?;
         let mut tx = state.db.tenant_read(t.id).await?;
         stored += galantis_store::tenant::webhook_events::list(
             &mut tx,
-            &galantis_store::tenant::webhook_events::Filter { limit: u32::MAX / 2, ..Default::default() },
+            &galantis_store::tenant::webhook_events::Filter {
+                limit: u32::MAX / 2,
+                ..Default::default()
+            },
         )
         .await?
         .len();
@@ -148,22 +242,51 @@ pub async fn run(config: &Config, requests: u32, concurrency: usize, tenant_coun
     let _ = stop.send(());
     let _ = server.await;
 
-    let goal = if engine == "sqlite" { 20_000.0 } else { 10_000.0 };
+    let goal = if engine == "sqlite" {
+        20_000.0
+    } else {
+        10_000.0
+    };
     let result = json!({
         "scenario": "ingest", "engine": engine, "requests": requests, "concurrency": concurrency, "tenants": tenant_count,
         "persist_ack_per_s": real.per_sec, "persist_ack_p50_ms": real.p50_ms, "persist_ack_p99_ms": real.p99_ms,
         "baseline_verify_ack_per_s": base.per_sec, "baseline_p50_ms": base.p50_ms, "baseline_p99_ms": base.p99_ms,
         "failures": real.failures + base.failures, "stored_events": stored, "goal_per_s": goal, "goal_p99_ms": 10.0,
     });
-    println!("bench ingest on {engine}: {requests} signed webhooks, {concurrency} connections, {tenant_count} tenants");
+    println!(
+        "bench ingest on {engine}: {requests} signed webhooks, {concurrency} connections, {tenant_count} tenants"
+    );
     println!("{:<44} {:>12} {:>12}", "figure", "value", "goal");
-    println!("{:<44} {:>12.0} {:>12}", "persisted + acknowledged (webhooks/s)", real.per_sec, goal);
-    println!("{:<44} {:>12.2} {:>12}", "persist + ack latency p50 (ms)", real.p50_ms, "");
-    println!("{:<44} {:>12.2} {:>12}", "persist + ack latency p99 (ms)", real.p99_ms, "10");
-    println!("{:<44} {:>12.0} {:>12}", "baseline verify + ack (webhooks/s)", base.per_sec, "");
-    println!("{:<44} {:>12.2} {:>12}", "baseline p99 (ms)", base.p99_ms, "");
-    println!("{:<44} {:>12} {:>12}", "failed requests", real.failures + base.failures, "0");
-    println!("{:<44} {:>12} {:>12}", "events stored (≥ requests + warm-up)", stored, "");
+    println!(
+        "{:<44} {:>12.0} {:>12}",
+        "persisted + acknowledged (webhooks/s)", real.per_sec, goal
+    );
+    println!(
+        "{:<44} {:>12.2} {:>12}",
+        "persist + ack latency p50 (ms)", real.p50_ms, ""
+    );
+    println!(
+        "{:<44} {:>12.2} {:>12}",
+        "persist + ack latency p99 (ms)", real.p99_ms, "10"
+    );
+    println!(
+        "{:<44} {:>12.0} {:>12}",
+        "baseline verify + ack (webhooks/s)", base.per_sec, ""
+    );
+    println!(
+        "{:<44} {:>12.2} {:>12}",
+        "baseline p99 (ms)", base.p99_ms, ""
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "failed requests",
+        real.failures + base.failures,
+        "0"
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "events stored (≥ requests + warm-up)", stored, ""
+    );
     write_result(config, &format!("ingest-{engine}"), &result)?;
     Ok(())
 }

@@ -53,9 +53,11 @@ pub enum BenchCommand {
 pub async fn run(config: &Config, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Tenants { count, in_place } => tenants_bench(config, count, in_place).await,
-        BenchCommand::Ingest { requests, concurrency, tenants } => {
-            ingest::run(config, requests, concurrency, tenants).await
-        }
+        BenchCommand::Ingest {
+            requests,
+            concurrency,
+            tenants,
+        } => ingest::run(config, requests, concurrency, tenants).await,
         BenchCommand::Queue {
             jobs,
             workers,
