@@ -313,6 +313,9 @@ impl Db {
                 })?;
                 let control = SqlitePoolOptions::new()
                     .max_connections(config.max_connections.clamp(1, 16))
+                    // A local file cannot drop a connection the way a network
+                    // can; pinging on every acquire is a wasted round trip.
+                    .test_before_acquire(false)
                     .connect_with(sqlite_options(&dir.join("control.db"), true))
                     .await
                     .map_err(|e| {
@@ -385,6 +388,7 @@ impl Db {
                 SqlitePoolOptions::new()
                     .max_connections(4)
                     .min_connections(0)
+                    .test_before_acquire(false)
                     .idle_timeout(Duration::from_secs(120))
                     .connect_lazy_with(sqlite_options(&tenant_file(&s.dir, tenant), false))
             })

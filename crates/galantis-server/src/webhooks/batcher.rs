@@ -132,43 +132,44 @@ async fn write(
     tenant: TenantId,
     batch: &[(Incoming, Reply)],
 ) -> Result<Vec<Stored>, galantis_store::StoreError> {
+    let rows: Vec<NewWebhookEvent<'_>> = batch
+        .iter()
+        .map(|(e, _)| NewWebhookEvent {
+            source: e.source,
+            topic: &e.topic,
+            external_id: &e.external_id,
+            origin: &e.origin,
+            payload: &e.payload,
+            triggered_at: e.triggered_at,
+            received_at: e.received_at,
+            status: if e.process { "received" } else { "ignored" },
+            failure_reason: (!e.process).then_some("unknown topic"),
+        })
+        .collect();
     let mut tx = db.tenant_tx(tenant).await?;
+    // Two statements per batch, however large: the events, then their jobs.
+    let ids = webhook_events::insert_many(&mut tx, &rows).await?;
+    let mut jobs = Vec::new();
     let mut out = Vec::with_capacity(batch.len());
-    for (e, _) in batch {
-        let inserted = webhook_events::insert(
-            &mut tx,
-            &NewWebhookEvent {
-                source: e.source,
-                topic: &e.topic,
-                external_id: &e.external_id,
-                origin: &e.origin,
-                payload: &e.payload,
-                triggered_at: e.triggered_at,
-                received_at: e.received_at,
-                status: if e.process { "received" } else { "ignored" },
-                failure_reason: (!e.process).then_some("unknown topic"),
-            },
-        )
-        .await?;
-        out.push(match inserted {
+    for ((e, _), id) in batch.iter().zip(ids) {
+        out.push(match id {
             Some(id) if e.process => {
                 let run_at =
                     chrono::DateTime::from_timestamp_millis(e.received_at).unwrap_or_default();
-                crate::jobs::enqueue(
-                    &mut tx,
-                    &ProcessWebhook {
-                        event_id: id,
-                        replay: None,
-                    },
-                    run_at,
-                )
-                .await?;
+                let job = ProcessWebhook {
+                    event_id: id,
+                    replay: None,
+                };
+                jobs.push(crate::jobs::new_job(&job, run_at).map_err(|e| {
+                    galantis_store::StoreError::Config(format!("job payload: {e}"))
+                })?);
                 Stored::Accepted
             }
             Some(_) => Stored::Ignored,
             None => Stored::Duplicate,
         });
     }
+    galantis_store::jobs::enqueue_many(&mut tx, &jobs).await?;
     tx.commit().await?;
     Ok(out)
 }

@@ -84,6 +84,100 @@ pub async fn enqueue(tx: &mut TenantTx, job: &NewJob) -> Result<Enqueued, StoreE
     Ok(r)
 }
 
+/// Enqueues many jobs for the transaction's tenant in one statement (group
+/// commit of webhooks). Jobs whose unique key exists are skipped.
+pub async fn enqueue_many(tx: &mut TenantTx, jobs: &[NewJob]) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let tenant = tx.tenant();
+    let now = ms(Utc::now());
+    let rows: Vec<(Uuid, Option<String>, bool, i64)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                Uuid::now_v7(),
+                j.unique.as_ref().map(|(k, _)| namespaced(Some(tenant), k)),
+                matches!(j.unique, Some((_, UniqueScope::WhileActive))),
+                i64::try_from(j.timeout.as_millis()).unwrap_or(i64::MAX),
+            )
+        })
+        .collect();
+    let mut lanes: Vec<Lane> = jobs.iter().map(|j| j.lane).collect();
+    lanes.sort();
+    lanes.dedup();
+    let notify: Vec<Lane> = lanes
+        .iter()
+        .copied()
+        .filter(|l| !tx.pending.lanes.contains(*l))
+        .collect();
+    on_tx!(
+        tx.tx(),
+        sqlite
+            | c
+            | {
+                let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO jobs (id, kind, lane, priority, state, payload, max_attempts, timeout_ms, run_at,
+                                   unique_key, unique_while_active, created_at, updated_at) ",
+            );
+                qb.push_values(jobs.iter().zip(&rows), |mut b, (j, r)| {
+                    b.push_bind(r.0)
+                        .push_bind(j.kind)
+                        .push_bind(j.lane.as_str())
+                        .push_bind(i64::from(j.priority))
+                        .push_bind("available")
+                        .push_bind(Json(&j.payload))
+                        .push_bind(i64::from(j.max_attempts))
+                        .push_bind(r.3)
+                        .push_bind(ms(j.run_at))
+                        .push_bind(&r.1)
+                        .push_bind(r.2)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                qb.push(" ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING");
+                qb.build().execute(&mut *c).await?.rows_affected()
+            },
+        postgres
+            | c
+            | {
+                let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO public.jobs (id, tenant_id, kind, lane, priority, state, payload, max_attempts, timeout_ms,
+                                          run_at, unique_key, unique_while_active, created_at, updated_at) ",
+            );
+                qb.push_values(jobs.iter().zip(&rows), |mut b, (j, r)| {
+                    b.push_bind(r.0)
+                        .push_bind(tenant.as_uuid())
+                        .push_bind(j.kind)
+                        .push_bind(j.lane.as_str())
+                        .push_bind(i64::from(j.priority))
+                        .push_bind("available")
+                        .push_bind(Json(&j.payload))
+                        .push_bind(i64::from(j.max_attempts))
+                        .push_bind(r.3)
+                        .push_bind(ms(j.run_at))
+                        .push_bind(&r.1)
+                        .push_bind(r.2)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                qb.push(" ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING");
+                let n = qb.build().execute(&mut *c).await?.rows_affected();
+                for lane in &notify {
+                    sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
+                        .bind(lane.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                }
+                n
+            }
+    );
+    for lane in lanes {
+        tx.pending.lanes.insert(lane);
+    }
+    Ok(())
+}
+
 /// Enqueues a global (not tenant-scoped) job.
 pub async fn enqueue_global(tx: &mut ControlTx, job: &NewJob) -> Result<Enqueued, StoreError> {
     let notify = !tx.1.lanes.contains(job.lane);

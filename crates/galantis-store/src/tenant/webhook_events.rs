@@ -196,3 +196,40 @@ pub async fn scrub_mentions(tx: &mut TenantTx, needles: &[String]) -> Result<u64
 pub async fn scrub_all(tx: &mut TenantTx) -> Result<u64, StoreError> {
     super::redaction::scrub_all(tx, super::redaction::PayloadTable::WebhookEvents).await
 }
+
+/// Stores many events in one statement. Returns, for each input, its new id
+/// or `None` when it was a duplicate (also of an earlier row of the batch).
+pub async fn insert_many(
+    tx: &mut TenantTx,
+    events: &[NewWebhookEvent<'_>],
+) -> Result<Vec<Option<Uuid>>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let inserted: Vec<Uuid> = on_tx!(tx.tx(), |c| {
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT INTO webhook_events (id, source, topic, external_id, origin, status, failure_reason, payload,
+                                         triggered_at, received_at) ",
+        );
+        qb.push_values(events.iter().zip(&ids), |mut row, (e, id)| {
+            row.push_bind(*id)
+                .push_bind(e.source)
+                .push_bind(e.topic)
+                .push_bind(e.external_id)
+                .push_bind(e.origin)
+                .push_bind(e.status)
+                .push_bind(e.failure_reason)
+                .push_bind(Json(e.payload))
+                .push_bind(e.triggered_at)
+                .push_bind(e.received_at);
+        });
+        qb.push(" ON CONFLICT (source, external_id) DO NOTHING RETURNING id");
+        qb.build_query_scalar().fetch_all(&mut *c).await?
+    });
+    let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    Ok(ids
+        .into_iter()
+        .map(|id| inserted.contains(&id).then_some(id))
+        .collect())
+}
