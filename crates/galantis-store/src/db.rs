@@ -579,3 +579,33 @@ fn tenant_file(dir: &Path, tenant: TenantId) -> PathBuf {
 pub(crate) fn quoted_schema(tenant: TenantId) -> String {
     format!("\"{}\"", tenant.schema_name())
 }
+
+/// Splits `len` rows into consecutive chunks whose sizes are powers of two
+/// (largest first, at most 256). Multi-row statements then come in at most
+/// nine shapes, so their prepared statements stay cached instead of being
+/// prepared afresh for every batch size.
+pub(crate) fn pow2_chunks(len: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < len {
+        let left = len - start;
+        let size = (1usize << (usize::BITS - 1 - left.leading_zeros())).min(256);
+        out.push(start..start + size);
+        start += size;
+    }
+    out
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    #[test]
+    fn chunks_are_powers_of_two_and_cover_everything() {
+        assert_eq!(super::pow2_chunks(0), vec![]);
+        assert_eq!(super::pow2_chunks(13), vec![0..8, 8..12, 12..13]);
+        let c = super::pow2_chunks(600);
+        assert_eq!(
+            c.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            vec![256, 256, 64, 16, 8]
+        );
+    }
+}

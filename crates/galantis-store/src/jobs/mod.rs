@@ -111,67 +111,73 @@ pub async fn enqueue_many(tx: &mut TenantTx, jobs: &[NewJob]) -> Result<(), Stor
         .copied()
         .filter(|l| !tx.pending.lanes.contains(*l))
         .collect();
-    on_tx!(
-        tx.tx(),
-        sqlite
-            | c
-            | {
-                let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO jobs (id, kind, lane, priority, state, payload, max_attempts, timeout_ms, run_at,
-                                   unique_key, unique_while_active, created_at, updated_at) ",
-            );
-                qb.push_values(jobs.iter().zip(&rows), |mut b, (j, r)| {
-                    b.push_bind(r.0)
-                        .push_bind(j.kind)
-                        .push_bind(j.lane.as_str())
-                        .push_bind(i64::from(j.priority))
-                        .push_bind("available")
-                        .push_bind(Json(&j.payload))
-                        .push_bind(i64::from(j.max_attempts))
-                        .push_bind(r.3)
-                        .push_bind(ms(j.run_at))
-                        .push_bind(&r.1)
-                        .push_bind(r.2)
-                        .push_bind(now)
-                        .push_bind(now);
-                });
-                qb.push(" ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING");
-                qb.build().execute(&mut *c).await?.rows_affected()
-            },
-        postgres
-            | c
-            | {
-                let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO public.jobs (id, tenant_id, kind, lane, priority, state, payload, max_attempts, timeout_ms,
-                                          run_at, unique_key, unique_while_active, created_at, updated_at) ",
-            );
-                qb.push_values(jobs.iter().zip(&rows), |mut b, (j, r)| {
-                    b.push_bind(r.0)
-                        .push_bind(tenant.as_uuid())
-                        .push_bind(j.kind)
-                        .push_bind(j.lane.as_str())
-                        .push_bind(i64::from(j.priority))
-                        .push_bind("available")
-                        .push_bind(Json(&j.payload))
-                        .push_bind(i64::from(j.max_attempts))
-                        .push_bind(r.3)
-                        .push_bind(ms(j.run_at))
-                        .push_bind(&r.1)
-                        .push_bind(r.2)
-                        .push_bind(now)
-                        .push_bind(now);
-                });
-                qb.push(" ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING");
-                let n = qb.build().execute(&mut *c).await?.rows_affected();
-                for lane in &notify {
-                    sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
-                        .bind(lane.as_str())
-                        .execute(&mut *c)
-                        .await?;
+    let mut notify = notify.as_slice();
+    for chunk in crate::db::pow2_chunks(jobs.len()) {
+        let (jobs, rows) = (&jobs[chunk.clone()], &rows[chunk]);
+        on_tx!(
+            tx.tx(),
+            sqlite
+                | c
+                | {
+                    let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO jobs (id, kind, lane, priority, state, payload, max_attempts, timeout_ms, run_at,
+                                       unique_key, unique_while_active, created_at, updated_at) ",
+                );
+                    qb.push_values(jobs.iter().zip(rows), |mut b, (j, r)| {
+                        b.push_bind(r.0)
+                            .push_bind(j.kind)
+                            .push_bind(j.lane.as_str())
+                            .push_bind(i64::from(j.priority))
+                            .push_bind("available")
+                            .push_bind(Json(&j.payload))
+                            .push_bind(i64::from(j.max_attempts))
+                            .push_bind(r.3)
+                            .push_bind(ms(j.run_at))
+                            .push_bind(&r.1)
+                            .push_bind(r.2)
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    qb.push(" ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING");
+                    qb.build().execute(&mut *c).await?.rows_affected()
+                },
+            postgres
+                | c
+                | {
+                    let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO public.jobs (id, tenant_id, kind, lane, priority, state, payload, max_attempts, timeout_ms,
+                                              run_at, unique_key, unique_while_active, created_at, updated_at) ",
+                );
+                    qb.push_values(jobs.iter().zip(rows), |mut b, (j, r)| {
+                        b.push_bind(r.0)
+                            .push_bind(tenant.as_uuid())
+                            .push_bind(j.kind)
+                            .push_bind(j.lane.as_str())
+                            .push_bind(i64::from(j.priority))
+                            .push_bind("available")
+                            .push_bind(Json(&j.payload))
+                            .push_bind(i64::from(j.max_attempts))
+                            .push_bind(r.3)
+                            .push_bind(ms(j.run_at))
+                            .push_bind(&r.1)
+                            .push_bind(r.2)
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    qb.push(" ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING");
+                    let n = qb.build().execute(&mut *c).await?.rows_affected();
+                    for lane in notify {
+                        sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
+                            .bind(lane.as_str())
+                            .execute(&mut *c)
+                            .await?;
+                    }
+                    n
                 }
-                n
-            }
-    );
+        );
+        // NOTIFY once per lane, with the first chunk.
+        notify = &[];
+    }
     for lane in lanes {
         tx.pending.lanes.insert(lane);
     }

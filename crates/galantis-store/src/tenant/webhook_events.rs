@@ -207,26 +207,31 @@ pub async fn insert_many(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
-    let inserted: Vec<Uuid> = on_tx!(tx.tx(), |c| {
-        let mut qb = sqlx::QueryBuilder::new(
-            "INSERT INTO webhook_events (id, source, topic, external_id, origin, status, failure_reason, payload,
-                                         triggered_at, received_at) ",
-        );
-        qb.push_values(events.iter().zip(&ids), |mut row, (e, id)| {
-            row.push_bind(*id)
-                .push_bind(e.source)
-                .push_bind(e.topic)
-                .push_bind(e.external_id)
-                .push_bind(e.origin)
-                .push_bind(e.status)
-                .push_bind(e.failure_reason)
-                .push_bind(Json(e.payload))
-                .push_bind(e.triggered_at)
-                .push_bind(e.received_at);
+    let mut inserted: Vec<Uuid> = Vec::with_capacity(events.len());
+    for chunk in crate::db::pow2_chunks(events.len()) {
+        let (events, ids) = (&events[chunk.clone()], &ids[chunk]);
+        let got: Vec<Uuid> = on_tx!(tx.tx(), |c| {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO webhook_events (id, source, topic, external_id, origin, status, failure_reason, payload,
+                                             triggered_at, received_at) ",
+            );
+            qb.push_values(events.iter().zip(ids), |mut row, (e, id)| {
+                row.push_bind(*id)
+                    .push_bind(e.source)
+                    .push_bind(e.topic)
+                    .push_bind(e.external_id)
+                    .push_bind(e.origin)
+                    .push_bind(e.status)
+                    .push_bind(e.failure_reason)
+                    .push_bind(Json(e.payload))
+                    .push_bind(e.triggered_at)
+                    .push_bind(e.received_at);
+            });
+            qb.push(" ON CONFLICT (source, external_id) DO NOTHING RETURNING id");
+            qb.build_query_scalar().fetch_all(&mut *c).await?
         });
-        qb.push(" ON CONFLICT (source, external_id) DO NOTHING RETURNING id");
-        qb.build_query_scalar().fetch_all(&mut *c).await?
-    });
+        inserted.extend(got);
+    }
     let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
     Ok(ids
         .into_iter()
