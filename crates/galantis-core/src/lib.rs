@@ -4,6 +4,7 @@
 //! Nothing in this crate performs IO. It must not depend on sqlx, axum, reqwest or
 //! tokio's networking; `tests/no_io_dependencies.rs` keeps it that way.
 
+pub mod audience;
 pub mod clock;
 pub mod consent;
 pub mod email;
@@ -13,6 +14,7 @@ pub mod phone;
 pub mod queue;
 pub mod roles;
 pub mod secrets;
+pub mod segment;
 pub mod shop;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -115,6 +115,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         }
     }
     let secrets = SecretStore::new(db.clone(), master.clone());
+    let shopify = Arc::new(crate::shopify_client::HttpShopifyClient::new(
+        db.clone(),
+        secrets.clone(),
+        config.shopify_base_url.clone(),
+    ));
     Ok(AppState {
         db: db.clone(),
         config: Arc::new(config),
@@ -124,6 +129,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         shop_cache: Default::default(),
         ingest: crate::webhooks::batcher::IngestBatcher::new(db.clone()),
         events: tokio::sync::broadcast::channel(1024).0,
+        shopify,
     })
 }
 

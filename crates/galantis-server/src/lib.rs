@@ -1,6 +1,7 @@
 //! The `galantis` server: HTTP API, webhooks, workers, clients and CLI.
 
 pub mod app;
+pub mod audience;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -8,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod sandbox;
+pub mod shopify_client;
 pub mod state;
 pub mod telemetry;
 pub mod webhooks;

@@ -21,6 +21,8 @@ pub struct AppState {
     pub ingest: crate::webhooks::batcher::IngestBatcher,
     /// Domain events, published in-process after they are committed.
     pub events: tokio::sync::broadcast::Sender<PublishedEvent>,
+    /// Shopify Admin API (write-backs); a recording fake in tests.
+    pub shopify: Arc<dyn crate::shopify_client::ShopifyClient>,
 }
 
 /// A committed domain event, as published to in-process subscribers.

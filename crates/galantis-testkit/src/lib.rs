@@ -171,6 +171,10 @@ impl TestAppBuilder {
             tweak(&mut config);
         }
         let mut state = app::build_state(config).await.expect("build app state");
+        // Shopify write-backs are recorded, never sent (inspect them through
+        // `state.shopify.as_any()`).
+        state.shopify =
+            Arc::new(galantis_server::shopify_client::RecordingShopifyClient::default());
         if let Some(clock) = self.clock {
             state.clock = clock;
         }

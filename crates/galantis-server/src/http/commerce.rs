@@ -30,6 +30,9 @@ pub struct ContactsQuery {
     tag: Option<String>,
     country: Option<String>,
     q: Option<String>,
+    language: Option<String>,
+    list_id: Option<Uuid>,
+    segment_id: Option<Uuid>,
     cursor: Option<String>,
     limit: Option<u32>,
 }
@@ -45,6 +48,26 @@ pub async fn list_contacts(
     }
     let (before, limit) = page_args(q.cursor.as_deref(), q.limit)?;
     let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    if q.language.is_some() || q.list_id.is_some() || q.segment_id.is_some() {
+        // Audience filters (list, segment, language) go through the audience search.
+        let rows = crate::http::audience::search_contacts(
+            &mut tx,
+            crate::http::audience::ContactFilters {
+                marketing_state: q.marketing_state,
+                tag: q.tag,
+                country: q.country,
+                q: q.q,
+                language: q.language,
+                list_id: q.list_id,
+                segment_id: q.segment_id,
+            },
+            before,
+            limit + 1,
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(axum::Json(Page::from_rows(rows, limit as usize, |c| c.id)));
+    }
     let rows = contacts::list(
         &mut tx,
         &contacts::Filter {
@@ -74,12 +97,15 @@ pub async fn get_contact(
     let consent = contacts::consent_history(&mut tx, id).await?;
     let orders = orders::list(&mut tx, Some(id), None, 50).await?;
     let conversations = messaging::conversation_of(&mut tx, id).await?;
+    let (lists, segments) = crate::http::audience::memberships_of(&mut tx, id).await?;
     tx.commit().await?;
     Ok(axum::Json(json!({
         "contact": contact,
         "consent_history": consent,
         "orders": orders,
         "conversations": conversations,
+        "lists": lists,
+        "segments": segments,
     })))
 }
 

@@ -1,7 +1,9 @@
 //! The HTTP surface: routes and the middleware stack.
 
+pub mod audience;
 pub mod auth;
 pub mod commerce;
+pub mod contacts_write;
 pub mod extract;
 pub mod health;
 pub mod jobs;
@@ -63,10 +65,51 @@ fn api_routes() -> Router<AppState> {
         .route("/webhook-events/{id}/replay", post(webhook_events::replay))
         .route("/events", get(webhook_events::events))
         .route("/contacts", get(commerce::list_contacts))
-        .route("/contacts/{id}", get(commerce::get_contact))
+        .route(
+            "/contacts/{id}",
+            get(commerce::get_contact).patch(contacts_write::update_contact),
+        )
         .route("/orders", get(commerce::list_orders))
         .route("/products", get(commerce::list_products))
         .route("/collections", get(commerce::list_collections))
+        .merge(audience_routes())
+}
+
+fn audience_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/lists",
+            get(audience::list_lists).post(audience::create_list),
+        )
+        .route(
+            "/lists/{id}",
+            get(audience::get_list)
+                .patch(audience::update_list)
+                .delete(audience::delete_list),
+        )
+        .route(
+            "/lists/{id}/members",
+            get(audience::list_members)
+                .post(audience::add_members)
+                .delete(audience::remove_members),
+        )
+        .route("/imports", get(audience::list_imports))
+        .route("/imports/{id}", get(audience::get_import))
+        .route("/imports/{id}/report", get(audience::import_report))
+        .route(
+            "/segments",
+            get(audience::list_segments).post(audience::create_segment),
+        )
+        .route("/segments/preview", post(audience::preview))
+        .route(
+            "/segments/{id}",
+            get(audience::get_segment)
+                .patch(audience::update_segment)
+                .delete(audience::delete_segment),
+        )
+        .route("/segments/{id}/members", get(audience::segment_members))
+        .route("/segments/{id}/refresh", post(audience::refresh_segment))
+        .route("/audiences/estimate", post(audience::estimate))
 }
 
 /// Builds the router for `role`, with its middleware.
@@ -81,6 +124,12 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         app = app.nest(
             "/api/v1",
             api_routes().layer(RequestBodyLimitLayer::new(config.api_body_limit_bytes)),
+        );
+        // CSV uploads stream in under their own, larger limit.
+        app = app.route(
+            "/api/v1/lists/{id}/imports",
+            post(audience::upload_import)
+                .layer(RequestBodyLimitLayer::new(audience::MAX_IMPORT_BYTES)),
         );
     }
     app.fallback(not_found)

@@ -23,11 +23,18 @@ pub struct Periodic {
 }
 
 pub fn builtin_periodic() -> Vec<Periodic> {
-    vec![Periodic {
-        name: PruneJobs::KIND,
-        every: Duration::from_secs(3600),
-        make: |at| new_job(&PruneJobs::default(), at).expect("empty payload serialises"),
-    }]
+    vec![
+        Periodic {
+            name: PruneJobs::KIND,
+            every: Duration::from_secs(3600),
+            make: |at| new_job(&PruneJobs::default(), at).expect("empty payload serialises"),
+        },
+        Periodic {
+            name: super::kinds::audience::RefreshAllSegments::KIND,
+            every: super::kinds::audience::REFRESH_EVERY,
+            make: super::kinds::audience::periodic_job,
+        },
+    ]
 }
 
 pub async fn run(app: AppState, periodic: Vec<Periodic>, mut shutdown: watch::Receiver<bool>) {

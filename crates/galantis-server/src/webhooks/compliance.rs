@@ -47,6 +47,8 @@ async fn erase_contact(
     let needles = needles(c, extra);
     messaging::scrub_status_events_for(tx, c.id).await?;
     contacts::redact(tx, c.id, now).await?;
+    // Erased contacts leave every list and segment for good.
+    galantis_store::tenant::audience::forget_contact(tx, c.id).await?;
     orders::redact(tx, Some(c.id), &[]).await?;
     webhook_events::scrub_mentions(tx, &needles).await?;
     domain_events::scrub_mentions(tx, &needles).await?;

@@ -49,6 +49,9 @@ pub async fn handle(
                 contact.map(|c| c.to_string()),
                 json!({ "shopify_customer_id": id }),
             );
+            if let Some(c) = contact {
+                crate::audience::contact_changed(tx, c, now, &mut out).await?;
+            }
         }
         "customers/marketing_consent_update" | "customers/marketing_consent_updated" => {
             consent(tx, p, version(p, e), now, &mut out).await?
@@ -88,6 +91,7 @@ pub async fn handle(
                     json!({ "tags": remove }),
                 );
             }
+            crate::audience::contact_changed(tx, contact.id, now, &mut out).await?;
         }
         "orders/create" | "orders/updated" | "orders/cancelled" => {
             order(tx, p, version(p, e), now, &mut out).await?
@@ -203,6 +207,7 @@ async fn customer(
                     json!({ "tag": t }),
                 );
             }
+            crate::audience::contact_changed(tx, c.id, now, out).await?;
         }
         Upserted::Updated { before, after } => {
             let mut changed = Vec::new();
@@ -244,6 +249,7 @@ async fn customer(
                     json!({ "from": before.marketing_state, "to": after.marketing_state }),
                 );
             }
+            crate::audience::contact_changed(tx, after.id, now, out).await?;
         }
         Upserted::Skipped => out.ignored = Some("stale update, or the customer was deleted".into()),
     }
@@ -292,6 +298,7 @@ async fn consent(
             json!({ "from": contact.marketing_state, "to": state.as_str() }),
         );
     }
+    crate::audience::contact_changed(tx, contact.id, now, out).await?;
     Ok(())
 }
 
@@ -337,6 +344,7 @@ async fn order(
             // A stale payload may still have filled gaps (totals) in the order.
             if let Some(c) = contact {
                 contacts::refresh_order_stats(tx, c, now).await?;
+                crate::audience::contact_changed(tx, c, now, out).await?;
             }
             out.ignored = Some("stale update, or the order was deleted".into());
             return Ok(());
@@ -376,6 +384,7 @@ async fn order(
     }
     if let Some(c) = contact {
         contacts::refresh_order_stats(tx, c, now).await?;
+        crate::audience::contact_changed(tx, c, now, out).await?;
     }
     Ok(())
 }

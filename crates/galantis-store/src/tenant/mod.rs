@@ -4,15 +4,20 @@
 // would only repeat the query.
 #![allow(clippy::type_complexity)]
 
+pub mod audience;
 pub mod catalog;
 pub mod checkouts;
 pub mod compliance;
 pub mod contacts;
+pub mod csv_imports;
 pub mod domain_events;
+pub mod lists;
 pub mod messaging;
 pub mod orders;
 pub mod probes;
 mod redaction;
 pub mod secrets;
+mod segment_sql;
+pub mod segments;
 pub mod settings;
 pub mod webhook_events;

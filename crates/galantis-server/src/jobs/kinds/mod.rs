@@ -1,5 +1,6 @@
 //! Built-in job kinds. Feature modules register their own kinds here too.
 
+pub mod audience;
 pub mod probe;
 pub mod prune;
 
@@ -9,4 +10,8 @@ pub fn register_builtin(r: &mut Registry) {
     r.register::<probe::QueueProbe, _, _>(probe::run);
     r.register::<prune::PruneJobs, _, _>(prune::run);
     r.register::<crate::webhooks::process::ProcessWebhook, _, _>(crate::webhooks::process::run);
+    r.register::<audience::CsvImport, _, _>(audience::run_csv_import);
+    r.register::<audience::RefreshSegments, _, _>(audience::run_refresh_segments);
+    r.register::<audience::RefreshAllSegments, _, _>(audience::run_refresh_all);
+    r.register::<audience::ShopifyWriteBack, _, _>(audience::run_write_back);
 }

@@ -1,0 +1,685 @@
+//! Audience rules that need no IO: which consent changes a source may make,
+//! and CSV import parsing (a streaming record splitter and per-row
+//! validation with reasons).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::{ConsentSource, Email, MarketingState, PhoneE164};
+
+impl ConsentSource {
+    /// Sources that carry the customer's own, explicit opt-in (a checkbox at
+    /// checkout, the storefront widgets, Shopify's recorded SMS consent).
+    /// Only these may re-subscribe someone who unsubscribed.
+    pub fn is_explicit_opt_in(self) -> bool {
+        matches!(
+            self,
+            ConsentSource::ShopifyCheckout
+                | ConsentSource::ShopifyCustomer
+                | ConsentSource::BackInStockWidget
+                | ConsentSource::ChatWidget
+        )
+    }
+
+    pub fn parse(s: &str) -> Option<ConsentSource> {
+        use ConsentSource::*;
+        [
+            ShopifyCheckout,
+            ShopifyCustomer,
+            BackInStockWidget,
+            ChatWidget,
+            ManualImport,
+            StopReply,
+            Api,
+            Redaction,
+        ]
+        .into_iter()
+        .find(|c| c.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// Why a consent change is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConsentRefusal {
+    #[error("the contact's data was erased on request; its consent can never change")]
+    Redacted,
+    #[error(
+        "the contact unsubscribed; only an explicit opt-in (checkout, storefront widget, chat widget, Shopify) may subscribe them again"
+    )]
+    ResubscribeRequiresOptIn,
+    #[error("REDACTED is set only by a data erasure request")]
+    RedactionOnly,
+}
+
+impl ConsentRefusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            ConsentRefusal::Redacted => "contact_redacted",
+            ConsentRefusal::ResubscribeRequiresOptIn => "resubscribe_requires_opt_in",
+            ConsentRefusal::RedactionOnly => "redaction_only",
+        }
+    }
+}
+
+/// Whether `source` may move consent from `current` to `next`. REDACTED is
+/// permanent and set only by erasure; an `UNSUBSCRIBED` contact (STOP, or an
+/// unsubscribe recorded elsewhere) comes back to `SUBSCRIBED` or `PENDING`
+/// only through an explicit opt-in source.
+pub fn consent_change_allowed(
+    current: MarketingState,
+    next: MarketingState,
+    source: ConsentSource,
+) -> Result<(), ConsentRefusal> {
+    if current == MarketingState::Redacted {
+        return if next == MarketingState::Redacted {
+            Ok(())
+        } else {
+            Err(ConsentRefusal::Redacted)
+        };
+    }
+    if next == MarketingState::Redacted && source != ConsentSource::Redaction {
+        return Err(ConsentRefusal::RedactionOnly);
+    }
+    if current == MarketingState::Unsubscribed
+        && matches!(next, MarketingState::Subscribed | MarketingState::Pending)
+        && !source.is_explicit_opt_in()
+    {
+        return Err(ConsentRefusal::ResubscribeRequiresOptIn);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// CSV import
+// ---------------------------------------------------------------------------
+
+/// Longest accepted field and most fields per record; beyond either the
+/// record is malformed (this also bounds memory on hostile input).
+pub const MAX_FIELD_BYTES: usize = 4096;
+pub const MAX_FIELDS: usize = 64;
+
+/// A record as split from the file, with the line it starts on (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub line: u64,
+    pub fields: Result<Vec<String>, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: either the closing one or the first of `""`.
+    QuoteInQuoted,
+}
+
+/// Splits CSV (RFC 4180: `,` separators, `"` quoting with `""` escapes,
+/// LF or CRLF line ends, newlines allowed inside quotes) fed in arbitrary
+/// chunks, so a large upload is never held in memory at once.
+#[derive(Debug)]
+pub struct CsvSplitter {
+    state: State,
+    field: Vec<u8>,
+    fields: Vec<String>,
+    error: Option<String>,
+    line: u64,
+    record_line: u64,
+    /// Anything seen since the record started (to skip blank lines).
+    touched: bool,
+}
+
+impl Default for CsvSplitter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CsvSplitter {
+    pub fn new() -> Self {
+        Self {
+            state: State::FieldStart,
+            field: Vec::new(),
+            fields: Vec::new(),
+            error: None,
+            line: 1,
+            record_line: 1,
+            touched: false,
+        }
+    }
+
+    fn fail(&mut self, why: &str) {
+        if self.error.is_none() {
+            self.error = Some(why.to_owned());
+        }
+    }
+
+    fn end_field(&mut self) {
+        let bytes = std::mem::take(&mut self.field);
+        if self.error.is_some() {
+            return;
+        }
+        if self.fields.len() >= MAX_FIELDS {
+            self.fail("too many fields");
+            return;
+        }
+        match String::from_utf8(bytes) {
+            Ok(s) => self.fields.push(s),
+            Err(_) => self.fail("the line is not valid UTF-8"),
+        }
+    }
+
+    fn end_record(&mut self, out: &mut Vec<RawRecord>) {
+        self.end_field();
+        let blank = !self.touched || (self.fields.len() == 1 && self.fields[0].trim().is_empty());
+        let fields = std::mem::take(&mut self.fields);
+        match self.error.take() {
+            Some(e) => out.push(RawRecord {
+                line: self.record_line,
+                fields: Err(e),
+            }),
+            None if blank => {}
+            None => out.push(RawRecord {
+                line: self.record_line,
+                fields: Ok(fields),
+            }),
+        }
+        self.state = State::FieldStart;
+        self.touched = false;
+    }
+
+    fn push_byte(&mut self, b: u8) {
+        if self.field.len() >= MAX_FIELD_BYTES {
+            self.fail("a field is longer than 4096 bytes");
+        } else {
+            self.field.push(b);
+        }
+    }
+
+    /// Feeds bytes; returns the records completed by them.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<RawRecord> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if b != b'\r' && b != b'\n' {
+                if !self.touched {
+                    self.record_line = self.line;
+                }
+                self.touched = true;
+            }
+            match self.state {
+                State::FieldStart | State::Unquoted => match b {
+                    b'"' if self.state == State::FieldStart => self.state = State::Quoted,
+                    b'"' => {
+                        self.fail("a quote inside an unquoted field");
+                        self.push_byte(b);
+                    }
+                    b',' => {
+                        self.end_field();
+                        self.state = State::FieldStart;
+                    }
+                    b'\n' => {
+                        if !self.touched {
+                            self.record_line = self.line;
+                        }
+                        self.end_record(&mut out);
+                        self.line += 1;
+                    }
+                    b'\r' => {}
+                    _ => {
+                        self.push_byte(b);
+                        self.state = State::Unquoted;
+                    }
+                },
+                State::Quoted => match b {
+                    b'"' => self.state = State::QuoteInQuoted,
+                    b'\n' => {
+                        self.line += 1;
+                        self.push_byte(b);
+                    }
+                    _ => self.push_byte(b),
+                },
+                State::QuoteInQuoted => match b {
+                    b'"' => {
+                        self.push_byte(b'"');
+                        self.state = State::Quoted;
+                    }
+                    b',' => {
+                        self.end_field();
+                        self.state = State::FieldStart;
+                    }
+                    b'\n' => {
+                        self.end_record(&mut out);
+                        self.line += 1;
+                    }
+                    b'\r' => {}
+                    _ => {
+                        self.fail("text after a closing quote");
+                        self.state = State::Unquoted;
+                    }
+                },
+            }
+        }
+        out
+    }
+
+    /// Ends the input; returns the last record if the file did not end with
+    /// a newline (or an unterminated quoted field, as malformed).
+    pub fn finish(mut self) -> Vec<RawRecord> {
+        let mut out = Vec::new();
+        if self.state == State::Quoted {
+            self.fail("a quoted field is never closed");
+            self.touched = true;
+        }
+        if self.touched {
+            self.end_record(&mut out);
+        }
+        out
+    }
+}
+
+/// A CSV column Galantis understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Column {
+    Phone,
+    FirstName,
+    LastName,
+    Email,
+    Consent,
+}
+
+impl Column {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Column::Phone => "phone",
+            Column::FirstName => "first_name",
+            Column::LastName => "last_name",
+            Column::Email => "email",
+            Column::Consent => "consent",
+        }
+    }
+}
+
+/// The header row, mapped to columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvHeader {
+    columns: Vec<Column>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error(
+        "the file is empty; expected a header row (phone, first_name, last_name, email, consent)"
+    )]
+    Empty,
+    #[error("the header row is malformed: {0}")]
+    Malformed(String),
+    #[error("unknown column `{0}`; expected phone, first_name, last_name, email, consent")]
+    UnknownColumn(String),
+    #[error("column `{0}` appears twice")]
+    Duplicate(&'static str),
+    #[error("the header has no `phone` column")]
+    MissingPhone,
+}
+
+impl CsvHeader {
+    pub fn parse(record: &RawRecord) -> Result<Self, HeaderError> {
+        let fields = record
+            .fields
+            .as_ref()
+            .map_err(|e| HeaderError::Malformed(e.clone()))?;
+        let mut columns = Vec::with_capacity(fields.len());
+        for (i, f) in fields.iter().enumerate() {
+            let name = f
+                .trim()
+                .trim_start_matches('\u{feff}')
+                .to_ascii_lowercase()
+                .replace([' ', '-'], "_");
+            let col = match name.as_str() {
+                "phone" | "phone_number" => Column::Phone,
+                "first_name" => Column::FirstName,
+                "last_name" => Column::LastName,
+                "email" => Column::Email,
+                "consent" => Column::Consent,
+                _ => {
+                    let shown: String = f.trim().chars().take(40).collect();
+                    return Err(HeaderError::UnknownColumn(if shown.is_empty() {
+                        format!("#{}", i + 1)
+                    } else {
+                        shown
+                    }));
+                }
+            };
+            if columns.contains(&col) {
+                return Err(HeaderError::Duplicate(col.as_str()));
+            }
+            columns.push(col);
+        }
+        if !columns.contains(&Column::Phone) {
+            return Err(HeaderError::MissingPhone);
+        }
+        Ok(Self { columns })
+    }
+
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+}
+
+/// What a row says about consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ImportConsent {
+    Subscribed,
+    NotSubscribed,
+    Unsubscribed,
+    Pending,
+}
+
+impl ImportConsent {
+    pub fn state(self) -> MarketingState {
+        match self {
+            ImportConsent::Subscribed => MarketingState::Subscribed,
+            ImportConsent::NotSubscribed => MarketingState::NotSubscribed,
+            ImportConsent::Unsubscribed => MarketingState::Unsubscribed,
+            ImportConsent::Pending => MarketingState::Pending,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Option<Self>> {
+        Some(Some(match s.trim().to_ascii_lowercase().as_str() {
+            "" => return Some(None),
+            "yes" | "y" | "true" | "1" | "subscribed" | "opt_in" | "opted_in" => {
+                ImportConsent::Subscribed
+            }
+            "no" | "n" | "false" | "0" | "not_subscribed" => ImportConsent::NotSubscribed,
+            "unsubscribed" | "opt_out" | "opted_out" => ImportConsent::Unsubscribed,
+            "pending" => ImportConsent::Pending,
+            _ => return None,
+        }))
+    }
+}
+
+/// A valid row, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportRow {
+    pub line: u64,
+    pub phone: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub consent: Option<ImportConsent>,
+}
+
+/// Why a row was not imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    Malformed(String),
+    MissingPhone,
+    /// design.md §4: `CUSTOMER_IS_MISSING_CALLING_CODE`.
+    MissingCallingCode,
+    InvalidPhone,
+    InvalidEmail,
+    InvalidConsent,
+    NameTooLong,
+    DuplicateInFile {
+        first_line: u64,
+    },
+    Consent(ConsentRefusal),
+}
+
+impl RejectReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::Malformed(_) => "malformed_line",
+            RejectReason::MissingPhone => "missing_phone",
+            RejectReason::MissingCallingCode => "CUSTOMER_IS_MISSING_CALLING_CODE",
+            RejectReason::InvalidPhone => "invalid_phone",
+            RejectReason::InvalidEmail => "invalid_email",
+            RejectReason::InvalidConsent => "invalid_consent",
+            RejectReason::NameTooLong => "name_too_long",
+            RejectReason::DuplicateInFile { .. } => "duplicate_in_file",
+            RejectReason::Consent(r) => r.code(),
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::Malformed(why) => write!(f, "malformed line: {why}"),
+            RejectReason::MissingPhone => f.write_str("no phone number"),
+            RejectReason::MissingCallingCode => f.write_str(
+                "the phone number has no country calling code (expected +<country><number>)",
+            ),
+            RejectReason::InvalidPhone => f.write_str("the phone number is not a valid E.164 number"),
+            RejectReason::InvalidEmail => f.write_str("the email address is not valid"),
+            RejectReason::InvalidConsent => f.write_str(
+                "consent must be yes, no, subscribed, not_subscribed, unsubscribed, pending or empty",
+            ),
+            RejectReason::NameTooLong => f.write_str("a name is longer than 255 characters"),
+            RejectReason::DuplicateInFile { first_line } => {
+                write!(f, "the same phone number is already on line {first_line}")
+            }
+            RejectReason::Consent(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// A rejected row: its line and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowReject {
+    pub line: u64,
+    pub reason: RejectReason,
+}
+
+/// Validates data rows against a header, remembering phones already seen
+/// so a repeated number is reported as a duplicate of its first line.
+#[derive(Debug)]
+pub struct RowValidator {
+    header: CsvHeader,
+    seen: HashMap<String, u64>,
+}
+
+impl RowValidator {
+    pub fn new(header: CsvHeader) -> Self {
+        Self {
+            header,
+            seen: HashMap::new(),
+        }
+    }
+
+    pub fn validate(&mut self, record: RawRecord) -> Result<ImportRow, RowReject> {
+        let line = record.line;
+        let reject = |reason| RowReject { line, reason };
+        let fields = record
+            .fields
+            .map_err(|e| reject(RejectReason::Malformed(e)))?;
+        if fields.len() != self.header.len() {
+            return Err(reject(RejectReason::Malformed(format!(
+                "expected {} fields, found {}",
+                self.header.len(),
+                fields.len()
+            ))));
+        }
+        let mut row = ImportRow {
+            line,
+            phone: String::new(),
+            first_name: None,
+            last_name: None,
+            email: None,
+            consent: None,
+        };
+        let mut phone_raw = "";
+        for (col, value) in self.header.columns.iter().zip(fields.iter()) {
+            let v = value.trim();
+            let opt = || (!v.is_empty()).then(|| v.to_owned());
+            match col {
+                Column::Phone => phone_raw = v,
+                Column::FirstName => row.first_name = opt(),
+                Column::LastName => row.last_name = opt(),
+                Column::Email => {
+                    row.email = match v {
+                        "" => None,
+                        _ => Some(
+                            Email::parse(v)
+                                .map_err(|_| reject(RejectReason::InvalidEmail))?
+                                .as_str()
+                                .to_owned(),
+                        ),
+                    }
+                }
+                Column::Consent => {
+                    row.consent = ImportConsent::parse(v)
+                        .ok_or_else(|| reject(RejectReason::InvalidConsent))?
+                }
+            }
+        }
+        if [&row.first_name, &row.last_name]
+            .iter()
+            .any(|n| n.as_ref().is_some_and(|n| n.chars().count() > 255))
+        {
+            return Err(reject(RejectReason::NameTooLong));
+        }
+        if phone_raw.is_empty() {
+            return Err(reject(RejectReason::MissingPhone));
+        }
+        let phone = PhoneE164::parse(phone_raw).map_err(|e| {
+            reject(match e {
+                crate::phone::InvalidPhone::MissingCallingCode => RejectReason::MissingCallingCode,
+                crate::phone::InvalidPhone::Malformed => RejectReason::InvalidPhone,
+            })
+        })?;
+        if let Some(first) = self.seen.get(phone.as_str()) {
+            return Err(reject(RejectReason::DuplicateInFile { first_line: *first }));
+        }
+        self.seen.insert(phone.as_str().to_owned(), line);
+        row.phone = phone.into();
+        Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(input: &str, chunk: usize) -> Vec<RawRecord> {
+        let mut s = CsvSplitter::new();
+        let mut out = Vec::new();
+        for c in input.as_bytes().chunks(chunk) {
+            out.extend(s.push(c));
+        }
+        out.extend(s.finish());
+        out
+    }
+
+    #[test]
+    fn splits_quotes_crlf_and_chunk_boundaries() {
+        let input = "phone,first_name\r\n+52 1,\"Ana, \"\"la\"\" \nMaría\"\r\n\r\n+52 2,Bo\n+52 3,\"unterminated";
+        for chunk in [1, 2, 3, 7, 1000] {
+            let r = split_all(input, chunk);
+            assert_eq!(r.len(), 4, "chunk {chunk}: {r:?}");
+            assert_eq!(r[0].fields, Ok(vec!["phone".into(), "first_name".into()]));
+            assert_eq!(r[1].line, 2);
+            assert_eq!(
+                r[1].fields,
+                Ok(vec!["+52 1".into(), "Ana, \"la\" \nMaría".into()])
+            );
+            assert_eq!(r[2].line, 5);
+            assert_eq!(r[2].fields, Ok(vec!["+52 2".into(), "Bo".into()]));
+            assert_eq!(r[3].line, 6);
+            assert!(r[3].fields.is_err());
+        }
+        let r = split_all("a,b\"c\nd,e\n", 4);
+        assert_eq!(r[0].line, 1);
+        assert!(r[0].fields.is_err());
+        assert_eq!(r[1].fields, Ok(vec!["d".into(), "e".into()]));
+        let r = split_all("\"a\"x,b\n", 4);
+        assert!(r[0].fields.is_err());
+    }
+
+    #[test]
+    fn validates_rows() {
+        let recs = split_all(
+            "Phone,First_Name,last_name,email,consent\n\
+             +52 55 1234 5678,Ana,López,ANA@x.mx,yes\n\
+             5512345678,Bo,,,\n\
+             +5255 1234 5678,Dup,,,\n\
+             +52 55 9999 0000,Cy,,not-an-email,\n\
+             +52 55 9999 0001,Di,,,maybe\n\
+             +52 55 9999 0002,Ed,,\n\
+             ,Fa,,,\n",
+            16,
+        );
+        let header = CsvHeader::parse(&recs[0]).unwrap();
+        let mut v = RowValidator::new(header);
+        let out: Vec<_> = recs[1..].iter().cloned().map(|r| v.validate(r)).collect();
+        let ok = out[0].clone().unwrap();
+        assert_eq!(ok.phone, "+525512345678");
+        assert_eq!(ok.email.as_deref(), Some("ana@x.mx"));
+        assert_eq!(ok.consent, Some(ImportConsent::Subscribed));
+        assert_eq!(ok.line, 2);
+        let codes: Vec<_> = out[1..]
+            .iter()
+            .map(|r| {
+                let e = r.clone().unwrap_err();
+                (e.line, e.reason.code())
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                (3, "CUSTOMER_IS_MISSING_CALLING_CODE"),
+                (4, "duplicate_in_file"),
+                (5, "invalid_email"),
+                (6, "invalid_consent"),
+                (7, "malformed_line"),
+                (8, "missing_phone"),
+            ]
+        );
+        assert_eq!(
+            out[2].clone().unwrap_err().reason.to_string(),
+            "the same phone number is already on line 2"
+        );
+    }
+
+    #[test]
+    fn headers() {
+        let h = |s: &str| CsvHeader::parse(&split_all(s, 100)[0]);
+        assert!(h("phone\n").is_ok());
+        assert_eq!(h("first_name\n"), Err(HeaderError::MissingPhone));
+        assert_eq!(
+            h("phone,shoe\n"),
+            Err(HeaderError::UnknownColumn("shoe".into()))
+        );
+        assert_eq!(h("phone,phone\n"), Err(HeaderError::Duplicate("phone")));
+        assert!(h("\u{feff}phone,email\n").is_ok());
+    }
+
+    #[test]
+    fn consent_changes() {
+        use ConsentSource::*;
+        use MarketingState::*;
+        assert!(consent_change_allowed(NotSubscribed, Subscribed, Api).is_ok());
+        assert_eq!(
+            consent_change_allowed(Unsubscribed, Subscribed, ManualImport),
+            Err(ConsentRefusal::ResubscribeRequiresOptIn)
+        );
+        assert_eq!(
+            consent_change_allowed(Unsubscribed, Subscribed, Api),
+            Err(ConsentRefusal::ResubscribeRequiresOptIn)
+        );
+        assert!(consent_change_allowed(Unsubscribed, Subscribed, ChatWidget).is_ok());
+        assert!(consent_change_allowed(Subscribed, Unsubscribed, Api).is_ok());
+        assert_eq!(
+            consent_change_allowed(Redacted, Subscribed, ShopifyCheckout),
+            Err(ConsentRefusal::Redacted)
+        );
+        assert_eq!(
+            consent_change_allowed(Subscribed, Redacted, Api),
+            Err(ConsentRefusal::RedactionOnly)
+        );
+    }
+}

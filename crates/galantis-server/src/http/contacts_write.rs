@@ -1,0 +1,245 @@
+//! `PATCH /contacts/{id}`: consent (with its proof), tags and the
+//! `exclude_from_galantis` flag. Consent and tag changes are written back to
+//! Shopify (a job enqueued in the same transaction); segments are
+//! re-evaluated and entries emitted as `USER_ADDED_TO_SEGMENT`.
+
+use axum::extract::State;
+use galantis_core::audience::consent_change_allowed;
+use galantis_core::{ConsentSource, MarketingState};
+use galantis_store::tenant::audience as store;
+use galantis_store::tenant::contacts::{self, Contact};
+use galantis_store::tenant::domain_events::NewDomainEvent;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audience::{self, Pending};
+use crate::error::AppError;
+use crate::http::auth::{Authed, perm};
+use crate::http::extract::{Json, Path};
+use crate::jobs::kinds::audience::{WriteBackField, enqueue_write_back};
+use crate::state::AppState;
+
+const MAX_TAGS: usize = 250;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactPatch {
+    /// SUBSCRIBED, PENDING, NOT_SUBSCRIBED or UNSUBSCRIBED.
+    #[serde(default)]
+    marketing_state: Option<String>,
+    /// Where the consent was given (default `api`); re-subscribing someone
+    /// who unsubscribed needs an explicit opt-in source and a reference.
+    #[serde(default)]
+    consent_source: Option<String>,
+    /// The proof (e.g. a form submission or order id).
+    #[serde(default)]
+    consent_reference: Option<String>,
+    /// Replaces every tag.
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    add_tags: Option<Vec<String>>,
+    #[serde(default)]
+    remove_tags: Option<Vec<String>>,
+    #[serde(default)]
+    exclude_from_galantis: Option<bool>,
+}
+
+fn invalid(message: impl Into<String>) -> AppError {
+    AppError::unprocessable("invalid_field", message)
+}
+
+fn clean_tags(field: &str, tags: &[String]) -> Result<Vec<String>, AppError> {
+    if tags.len() > MAX_TAGS {
+        return Err(invalid(format!("{field}: at most {MAX_TAGS} tags")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for (i, t) in tags.iter().enumerate() {
+        let t = t.trim();
+        if t.is_empty() || t.chars().count() > 255 || t.contains(',') {
+            return Err(invalid(format!(
+                "{field}[{i}]: a tag is 1 to 255 characters without commas"
+            )));
+        }
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
+            out.push(t.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+pub async fn update_contact(
+    State(state): State<AppState>,
+    auth: Authed<perm::ContactsWrite>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ContactPatch>,
+) -> Result<axum::Json<Contact>, AppError> {
+    // Validate everything before touching anything.
+    let consent = match &body.marketing_state {
+        None => None,
+        Some(s) => {
+            let state: MarketingState = s
+                .parse()
+                .map_err(|e: String| invalid(format!("marketing_state: {e}")))?;
+            if !matches!(
+                state,
+                MarketingState::Subscribed
+                    | MarketingState::Pending
+                    | MarketingState::NotSubscribed
+                    | MarketingState::Unsubscribed
+            ) {
+                return Err(invalid(
+                    "marketing_state: only SUBSCRIBED, PENDING, NOT_SUBSCRIBED or UNSUBSCRIBED can be set",
+                ));
+            }
+            let source = match &body.consent_source {
+                None => ConsentSource::Api,
+                Some(src) => ConsentSource::parse(src)
+                    .filter(|s| !matches!(s, ConsentSource::Redaction | ConsentSource::StopReply))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "consent_source: `{}` is not a source the API accepts (api, manual_import, shopify_checkout, shopify_customer, back_in_stock_widget, chat_widget)",
+                            src.chars().take(40).collect::<String>()
+                        ))
+                    })?,
+            };
+            let reference = body
+                .consent_reference
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| r.chars().take(255).collect::<String>());
+            if source.is_explicit_opt_in() && reference.is_none() {
+                return Err(invalid(
+                    "consent_reference: an explicit opt-in source needs a reference (its proof)",
+                ));
+            }
+            Some((state, source, reference))
+        }
+    };
+    if body.consent_source.is_some() && consent.is_none() {
+        return Err(invalid("consent_source: only with marketing_state"));
+    }
+    if body.tags.is_some() && (body.add_tags.is_some() || body.remove_tags.is_some()) {
+        return Err(invalid("tags: give either tags or add_tags/remove_tags"));
+    }
+    let set_tags = body
+        .tags
+        .as_deref()
+        .map(|t| clean_tags("tags", t))
+        .transpose()?;
+    let add = clean_tags("add_tags", body.add_tags.as_deref().unwrap_or_default())?;
+    let remove = clean_tags(
+        "remove_tags",
+        body.remove_tags.as_deref().unwrap_or_default(),
+    )?;
+
+    let now = state.clock.now().timestamp_millis();
+    let mut tx = state.db.tenant_tx(auth.tenant_id).await?;
+    tx.serialize_tenant_writes().await?;
+    let contact = contacts::get(&mut tx, id)
+        .await?
+        .filter(|c| !c.deleted)
+        .ok_or(AppError::NotFound("contact"))?;
+    if contact.redacted {
+        return Err(AppError::conflict(
+            "contact_redacted",
+            "the contact's data was erased on request; it cannot be changed",
+        ));
+    }
+    let mut pending = Pending::default();
+    let subject = Some(id.to_string());
+
+    if let Some((next, source, reference)) = consent {
+        let current: MarketingState = contact
+            .marketing_state
+            .parse()
+            .unwrap_or(MarketingState::Unknown);
+        if current != next {
+            consent_change_allowed(current, next, source)
+                .map_err(|r| AppError::unprocessable(r.code(), r.to_string()))?;
+            if contacts::set_marketing_state(
+                &mut tx,
+                id,
+                next,
+                source,
+                reference.as_deref(),
+                now,
+                now,
+            )
+            .await?
+            {
+                pending
+                    .record(
+                        &mut tx,
+                        NewDomainEvent {
+                            kind: "MarketingConsentChanged",
+                            subject_id: subject.clone(),
+                            payload: json!({ "from": current.as_str(), "to": next.as_str(), "source": source.as_str() }),
+                        },
+                        now,
+                    )
+                    .await?;
+                if contact.shopify_customer_id.is_some() && source != ConsentSource::ShopifyCustomer
+                {
+                    enqueue_write_back(&mut tx, id, WriteBackField::Consent).await?;
+                }
+            }
+        }
+    }
+
+    let (add, remove) = match set_tags {
+        Some(all) => {
+            let add: Vec<String> = all
+                .iter()
+                .filter(|t| !contact.tags.iter().any(|c| c.eq_ignore_ascii_case(t)))
+                .cloned()
+                .collect();
+            let remove: Vec<String> = contact
+                .tags
+                .iter()
+                .filter(|c| !all.iter().any(|t| t.eq_ignore_ascii_case(c)))
+                .cloned()
+                .collect();
+            (add, remove)
+        }
+        None => (add, remove),
+    };
+    if !add.is_empty() || !remove.is_empty() {
+        let before = contact.tags.clone();
+        let after = contacts::change_tags(&mut tx, id, &add, &remove, now).await?;
+        let added: Vec<&String> = after
+            .iter()
+            .filter(|t| !before.iter().any(|b| b.eq_ignore_ascii_case(t)))
+            .collect();
+        for t in &added {
+            pending
+                .record(
+                    &mut tx,
+                    NewDomainEvent {
+                        kind: "CustomerTagged",
+                        subject_id: subject.clone(),
+                        payload: json!({ "tag": t }),
+                    },
+                    now,
+                )
+                .await?;
+        }
+        if after != before && contact.shopify_customer_id.is_some() {
+            enqueue_write_back(&mut tx, id, WriteBackField::Tags).await?;
+        }
+    }
+
+    if let Some(flag) = body.exclude_from_galantis {
+        store::set_excluded(&mut tx, id, flag, now).await?;
+    }
+
+    audience::contacts_changed(&mut tx, &[id], now, &mut pending).await?;
+    let updated = contacts::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound("contact"))?;
+    tx.commit().await?;
+    pending.publish(&state);
+    Ok(axum::Json(updated))
+}
