@@ -5,6 +5,7 @@
 //! tokio's networking; `tests/no_io_dependencies.rs` keeps it that way.
 
 pub mod audience;
+pub mod billing;
 pub mod clock;
 pub mod consent;
 pub mod email;
@@ -15,7 +16,9 @@ pub mod queue;
 pub mod roles;
 pub mod secrets;
 pub mod segment;
+pub mod sending;
 pub mod shop;
+pub mod templates;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use consent::{ConsentSource, MarketingState};

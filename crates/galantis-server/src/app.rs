@@ -120,6 +120,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         secrets.clone(),
         config.shopify_base_url.clone(),
     ));
+    let sending = crate::sending::Sending::new(&config).await?;
     Ok(AppState {
         db: db.clone(),
         config: Arc::new(config),
@@ -130,6 +131,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         ingest: crate::webhooks::batcher::IngestBatcher::new(db.clone()),
         events: tokio::sync::broadcast::channel(1024).0,
         shopify,
+        sending,
     })
 }
 
@@ -145,6 +147,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let db = state.db.clone();
+    if let Ok(addr) = listener.local_addr() {
+        state
+            .sending
+            .embedded_listening(addr, state.config.public_url.as_deref());
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = workers.map(|registry| {
         let worker = Worker::new(state.clone(), registry);
@@ -153,7 +160,10 @@ pub async fn serve(
             tokio::spawn(worker.run(stop_rx.clone())),
             tokio::spawn(scheduler::run(
                 state.clone(),
-                scheduler::builtin_periodic(),
+                scheduler::builtin_periodic()
+                    .into_iter()
+                    .chain(crate::sending::templates::periodic(&state.config.sending))
+                    .collect(),
                 stop_rx.clone(),
             )),
         )

@@ -65,6 +65,57 @@ pub struct Config {
     pub stop_keywords: Vec<String>,
     /// The durable job queue.
     pub queue: QueueConfig,
+    /// Sending WhatsApp messages: pacing, holds, reconciliation, timeouts.
+    pub sending: SendingConfig,
+}
+
+/// `[sending]`; environment: `GALANTIS_SENDING__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendingConfig {
+    /// Throughput of a number unless its settings say otherwise (Meta's
+    /// standard tier; numbers go up to 1,000).
+    pub default_messages_per_second: u32,
+    /// Pair rate: one message from a number to the same recipient per this
+    /// many milliseconds…
+    pub pair_interval_ms: u64,
+    /// …with this many back to back.
+    pub pair_burst: u32,
+    /// A limiter wait up to this long is slept in the worker; longer waits
+    /// snooze the job (no attempt spent).
+    pub max_inline_wait_ms: u64,
+    /// After a 130429 a number sends at half its rate (halved again by each
+    /// further 130429) for this long.
+    pub slowdown_secs: u64,
+    /// Sends of a tenant whose connection needs attention are held and
+    /// looked at again this often (a reconnect releases them at once).
+    pub hold_recheck_secs: u64,
+    /// A send whose outcome is unknown (the worker died or timed out after
+    /// calling Meta) waits this long for Meta's status webhook to tell
+    /// whether it was accepted before it is sent again.
+    pub reconcile_after_secs: u64,
+    /// Cloud API timeouts.
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    /// Templates are synced from Meta this often (0: never periodically).
+    pub template_sync_interval_secs: u64,
+}
+
+impl Default for SendingConfig {
+    fn default() -> Self {
+        Self {
+            default_messages_per_second: galantis_core::sending::DEFAULT_MESSAGES_PER_SECOND,
+            pair_interval_ms: 6_000,
+            pair_burst: 1,
+            max_inline_wait_ms: 1_000,
+            slowdown_secs: 30,
+            hold_recheck_secs: 60,
+            reconcile_after_secs: 300,
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 15_000,
+            template_sync_interval_secs: 3_600,
+        }
+    }
 }
 
 /// `[queue]`; environment: `GALANTIS_QUEUE__<SETTING>` (double underscore),
@@ -163,6 +214,7 @@ impl Default for Config {
             shutdown_grace_secs: 20,
             stop_keywords: galantis_core::consent::default_stop_keywords(),
             queue: QueueConfig::default(),
+            sending: SendingConfig::default(),
         }
     }
 }
@@ -261,6 +313,31 @@ impl Config {
                     lane.as_str().to_ascii_uppercase()
                 )));
             }
+        }
+        let sd = &self.sending;
+        if !(1..=galantis_core::sending::MAX_MESSAGES_PER_SECOND)
+            .contains(&sd.default_messages_per_second)
+        {
+            return Err(ConfigError(
+                "GALANTIS_SENDING__DEFAULT_MESSAGES_PER_SECOND must be between 1 and 1000".into(),
+            ));
+        }
+        if sd.pair_interval_ms == 0 || sd.pair_burst == 0 {
+            return Err(ConfigError(
+                "GALANTIS_SENDING__PAIR_INTERVAL_MS and GALANTIS_SENDING__PAIR_BURST must be at least 1".into(),
+            ));
+        }
+        if sd.request_timeout_ms == 0 || sd.connect_timeout_ms == 0 || sd.hold_recheck_secs == 0 {
+            return Err(ConfigError(
+                "GALANTIS_SENDING__REQUEST_TIMEOUT_MS, GALANTIS_SENDING__CONNECT_TIMEOUT_MS and GALANTIS_SENDING__HOLD_RECHECK_SECS must be at least 1".into(),
+            ));
+        }
+        if let Some(u) = &self.redis_url
+            && !(u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            return Err(ConfigError(
+                "GALANTIS_REDIS_URL must be a redis:// or rediss:// URL".into(),
+            ));
         }
         if !self.meta_graph_version.starts_with('v') {
             return Err(ConfigError(

@@ -46,6 +46,9 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// 402: the action needs credits the tenant does not have.
+    #[error("{message}")]
+    PaymentRequired { code: &'static str, message: String },
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
@@ -86,6 +89,7 @@ impl AppError {
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,6 +102,7 @@ impl AppError {
             | AppError::ForbiddenAction { code, .. }
             | AppError::Conflict { code, .. }
             | AppError::Unprocessable { code, .. }
+            | AppError::PaymentRequired { code, .. }
             | AppError::NotFoundCode { code, .. } => code,
             AppError::RejectedSignature => "invalid_signature",
             AppError::Unauthenticated => "unauthenticated",
@@ -173,6 +178,7 @@ pub fn conflict_message(code: &str) -> &'static str {
         "owner_exists" => "this tenant already has an owner",
         "owner_role_fixed" => "the owner's role cannot be changed and the owner cannot be removed",
         "phone_number_taken" => "this WhatsApp phone number is already connected to a tenant",
+        "template_exists" => "a template with this name and language already exists",
         _ => "the request conflicts with the current state",
     }
 }

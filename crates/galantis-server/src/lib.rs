@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod sandbox;
+pub mod sending;
 pub mod shopify_client;
 pub mod state;
 pub mod telemetry;

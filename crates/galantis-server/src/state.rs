@@ -23,6 +23,8 @@ pub struct AppState {
     pub events: tokio::sync::broadcast::Sender<PublishedEvent>,
     /// Shopify Admin API (write-backs); a recording fake in tests.
     pub shopify: Arc<dyn crate::shopify_client::ShopifyClient>,
+    /// The send path: Cloud API client, rate limiter, connections.
+    pub sending: crate::sending::Sending,
 }
 
 /// A committed domain event, as published to in-process subscribers.

@@ -2,22 +2,25 @@
 
 pub mod audience;
 pub mod auth;
+pub mod billing;
 pub mod commerce;
 pub mod contacts_write;
 pub mod extract;
 pub mod health;
 pub mod jobs;
 pub mod members;
+pub mod messages;
 pub mod middleware;
 pub mod pagination;
 pub mod request_id;
+pub mod templates;
 pub mod tenant;
 pub mod webhook_events;
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -40,8 +43,36 @@ async fn not_found() -> AppError {
     AppError::NotFound("route")
 }
 
+/// Sending: messages, the WhatsApp connection, templates, billing.
+fn sending_routes() -> Router<AppState> {
+    Router::new()
+        .route("/messages", get(messages::list).post(messages::send))
+        .route("/messages/{id}", get(messages::get))
+        .route(
+            "/settings/whatsapp",
+            get(messages::get_whatsapp)
+                .put(messages::put_whatsapp)
+                .delete(messages::delete_whatsapp),
+        )
+        .route("/templates", get(templates::list).post(templates::create))
+        .route("/templates/sync", post(templates::sync))
+        .route(
+            "/templates/{id}",
+            get(templates::get)
+                .put(templates::update)
+                .patch(templates::update)
+                .delete(templates::delete),
+        )
+        .route("/templates/{id}/submit", post(templates::submit))
+        .route("/billing", get(billing::get))
+        .route("/billing/ledger", get(billing::ledger))
+        .route("/billing/top-ups", post(billing::top_up))
+        .route("/billing/plan", put(billing::set_plan))
+}
+
 fn api_routes() -> Router<AppState> {
     Router::new()
+        .merge(sending_routes())
         .route("/tenant", get(tenant::get_tenant))
         .route(
             "/members",
@@ -121,6 +152,10 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         .route("/metrics", get(health::metrics));
     if role != ServeRole::Worker {
         app = app.merge(crate::webhooks::routes(config.webhook_body_limit_bytes));
+        // The embedded Meta sandbox, when no Cloud API endpoint is configured.
+        if let Some(sb) = state.sending.embedded_sandbox() {
+            app = app.nest_service("/sandbox-meta", crate::sandbox::router(sb.clone()));
+        }
         app = app.nest(
             "/api/v1",
             api_routes().layer(RequestBodyLimitLayer::new(config.api_body_limit_bytes)),

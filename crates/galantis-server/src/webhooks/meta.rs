@@ -214,7 +214,35 @@ async fn status(
     if !messaging::record_status_event(tx, &update, now).await? {
         return Ok(());
     }
-    if let Some(applied) = messaging::apply_status(tx, &update, now).await?
+    let mut applied = messaging::apply_status(tx, &update, now).await?;
+    if applied.is_none()
+        && let Some(key) = string(s.get("biz_opaque_callback_data"))
+    {
+        // Our send was accepted but its job has not stored the wamid (it
+        // may have died after the call): the echoed idempotency key links it.
+        if let Some(id) =
+            galantis_store::tenant::sending::link_by_callback_data(tx, &key, &wamid, now).await?
+        {
+            applied =
+                messaging::message_by_wamid(tx, &wamid)
+                    .await?
+                    .map(|m| messaging::StatusApplied {
+                        message_id: id,
+                        contact_id: m.contact_id,
+                        previous: "QUEUED".into(),
+                        status: m.status.clone(),
+                        advanced: m.status != "QUEUED",
+                    });
+        }
+    }
+    if st == MessageStatus::Failed
+        && let Some(a) = &applied
+    {
+        // A `failed` without a prior delivery gets its credit back.
+        let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+        crate::sending::credits::refund_if_failed(tx, a.message_id, at).await?;
+    }
+    if let Some(applied) = applied
         && applied.advanced
     {
         out.event(

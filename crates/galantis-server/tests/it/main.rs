@@ -13,5 +13,6 @@ mod queue;
 mod queue_crash;
 mod sandbox;
 mod secrets;
+mod sending;
 mod webhooks;
 mod webhooks_dump;

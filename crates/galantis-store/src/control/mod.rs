@@ -4,5 +4,6 @@
 
 pub mod keyring;
 pub mod members;
+pub mod phone_numbers;
 pub mod tenants;
 pub mod tokens;

@@ -5,6 +5,7 @@
 #![allow(clippy::type_complexity)]
 
 pub mod audience;
+pub mod billing;
 pub mod catalog;
 pub mod checkouts;
 pub mod compliance;
@@ -19,5 +20,7 @@ mod redaction;
 pub mod secrets;
 mod segment_sql;
 pub mod segments;
+pub mod sending;
 pub mod settings;
+pub mod templates;
 pub mod webhook_events;

@@ -1,0 +1,429 @@
+//! `message.send`: one job per outbound message, on the `messages` lane.
+//!
+//! 1. Already accepted (a previous run, or a status webhook that carried
+//!    our idempotency key)? Settle credits and complete.
+//! 2. Held while the tenant's connection needs attention (snooze).
+//! 3. Re-check what may have changed since queueing: consent, template
+//!    status, the service window, the number.
+//! 4. A previous run started a call whose outcome is unknown
+//!    (`send_state = 'sending'`)? Reconcile before sending again.
+//! 5. Pace: pair rate, then the number's throughput (short waits are slept,
+//!    long ones snooze; no attempt is spent).
+//! 6. Record `sending`, call Meta, record the outcome with the job's
+//!    completion in one transaction.
+
+use std::time::Duration;
+
+use galantis_core::sending::{
+    Acquired, ErrorClass, Lookup, MessageSender, RateKey, RateLimiter, SendError, SendRequest,
+};
+use galantis_core::templates::TemplateStatus;
+use galantis_core::{JobKind, Lane, MarketingState, PhoneE164, RetrySchedule};
+use galantis_store::tenant::sending::{self as store, Outbound};
+use galantis_store::tenant::{contacts, templates};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::connection::{self, Resolved};
+use super::credits;
+use crate::jobs::{JobContext, JobError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendMessage {
+    pub message_id: Uuid,
+}
+
+impl JobKind for SendMessage {
+    const KIND: &'static str = "message.send";
+    const LANE: Lane = Lane::Messages;
+    const MAX_ATTEMPTS: u32 = 12;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    const RETRY: RetrySchedule = RetrySchedule {
+        base: Duration::from_secs(2),
+        factor: 2.0,
+        cap: Duration::from_secs(600),
+        jitter: 0.2,
+    };
+
+    /// One job per message, ever: a duplicated enqueue adds nothing.
+    fn unique_key(&self) -> Option<String> {
+        Some(format!("send:{}", self.message_id))
+    }
+}
+
+fn permanent(msg: impl Into<String>) -> JobError {
+    JobError::Permanent(anyhow::anyhow!(msg.into()))
+}
+
+pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
+    let tenant = ctx
+        .tenant()
+        .ok_or_else(|| permanent("message.send belongs to a tenant"))?;
+    let app = &ctx.app;
+    let mut tx = app.db.tenant_read(tenant).await?;
+    let m = store::outbound(&mut tx, job.message_id).await?;
+    tx.commit().await?;
+    let Some(m) = m else {
+        return Err(permanent(format!(
+            "message {} does not exist",
+            job.message_id
+        )));
+    };
+    // 1. Done already.
+    if m.wamid.is_some() || m.send_state.as_deref() == Some("accepted") {
+        return finish_accepted(&ctx, &m, None).await;
+    }
+    if m.status != "QUEUED" {
+        let mut tx = app.db.tenant_tx(tenant).await?;
+        ctx.complete_in(&mut tx).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    // 2. The connection.
+    let conn = connection::resolve(app, tenant).await?;
+    let hold = Duration::from_secs(app.sending.config().hold_recheck_secs);
+    if !conn.tenant_active {
+        return reject(
+            &ctx,
+            &m,
+            None,
+            "the store uninstalled Galantis: nothing is sent for it",
+        )
+        .await;
+    }
+    if conn.state != "connected" {
+        metrics::counter!("galantis_sends_held_total").increment(1);
+        return Err(JobError::Snooze(hold));
+    }
+    let Some(number) = conn.number(&m.phone_number_id).cloned() else {
+        return reject(
+            &ctx,
+            &m,
+            None,
+            "this WhatsApp number is no longer connected to the store",
+        )
+        .await;
+    };
+    let Some(base_url) = conn.base_url.clone() else {
+        return Err(JobError::Retry(anyhow::anyhow!(
+            "the embedded Meta sandbox is not running on this node"
+        )));
+    };
+    // 3. What may have changed since queueing.
+    let mut tx = app.db.tenant_read(tenant).await?;
+    let contact = contacts::get(&mut tx, m.contact_id).await?;
+    let template = match (&m.template_name, &m.template_language) {
+        (Some(n), Some(l)) => templates::by_name(&mut tx, n, l).await?,
+        _ => None,
+    };
+    let window = if m.kind == "template" {
+        true
+    } else {
+        super::queue::window_open(&mut tx, m.contact_id, &m.phone_number_id, ctx.now())
+            .await
+            .map_err(|e| JobError::Retry(anyhow::anyhow!("{e}")))?
+    };
+    tx.commit().await?;
+    let Some(contact) = contact.filter(|c| !c.deleted && !c.redacted) else {
+        return reject(&ctx, &m, None, "the contact was deleted or erased").await;
+    };
+    let Some(phone) = contact
+        .phone
+        .as_deref()
+        .and_then(|p| PhoneE164::parse(p).ok())
+    else {
+        return reject(
+            &ctx,
+            &m,
+            None,
+            "CUSTOMER_IS_MISSING_CALLING_CODE: the contact has no E.164 phone",
+        )
+        .await;
+    };
+    let source = m.source.as_deref().unwrap_or("api");
+    let marketing = matches!(source, "campaign" | "automation" | "back_in_stock")
+        || template
+            .as_ref()
+            .is_some_and(|t| t.category.eq_ignore_ascii_case("MARKETING"));
+    if marketing && contact.marketing_state != MarketingState::Subscribed.as_str() {
+        return reject(
+            &ctx,
+            &m,
+            None,
+            "CUSTOMER_IS_NOT_OPTED_IN: the contact is no longer subscribed",
+        )
+        .await;
+    }
+    if m.kind == "template" {
+        let status = template
+            .as_ref()
+            .and_then(|t| TemplateStatus::from_meta(&t.status));
+        if status != Some(TemplateStatus::Approved) {
+            return reject(
+                &ctx,
+                &m,
+                None,
+                &format!(
+                    "template_not_approved: the template is {}",
+                    status.map_or("gone", TemplateStatus::as_str)
+                ),
+            )
+            .await;
+        }
+    } else if !window {
+        return reject(
+            &ctx,
+            &m,
+            Some(131047),
+            "outside_service_window: more than 24 hours since the customer last wrote",
+        )
+        .await;
+    }
+    let key = m
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(|| format!("msg:{}", m.id));
+    let api = app.sending.api(&base_url);
+
+    // 4. Reconcile an attempt whose outcome is unknown.
+    if m.send_state.as_deref() == Some("sending") {
+        match api.lookup(&m.phone_number_id, &key).await {
+            Ok(Lookup::Accepted { wamid }) => {
+                tracing::info!(message = %m.id, "reconciled: Meta had accepted the earlier attempt");
+                metrics::counter!("galantis_sends_reconciled_total", "outcome" => "accepted")
+                    .increment(1);
+                return finish_accepted(&ctx, &m, Some((wamid, true))).await;
+            }
+            Ok(Lookup::NotFound) => {
+                metrics::counter!("galantis_sends_reconciled_total", "outcome" => "not_found")
+                    .increment(1);
+            }
+            Ok(Lookup::Unsupported) => {
+                let waited = m
+                    .send_started_at
+                    .map_or(chrono::Duration::MAX, |t| ctx.now() - t);
+                let window =
+                    chrono::Duration::seconds(app.sending.config().reconcile_after_secs as i64);
+                if waited < window {
+                    // Meta's status webhook carries our key and links the
+                    // wamid; give it time before concluding nothing was
+                    // accepted.
+                    let left = (window - waited).to_std().unwrap_or_default();
+                    return Err(JobError::Snooze(left.min(Duration::from_secs(30))));
+                }
+                tracing::warn!(message = %m.id, "no status webhook for an uncertain attempt: sending again");
+            }
+            Err(e) => return Err(JobError::Retry(e.into())),
+        }
+    }
+
+    // 5. Pacing before the call.
+    let now = ctx.now();
+    let pair = RateKey::Pair(m.phone_number_id.clone(), phone.digits().to_owned());
+    let limiter = app.sending.limiter();
+    match limiter
+        .acquire(&pair, app.sending.pair_rate())
+        .await
+        .map_err(|e| JobError::Retry(e.into()))?
+    {
+        Acquired::Now => {}
+        Acquired::Wait(d) => return Err(JobError::Snooze(d)),
+    }
+    let max_inline = Duration::from_millis(app.sending.config().max_inline_wait_ms);
+    let key_n = RateKey::Number(m.phone_number_id.clone());
+    let mut waited = Duration::ZERO;
+    loop {
+        let rate =
+            app.sending
+                .number_rate(&number.phone_number_id, number.messages_per_second, now);
+        match limiter
+            .acquire(&key_n, rate)
+            .await
+            .map_err(|e| JobError::Retry(e.into()))?
+        {
+            Acquired::Now => break,
+            Acquired::Wait(d) if waited + d <= max_inline => {
+                waited += d;
+                tokio::time::sleep(d).await;
+            }
+            Acquired::Wait(d) => return Err(JobError::Snooze(d)),
+        }
+    }
+
+    // 6. Record the attempt, call, record the outcome.
+    let mut tx = app.db.tenant_tx(tenant).await?;
+    store::mark_sending(&mut tx, m.id, ctx.now().timestamp_millis()).await?;
+    tx.commit().await?;
+    let body = graph_body(&m, phone.digits(), &key);
+    let result = api
+        .send(&SendRequest {
+            phone_number_id: &m.phone_number_id,
+            access_token: connection::token(&conn),
+            body: &body,
+        })
+        .await;
+    match result {
+        Ok(accepted) => {
+            metrics::counter!("galantis_sends_total", "outcome" => "accepted", "code" => "0")
+                .increment(1);
+            finish_accepted(
+                &ctx,
+                &m,
+                Some((Some(accepted.wamid), accepted.sandbox || conn.sandbox)),
+            )
+            .await
+        }
+        Err(e) => failed(&ctx, &m, &conn, e).await,
+    }
+}
+
+/// The Graph API body for message `m` to `to` (digits).
+fn graph_body(m: &Outbound, to: &str, key: &str) -> Value {
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": m.kind,
+        "biz_opaque_callback_data": key,
+    });
+    if let Some(v) = m.content.get(&m.kind) {
+        body[&m.kind] = v.clone();
+    }
+    body
+}
+
+/// Records an acceptance (if not yet), settles credits and completes the
+/// job, in one transaction serialised with the tenant's webhook processing
+/// (so a `failed` status racing the charge still gets its refund).
+async fn finish_accepted(
+    ctx: &JobContext,
+    m: &Outbound,
+    accepted: Option<(Option<String>, bool)>,
+) -> Result<(), JobError> {
+    let tenant = ctx.tenant().expect("checked");
+    let now = ctx.now();
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    tx.serialize_tenant_writes().await?;
+    if let Some((wamid, sandbox)) = &accepted {
+        store::mark_accepted(
+            &mut tx,
+            m.id,
+            wamid.as_deref(),
+            *sandbox,
+            now.timestamp_millis(),
+        )
+        .await?;
+    }
+    credits::settle(&mut tx, m.id, now).await?;
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The message can never be sent: FAILED with the reason; nothing charged.
+async fn reject(
+    ctx: &JobContext,
+    m: &Outbound,
+    code: Option<i64>,
+    reason: &str,
+) -> Result<(), JobError> {
+    let tenant = ctx.tenant().expect("checked");
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    store::mark_rejected(&mut tx, m.id, code, reason, ctx.now().timestamp_millis()).await?;
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    let code_label = code.map_or("none".to_owned(), |c| c.to_string());
+    metrics::counter!("galantis_sends_total", "outcome" => "failed", "code" => code_label)
+        .increment(1);
+    tracing::info!(message = %m.id, reason, "send refused");
+    Ok(())
+}
+
+async fn failed(
+    ctx: &JobContext,
+    m: &Outbound,
+    conn: &Resolved,
+    e: SendError,
+) -> Result<(), JobError> {
+    let tenant = ctx.tenant().expect("checked");
+    let app = &ctx.app;
+    let now = ctx.now();
+    let now_ms = now.timestamp_millis();
+    let (code, reason) = match &e {
+        SendError::Meta(me) => (Some(me.code), me.reason()),
+        SendError::Transport { message, .. } => (None, format!("no answer from Meta: {message}")),
+    };
+    let code_label = code.map_or("transport".to_owned(), |c| c.to_string());
+    match e.class() {
+        ErrorClass::Permanent => {
+            metrics::counter!("galantis_sends_total", "outcome" => "failed", "code" => code_label)
+                .increment(1);
+            let mut tx = app.db.tenant_tx(tenant).await?;
+            store::mark_rejected(&mut tx, m.id, code, &reason, now_ms).await?;
+            ctx.complete_in(&mut tx).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        ErrorClass::TenantHalting => {
+            metrics::counter!("galantis_sends_total", "outcome" => "held", "code" => code_label)
+                .increment(1);
+            let mut tx = app.db.tenant_tx(tenant).await?;
+            store::clear_sending(&mut tx, m.id, now_ms).await?;
+            let halted = store::halt(
+                &mut tx,
+                code.unwrap_or(0),
+                &format!("Meta error {}: {reason}", code.unwrap_or(0)),
+                now_ms,
+            )
+            .await?;
+            tx.commit().await?;
+            app.sending.invalidate(tenant);
+            if halted {
+                metrics::counter!("galantis_whatsapp_halts_total", "code" => code.unwrap_or(0).to_string())
+                    .increment(1);
+                metrics::gauge!("galantis_whatsapp_connection_needs_attention", "tenant_id" => tenant.to_string())
+                    .set(1.0);
+                tracing::warn!(tenant = %tenant, code, "WhatsApp connection needs attention: the tenant's sends are held");
+            }
+            let _ = conn;
+            Err(JobError::Snooze(Duration::from_secs(
+                app.sending.config().hold_recheck_secs,
+            )))
+        }
+        ErrorClass::Retryable => {
+            metrics::counter!("galantis_sends_total", "outcome" => "retry", "code" => code_label)
+                .increment(1);
+            if code == Some(130429) {
+                app.sending.throttled(&m.phone_number_id, now);
+            }
+            let maybe_accepted = matches!(
+                e,
+                SendError::Transport {
+                    maybe_accepted: true,
+                    ..
+                }
+            );
+            let last = ctx.job.attempt >= ctx.job.max_attempts;
+            let mut tx = app.db.tenant_tx(tenant).await?;
+            if !maybe_accepted {
+                store::clear_sending(&mut tx, m.id, now_ms).await?;
+            }
+            if last && !maybe_accepted {
+                store::mark_rejected(
+                    &mut tx,
+                    m.id,
+                    code,
+                    &format!("gave up after {} attempts: {reason}", ctx.job.attempt),
+                    now_ms,
+                )
+                .await?;
+                ctx.complete_in(&mut tx).await?;
+                tx.commit().await?;
+                return Ok(());
+            }
+            tx.commit().await?;
+            Err(JobError::Retry(anyhow::anyhow!("{e}")))
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Sending WhatsApp messages (design.md §4 "Messages", "Rate limits",
+//! "Templates", "Billing"; docs/decisions/0005-sending.md).
+//!
+//! - [`client`]: the Cloud API client (`MessageSender`), also used against
+//!   the sandbox.
+//! - [`limiter`]: the `RateLimiter` port's in-process and Redis GCRA.
+//! - [`queue`]: validating and queueing a send (`POST /api/v1/messages`).
+//! - [`job`]: `message.send`, the job that paces, calls Meta and records
+//!   the outcome exactly once.
+//! - [`connection`]: a tenant's WhatsApp connection, resolved and cached.
+//! - [`templates`]: submit, sync, the periodic sync job.
+//! - [`credits`]: charges, refunds and warnings.
+
+pub mod client;
+pub mod connection;
+pub mod credits;
+pub mod job;
+pub mod limiter;
+pub mod queue;
+pub mod templates;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use galantis_core::TenantId;
+use galantis_core::sending::{Rate, Slowdown, number_burst};
+
+use crate::config::{Config, SendingConfig};
+use crate::sandbox::{MetaSandbox, SandboxConfig};
+
+pub use client::CloudApi;
+pub use connection::Resolved;
+pub use limiter::Limiter;
+
+/// The send path's shared parts: one per process.
+#[derive(Clone)]
+pub struct Sending {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SendingConfig,
+    graph_version: String,
+    meta_base_url: Option<String>,
+    http: reqwest::Client,
+    limiter: Limiter,
+    slowdowns: DashMap<String, Slowdown>,
+    cache: DashMap<TenantId, (Instant, Arc<Resolved>)>,
+    embedded: Option<MetaSandbox>,
+    embedded_url: OnceLock<String>,
+}
+
+/// How long a resolved connection is trusted before it is read again (a
+/// change made on this node invalidates it at once).
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+impl Sending {
+    /// Builds the send path: the HTTP client, the limiter (Redis when
+    /// configured) and, when no Cloud API endpoint is configured, the
+    /// embedded Meta sandbox (served at `/sandbox-meta`).
+    pub async fn new(config: &Config) -> anyhow::Result<Self> {
+        let s = &config.sending;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
+            .timeout(Duration::from_millis(s.request_timeout_ms))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("galantis/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let limiter = match &config.redis_url {
+            Some(url) => Limiter::Redis(
+                limiter::RedisLimiter::connect(url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("GALANTIS_REDIS_URL: cannot reach Redis: {e}"))?,
+            ),
+            None => Limiter::Local(limiter::LocalLimiter::default()),
+        };
+        let embedded = config.meta_base_url.is_none().then(|| {
+            use secrecy::ExposeSecret;
+            let secret = config
+                .meta_app_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned())
+                .unwrap_or_else(|| crate::config::DEV_META_APP_SECRET.to_owned());
+            MetaSandbox::new(
+                SandboxConfig::default()
+                    .with_app_secret(secret)
+                    .with_webhook_url(format!("{}/webhooks/meta", config.public_url())),
+            )
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config: s.clone(),
+                graph_version: config.meta_graph_version.clone(),
+                meta_base_url: config.meta_base_url.clone(),
+                http,
+                limiter,
+                slowdowns: DashMap::new(),
+                cache: DashMap::new(),
+                embedded,
+                embedded_url: OnceLock::new(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &SendingConfig {
+        &self.inner.config
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+
+    /// A Cloud API client for `base_url`.
+    pub fn api(&self, base_url: &str) -> CloudApi {
+        CloudApi::with_client(self.inner.http.clone(), base_url, &self.inner.graph_version)
+    }
+
+    /// The embedded sandbox, when this process serves one.
+    pub fn embedded_sandbox(&self) -> Option<&MetaSandbox> {
+        self.inner.embedded.as_ref()
+    }
+
+    /// Once the server listens at `addr`: the embedded sandbox is reached
+    /// there, and posts its webhooks back to it.
+    pub fn embedded_listening(&self, addr: std::net::SocketAddr, public_url: Option<&str>) {
+        let host = if addr.ip().is_unspecified() {
+            std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
+        let _ = self
+            .inner
+            .embedded_url
+            .set(format!("http://{host}/sandbox-meta"));
+        if let Some(sb) = &self.inner.embedded {
+            let url = match public_url {
+                Some(p) => format!("{}/webhooks/meta", p.trim_end_matches('/')),
+                None => format!("http://{host}/webhooks/meta"),
+            };
+            sb.update_webhooks(|w| w.url = Some(url));
+        }
+    }
+
+    /// Where a tenant's sends go: the configured endpoint; else Meta for
+    /// tenants with credentials and the embedded sandbox for the others.
+    pub fn base_url(&self, has_credentials: bool) -> Option<String> {
+        if let Some(u) = &self.inner.meta_base_url {
+            return Some(u.clone());
+        }
+        if has_credentials {
+            return Some(client::GRAPH_BASE_URL.to_owned());
+        }
+        self.inner.embedded_url.get().cloned()
+    }
+
+    pub(crate) fn cached(&self, tenant: TenantId) -> Option<Arc<Resolved>> {
+        self.inner
+            .cache
+            .get(&tenant)
+            .filter(|e| e.0.elapsed() < CACHE_TTL)
+            .map(|e| e.1.clone())
+    }
+
+    pub(crate) fn cache(&self, tenant: TenantId, r: Arc<Resolved>) {
+        self.inner.cache.insert(tenant, (Instant::now(), r));
+    }
+
+    /// Forgets a tenant's resolved connection (after a change).
+    pub fn invalidate(&self, tenant: TenantId) {
+        self.inner.cache.remove(&tenant);
+    }
+
+    /// A number's pacing now: its configured rate, lowered while a
+    /// slow-down after a 130429 lasts.
+    pub fn number_rate(&self, phone_number_id: &str, configured: u32, now: DateTime<Utc>) -> Rate {
+        let slow = self.inner.slowdowns.get(phone_number_id).map(|s| *s);
+        let mps = Slowdown::effective(slow, configured, now);
+        Rate::per_second(mps, number_burst(mps))
+    }
+
+    pub fn pair_rate(&self) -> Rate {
+        let c = &self.inner.config;
+        Rate::new(1, Duration::from_millis(c.pair_interval_ms), c.pair_burst)
+    }
+
+    /// Meta answered 130429 for this number: slow it down for a while.
+    pub fn throttled(&self, phone_number_id: &str, now: DateTime<Utc>) {
+        let cooldown = Duration::from_secs(self.inner.config.slowdown_secs);
+        let mut e = self
+            .inner
+            .slowdowns
+            .entry(phone_number_id.to_owned())
+            .or_insert(Slowdown {
+                factor: 1.0,
+                until: now,
+            });
+        let current = (e.until > now).then_some(*e);
+        *e = Slowdown::after_throttle(current, now, cooldown);
+        metrics::counter!("galantis_rate_limiter_slowdowns_total").increment(1);
+        tracing::warn!(
+            phone_number_id,
+            factor = e.factor,
+            "Meta throttled the number (130429): pacing it down"
+        );
+    }
+
+    /// The current slow-down factor of a number (1.0 when none).
+    pub fn slowdown_factor(&self, phone_number_id: &str, now: DateTime<Utc>) -> f64 {
+        self.inner
+            .slowdowns
+            .get(phone_number_id)
+            .filter(|s| s.until > now)
+            .map_or(1.0, |s| s.factor)
+    }
+}

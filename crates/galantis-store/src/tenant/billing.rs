@@ -1,0 +1,443 @@
+//! Credits: an append-only ledger per tenant whose sum is the balance, and
+//! the billing account (plan, tier, current period, warnings sent).
+//!
+//! Every entry has an idempotency key under a unique index: a charge or
+//! refund per message, an allowance and an expiry per period, a top-up per
+//! request key. Writing an entry twice therefore changes nothing.
+//!
+//! Periods are calendar months. When a period ends, what is left of its
+//! allowance (plan credits and tier) expires — no rollover — while top-ups
+//! stay: usage draws on the allowance first.
+
+use chrono::{DateTime, Utc};
+use galantis_core::billing::{Plan, period_of};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::jobs::from_ms;
+use crate::on_tx;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub plan: String,
+    pub tier_credits: i64,
+    pub period: String,
+    pub warned_level: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerEntry {
+    pub id: Uuid,
+    pub kind: String,
+    pub credits: i64,
+    pub period: String,
+    pub message_id: Option<Uuid>,
+    pub reason: String,
+    pub reference: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One period's figures.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Usage {
+    /// Plan allowance, tier and positive adjustments granted for the period.
+    pub granted: i64,
+    pub top_ups: i64,
+    /// Credits charged (a positive count).
+    pub charged: i64,
+    pub refunded: i64,
+    /// Charged minus refunded.
+    pub used: i64,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert(
+    tx: &mut TenantTx,
+    kind: &str,
+    credits: i64,
+    period: &str,
+    message_id: Option<Uuid>,
+    reason: &str,
+    reference: Option<&str>,
+    key: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO credit_ledger (id, kind, credits, period, message_id, reason, reference, idempotency_key, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(Uuid::now_v7()).bind(kind).bind(credits).bind(period).bind(message_id).bind(reason).bind(reference)
+        .bind(key).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+async fn read_account(tx: &mut TenantTx) -> Result<Option<Account>, StoreError> {
+    let r: Option<(String, i64, String, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT plan, tier_credits, period, warned_level FROM billing_account WHERE id = 1",
+        )
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(r.map(|r| Account {
+        plan: r.0,
+        tier_credits: r.1,
+        period: r.2,
+        warned_level: r.3,
+    }))
+}
+
+async fn grant(tx: &mut TenantTx, a: &Account, now_ms: i64) -> Result<(), StoreError> {
+    let plan: Plan = a.plan.parse().unwrap_or(Plan::Trial);
+    insert(
+        tx,
+        "allowance",
+        plan.monthly_credits(),
+        &a.period,
+        None,
+        &format!("{} plan allowance", plan.as_str()),
+        None,
+        &format!("allowance:{}", a.period),
+        now_ms,
+    )
+    .await?;
+    if a.tier_credits > 0 {
+        insert(
+            tx,
+            "tier",
+            a.tier_credits,
+            &a.period,
+            None,
+            "monthly tier credits",
+            None,
+            &format!("tier:{}", a.period),
+            now_ms,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The billing account, created on first use (TRIAL plan) and moved into
+/// the current period: the old period's unused allowance expires and the
+/// new allowance is granted. Safe to call on every read.
+pub async fn account(tx: &mut TenantTx, now: DateTime<Utc>) -> Result<Account, StoreError> {
+    let now_ms = now.timestamp_millis();
+    let current = period_of(now);
+    let account = match read_account(tx).await? {
+        Some(a) => a,
+        None => {
+            on_tx!(tx.tx(), |c| {
+                sqlx::query(
+                    "INSERT INTO billing_account (id, plan, tier_credits, period, warned_level, updated_at)
+                     VALUES (1, $1, 0, $2, 0, $3) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(Plan::Trial.as_str())
+                .bind(&current)
+                .bind(now_ms)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+            });
+            let a = read_account(tx).await?.ok_or(StoreError::NotFound)?;
+            grant(tx, &a, now_ms).await?;
+            a
+        }
+    };
+    if account.period >= current {
+        return Ok(account);
+    }
+    // A new period: expire the old allowance's remainder, grant the new one.
+    let old = usage(tx, &account.period).await?;
+    let unused = (old.granted - old.used).max(0);
+    let expire = unused.min(balance(tx).await?.max(0));
+    if expire > 0 {
+        insert(
+            tx,
+            "expiry",
+            -expire,
+            &account.period,
+            None,
+            "unused monthly allowance expires (no rollover)",
+            None,
+            &format!("expiry:{}", account.period),
+            now_ms,
+        )
+        .await?;
+    }
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE billing_account SET period = $1, warned_level = 0, updated_at = $2 WHERE id = 1",
+        )
+        .bind(&current)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    let a = Account {
+        period: current,
+        warned_level: 0,
+        ..account
+    };
+    grant(tx, &a, now_ms).await?;
+    Ok(a)
+}
+
+/// The balance: the sum of the ledger.
+pub async fn balance(tx: &mut TenantTx) -> Result<i64, StoreError> {
+    let v: Option<i64> = on_tx!(
+        tx.tx(),
+        sqlite | c | {
+            sqlx::query_scalar("SELECT SUM(credits) FROM credit_ledger")
+                .fetch_one(&mut *c)
+                .await?
+        },
+        postgres | c | {
+            sqlx::query_scalar("SELECT SUM(credits)::BIGINT FROM credit_ledger")
+                .fetch_one(&mut *c)
+                .await?
+        }
+    );
+    Ok(v.unwrap_or(0))
+}
+
+/// The figures of one period.
+pub async fn usage(tx: &mut TenantTx, period: &str) -> Result<Usage, StoreError> {
+    let rows: Vec<(String, i64)> = on_tx!(
+        tx.tx(),
+        sqlite | c | {
+            sqlx::query_as(
+                "SELECT kind, SUM(credits) FROM credit_ledger WHERE period = $1 GROUP BY kind",
+            )
+            .bind(period)
+            .fetch_all(&mut *c)
+            .await?
+        },
+        postgres
+            | c
+            | {
+                sqlx::query_as(
+                "SELECT kind, SUM(credits)::BIGINT FROM credit_ledger WHERE period = $1 GROUP BY kind",
+            )
+            .bind(period)
+            .fetch_all(&mut *c)
+            .await?
+            }
+    );
+    let mut u = Usage::default();
+    for (kind, sum) in rows {
+        match kind.as_str() {
+            "allowance" | "tier" => u.granted += sum,
+            "adjustment" if sum > 0 => u.granted += sum,
+            "top_up" => u.top_ups += sum,
+            "charge" => u.charged += -sum,
+            "refund" => u.refunded += sum,
+            _ => {}
+        }
+    }
+    u.used = u.charged - u.refunded;
+    Ok(u)
+}
+
+/// One credit for a message Meta accepted. `false`: already charged.
+pub async fn charge(
+    tx: &mut TenantTx,
+    message_id: Uuid,
+    reference: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let a = account(tx, now).await?;
+    insert(
+        tx,
+        "charge",
+        -1,
+        &a.period,
+        Some(message_id),
+        "template message accepted by Meta",
+        Some(reference),
+        &format!("charge:{message_id}"),
+        now.timestamp_millis(),
+    )
+    .await
+}
+
+/// Gives back the credit of a message Meta reported `failed` without ever
+/// delivering it. Only a charged message is refunded, and only once.
+pub async fn refund(
+    tx: &mut TenantTx,
+    message_id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let charged: Option<String> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT period FROM credit_ledger WHERE idempotency_key = $1")
+            .bind(format!("charge:{message_id}"))
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    let Some(period) = charged else {
+        return Ok(false);
+    };
+    insert(
+        tx,
+        "refund",
+        1,
+        &period,
+        Some(message_id),
+        reason,
+        None,
+        &format!("refund:{message_id}"),
+        now.timestamp_millis(),
+    )
+    .await
+}
+
+/// Adds purchased credits (they do not expire with the period). `key`
+/// makes a repeated request harmless.
+pub async fn top_up(
+    tx: &mut TenantTx,
+    credits: i64,
+    reason: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let a = account(tx, now).await?;
+    insert(
+        tx,
+        "top_up",
+        credits,
+        &a.period,
+        None,
+        reason,
+        None,
+        &format!("top_up:{key}"),
+        now.timestamp_millis(),
+    )
+    .await
+}
+
+/// Changes the plan and tier. What the new plan grants beyond the old one
+/// for the current period is added at once; a downgrade takes nothing back.
+pub async fn set_plan(
+    tx: &mut TenantTx,
+    plan: Plan,
+    tier_credits: i64,
+    now: DateTime<Utc>,
+) -> Result<Account, StoreError> {
+    let a = account(tx, now).await?;
+    let old: Plan = a.plan.parse().unwrap_or(Plan::Trial);
+    let delta = (plan.monthly_credits() + tier_credits) - (old.monthly_credits() + a.tier_credits);
+    let now_ms = now.timestamp_millis();
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE billing_account SET plan = $1, tier_credits = $2, updated_at = $3 WHERE id = 1",
+        )
+        .bind(plan.as_str())
+        .bind(tier_credits)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    if delta > 0 {
+        insert(
+            tx,
+            "adjustment",
+            delta,
+            &a.period,
+            None,
+            &format!(
+                "plan changed to {} (+{tier_credits} tier credits)",
+                plan.as_str()
+            ),
+            None,
+            &format!(
+                "plan:{}:{}:{tier_credits}:{}",
+                a.period,
+                plan.as_str(),
+                Uuid::now_v7()
+            ),
+            now_ms,
+        )
+        .await?;
+    }
+    Ok(Account {
+        plan: plan.as_str().to_owned(),
+        tier_credits,
+        ..a
+    })
+}
+
+/// Records the highest warning sent this period; `false` if it was sent
+/// already.
+pub async fn raise_warning(tx: &mut TenantTx, level: i64) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE billing_account SET warned_level = $1 WHERE id = 1 AND warned_level < $1",
+        )
+        .bind(level)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Ledger entries, newest first.
+pub async fn ledger(
+    tx: &mut TenantTx,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<LedgerEntry>, StoreError> {
+    let rows: Vec<(
+        Uuid,
+        String,
+        i64,
+        String,
+        Option<Uuid>,
+        String,
+        Option<String>,
+        i64,
+    )> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, kind, credits, period, message_id, reason, reference, created_at FROM credit_ledger
+             WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|r| LedgerEntry {
+            id: r.0,
+            kind: r.1,
+            credits: r.2,
+            period: r.3,
+            message_id: r.4,
+            reason: r.5,
+            reference: r.6,
+            created_at: from_ms(r.7),
+        })
+        .collect())
+}
+
+/// Entries about one message (its charge and refund).
+pub async fn entries_for_message(
+    tx: &mut TenantTx,
+    message_id: Uuid,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_as("SELECT kind, credits FROM credit_ledger WHERE message_id = $1 ORDER BY id")
+            .bind(message_id)
+            .fetch_all(&mut *c)
+            .await?
+    }))
+}

@@ -1,0 +1,590 @@
+//! The send path's records: an outbound message's send attempts, the
+//! WhatsApp connection and its numbers, and waking held sends.
+//!
+//! A send is recorded in steps so that a retried job can tell what happened:
+//! `mark_sending` commits *before* the call to Meta, and `mark_accepted` or
+//! `mark_rejected` commit the outcome (with the job's completion). A job that
+//! finds `send_state = 'sending'` knows a call may have reached Meta and
+//! reconciles instead of sending again.
+
+use galantis_core::MessageStatus;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::jobs::from_ms;
+use crate::on_tx;
+use crate::tenant::messaging;
+
+/// An outbound message as the send job needs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outbound {
+    pub id: Uuid,
+    pub contact_id: Uuid,
+    pub conversation_id: Option<Uuid>,
+    pub phone_number_id: String,
+    pub idempotency_key: Option<String>,
+    pub kind: String,
+    pub body: Option<String>,
+    pub content: Value,
+    pub source: Option<String>,
+    pub template_name: Option<String>,
+    pub template_language: Option<String>,
+    pub status: String,
+    pub wamid: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_reason: Option<String>,
+    pub send_state: Option<String>,
+    pub send_started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub send_attempts: i64,
+    pub accepted_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub billable: bool,
+    pub is_sandbox: bool,
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub read_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub failed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+const OUTBOUND_COLUMNS: &str = "id, contact_id, conversation_id, phone_number_id, idempotency_key, kind, body, content, source,
+    template_name, template_language, status, wamid, error_code, error_reason, send_state, send_started_at, send_attempts,
+    accepted_at, billable, is_sandbox, sent_at, delivered_at, read_at, failed_at, created_at, updated_at";
+
+type OutboundRow = (
+    (
+        Uuid,
+        Uuid,
+        Option<Uuid>,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        Json<Value>,
+        Option<String>,
+    ),
+    (
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        i64,
+    ),
+    (
+        Option<i64>,
+        bool,
+        bool,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        i64,
+        i64,
+    ),
+);
+
+fn to_outbound(r: OutboundRow) -> Outbound {
+    let (a, b, c) = r;
+    Outbound {
+        id: a.0,
+        contact_id: a.1,
+        conversation_id: a.2,
+        phone_number_id: a.3,
+        idempotency_key: a.4,
+        kind: a.5,
+        body: a.6,
+        content: a.7.0,
+        source: a.8,
+        template_name: b.0,
+        template_language: b.1,
+        status: b.2,
+        wamid: b.3,
+        error_code: b.4,
+        error_reason: b.5,
+        send_state: b.6,
+        send_started_at: b.7.map(from_ms),
+        send_attempts: b.8,
+        accepted_at: c.0.map(from_ms),
+        billable: c.1,
+        is_sandbox: c.2,
+        sent_at: c.3.map(from_ms),
+        delivered_at: c.4.map(from_ms),
+        read_at: c.5.map(from_ms),
+        failed_at: c.6.map(from_ms),
+        created_at: from_ms(c.7),
+        updated_at: from_ms(c.8),
+    }
+}
+
+macro_rules! decode_outbound {
+    ($row:expr) => {{
+        use sqlx::Row;
+        let r = $row;
+        (
+            (
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+                r.try_get(6)?,
+                r.try_get(7)?,
+                r.try_get(8)?,
+            ),
+            (
+                r.try_get(9)?,
+                r.try_get(10)?,
+                r.try_get(11)?,
+                r.try_get(12)?,
+                r.try_get(13)?,
+                r.try_get(14)?,
+                r.try_get(15)?,
+                r.try_get(16)?,
+                r.try_get(17)?,
+            ),
+            (
+                r.try_get(18)?,
+                r.try_get(19)?,
+                r.try_get(20)?,
+                r.try_get(21)?,
+                r.try_get(22)?,
+                r.try_get(23)?,
+                r.try_get(24)?,
+                r.try_get(25)?,
+                r.try_get(26)?,
+            ),
+        )
+    }};
+}
+
+/// An outbound message by id.
+pub async fn outbound(tx: &mut TenantTx, id: Uuid) -> Result<Option<Outbound>, StoreError> {
+    let sql =
+        format!("SELECT {OUTBOUND_COLUMNS} FROM messages WHERE id = $1 AND direction = 'outbound'");
+    let row: Option<OutboundRow> = on_tx!(tx.tx(), |c| {
+        match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?
+        {
+            Some(r) => Some(decode_outbound!(r)),
+            None => None,
+        }
+    });
+    Ok(row.map(to_outbound))
+}
+
+/// Filters of [`list_outbound`].
+#[derive(Debug, Clone, Default)]
+pub struct OutboundFilter {
+    pub status: Option<String>,
+    pub contact_id: Option<Uuid>,
+    pub before: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// Outbound messages, newest first.
+pub async fn list_outbound(
+    tx: &mut TenantTx,
+    f: &OutboundFilter,
+) -> Result<Vec<Outbound>, StoreError> {
+    let sql = format!(
+        "SELECT {OUTBOUND_COLUMNS} FROM messages WHERE direction = 'outbound'
+           AND ($1 IS NULL OR status = $1) AND ($2 IS NULL OR contact_id = $2) AND ($3 IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    );
+    let rows: Vec<OutboundRow> = on_tx!(tx.tx(), |c| {
+        let raw = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(f.status.as_deref())
+            .bind(f.contact_id)
+            .bind(f.before)
+            .bind(i64::from(f.limit))
+            .fetch_all(&mut *c)
+            .await?;
+        let mut out = Vec::with_capacity(raw.len());
+        for r in raw {
+            out.push(decode_outbound!(r));
+        }
+        out
+    });
+    Ok(rows.into_iter().map(to_outbound).collect())
+}
+
+/// Marks the message billable (decided when it is queued).
+pub async fn set_billable(tx: &mut TenantTx, id: Uuid, billable: bool) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE messages SET billable = $1 WHERE id = $2")
+            .bind(billable)
+            .bind(id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    Ok(())
+}
+
+/// A call to Meta is about to start: commit this before making it.
+pub async fn mark_sending(tx: &mut TenantTx, id: Uuid, now_ms: i64) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE messages SET send_state = 'sending', send_started_at = $1, send_attempts = send_attempts + 1,
+                 updated_at = $1 WHERE id = $2",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// The call ended without reaching Meta, or Meta refused it with a
+/// retryable error: nothing was accepted, a retry may send.
+pub async fn clear_sending(tx: &mut TenantTx, id: Uuid, now_ms: i64) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE messages SET send_state = NULL, updated_at = $1 WHERE id = $2 AND send_state = 'sending'",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// Meta accepted the message (`wamid` unknown only when a reconciliation
+/// learnt of the acceptance without it: a status webhook will link it).
+/// Returns false when it was already recorded as accepted.
+pub async fn mark_accepted(
+    tx: &mut TenantTx,
+    id: Uuid,
+    wamid: Option<&str>,
+    sandbox: bool,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE messages SET send_state = 'accepted', accepted_at = $1, is_sandbox = $2, updated_at = $1
+             WHERE id = $3 AND (send_state IS NULL OR send_state <> 'accepted')",
+        )
+        .bind(now_ms)
+        .bind(sandbox)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    if let Some(w) = wamid {
+        let known: Option<Option<String>> = on_tx!(tx.tx(), |c| {
+            sqlx::query_scalar("SELECT wamid FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?
+        });
+        if known.flatten().is_none() {
+            messaging::set_wamid(tx, id, w, now_ms).await?;
+        }
+    }
+    Ok(n == 1)
+}
+
+/// The message will never be sent as it is: FAILED with the code (Meta's,
+/// or none for a refusal before Meta) and a human reason. Returns false if
+/// it had already moved on.
+pub async fn mark_rejected(
+    tx: &mut TenantTx,
+    id: Uuid,
+    code: Option<i64>,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE messages SET status = 'FAILED', send_state = 'rejected', error_code = $1, error_reason = $2,
+                 failed_at = $3, updated_at = $3
+             WHERE id = $4 AND status = 'QUEUED' AND wamid IS NULL",
+        )
+        .bind(code)
+        .bind(reason)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// A status webhook for a wamid Galantis has not recorded yet, carrying our
+/// idempotency key as `biz_opaque_callback_data`: the send was accepted
+/// (its job may have died before storing the answer). Links the wamid and
+/// applies pending statuses. Returns the message id if one was linked.
+pub async fn link_by_callback_data(
+    tx: &mut TenantTx,
+    idempotency_key: &str,
+    wamid: &str,
+    now_ms: i64,
+) -> Result<Option<Uuid>, StoreError> {
+    let id: Option<Uuid> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT id FROM messages WHERE idempotency_key = $1 AND direction = 'outbound' AND wamid IS NULL",
+        )
+        .bind(idempotency_key)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    let Some(id) = id else { return Ok(None) };
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE messages SET send_state = 'accepted', accepted_at = COALESCE(accepted_at, $1), updated_at = $1 WHERE id = $2",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    messaging::set_wamid(tx, id, wamid, now_ms).await?;
+    Ok(Some(id))
+}
+
+/// Credits held by billable messages queued but not yet accepted.
+pub async fn reserved_credits(tx: &mut TenantTx) -> Result<i64, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE billable = $1 AND status = 'QUEUED' AND direction = 'outbound'
+               AND (send_state IS NULL OR send_state = 'sending')",
+        )
+        .bind(true)
+        .fetch_one(&mut *c)
+        .await?
+    }))
+}
+
+/// Whether a message's status is `FAILED` without any delivery recorded.
+pub fn failed_undelivered(m: &Outbound) -> bool {
+    m.status == MessageStatus::Failed.as_str() && m.delivered_at.is_none() && m.read_at.is_none()
+}
+
+/// The tenant's WhatsApp connection row.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Connection {
+    pub state: String,
+    pub reason: Option<String>,
+    pub error_code: Option<i64>,
+    pub waba_id: Option<String>,
+    /// `sandbox` or `meta` (a system-user token is stored).
+    pub credentials: String,
+    pub verified_at: Option<i64>,
+    pub halted_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+pub async fn connection(tx: &mut TenantTx) -> Result<Option<Connection>, StoreError> {
+    let r: Option<(
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        String,
+        Option<i64>,
+        Option<i64>,
+        i64,
+    )> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT state, reason, error_code, waba_id, credentials, verified_at, halted_at, updated_at
+             FROM whatsapp_connection WHERE id = 1",
+        )
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(r.map(|r| Connection {
+        state: r.0,
+        reason: r.1,
+        error_code: r.2,
+        waba_id: r.3,
+        credentials: r.4,
+        verified_at: r.5,
+        halted_at: r.6,
+        updated_at: r.7,
+    }))
+}
+
+pub async fn put_connection(tx: &mut TenantTx, c0: &Connection) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO whatsapp_connection (id, state, reason, error_code, waba_id, credentials, verified_at, halted_at, updated_at)
+             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason, error_code = excluded.error_code,
+                 waba_id = excluded.waba_id, credentials = excluded.credentials, verified_at = excluded.verified_at,
+                 halted_at = excluded.halted_at, updated_at = excluded.updated_at",
+        )
+        .bind(&c0.state).bind(&c0.reason).bind(c0.error_code).bind(&c0.waba_id).bind(&c0.credentials)
+        .bind(c0.verified_at).bind(c0.halted_at).bind(c0.updated_at)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(())
+}
+
+/// A tenant-halting error: the connection needs attention. Returns whether
+/// it changed (it was not already halted).
+pub async fn halt(
+    tx: &mut TenantTx,
+    code: i64,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let current = connection(tx).await?;
+    if current
+        .as_ref()
+        .is_some_and(|c| c.state == "needs_attention")
+    {
+        return Ok(false);
+    }
+    let mut c = current.unwrap_or(Connection {
+        state: "connected".into(),
+        reason: None,
+        error_code: None,
+        waba_id: None,
+        credentials: "sandbox".into(),
+        verified_at: None,
+        halted_at: None,
+        updated_at: now_ms,
+    });
+    c.state = "needs_attention".into();
+    c.reason = Some(reason.to_owned());
+    c.error_code = Some(code);
+    c.halted_at = Some(now_ms);
+    c.updated_at = now_ms;
+    put_connection(tx, &c).await?;
+    Ok(true)
+}
+
+/// Per-number details and pacing.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NumberSettings {
+    pub phone_number_id: String,
+    pub waba_id: String,
+    pub display_phone_number: Option<String>,
+    pub verified_name: Option<String>,
+    pub quality_rating: Option<String>,
+    pub messages_per_second: i64,
+}
+
+pub async fn numbers(tx: &mut TenantTx) -> Result<Vec<NumberSettings>, StoreError> {
+    let rows: Vec<(
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+    )> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating, messages_per_second
+             FROM whatsapp_numbers ORDER BY phone_number_id",
+        )
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|r| NumberSettings {
+            phone_number_id: r.0,
+            waba_id: r.1,
+            display_phone_number: r.2,
+            verified_name: r.3,
+            quality_rating: r.4,
+            messages_per_second: r.5,
+        })
+        .collect())
+}
+
+/// Replaces the set of numbers with `list`.
+pub async fn replace_numbers(
+    tx: &mut TenantTx,
+    list: &[NumberSettings],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query("DELETE FROM whatsapp_numbers")
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    for n in list {
+        on_tx!(tx.tx(), |c| {
+            sqlx::query(
+                "INSERT INTO whatsapp_numbers (phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
+                                               messages_per_second, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&n.phone_number_id).bind(&n.waba_id).bind(&n.display_phone_number).bind(&n.verified_name)
+            .bind(&n.quality_rating).bind(n.messages_per_second).bind(now_ms)
+            .execute(&mut *c).await?.rows_affected()
+        });
+    }
+    Ok(())
+}
+
+/// Makes the tenant's snoozed jobs of `kind` due now (after a reconnect,
+/// held sends go at once). Returns how many.
+pub async fn wake_jobs(tx: &mut TenantTx, kind: &str, now_ms: i64) -> Result<u64, StoreError> {
+    let tenant = tx.tenant().as_uuid();
+    // Wake this node's workers of the lane at commit.
+    tx.pending.lanes.insert(galantis_core::Lane::Messages);
+    Ok(on_tx!(
+        tx.tx(),
+        sqlite
+            | c
+            | {
+                sqlx::query(
+                "UPDATE jobs SET run_at = $1 WHERE kind = $2 AND state = 'available' AND run_at > $1",
+            )
+            .bind(now_ms)
+            .bind(kind)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            },
+        postgres
+            | c
+            | {
+                let n = sqlx::query(
+                "UPDATE public.jobs SET run_at = $1 WHERE tenant_id = $3 AND kind = $2 AND state = 'available' AND run_at > $1",
+            )
+            .bind(now_ms)
+            .bind(kind)
+            .bind(tenant)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+                sqlx::query("SELECT pg_notify('galantis_jobs', 'messages')")
+                    .execute(&mut *c)
+                    .await?;
+                n
+            }
+    ))
+}
+
+/// The message recorded under an idempotency key.
+pub async fn message_id_by_key(tx: &mut TenantTx, key: &str) -> Result<Option<Uuid>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT id FROM messages WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(&mut *c)
+            .await?
+    }))
+}

@@ -1,0 +1,263 @@
+//! Message templates: drafts, submission and what Meta says about them.
+//! Status changes from webhooks go through `messaging::apply_template_status`.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::jobs::from_ms;
+use crate::on_tx;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub language: String,
+    pub category: String,
+    /// As stored; read it through `galantis_core::templates::TemplateStatus::from_meta`
+    /// (webhooks may have stored Meta's own names, e.g. `PENDING`).
+    pub status: String,
+    pub rejection_reason: Option<String>,
+    pub meta_template_id: Option<String>,
+    pub components: Value,
+    pub parameter_format: String,
+    pub format: Option<String>,
+    pub submitted_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+type Row = (
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Json<Value>,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+);
+
+const COLUMNS: &str = "id, name, language, category, status, rejection_reason, meta_template_id, components, parameter_format,
+    format, submitted_at, synced_at, created_at, updated_at";
+
+fn to_record(r: Row) -> TemplateRecord {
+    TemplateRecord {
+        id: r.0,
+        name: r.1,
+        language: r.2,
+        category: r.3,
+        status: r.4,
+        rejection_reason: r.5,
+        meta_template_id: r.6,
+        components: r.7.0,
+        parameter_format: r.8,
+        format: r.9,
+        submitted_at: r.10.map(from_ms),
+        synced_at: r.11.map(from_ms),
+        created_at: from_ms(r.12),
+        updated_at: from_ms(r.13),
+    }
+}
+
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<TemplateRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM templates WHERE id = $1");
+    let r: Option<Row> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(r.map(to_record))
+}
+
+pub async fn by_name(
+    tx: &mut TenantTx,
+    name: &str,
+    language: &str,
+) -> Result<Option<TemplateRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM templates WHERE name = $1 AND language = $2");
+    let r: Option<Row> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(name)
+            .bind(language)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(r.map(to_record))
+}
+
+/// Templates, newest first; `statuses` filters by stored status names.
+pub async fn list(
+    tx: &mut TenantTx,
+    statuses: Option<&[&str]>,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<TemplateRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM templates WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+    );
+    let rows: Vec<Row> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(before)
+            .bind(i64::from(if statuses.is_some() { 100_000 } else { limit }))
+            .fetch_all(&mut *c)
+            .await?
+    });
+    let mut out: Vec<TemplateRecord> = rows.into_iter().map(to_record).collect();
+    if let Some(s) = statuses {
+        out.retain(|t| s.contains(&t.status.as_str()));
+        out.truncate(limit as usize);
+    }
+    Ok(out)
+}
+
+/// A template's editable content.
+#[derive(Debug, Clone)]
+pub struct TemplateContent<'a> {
+    pub name: &'a str,
+    pub language: &'a str,
+    pub category: &'a str,
+    pub components: &'a Value,
+    pub parameter_format: &'a str,
+    pub format: Option<&'a str>,
+}
+
+/// A new DRAFT; `template_exists` when the name and language are taken.
+pub async fn insert_draft(
+    tx: &mut TenantTx,
+    t: &TemplateContent<'_>,
+    now_ms: i64,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::now_v7();
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO templates (id, name, language, category, status, components, parameter_format, format, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6, $7, $8, $8)
+             ON CONFLICT (name, language) DO NOTHING",
+        )
+        .bind(id).bind(t.name).bind(t.language).bind(t.category).bind(Json(t.components)).bind(t.parameter_format)
+        .bind(t.format).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    if n == 0 {
+        return Err(StoreError::Conflict("template_exists"));
+    }
+    Ok(id)
+}
+
+/// Replaces a template's content and makes it a DRAFT again (editing a
+/// rejected template). The caller checks that it is editable.
+pub async fn update_content(
+    tx: &mut TenantTx,
+    id: Uuid,
+    t: &TemplateContent<'_>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let r = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE templates SET name = $1, language = $2, category = $3, components = $4, parameter_format = $5,
+                 format = $6, status = 'DRAFT', rejection_reason = NULL, updated_at = $7 WHERE id = $8",
+        )
+        .bind(t.name).bind(t.language).bind(t.category).bind(Json(t.components)).bind(t.parameter_format)
+        .bind(t.format).bind(now_ms).bind(id)
+        .execute(&mut *c).await.map(|r| r.rows_affected())
+    });
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if StoreError::is_unique_violation(&e) => {
+            Err(StoreError::Conflict("template_exists"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query("DELETE FROM templates WHERE id = $1")
+            .bind(id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    Ok(n > 0)
+}
+
+/// Meta took the submission.
+pub async fn mark_submitted(
+    tx: &mut TenantTx,
+    id: Uuid,
+    meta_template_id: &str,
+    status: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE templates SET status = $1, meta_template_id = $2, submitted_at = $3, rejection_reason = NULL,
+                 updated_at = $3 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(meta_template_id)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// A template as Meta lists it.
+#[derive(Debug, Clone)]
+pub struct SyncedTemplate<'a> {
+    pub meta_template_id: &'a str,
+    pub name: &'a str,
+    pub language: &'a str,
+    pub category: &'a str,
+    pub status: &'a str,
+    pub rejection_reason: Option<&'a str>,
+    pub components: &'a Value,
+    pub parameter_format: &'a str,
+}
+
+/// Creates or refreshes a template from Meta's list. Returns the id and
+/// the previous status (none if it was new).
+pub async fn upsert_synced(
+    tx: &mut TenantTx,
+    t: &SyncedTemplate<'_>,
+    now_ms: i64,
+) -> Result<(Uuid, Option<String>), StoreError> {
+    let existing: Option<(Uuid, String)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as("SELECT id, status FROM templates WHERE name = $1 AND language = $2")
+            .bind(t.name)
+            .bind(t.language)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    let id = existing.as_ref().map_or_else(Uuid::now_v7, |e| e.0);
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO templates (id, name, language, category, status, rejection_reason, meta_template_id, components,
+                                    parameter_format, synced_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)
+             ON CONFLICT (name, language) DO UPDATE SET category = excluded.category, status = excluded.status,
+                 rejection_reason = excluded.rejection_reason, meta_template_id = excluded.meta_template_id,
+                 components = excluded.components, parameter_format = excluded.parameter_format,
+                 synced_at = excluded.synced_at, updated_at = excluded.updated_at",
+        )
+        .bind(id).bind(t.name).bind(t.language).bind(t.category).bind(t.status).bind(t.rejection_reason)
+        .bind(t.meta_template_id).bind(Json(t.components)).bind(t.parameter_format).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok((id, existing.map(|e| e.1)))
+}
