@@ -15,9 +15,20 @@ use crate::config::Config;
 
 mod ingest;
 mod queue;
+mod send;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Sustained template sends per second against the Meta sandbox at
+    /// each number limit (e.g. 80 and 1,000), achieved/configured ratio.
+    Send {
+        #[arg(long, value_delimiter = ',', default_value = "80,1000")]
+        limits: Vec<u32>,
+        #[arg(long, default_value_t = 20)]
+        seconds: u32,
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+    },
     /// Signed Shopify webhooks persisted and acknowledged per second, p50/p99,
     /// beside a verify-and-ack baseline without storage, in one run.
     Ingest {
@@ -52,6 +63,11 @@ pub enum BenchCommand {
 
 pub async fn run(config: &Config, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Send {
+            limits,
+            seconds,
+            workers,
+        } => send::run(config, limits, seconds, workers).await,
         BenchCommand::Tenants { count, in_place } => tenants_bench(config, count, in_place).await,
         BenchCommand::Ingest {
             requests,

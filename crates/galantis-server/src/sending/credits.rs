@@ -88,8 +88,8 @@ pub async fn refund_if_failed(
 
 async fn warn_if_needed(tx: &mut TenantTx, now: DateTime<Utc>) -> Result<(), StoreError> {
     let account = billing::account(tx, now).await?;
-    let u = billing::usage(tx, &account.period).await?;
-    let Some(level) = threshold_reached(u.used, u.granted + u.top_ups) else {
+    let (used, granted) = billing::period_totals(tx).await?;
+    let Some(level) = threshold_reached(used, granted) else {
         return Ok(());
     };
     if billing::raise_warning(tx, i64::from(level)).await? {
@@ -105,8 +105,8 @@ async fn warn_if_needed(tx: &mut TenantTx, now: DateTime<Utc>) -> Result<(), Sto
                 subject_id: Some(account.period.clone()),
                 payload: json!({
                     "threshold_percent": level,
-                    "used": u.used,
-                    "granted": u.granted + u.top_ups,
+                    "used": used,
+                    "granted": granted,
                     "period": account.period,
                 }),
             },

@@ -848,7 +848,9 @@ async fn credits_are_charged_once_refunded_once_and_the_balance_is_the_ledger_su
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
     let ledger = billing::ledger(&mut tx, None, 100_000).await.unwrap();
     let balance = billing::balance(&mut tx).await.unwrap();
+    let summed = billing::ledger_sum(&mut tx).await.unwrap();
     tx.commit().await.unwrap();
+    assert_eq!(balance, summed, "the running balance is the ledger's sum");
     let charges = ledger.iter().filter(|l| l.kind == "charge").count() as i64;
     let refunds = ledger.iter().filter(|l| l.kind == "refund").count() as i64;
     assert_eq!(
@@ -1094,4 +1096,57 @@ async fn the_redis_limiter_paces_across_nodes() {
     let _ = SecretString::from("unused");
     let _ = ConsentSource::Api;
     let _ = sign_meta;
+}
+
+#[tokio::test]
+async fn the_embedded_default_sends_to_the_mounted_sandbox_and_marks_sends() {
+    // No meta_base_url: the server mounts its own sandbox at /sandbox-meta.
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("send-embedded").await;
+    let mut ctl = app.db().control_tx().await.unwrap();
+    galantis_store::control::tenants::link_phone_number(
+        &mut ctl,
+        t.id,
+        &galantis_store::control::tenants::PhoneNumberLink {
+            phone_number_id: galantis_server::sandbox::DEV_PHONE_NUMBER_ID.into(),
+            waba_id: galantis_server::sandbox::DEV_WABA_ID.into(),
+        },
+        true,
+    )
+    .await
+    .unwrap();
+    ctl.commit().await.unwrap();
+    let conn = get(&app, &t, "/api/v1/settings/whatsapp").await;
+    assert_eq!(conn["state"], "connected", "{conn}");
+    assert_eq!(conn["sandbox"], true);
+    let (s, r) = post(&app, &t, "/api/v1/templates/sync", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let people = contacts_n(&app, &t, 1, 7000).await;
+    let (s, b) = post(
+        &app,
+        &t,
+        "/api/v1/messages",
+        json!({"contact_id": people[0].0, "template": {"name": "hello_world", "language": "en_US"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["is_sandbox"], true);
+    let id = id_of(&b);
+    eventually(
+        "delivered and read through the sandbox's webhooks",
+        || async { message(&app, &t, id).await.status == "READ" },
+    )
+    .await;
+    let m = message(&app, &t, id).await;
+    assert!(m.is_sandbox && m.wamid.is_some());
+    let counters: Value = app
+        .client
+        .get(app.url("/sandbox-meta/sandbox/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counters["accepted"], 1, "{counters}");
 }

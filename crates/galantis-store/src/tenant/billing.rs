@@ -73,6 +73,33 @@ async fn insert(
         .bind(key).bind(now_ms)
         .execute(&mut *c).await?.rows_affected()
     });
+    if n == 1 {
+        // The running totals move with the ledger, in the same transaction.
+        let used = match kind {
+            "charge" | "refund" => -credits,
+            _ => 0,
+        };
+        let granted = match kind {
+            "allowance" | "tier" | "top_up" => credits,
+            "adjustment" if credits > 0 => credits,
+            _ => 0,
+        };
+        on_tx!(tx.tx(), |c| {
+            sqlx::query(
+                "UPDATE billing_account SET balance = balance + $1,
+                     period_used = period_used + CASE WHEN period = $2 THEN $3 ELSE 0 END,
+                     period_granted = period_granted + CASE WHEN period = $2 THEN $4 ELSE 0 END
+                 WHERE id = 1",
+            )
+            .bind(credits)
+            .bind(period)
+            .bind(used)
+            .bind(granted)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+    }
     Ok(n == 1)
 }
 
@@ -172,7 +199,8 @@ pub async fn account(tx: &mut TenantTx, now: DateTime<Utc>) -> Result<Account, S
     }
     on_tx!(tx.tx(), |c| {
         sqlx::query(
-            "UPDATE billing_account SET period = $1, warned_level = 0, updated_at = $2 WHERE id = 1",
+            "UPDATE billing_account SET period = $1, warned_level = 0, period_used = 0, period_granted = 0,
+                 updated_at = $2 WHERE id = 1",
         )
         .bind(&current)
         .bind(now_ms)
@@ -189,8 +217,29 @@ pub async fn account(tx: &mut TenantTx, now: DateTime<Utc>) -> Result<Account, S
     Ok(a)
 }
 
-/// The balance: the sum of the ledger.
+/// The balance (the ledger's running total).
 pub async fn balance(tx: &mut TenantTx) -> Result<i64, StoreError> {
+    let v: Option<i64> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT balance FROM billing_account WHERE id = 1")
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(v.unwrap_or(0))
+}
+
+/// The current period's usage and grants (top-ups included), from the
+/// running totals: cheap enough for every charge.
+pub async fn period_totals(tx: &mut TenantTx) -> Result<(i64, i64), StoreError> {
+    let v: Option<(i64, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as("SELECT period_used, period_granted FROM billing_account WHERE id = 1")
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(v.unwrap_or((0, 0)))
+}
+
+/// The sum of the whole ledger (what the running balance must equal).
+pub async fn ledger_sum(tx: &mut TenantTx) -> Result<i64, StoreError> {
     let v: Option<i64> = on_tx!(
         tx.tx(),
         sqlite | c | {

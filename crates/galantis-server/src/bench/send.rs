@@ -1,0 +1,224 @@
+//! `galantis bench send`: sustained sends per second against the Meta
+//! sandbox at a number's configured limit. For each limit, `limit ×
+//! seconds` template messages to distinct recipients are validated and
+//! queued (the `POST /api/v1/messages` path, in process), then W workers send
+//! them: pair and number pacing, the `sending` record, the Cloud API call
+//! over HTTP, the outcome and the credit charge. The rate is measured at the
+//! sandbox (first to last acceptance); 130429s and duplicates are counted.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use galantis_core::{MarketingState, ShopDomain, TenantId};
+use galantis_store::control::phone_numbers;
+use galantis_store::control::tenants::{self, NewTenant, PhoneNumberLink};
+use galantis_store::tenant::billing;
+use galantis_store::tenant::contacts::{self, CustomerFields};
+use galantis_store::tenant::sending as store;
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::write_result;
+use crate::config::Config;
+use crate::jobs::Registry;
+use crate::jobs::worker::Worker;
+use crate::sandbox::{MetaSandbox, NumberConfig, SandboxConfig, TemplateSeed};
+use crate::sending::queue::{NewSend, TemplateSend, queue_message};
+
+const NUMBER: &str = "100000000000901";
+const WABA: &str = "200000000000901";
+
+pub async fn run(
+    config: &Config,
+    limits: Vec<u32>,
+    seconds: u32,
+    workers: usize,
+) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for limit in limits {
+        rows.push(one(config, limit, seconds, workers).await?);
+    }
+    println!(
+        "{:<10} {:>9} {:>11} {:>12} {:>9} {:>7} {:>10}",
+        "limit/s", "messages", "elapsed s", "achieved/s", "ratio", "130429", "duplicates"
+    );
+    for r in &rows {
+        println!(
+            "{:<10} {:>9} {:>11.2} {:>12.1} {:>9.3} {:>7} {:>10}",
+            r["limit"],
+            r["messages"],
+            r["elapsed_s"].as_f64().unwrap_or(0.0),
+            r["achieved_per_s"].as_f64().unwrap_or(0.0),
+            r["ratio"].as_f64().unwrap_or(0.0),
+            r["errors_130429"],
+            r["duplicates"]
+        );
+    }
+    let engine = if config.is_embedded() {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    write_result(
+        config,
+        &format!("send-{engine}"),
+        &json!({"scenario": "send", "engine": engine, "workers": workers, "runs": rows}),
+    )
+}
+
+async fn one(
+    config: &Config,
+    limit: u32,
+    seconds: u32,
+    workers: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let messages = (limit * seconds).max(1) as usize;
+    let mut sc = SandboxConfig {
+        numbers: vec![NumberConfig::new(NUMBER, WABA).messages_per_second(limit)],
+        ..SandboxConfig::default()
+    };
+    sc.settings.log_capacity = messages + 10;
+    sc.webhooks.url = None;
+    let sb = MetaSandbox::spawn(
+        sc.with_template(TemplateSeed::approved("bench_update", "en", "Hi {{1}}").waba(WABA)),
+    )
+    .await?;
+
+    let scratch = tempfile::tempdir()?;
+    let mut cfg = config.clone();
+    if cfg.is_embedded() {
+        cfg.data_dir = scratch.path().to_path_buf();
+    }
+    cfg.migrate_on_start = true;
+    cfg.meta_base_url = Some(sb.base_url.clone());
+    cfg.sending.default_messages_per_second = limit;
+    cfg.sending.pair_interval_ms = 10;
+    cfg.queue.concurrency.messages = workers;
+    let state = crate::app::build_state(cfg).await?;
+    let db = state.db.clone();
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let shop = ShopDomain::parse(&format!("bench-send-{}.myshopify.com", &tag[24..]))?;
+    let tenant: TenantId = tenants::create(
+        &db,
+        &state.master_key,
+        NewTenant {
+            shop,
+            owner_email: None,
+            phone: None,
+        },
+    )
+    .await
+    .context("creating the bench tenant")?
+    .tenant
+    .id;
+    let mut ctl = db.control_tx().await?;
+    phone_numbers::replace_for_tenant(
+        &mut ctl,
+        tenant,
+        &[PhoneNumberLink {
+            phone_number_id: NUMBER.into(),
+            waba_id: WABA.into(),
+        }],
+        NUMBER,
+    )
+    .await?;
+    ctl.commit().await?;
+    crate::sending::templates::sync(&state, tenant)
+        .await
+        .map_err(|e| anyhow::anyhow!("template sync: {e}"))?;
+    // Credits for every message, contacts with distinct phones.
+    let mut ids = Vec::with_capacity(messages);
+    let mut tx = db.tenant_tx(tenant).await?;
+    billing::top_up(
+        &mut tx,
+        messages as i64,
+        "bench",
+        "bench",
+        state.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    for chunk in 0..messages.div_ceil(1000) {
+        let mut tx = db.tenant_tx(tenant).await?;
+        for i in chunk * 1000..((chunk + 1) * 1000).min(messages) {
+            let phone = format!("+1666{i:07}");
+            let f = CustomerFields {
+                shopify_customer_id: i as i64 + 1,
+                phone: Some(phone.clone()),
+                phone_raw: Some(phone.clone()),
+                phone_status: Some("valid"),
+                marketing_state: Some(MarketingState::Subscribed),
+                updated_at: 1,
+                ..Default::default()
+            };
+            contacts::upsert_customer(&mut tx, &f, 1).await?;
+            ids.push(
+                contacts::by_phone(&mut tx, &phone)
+                    .await?
+                    .context("contact")?
+                    .id,
+            );
+        }
+        tx.commit().await?;
+    }
+    let queued = Instant::now();
+    for id in &ids {
+        queue_message(
+            &state,
+            tenant,
+            NewSend {
+                contact_id: *id,
+                template: Some(TemplateSend {
+                    name: "bench_update".into(),
+                    language: "en".into(),
+                    components: json!([{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]),
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("queueing: {e}"))?;
+    }
+    let queue_s = queued.elapsed().as_secs_f64();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = Worker::new(state.clone(), Registry::builtin());
+    let handle = tokio::spawn(worker.run(stop_rx));
+    let started = Instant::now();
+    let deadline = Duration::from_secs(u64::from(seconds) * 4 + 60);
+    while sb.counters().accepted < messages as u64 && started.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = handle.await;
+    let c = sb.counters();
+    let log = sb.messages();
+    let first = log.iter().map(|m| m.accepted_at).min();
+    let last = log.iter().map(|m| m.accepted_at).max();
+    let elapsed = match (first, last) {
+        (Some(a), Some(b)) => (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6,
+        _ => 0.0,
+    };
+    let achieved = if elapsed > 0.0 {
+        (c.accepted.saturating_sub(1)) as f64 / elapsed
+    } else {
+        0.0
+    };
+    let mut tx = db.tenant_read(tenant).await?;
+    let left = store::reserved_credits(&mut tx).await?;
+    tx.commit().await?;
+    db.close().await;
+    Ok(json!({
+        "limit": limit,
+        "messages": messages,
+        "accepted": c.accepted,
+        "queue_s": queue_s,
+        "elapsed_s": elapsed,
+        "achieved_per_s": achieved,
+        "ratio": achieved / f64::from(limit),
+        "errors_130429": c.errors_by_code.get(&130429).copied().unwrap_or(0),
+        "errors": c.errors_by_code,
+        "duplicates": c.duplicate_callback_data,
+        "unsent": left,
+    }))
+}
