@@ -25,9 +25,6 @@ use crate::jobs::worker::Worker;
 use crate::sandbox::{MetaSandbox, NumberConfig, SandboxConfig, TemplateSeed};
 use crate::sending::queue::{NewSend, TemplateSend, queue_message};
 
-const NUMBER: &str = "100000000000901";
-const WABA: &str = "200000000000901";
-
 pub async fn run(
     config: &Config,
     limits: Vec<u32>,
@@ -73,14 +70,23 @@ async fn one(
     workers: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let messages = (limit * seconds).max(1) as usize;
+    // A number per run: on PostgreSQL runs share one database, and a number
+    // belongs to one tenant.
+    let run = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let number = format!(
+        "1{}",
+        u64::from_str_radix(run, 16).unwrap_or(1) % 10_000_000_000_000
+    );
+    let waba = format!("2{}", &number[1..]);
+    let (number, waba) = (number.as_str(), waba.as_str());
     let mut sc = SandboxConfig {
-        numbers: vec![NumberConfig::new(NUMBER, WABA).messages_per_second(limit)],
+        numbers: vec![NumberConfig::new(number, waba).messages_per_second(limit)],
         ..SandboxConfig::default()
     };
     sc.settings.log_capacity = messages + 10;
     sc.webhooks.url = None;
     let sb = MetaSandbox::spawn(
-        sc.with_template(TemplateSeed::approved("bench_update", "en", "Hi {{1}}").waba(WABA)),
+        sc.with_template(TemplateSeed::approved("bench_update", "en", "Hi {{1}}").waba(waba)),
     )
     .await?;
 
@@ -116,10 +122,10 @@ async fn one(
         &mut ctl,
         tenant,
         &[PhoneNumberLink {
-            phone_number_id: NUMBER.into(),
-            waba_id: WABA.into(),
+            phone_number_id: number.into(),
+            waba_id: waba.into(),
         }],
-        NUMBER,
+        number,
     )
     .await?;
     ctl.commit().await?;
