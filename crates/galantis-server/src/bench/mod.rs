@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::config::Config;
 
+mod audience;
 mod ingest;
 mod queue;
 mod send;
@@ -28,6 +29,16 @@ pub enum BenchCommand {
         seconds: u32,
         #[arg(long, default_value_t = 8)]
         workers: usize,
+    },
+    /// Segment preview and full re-evaluation over a synthetic store
+    /// (contacts with orders), plus one contact's incremental re-evaluation.
+    Audience {
+        #[arg(long, default_value_t = 100_000)]
+        contacts: u32,
+        #[arg(long, default_value_t = 300_000)]
+        orders: u32,
+        #[arg(long, default_value_t = 5)]
+        repeat: u32,
     },
     /// Signed Shopify webhooks persisted and acknowledged per second, p50/p99,
     /// beside a verify-and-ack baseline without storage, in one run.
@@ -68,6 +79,11 @@ pub async fn run(config: &Config, cmd: BenchCommand) -> anyhow::Result<()> {
             seconds,
             workers,
         } => send::run(config, limits, seconds, workers).await,
+        BenchCommand::Audience {
+            contacts,
+            orders,
+            repeat,
+        } => audience::run(config, contacts, orders, repeat).await,
         BenchCommand::Tenants { count, in_place } => tenants_bench(config, count, in_place).await,
         BenchCommand::Ingest {
             requests,

@@ -15,7 +15,7 @@ use crate::db::{Engine, TenantTx};
 use crate::error::StoreError;
 use crate::on_tx;
 use crate::tenant::contacts;
-use crate::tenant::segment_sql::{build, condition, fragment};
+use crate::tenant::segment_sql::{Plan, build, condition, fragment};
 
 /// Contact search, as on `GET /contacts` (all given filters must hold).
 #[derive(Debug, Clone, Default)]
@@ -59,6 +59,7 @@ fn in_lists(engine: Engine, ids: &[Uuid]) -> Expr {
         },
         engine,
         0,
+        Plan::Scan,
     )
 }
 
@@ -83,6 +84,7 @@ fn search_condition(engine: Engine, s: &ContactSearch) -> Condition {
             },
             engine,
             0,
+            Plan::Scan,
         ));
     }
     if let Some(country) = &s.country {
@@ -93,6 +95,7 @@ fn search_condition(engine: Engine, s: &ContactSearch) -> Condition {
             },
             engine,
             0,
+            Plan::Scan,
         ));
     }
     if let Some(lang) = &s.language {
@@ -103,6 +106,7 @@ fn search_condition(engine: Engine, s: &ContactSearch) -> Condition {
             },
             engine,
             0,
+            Plan::Scan,
         ));
     }
     if let Some(state) = s.marketing_state {

@@ -5,6 +5,7 @@
 #![allow(clippy::type_complexity)]
 
 pub mod audience;
+pub mod audience_seed;
 pub mod billing;
 pub mod catalog;
 pub mod checkouts;

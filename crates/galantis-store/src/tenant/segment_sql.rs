@@ -46,13 +46,22 @@ pub(crate) fn fragment(
     }
 }
 
+/// How conditions on orders are evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Over many contacts: one pass over the orders (semi-join).
+    Scan,
+    /// Over a few contacts: only their orders (correlated probe).
+    Probe,
+}
+
 /// The rules as one boolean expression over `c`.
-pub(crate) fn compile(rules: &SegmentRules, engine: Engine, now_ms: i64) -> Condition {
+pub(crate) fn compile(rules: &SegmentRules, engine: Engine, now_ms: i64, plan: Plan) -> Condition {
     let mut any = Condition::any();
     for g in &rules.groups {
         let mut all = Condition::all();
         for c in &g.conditions {
-            all = all.add(condition(c, engine, now_ms));
+            all = all.add(condition(c, engine, now_ms, plan));
         }
         any = any.add(all);
     }
@@ -64,10 +73,11 @@ fn negated(e: Expr, negate: bool) -> Expr {
 }
 
 /// One condition over `c`.
-pub(crate) fn condition(c: &Rule, engine: Engine, now: i64) -> Expr {
+pub(crate) fn condition(c: &Rule, engine: Engine, now: i64, plan: Plan) -> Expr {
     match c {
         Rule::Phone { negate, states } => negated(
-            Expr::cust("COALESCE(c.phone_status, 'missing')").is_in(states.iter().map(|s| s.as_str())),
+            Expr::cust("COALESCE(c.phone_status, 'missing')")
+                .is_in(states.iter().map(|s| s.as_str())),
             *negate,
         ),
         Rule::List { negate, lists } => negated(
@@ -111,40 +121,70 @@ pub(crate) fn condition(c: &Rule, engine: Engine, now: i64) -> Expr {
             ),
             *negate,
         ),
-        Rule::PurchasedBrand { negate, vendors } => negated(
-            fragment(
-                engine,
-                "EXISTS (SELECT 1 FROM orders o, json_each(o.line_items) li
-                         WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND ?)",
-                "EXISTS (SELECT 1 FROM orders o
-                         CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
-                         WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
-                match engine {
-                    Engine::Sqlite => Expr::cust("LOWER(json_extract(li.value, '$.vendor'))"),
-                    Engine::Postgres => Expr::cust("LOWER(li.item ->> 'vendor')"),
-                }
-                .is_in(vendors.iter().cloned()),
-            ),
-            *negate,
-        ),
+        Rule::PurchasedBrand { negate, vendors } => {
+            let vendor = match engine {
+                Engine::Sqlite => Expr::cust("LOWER(json_extract(li.value, '$.vendor'))"),
+                Engine::Postgres => Expr::cust("LOWER(li.item ->> 'vendor')"),
+            }
+            .is_in(vendors.iter().cloned());
+            let e = match plan {
+                // One pass over all orders (a semi-join)...
+                Plan::Scan => fragment(
+                    engine,
+                    "c.id IN (SELECT o.contact_id FROM orders o, json_each(o.line_items) li
+                              WHERE o.contact_id IS NOT NULL AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND ?)",
+                    "c.id IN (SELECT o.contact_id FROM orders o
+                              CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
+                              WHERE o.contact_id IS NOT NULL AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
+                    vendor,
+                ),
+                // ...or, for a few contacts, only their orders.
+                Plan::Probe => fragment(
+                    engine,
+                    "EXISTS (SELECT 1 FROM orders o, json_each(o.line_items) li
+                             WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND ?)",
+                    "EXISTS (SELECT 1 FROM orders o
+                             CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
+                             WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
+                    vendor,
+                ),
+            };
+            negated(e, *negate)
+        }
         Rule::PurchasedCollection {
             negate,
             collections,
-        } => negated(
-            fragment(
-                engine,
-                "EXISTS (SELECT 1 FROM orders o, json_each(o.line_items) li, collection_products cp
-                         WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL
-                           AND cp.shopify_product_id = json_extract(li.value, '$.product_id') AND ?)",
-                "EXISTS (SELECT 1 FROM orders o
-                         CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
-                         JOIN collection_products cp
-                           ON cp.shopify_product_id = (CASE WHEN jsonb_typeof(li.item -> 'product_id') = 'number' THEN (li.item ->> 'product_id')::numeric::bigint END)
-                         WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
-                Expr::col(("cp", "shopify_collection_id")).is_in(collections.iter().copied()),
-            ),
-            *negate,
-        ),
+        } => {
+            let inner =
+                Expr::col(("cp", "shopify_collection_id")).is_in(collections.iter().copied());
+            let e = match plan {
+                Plan::Scan => fragment(
+                    engine,
+                    "c.id IN (SELECT o.contact_id FROM orders o, json_each(o.line_items) li, collection_products cp
+                              WHERE o.contact_id IS NOT NULL AND o.deleted_at IS NULL AND o.cancelled_at IS NULL
+                                AND cp.shopify_product_id = json_extract(li.value, '$.product_id') AND ?)",
+                    "c.id IN (SELECT o.contact_id FROM orders o
+                              CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
+                              JOIN collection_products cp
+                                ON cp.shopify_product_id = (CASE WHEN jsonb_typeof(li.item -> 'product_id') = 'number' THEN (li.item ->> 'product_id')::numeric::bigint END)
+                              WHERE o.contact_id IS NOT NULL AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
+                    inner,
+                ),
+                Plan::Probe => fragment(
+                    engine,
+                    "EXISTS (SELECT 1 FROM orders o, json_each(o.line_items) li, collection_products cp
+                             WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL
+                               AND cp.shopify_product_id = json_extract(li.value, '$.product_id') AND ?)",
+                    "EXISTS (SELECT 1 FROM orders o
+                             CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
+                             JOIN collection_products cp
+                               ON cp.shopify_product_id = (CASE WHEN jsonb_typeof(li.item -> 'product_id') = 'number' THEN (li.item ->> 'product_id')::numeric::bigint END)
+                             WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
+                    inner,
+                ),
+            };
+            negated(e, *negate)
+        }
         Rule::Number { field, test } => number(*field, *test, now),
         Rule::Time { field, test } => {
             let col = || match field {
@@ -220,7 +260,7 @@ mod tests {
             .expr(Expr::cust("COUNT(*)"))
             .from_as("contacts", "c")
             .and_where(eligible())
-            .cond_where(compile(&rules, engine, 1_000_000_000_000))
+            .cond_where(compile(&rules, engine, 1_000_000_000_000, Plan::Scan))
             .to_owned();
         build(engine, &stmt).0
     }

@@ -5,7 +5,7 @@
 //! callers emit `USER_ADDED_TO_SEGMENT` on transitions only.
 
 use galantis_core::segment::SegmentRules;
-use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
+use sea_query::{Condition, Expr, ExprTrait, OnConflict, Order, Query};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
@@ -16,7 +16,7 @@ use crate::db::TenantTx;
 use crate::error::StoreError;
 use crate::jobs::from_ms;
 use crate::on_tx;
-use crate::tenant::segment_sql::{build, compile, eligible};
+use crate::tenant::segment_sql::{Plan, build, compile, eligible, fragment};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Segment {
@@ -253,37 +253,29 @@ pub async fn preview(
     now_ms: i64,
 ) -> Result<(i64, Vec<Uuid>), StoreError> {
     let engine = tx.engine();
-    let cond = compile(rules, engine, now_ms);
-    let count = Query::select()
-        .expr(Expr::cust("COUNT(*)"))
+    let cond = compile(rules, engine, now_ms, Plan::Scan);
+    // One pass: the window count is the total, the rows the newest matches.
+    let q = Query::select()
+        .column(("c", "id"))
+        .expr(Expr::cust("COUNT(*) OVER ()"))
         .from_as("contacts", "c")
         .and_where(eligible())
-        .cond_where(cond.clone())
+        .cond_where(cond)
+        .order_by(("c", "id"), Order::Desc)
+        .limit(u64::from(Ord::max(sample, 1)))
         .to_owned();
-    let (sql, values) = build(engine, &count);
-    let n: i64 = on_tx!(tx.tx(), |c| {
-        sqlx::query_scalar_with(AssertSqlSafe(sql), values)
-            .fetch_one(&mut *c)
+    let (sql, values) = build(engine, &q);
+    let rows: Vec<(Uuid, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as_with(AssertSqlSafe(sql), values)
+            .fetch_all(&mut *c)
             .await?
     });
-    let ids = if sample == 0 || n == 0 {
-        Vec::new()
-    } else {
-        let q = Query::select()
-            .column(("c", "id"))
-            .from_as("contacts", "c")
-            .and_where(eligible())
-            .cond_where(cond)
-            .order_by(("c", "id"), Order::Desc)
-            .limit(u64::from(sample))
-            .to_owned();
-        let (sql, values) = build(engine, &q);
-        on_tx!(tx.tx(), |c| {
-            sqlx::query_scalar_with(AssertSqlSafe(sql), values)
-                .fetch_all(&mut *c)
-                .await?
-        })
-    };
+    let n = rows.first().map_or(0, |r| r.1);
+    let ids = rows
+        .into_iter()
+        .take(sample as usize)
+        .map(|r| r.0)
+        .collect();
     Ok((n, ids))
 }
 
@@ -301,24 +293,41 @@ pub async fn evaluate(
         return Ok(Vec::new());
     }
     let engine = tx.engine();
-    let cond = compile(rules, engine, now_ms);
+    // A handful of contacts (a webhook's) probe their own orders; a full
+    // evaluation scans the orders once.
+    let plan = match scope {
+        Some(ids) if ids.len() <= 64 => Plan::Probe,
+        _ => Plan::Scan,
+    };
+    let cond = compile(rules, engine, now_ms, plan);
     let in_scope = |col: (&'static str, &'static str)| {
         scope.map(|ids| Expr::col(col).is_in(ids.iter().copied()))
     };
 
-    // Leavers first (scoped deletes stay on the primary key).
-    let matching = Query::select()
-        .expr(Expr::val(1))
+    // Leavers first. Each member is re-checked through its primary key with
+    // a scalar subquery, which no engine turns into a join: the cost stays
+    // linear in the members whatever the planner's estimates (an anti-join
+    // planned on stale statistics can go quadratic).
+    let still_matches = Query::select()
+        .expr(Expr::from(Condition::all().add(eligible()).add(compile(
+            rules,
+            engine,
+            now_ms,
+            Plan::Probe,
+        ))))
         .from_as("contacts", "c")
         .and_where(Expr::col(("c", "id")).equals(("segment_members", "contact_id")))
-        .and_where(eligible())
-        .cond_where(cond.clone())
         .to_owned();
     let delete = Query::delete()
         .from_table("segment_members")
         .and_where(Expr::col(("segment_members", "segment_id")).eq(segment))
         .and_where_option(in_scope(("segment_members", "contact_id")))
-        .and_where(Expr::exists(matching).not())
+        .and_where(fragment(
+            engine,
+            "NOT COALESCE(?, FALSE)",
+            "NOT COALESCE($1, FALSE)",
+            Expr::SubQuery(None, Box::new(still_matches.into())),
+        ))
         .to_owned();
     let (sql, values) = build(engine, &delete);
     on_tx!(tx.tx(), |c| {
