@@ -150,12 +150,14 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
+    // The embedded Meta sandbox, when no Cloud API endpoint is configured:
+    // on every role, since workers send to it (status webhooks go to
+    // GALANTIS_PUBLIC_URL when set, else back to this listener).
+    if let Some(sb) = state.sending.embedded_sandbox() {
+        app = app.nest_service("/sandbox-meta", crate::sandbox::router(sb.clone()));
+    }
     if role != ServeRole::Worker {
         app = app.merge(crate::webhooks::routes(config.webhook_body_limit_bytes));
-        // The embedded Meta sandbox, when no Cloud API endpoint is configured.
-        if let Some(sb) = state.sending.embedded_sandbox() {
-            app = app.nest_service("/sandbox-meta", crate::sandbox::router(sb.clone()));
-        }
         app = app.nest(
             "/api/v1",
             api_routes().layer(RequestBodyLimitLayer::new(config.api_body_limit_bytes)),
