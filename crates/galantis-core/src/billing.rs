@@ -117,6 +117,69 @@ pub fn is_billable(is_template: bool, source: &str) -> bool {
     is_template && source != "inbox"
 }
 
+/// The app subscription Galantis last acted on (kept with the tenant's
+/// settings), so that `app_subscriptions/update` webhooks arriving late,
+/// twice or out of order change nothing they should not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSubscription {
+    /// Shopify's `admin_graphql_api_id`.
+    pub id: String,
+    pub name: String,
+    /// Shopify's status: `ACTIVE`, `PENDING`, `CANCELLED`, `DECLINED`,
+    /// `EXPIRED`, `FROZEN`, `ACCEPTED`.
+    pub status: String,
+    /// Shopify's `updated_at`, epoch milliseconds.
+    pub updated_at_ms: i64,
+}
+
+/// What an `app_subscriptions/update` webhook does to the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscriptionEffect {
+    /// The subscription is active: the tenant is on this plan.
+    Activate(Plan),
+    /// The tenant's current subscription ended (cancelled, expired,
+    /// declined or frozen): back to the trial allowance.
+    End,
+    /// Recorded, nothing changes: pending or accepted (not billed yet), an
+    /// update older than the one acted on, a subscription that is not the
+    /// current one ending (a plan switch cancels the old one), or an active
+    /// subscription whose name names no plan.
+    Nothing,
+}
+
+/// The plan a subscription's name names: Galantis creates its
+/// subscriptions as "Galantis Starter", "Galantis Growth", …; the match is
+/// on a whole word, case-insensitively.
+pub fn plan_named(name: &str) -> Option<Plan> {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .find_map(|word| {
+            Plan::ALL
+                .into_iter()
+                .find(|p| p.as_str().eq_ignore_ascii_case(word))
+        })
+}
+
+/// Decides what `incoming` does given the subscription acted on before.
+pub fn subscription_effect(
+    current: Option<&AppSubscription>,
+    incoming: &AppSubscription,
+) -> SubscriptionEffect {
+    if current.is_some_and(|c| c.updated_at_ms > incoming.updated_at_ms) {
+        return SubscriptionEffect::Nothing;
+    }
+    match incoming.status.to_ascii_uppercase().as_str() {
+        "ACTIVE" => plan_named(&incoming.name)
+            .map(SubscriptionEffect::Activate)
+            .unwrap_or(SubscriptionEffect::Nothing),
+        "CANCELLED" | "EXPIRED" | "DECLINED" | "FROZEN"
+            if current.is_some_and(|c| c.id == incoming.id) =>
+        {
+            SubscriptionEffect::End
+        }
+        _ => SubscriptionEffect::Nothing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +206,45 @@ mod tests {
         assert!(is_billable(true, "campaign"));
         assert!(!is_billable(false, "api"));
         assert!(!is_billable(true, "inbox"));
+    }
+
+    fn sub(id: &str, name: &str, status: &str, at: i64) -> AppSubscription {
+        AppSubscription {
+            id: id.into(),
+            name: name.into(),
+            status: status.into(),
+            updated_at_ms: at,
+        }
+    }
+
+    #[test]
+    fn subscription_updates() {
+        use SubscriptionEffect::*;
+        assert_eq!(plan_named("Galantis Growth"), Some(Plan::Growth));
+        assert_eq!(plan_named("galantis-scale (monthly)"), Some(Plan::Scale));
+        assert_eq!(plan_named("Galantis Pro Plan"), None);
+        assert_eq!(plan_named("Upscale"), None, "whole words only");
+        let growth = sub("a", "Galantis Growth", "ACTIVE", 10);
+        assert_eq!(subscription_effect(None, &growth), Activate(Plan::Growth));
+        assert_eq!(
+            subscription_effect(Some(&growth), &sub("a", "Galantis Growth", "CANCELLED", 20)),
+            End
+        );
+        // A plan switch: the old subscription's cancellation does not end the new one.
+        let scale = sub("b", "Galantis Scale", "ACTIVE", 30);
+        assert_eq!(
+            subscription_effect(Some(&scale), &sub("a", "Galantis Growth", "CANCELLED", 31)),
+            Nothing
+        );
+        // Late: older than what was acted on.
+        assert_eq!(subscription_effect(Some(&scale), &growth), Nothing);
+        assert_eq!(
+            subscription_effect(None, &sub("c", "Galantis Scale", "PENDING", 40)),
+            Nothing
+        );
+        assert_eq!(
+            subscription_effect(None, &sub("c", "Galantis Pro", "ACTIVE", 40)),
+            Nothing
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! repositories (`updated_at`), an update before its create is an upsert,
 //! and deleted records are never resurrected.
 
+use galantis_core::billing::{AppSubscription, Plan, SubscriptionEffect, subscription_effect};
 use galantis_core::{ConsentSource, MarketingState};
 use galantis_store::TenantTx;
 use galantis_store::control::tenants as control_tenants;
@@ -10,7 +11,7 @@ use galantis_store::tenant::catalog::{self, CollectionFields, ProductFields, Var
 use galantis_store::tenant::contacts::{self, CustomerFields, Upserted};
 use galantis_store::tenant::orders::{self, OrderFields};
 use galantis_store::tenant::webhook_events::WebhookEvent;
-use galantis_store::tenant::{checkouts, settings};
+use galantis_store::tenant::{billing, checkouts, settings};
 use serde_json::{Value, json};
 
 use super::parse::{cents, int, phone, string, tags, time_ms};
@@ -140,15 +141,7 @@ pub async fn handle(
                 );
             }
         }
-        "app_subscriptions/update" => {
-            let sub = p.get("app_subscription").cloned().unwrap_or(Value::Null);
-            settings::put(tx, "app_subscription", &sub).await?;
-            out.event(
-                "AppSubscriptionUpdated",
-                None,
-                json!({ "name": sub.get("name"), "status": sub.get("status") }),
-            );
-        }
+        "app_subscriptions/update" => app_subscription(ctx, tx, e, &mut out).await?,
         "app/uninstalled" => {
             let shop = galantis_core::ShopDomain::parse(&e.origin)
                 .map_err(|err| HandlerError::Invalid(err.to_string()))?;
@@ -162,6 +155,60 @@ pub async fn handle(
     }
     Ok(out)
 }
+
+/// The plan follows the shop's app subscription (design.md §4 "Billing").
+/// Only a change that is newer than the one acted on moves the plan; see
+/// [`subscription_effect`] for the rules.
+async fn app_subscription(
+    ctx: &JobContext,
+    tx: &mut TenantTx,
+    e: &WebhookEvent,
+    out: &mut Outcome,
+) -> Result<(), HandlerError> {
+    let s = e
+        .payload
+        .get("app_subscription")
+        .ok_or_else(|| HandlerError::Invalid("payload has no `app_subscription`".into()))?;
+    let text = |key: &str| {
+        string(s.get(key))
+            .ok_or_else(|| HandlerError::Invalid(format!("app_subscription has no `{key}`")))
+    };
+    let incoming = AppSubscription {
+        id: text("admin_graphql_api_id")?,
+        name: text("name")?,
+        status: text("status")?,
+        updated_at_ms: version(s, e),
+    };
+    let current: Option<AppSubscription> = settings::get(tx, APP_SUBSCRIPTION)
+        .await?
+        .and_then(|v| serde_json::from_value(v).ok());
+    let effect = subscription_effect(current.as_ref(), &incoming);
+    let plan = match effect {
+        SubscriptionEffect::Activate(plan) => Some(plan),
+        SubscriptionEffect::End => Some(Plan::Trial),
+        SubscriptionEffect::Nothing => None,
+    };
+    if let Some(plan) = plan {
+        let tier = billing::account(tx, ctx.now()).await?.tier_credits;
+        billing::set_plan(tx, plan, tier, ctx.now()).await?;
+    }
+    if plan.is_some() || current.is_none() {
+        let stored = serde_json::to_value(&incoming).unwrap_or_default();
+        settings::put(tx, APP_SUBSCRIPTION, &stored).await?;
+    }
+    out.event(
+        "AppSubscriptionUpdated",
+        None,
+        json!({
+            "name": incoming.name,
+            "status": incoming.status,
+            "plan": plan.map(Plan::as_str),
+        }),
+    );
+    Ok(())
+}
+
+const APP_SUBSCRIPTION: &str = "app_subscription";
 
 fn customer_fields(p: &Value, version: i64) -> Result<CustomerFields, HandlerError> {
     let (phone_e164, phone_raw, phone_status) = phone(p.get("phone").and_then(Value::as_str));

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::queue::eventually;
 
-async fn shopify(
+pub(crate) async fn shopify(
     app: &TestApp,
     t: &TestTenant,
     topic: &str,
@@ -65,7 +65,7 @@ async fn events_of(app: &TestApp, t: &TestTenant, kind: &str) -> Vec<Value> {
 
 /// The tenant's stored webhook events, read from the store (the owner's token
 /// stops working once a test uninstalls the app). `query` is `status=…` or empty.
-async fn webhook_events(app: &TestApp, t: &TestTenant, query: &str) -> Vec<Value> {
+pub(crate) async fn webhook_events(app: &TestApp, t: &TestTenant, query: &str) -> Vec<Value> {
     let status = query.strip_prefix("status=").map(str::to_owned);
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
     let rows = galantis_store::tenant::webhook_events::list(
@@ -84,7 +84,7 @@ async fn webhook_events(app: &TestApp, t: &TestTenant, query: &str) -> Vec<Value
         .collect()
 }
 
-async fn settled(app: &TestApp, t: &TestTenant) {
+pub(crate) async fn settled(app: &TestApp, t: &TestTenant) {
     eventually("webhooks processed", || async {
         webhook_events(app, t, "status=received").await.is_empty()
     })
@@ -92,7 +92,7 @@ async fn settled(app: &TestApp, t: &TestTenant) {
 }
 
 /// Settled, and none failed.
-async fn settled_ok(app: &TestApp, t: &TestTenant) {
+pub(crate) async fn settled_ok(app: &TestApp, t: &TestTenant) {
     settled(app, t).await;
     let failed = webhook_events(app, t, "status=failed").await;
     assert!(failed.is_empty(), "processing failed: {failed:?}");

@@ -371,8 +371,10 @@ pub async fn top_up(
     .await
 }
 
-/// Changes the plan and tier. What the new plan grants beyond the old one
-/// for the current period is added at once; a downgrade takes nothing back.
+/// Changes the plan and tier. What the new plan grants beyond what this
+/// period has already granted is added at once; a downgrade takes nothing
+/// back. Measuring against the period's grants (not the old plan) means
+/// switching down and up again within a month grants nothing twice.
 pub async fn set_plan(
     tx: &mut TenantTx,
     plan: Plan,
@@ -380,8 +382,8 @@ pub async fn set_plan(
     now: DateTime<Utc>,
 ) -> Result<Account, StoreError> {
     let a = account(tx, now).await?;
-    let old: Plan = a.plan.parse().unwrap_or(Plan::Trial);
-    let delta = (plan.monthly_credits() + tier_credits) - (old.monthly_credits() + a.tier_credits);
+    let granted = usage(tx, &a.period).await?.granted;
+    let delta = (plan.monthly_credits() + tier_credits) - granted;
     let now_ms = now.timestamp_millis();
     on_tx!(tx.tx(), |c| {
         sqlx::query(
