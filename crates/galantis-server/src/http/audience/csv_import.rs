@@ -1,0 +1,257 @@
+//! CSV imports into a list: streamed, validated and staged on upload, applied
+//! by a job; progress and a row report.
+
+use super::*;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    filename: Option<String>,
+}
+
+struct Staging {
+    import: Uuid,
+    batch: Vec<galantis_core::audience::ImportRow>,
+    rejects: Vec<Reject>,
+    batches: i64,
+    rows: i64,
+    rejected: i64,
+}
+
+impl Staging {
+    /// Writes what is buffered, in its own short transaction (staging is not
+    /// business data: nothing is applied before the job runs).
+    async fn flush(
+        &mut self,
+        state: &AppState,
+        tenant: galantis_core::TenantId,
+    ) -> Result<(), StoreError> {
+        if self.batch.is_empty() && self.rejects.is_empty() {
+            return Ok(());
+        }
+        let mut tx = state.db.tenant_tx(tenant).await?;
+        if !self.batch.is_empty() {
+            csv_imports::add_batch(&mut tx, self.import, self.batches, &self.batch).await?;
+            self.batches += 1;
+        }
+        csv_imports::add_rejects(&mut tx, self.import, &self.rejects).await?;
+        tx.commit().await?;
+        self.batch.clear();
+        self.rejects.clear();
+        Ok(())
+    }
+}
+
+fn take_records(
+    records: Vec<RawRecord>,
+    validator: &mut Option<RowValidator>,
+    staging: &mut Staging,
+) -> Result<(), AppError> {
+    for r in records {
+        match validator {
+            None => {
+                let header = CsvHeader::parse(&r)
+                    .map_err(|e| AppError::unprocessable("invalid_csv", e.to_string()))?;
+                *validator = Some(RowValidator::new(header));
+            }
+            Some(v) => {
+                staging.rows += 1;
+                match v.validate(r) {
+                    Ok(row) => staging.batch.push(row),
+                    Err(rej) => {
+                        staging.rejected += 1;
+                        staging.rejects.push(Reject {
+                            line: rej.line as i64,
+                            code: rej.reason.code().to_owned(),
+                            reason: rej.reason.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `POST /lists/{id}/imports`: the CSV body (columns phone, first_name,
+/// last_name, email, consent) is validated as it streams in and staged;
+/// 202 with the import, whose job then applies it. A bad header is 422 and
+/// leaves nothing behind.
+pub async fn upload_import(
+    State(state): State<AppState>,
+    auth: Authed<perm::AudienceWrite>,
+    Path(list_id): Path<Uuid>,
+    Query(q): Query<UploadQuery>,
+    body: axum::body::Body,
+) -> Result<Response, AppError> {
+    let tenant = auth.tenant_id;
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    if !lists::exists(&mut tx, list_id).await? {
+        return Err(AppError::NotFound("list"));
+    }
+    let filename = q.filename.map(|f| f.chars().take(200).collect::<String>());
+    let import = csv_imports::create(
+        &mut tx,
+        list_id,
+        filename.as_deref(),
+        Some(auth.member_id.as_uuid()),
+        now_ms(&state),
+    )
+    .await?;
+    // Not visible to the job until the final transaction enqueues it.
+    csv_imports::set_status(&mut tx, import, "uploading", None, now_ms(&state)).await?;
+    tx.commit().await?;
+
+    let mut staging = Staging {
+        import,
+        batch: Vec::with_capacity(IMPORT_BATCH_ROWS),
+        rejects: Vec::new(),
+        batches: 0,
+        rows: 0,
+        rejected: 0,
+    };
+    let result = stage(&state, tenant, body, &mut staging).await;
+    let result = match result {
+        Ok(()) => finish(&state, tenant, &mut staging).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(view) => Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response()),
+        Err(e) => {
+            // Nothing of a failed upload stays behind.
+            let mut tx = state.db.tenant_tx(tenant).await?;
+            csv_imports::delete(&mut tx, import).await?;
+            tx.commit().await?;
+            Err(e)
+        }
+    }
+}
+
+async fn stage(
+    state: &AppState,
+    tenant: galantis_core::TenantId,
+    body: axum::body::Body,
+    staging: &mut Staging,
+) -> Result<(), AppError> {
+    let mut splitter = CsvSplitter::new();
+    let mut validator: Option<RowValidator> = None;
+    let mut bytes = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            if format!("{e}").contains("length limit") {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::bad_request("invalid_request", "the request body could not be read")
+            }
+        })?;
+        bytes += chunk.len();
+        if bytes > MAX_IMPORT_BYTES {
+            return Err(AppError::PayloadTooLarge);
+        }
+        let records = splitter.push(&chunk);
+        take_records(records, &mut validator, staging)?;
+        if staging.batch.len() >= IMPORT_BATCH_ROWS || staging.rejects.len() >= IMPORT_BATCH_ROWS {
+            staging.flush(state, tenant).await?;
+        }
+    }
+    take_records(splitter.finish(), &mut validator, staging)?;
+    if validator.is_none() {
+        return Err(AppError::unprocessable(
+            "invalid_csv",
+            galantis_core::audience::HeaderError::Empty.to_string(),
+        ));
+    }
+    staging.flush(state, tenant).await?;
+    Ok(())
+}
+
+async fn finish(
+    state: &AppState,
+    tenant: galantis_core::TenantId,
+    staging: &mut Staging,
+) -> Result<Import, AppError> {
+    let now = now_ms(state);
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    csv_imports::finish_upload(
+        &mut tx,
+        staging.import,
+        staging.rows,
+        staging.batches,
+        staging.rejected,
+    )
+    .await?;
+    if staging.batches == 0 {
+        csv_imports::set_status(&mut tx, staging.import, "completed", None, now).await?;
+    } else {
+        csv_imports::set_status(&mut tx, staging.import, "queued", None, now).await?;
+        crate::jobs::enqueue(
+            &mut tx,
+            &CsvImport {
+                import_id: staging.import,
+            },
+            state.clock.now(),
+        )
+        .await?;
+    }
+    let view = csv_imports::get(&mut tx, staging.import)
+        .await?
+        .ok_or(AppError::NotFound("import"))?;
+    tx.commit().await?;
+    Ok(view)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportsQuery {
+    list_id: Uuid,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list_imports(
+    State(state): State<AppState>,
+    auth: Authed<perm::AudienceRead>,
+    Query(q): Query<ImportsQuery>,
+) -> Result<axum::Json<Page<Import>>, AppError> {
+    let (before, limit) = page_args(q.cursor.as_deref(), q.limit)?;
+    let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    if !lists::exists(&mut tx, q.list_id).await? {
+        return Err(AppError::NotFound("list"));
+    }
+    let rows = csv_imports::list_for(&mut tx, q.list_id, before, limit + 1).await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::from_rows(rows, limit as usize, |i| i.id)))
+}
+
+pub async fn get_import(
+    State(state): State<AppState>,
+    auth: Authed<perm::AudienceRead>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Import>, AppError> {
+    let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    let import = csv_imports::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound("import"))?;
+    tx.commit().await?;
+    Ok(axum::Json(import))
+}
+
+pub async fn import_report(
+    State(state): State<AppState>,
+    auth: Authed<perm::AudienceRead>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<Reject>>, AppError> {
+    let after = q.cursor.as_deref().map(Cursor::decode::<i64>).transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    if csv_imports::get(&mut tx, id).await?.is_none() {
+        return Err(AppError::NotFound("import"));
+    }
+    let rows = csv_imports::rejects(&mut tx, id, after, limit + 1).await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::from_rows(rows, limit as usize, |r| {
+        r.line
+    })))
+}

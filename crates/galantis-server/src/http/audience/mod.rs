@@ -1,0 +1,119 @@
+//! The audience API: lists (CRUD, members by id or search, CSV imports with
+//! progress and a row report), segments (CRUD, members, preview of unsaved
+//! rules, refresh) and the campaign reach estimate.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use galantis_core::MarketingState;
+use galantis_core::audience::{CsvHeader, CsvSplitter, RawRecord, RowValidator};
+use galantis_core::segment::SegmentRules;
+use galantis_store::tenant::audience::{self as store, AudienceSpec, ContactSearch, Estimate};
+use galantis_store::tenant::contacts::{self, Contact};
+use galantis_store::tenant::csv_imports::{self, Import, Reject};
+use galantis_store::tenant::lists::{self, List};
+use galantis_store::tenant::segments::{self, Segment};
+use galantis_store::{StoreError, TenantTx};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::audience::{self, Pending};
+use crate::error::AppError;
+use crate::http::auth::{Authed, perm};
+use crate::http::extract::{Json, Path};
+use crate::http::pagination::{Cursor, Page};
+use crate::jobs::kinds::audience::CsvImport;
+use crate::state::AppState;
+
+/// Largest CSV upload (the import route has its own body limit).
+pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
+/// Valid rows staged per batch (and applied per transaction by the job).
+pub const IMPORT_BATCH_ROWS: usize = 500;
+const MAX_CONTACT_IDS: usize = 10_000;
+
+fn page_args(cursor: Option<&str>, limit: Option<u32>) -> Result<(Option<Uuid>, u32), AppError> {
+    Ok((
+        cursor.map(Cursor::decode::<Uuid>).transpose()?,
+        limit.unwrap_or(50).clamp(1, 200),
+    ))
+}
+
+fn now_ms(state: &AppState) -> i64 {
+    state.clock.now().timestamp_millis()
+}
+
+fn conflict(e: StoreError) -> AppError {
+    match e {
+        StoreError::Conflict("list_name_taken") => {
+            AppError::conflict("list_name_taken", "a list with this name already exists")
+        }
+        StoreError::Conflict("segment_name_taken") => AppError::conflict(
+            "segment_name_taken",
+            "a segment with this name already exists",
+        ),
+        StoreError::Conflict("list_in_use") => AppError::conflict(
+            "list_in_use",
+            "a segment's rules refer to this list; change those rules first",
+        ),
+        other => other.into(),
+    }
+}
+
+fn valid_name(name: &str) -> Result<&str, AppError> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 120 {
+        return Err(AppError::unprocessable(
+            "invalid_field",
+            "name: required, at most 120 characters",
+        ));
+    }
+    Ok(n)
+}
+
+fn valid_description(d: Option<&str>) -> Result<Option<&str>, AppError> {
+    match d.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) if d.chars().count() > 1000 => Err(AppError::unprocessable(
+            "invalid_field",
+            "description: at most 1000 characters",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// `description` in a PATCH: absent keeps, `null` clears, text sets.
+fn description_change(v: &Option<Value>) -> Result<Option<Option<&str>>, AppError> {
+    match v {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(valid_description(Some(s))?)),
+        Some(_) => Err(AppError::unprocessable(
+            "invalid_field",
+            "description: expected text or null",
+        )),
+    }
+}
+
+fn parse_rules(v: &Value) -> Result<SegmentRules, AppError> {
+    SegmentRules::parse(v)
+        .map_err(|e| AppError::unprocessable("invalid_segment_rules", e.to_string()))
+}
+
+/// `?cursor=&limit=` of the audience lists.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub(super) cursor: Option<String>,
+    pub(super) limit: Option<u32>,
+}
+
+mod csv_import;
+mod estimate;
+mod list;
+mod segment;
+
+pub use csv_import::*;
+pub use estimate::*;
+pub use list::*;
+pub use segment::*;
