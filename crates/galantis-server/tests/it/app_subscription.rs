@@ -45,99 +45,106 @@ async fn the_plan_follows_the_app_subscription_whatever_the_order() {
     let app = TestApp::spawn().await;
     let t = app.create_tenant("plans").await;
     assert_eq!(billing(&app, &t).await, ("TRIAL".into(), 10, 10));
-
-    deliver(
-        &app,
-        &t,
-        "s1",
-        subscription(1, "Galantis Growth", "ACTIVE", "2026-11-02T00:00:00Z"),
-    )
-    .await;
-    assert_eq!(billing(&app, &t).await, ("GROWTH".into(), 250, 250));
-
-    // Duplicated (a new webhook id, same content): nothing granted twice.
-    deliver(
-        &app,
-        &t,
-        "s1-again",
-        subscription(1, "Galantis Growth", "ACTIVE", "2026-11-02T00:00:00Z"),
-    )
-    .await;
-    assert_eq!(billing(&app, &t).await, ("GROWTH".into(), 250, 250));
-
-    // A switch to Scale: the new subscription is active, then the old one's
-    // cancellation arrives — it must not end the new plan.
-    deliver(
-        &app,
-        &t,
-        "s2",
-        subscription(2, "Galantis Scale", "ACTIVE", "2026-11-03T00:00:00Z"),
-    )
-    .await;
-    deliver(
-        &app,
-        &t,
-        "s1-cancel",
-        subscription(1, "Galantis Growth", "CANCELLED", "2026-11-03T00:00:01Z"),
-    )
-    .await;
-    assert_eq!(billing(&app, &t).await, ("SCALE".into(), 1_000, 1_000));
-
-    // Down and up again in the same month grants nothing twice.
-    deliver(
-        &app,
-        &t,
-        "s3",
-        subscription(3, "Galantis Starter", "ACTIVE", "2026-11-04T00:00:00Z"),
-    )
-    .await;
-    assert_eq!(billing(&app, &t).await, ("STARTER".into(), 1_000, 1_000));
-    deliver(
-        &app,
-        &t,
-        "s4",
-        subscription(4, "Galantis Scale", "ACTIVE", "2026-11-05T00:00:00Z"),
-    )
-    .await;
-    assert_eq!(billing(&app, &t).await, ("SCALE".into(), 1_000, 1_000));
-
-    // A late update (older than what was acted on) changes nothing.
-    deliver(
-        &app,
-        &t,
-        "s1-late",
-        subscription(1, "Galantis Growth", "ACTIVE", "2026-11-02T12:00:00Z"),
-    )
-    .await;
-    assert_eq!(billing(&app, &t).await.0, "SCALE");
-
-    // Pending (not billed yet) and an unknown plan name: recorded, no change.
-    deliver(
-        &app,
-        &t,
-        "s5",
-        subscription(5, "Galantis Enterprise", "PENDING", "2026-11-06T00:00:00Z"),
-    )
-    .await;
-    deliver(
-        &app,
-        &t,
-        "s6",
-        subscription(6, "Galantis Pro Plan", "ACTIVE", "2026-11-06T00:00:01Z"),
-    )
-    .await;
-    assert_eq!(billing(&app, &t).await.0, "SCALE");
-
-    // The current subscription is cancelled: back to the trial allowance;
-    // what was granted this month stays.
-    deliver(
-        &app,
-        &t,
-        "s4-cancel",
-        subscription(4, "Galantis Scale", "CANCELLED", "2026-11-07T00:00:00Z"),
-    )
-    .await;
-    assert_eq!(billing(&app, &t).await, ("TRIAL".into(), 1_000, 1_000));
+    // (webhook id, subscription, name, status, updated_at) → (plan, granted, balance)
+    let steps = [
+        (
+            "s1",
+            1,
+            "Galantis Growth",
+            "ACTIVE",
+            "02T00:00:00",
+            ("GROWTH", 250),
+        ),
+        // Duplicated (a new webhook id, same content): nothing granted twice.
+        (
+            "s1-again",
+            1,
+            "Galantis Growth",
+            "ACTIVE",
+            "02T00:00:00",
+            ("GROWTH", 250),
+        ),
+        // A switch to Scale: the new subscription is active, then the old
+        // one's cancellation arrives — it must not end the new plan.
+        (
+            "s2",
+            2,
+            "Galantis Scale",
+            "ACTIVE",
+            "03T00:00:00",
+            ("SCALE", 1_000),
+        ),
+        (
+            "s1-cancel",
+            1,
+            "Galantis Growth",
+            "CANCELLED",
+            "03T00:00:01",
+            ("SCALE", 1_000),
+        ),
+        // Down and up again in the same month grants nothing twice.
+        (
+            "s3",
+            3,
+            "Galantis Starter",
+            "ACTIVE",
+            "04T00:00:00",
+            ("STARTER", 1_000),
+        ),
+        (
+            "s4",
+            4,
+            "Galantis Scale",
+            "ACTIVE",
+            "05T00:00:00",
+            ("SCALE", 1_000),
+        ),
+        // Late: older than what was acted on.
+        (
+            "s1-late",
+            1,
+            "Galantis Growth",
+            "ACTIVE",
+            "02T12:00:00",
+            ("SCALE", 1_000),
+        ),
+        // Pending (not billed yet) and a name that names no plan.
+        (
+            "s5",
+            5,
+            "Galantis Enterprise",
+            "PENDING",
+            "06T00:00:00",
+            ("SCALE", 1_000),
+        ),
+        (
+            "s6",
+            6,
+            "Galantis Pro Plan",
+            "ACTIVE",
+            "06T00:00:01",
+            ("SCALE", 1_000),
+        ),
+        // The current subscription ends: back to the trial allowance; what
+        // this month granted stays.
+        (
+            "s4-cancel",
+            4,
+            "Galantis Scale",
+            "CANCELLED",
+            "07T00:00:00",
+            ("TRIAL", 1_000),
+        ),
+    ];
+    for (webhook, id, name, status, at, (plan, credits)) in steps {
+        let at = format!("2026-11-{at}Z");
+        deliver(&app, &t, webhook, subscription(id, name, status, &at)).await;
+        assert_eq!(
+            billing(&app, &t).await,
+            (plan.to_owned(), credits, credits),
+            "after {webhook}"
+        );
+    }
 }
 
 #[tokio::test]
