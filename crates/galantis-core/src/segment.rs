@@ -424,6 +424,24 @@ impl SegmentRules {
         out.dedup();
         out
     }
+
+    /// The Shopify collections the rules refer to (a change of a
+    /// collection's products re-evaluates this segment).
+    pub fn referenced_collections(&self) -> Vec<i64> {
+        let mut out: Vec<i64> = self
+            .conditions()
+            .filter_map(|c| match c {
+                Condition::PurchasedCollection { collections, .. } => {
+                    Some(collections.iter().copied())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 fn err(errors: &mut Vec<RuleError>, path: impl Into<String>, message: impl Into<String>) {
@@ -961,6 +979,22 @@ mod tests {
             }
         );
         assert!(!r.needs_periodic_refresh());
+    }
+
+    #[test]
+    fn referenced_collections_cover_every_group_and_negation() {
+        let r = SegmentRules::parse(&json!({"groups": [
+            {"conditions": [{"field": "purchased_collection", "operator": "in", "value": [7, 3]},
+                            {"field": "country", "operator": "=", "value": "MX"}]},
+            {"conditions": [{"field": "purchased_collection", "operator": "not in", "value": ["3", 9]}]}
+        ]}))
+        .unwrap();
+        assert_eq!(r.referenced_collections(), vec![3, 7, 9]);
+        let none = SegmentRules::parse(&json!({"groups": [
+            {"conditions": [{"field": "orders_count", "operator": ">=", "value": 3}]}
+        ]}))
+        .unwrap();
+        assert!(none.referenced_collections().is_empty());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! transaction as the change and published after it commits; contact
 //! changes from webhooks, the API and imports re-evaluate segments; consent
 //! and tag changes made in Galantis are written back to Shopify through a
-//! job enqueued in that same transaction.
+//! job enqueued in that same transaction; a change of a collection's
+//! products re-evaluates the segments whose rules mention the collection.
 
 use galantis_store::tenant::domain_events::{self, NewDomainEvent};
 use galantis_store::tenant::segments::{self, Entered};
@@ -143,4 +144,23 @@ pub async fn list_membership_changed(
         pending.entered(tx, &entered, now_ms).await?;
     }
     Ok(())
+}
+
+/// The products of Shopify collection `collection` changed: re-evaluate,
+/// over every contact, the segments whose rules mention it (who entered is
+/// recorded; who no longer matches leaves). Returns how many segments.
+pub async fn collection_changed(
+    tx: &mut TenantTx,
+    collection: i64,
+    now_ms: i64,
+    pending: &mut Pending,
+) -> Result<usize, StoreError> {
+    let affected: Vec<segments::Loaded> = segments::load(tx, None, false)
+        .await?
+        .into_iter()
+        .filter(|s| s.rules.referenced_collections().contains(&collection))
+        .collect();
+    let entered = segments::evaluate_many(tx, &affected, None, now_ms).await?;
+    pending.entered(tx, &entered, now_ms).await?;
+    Ok(affected.len())
 }

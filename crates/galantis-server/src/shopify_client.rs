@@ -1,14 +1,18 @@
 //! The Shopify Admin API port used to write audience changes made in
 //! Galantis back to the store (design.md §4: "Consent changed in Galantis is
-//! written back to Shopify"; `write_customers` scope).
+//! written back to Shopify"; `write_customers` scope), and to read what
+//! webhooks do not carry: the products of a collection (`read_products`),
+//! for "purchased collection" segment rules.
 //!
 //! Write-backs are jobs ([`crate::jobs::kinds::audience::ShopifyWriteBack`])
 //! enqueued in the transaction that changed the contact, so a change is
-//! never lost and never blocks on Shopify. [`HttpShopifyClient`] talks
-//! GraphQL to the shop (or `GALANTIS_SHOPIFY_BASE_URL`); tests install a
-//! [`RecordingShopifyClient`].
+//! never lost and never blocks on Shopify; collection reads are jobs too
+//! ([`crate::jobs::kinds::collections::SyncCollection`]).
+//! [`HttpShopifyClient`] talks GraphQL to the shop (or
+//! `GALANTIS_SHOPIFY_BASE_URL`); tests install a [`RecordingShopifyClient`].
 
 use std::any::Any;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -64,6 +68,17 @@ pub enum Written {
     Skipped(&'static str),
 }
 
+/// What a read from Shopify found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read<T> {
+    Found(T),
+    /// Shopify has no such object (it was deleted).
+    NotFound,
+    /// Nothing was asked (the tenant has no Shopify access token); the
+    /// reason is logged.
+    Skipped(&'static str),
+}
+
 pub trait ShopifyClient: Send + Sync + 'static {
     fn write_back<'a>(
         &'a self,
@@ -71,19 +86,66 @@ pub trait ShopifyClient: Send + Sync + 'static {
         change: &'a WriteBack,
     ) -> BoxFuture<'a, Result<Written, ShopifyError>>;
 
+    /// The ids of every product in a collection (all pages), in Shopify's
+    /// order, without duplicates.
+    fn collection_products(
+        &self,
+        tenant: TenantId,
+        collection_id: i64,
+    ) -> BoxFuture<'_, Result<Read<Vec<i64>>, ShopifyError>>;
+
     /// For tests that inspect a fake.
     fn as_any(&self) -> &dyn Any;
 }
 
-/// Records write-backs instead of sending them (tests, demos).
+/// Records write-backs instead of sending them, and answers collection reads
+/// from what the test configured (tests, demos). An unknown collection is
+/// [`Read::NotFound`].
 #[derive(Default)]
 pub struct RecordingShopifyClient {
     calls: Mutex<Vec<(TenantId, WriteBack)>>,
+    collections: Mutex<HashMap<i64, Vec<i64>>>,
+    reads: Mutex<Vec<(TenantId, i64)>>,
+    read_failures: Mutex<VecDeque<ShopifyError>>,
+    without_token: Mutex<HashSet<TenantId>>,
 }
 
 impl RecordingShopifyClient {
     pub fn calls(&self) -> Vec<(TenantId, WriteBack)> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// What Shopify says the collection holds from now on.
+    pub fn set_collection(&self, collection_id: i64, products: Vec<i64>) {
+        if let Ok(mut c) = self.collections.lock() {
+            c.insert(collection_id, products);
+        }
+    }
+
+    /// The collection no longer exists at Shopify.
+    pub fn remove_collection(&self, collection_id: i64) {
+        if let Ok(mut c) = self.collections.lock() {
+            c.remove(&collection_id);
+        }
+    }
+
+    /// The next collection read fails with `e` (queued: one per call).
+    pub fn fail_next_read(&self, e: ShopifyError) {
+        if let Ok(mut f) = self.read_failures.lock() {
+            f.push_back(e);
+        }
+    }
+
+    /// Reads for `tenant` behave as if it had no access token.
+    pub fn without_token(&self, tenant: TenantId) {
+        if let Ok(mut t) = self.without_token.lock() {
+            t.insert(tenant);
+        }
+    }
+
+    /// Every collection read asked for, failed ones included.
+    pub fn collection_reads(&self) -> Vec<(TenantId, i64)> {
+        self.reads.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
 
@@ -99,10 +161,46 @@ impl ShopifyClient for RecordingShopifyClient {
         Box::pin(async { Ok(Written::Done) })
     }
 
+    fn collection_products(
+        &self,
+        tenant: TenantId,
+        collection_id: i64,
+    ) -> BoxFuture<'_, Result<Read<Vec<i64>>, ShopifyError>> {
+        if let Ok(mut r) = self.reads.lock() {
+            r.push((tenant, collection_id));
+        }
+        let untokened = self
+            .without_token
+            .lock()
+            .map(|t| t.contains(&tenant))
+            .unwrap_or(false);
+        let failure = self
+            .read_failures
+            .lock()
+            .ok()
+            .and_then(|mut f| f.pop_front());
+        let found = self
+            .collections
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&collection_id).cloned());
+        Box::pin(async move {
+            if untokened {
+                return Ok(Read::Skipped(NO_TOKEN));
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            Ok(found.map_or(Read::NotFound, Read::Found))
+        })
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
 }
+
+const NO_TOKEN: &str = "the tenant has no Shopify access token";
 
 /// Shopify's GraphQL Admin API.
 pub struct HttpShopifyClient {
@@ -174,6 +272,14 @@ impl ShopifyClient for HttpShopifyClient {
         Box::pin(self.send(tenant, change))
     }
 
+    fn collection_products(
+        &self,
+        tenant: TenantId,
+        collection_id: i64,
+    ) -> BoxFuture<'_, Result<Read<Vec<i64>>, ShopifyError>> {
+        Box::pin(self.read_collection_products(tenant, collection_id))
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -186,13 +292,73 @@ impl HttpShopifyClient {
                 "no Shopify equivalent for this consent state",
             ));
         };
+        let Some(v) = self.post(tenant, &body).await? else {
+            return Ok(Written::Skipped(NO_TOKEN));
+        };
+        let errors = v
+            .pointer("/data")
+            .and_then(Value::as_object)
+            .and_then(|d| d.values().next())
+            .and_then(|m| m.get("userErrors"))
+            .and_then(Value::as_array)
+            .filter(|e| !e.is_empty());
+        if let Some(errors) = errors {
+            let messages: Vec<&str> = errors
+                .iter()
+                .filter_map(|e| e.get("message").and_then(Value::as_str))
+                .collect();
+            return Err(ShopifyError::Permanent(messages.join("; ")));
+        }
+        if let Some(e) = graphql_errors(&v) {
+            return Err(e);
+        }
+        Ok(Written::Done)
+    }
+
+    /// Pages through `collection.products` (250 a page, the most a
+    /// connection returns).
+    async fn read_collection_products(
+        &self,
+        tenant: TenantId,
+        collection_id: i64,
+    ) -> Result<Read<Vec<i64>>, ShopifyError> {
+        let mut ids = Vec::new();
+        let mut seen = HashSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let body = collection_products_request(collection_id, cursor.as_deref());
+            let Some(v) = self.post(tenant, &body).await? else {
+                return Ok(Read::Skipped(NO_TOKEN));
+            };
+            match collection_products_page(&v)? {
+                Page::NotFound => return Ok(Read::NotFound),
+                Page::Products { ids: page, next } => {
+                    ids.extend(page.into_iter().filter(|id| seen.insert(*id)));
+                    match next {
+                        None => return Ok(Read::Found(ids)),
+                        Some(next) if cursor.as_deref() == Some(next.as_str()) => {
+                            return Err(ShopifyError::Permanent(
+                                "Shopify's collection pagination did not advance".into(),
+                            ));
+                        }
+                        Some(next) => cursor = Some(next),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Posts one GraphQL request for the tenant's shop. `None`: the tenant
+    /// has no access token. HTTP failures are classified here; GraphQL
+    /// errors in the body are the caller's to read.
+    async fn post(&self, tenant: TenantId, body: &Value) -> Result<Option<Value>, ShopifyError> {
         let token = self
             .secrets
             .get(tenant, SecretName::ShopifyAccessToken)
             .await
             .map_err(|e| ShopifyError::Retryable(format!("reading the access token: {e}")))?;
         let Some(token) = token else {
-            return Ok(Written::Skipped("the tenant has no Shopify access token"));
+            return Ok(None);
         };
         let shop = tenants::get(&self.db, tenant)
             .await
@@ -214,7 +380,7 @@ impl HttpShopifyClient {
                 "X-Shopify-Access-Token",
                 secrecy::ExposeSecret::expose_secret(&token),
             )
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|e| ShopifyError::Retryable(format!("Shopify unreachable: {e}")))?;
@@ -233,23 +399,159 @@ impl HttpShopifyClient {
             .json()
             .await
             .map_err(|e| ShopifyError::Retryable(format!("unreadable Shopify answer: {e}")))?;
-        let errors = v
-            .pointer("/data")
-            .and_then(Value::as_object)
-            .and_then(|d| d.values().next())
-            .and_then(|m| m.get("userErrors"))
-            .and_then(Value::as_array)
-            .filter(|e| !e.is_empty());
-        if let Some(errors) = errors {
-            let messages: Vec<&str> = errors
-                .iter()
-                .filter_map(|e| e.get("message").and_then(Value::as_str))
-                .collect();
-            return Err(ShopifyError::Permanent(messages.join("; ")));
+        Ok(Some(v))
+    }
+}
+
+/// Top-level GraphQL `errors`: access denied (a missing scope) is permanent,
+/// anything else (throttling, internal errors) is worth retrying.
+fn graphql_errors(v: &Value) -> Option<ShopifyError> {
+    let errors = v.get("errors").filter(|e| !e.is_null())?;
+    let list = errors.as_array().cloned().unwrap_or_default();
+    let messages: Vec<&str> = list
+        .iter()
+        .filter_map(|e| e.get("message").and_then(Value::as_str))
+        .collect();
+    let text = if messages.is_empty() {
+        "Shopify GraphQL errors".to_owned()
+    } else {
+        format!("Shopify GraphQL errors: {}", messages.join("; "))
+    };
+    let denied = list
+        .iter()
+        .any(|e| e.pointer("/extensions/code").and_then(Value::as_str) == Some("ACCESS_DENIED"));
+    Some(if denied {
+        ShopifyError::Permanent(text)
+    } else {
+        ShopifyError::Retryable(text)
+    })
+}
+
+/// The GraphQL request for one page of a collection's products.
+pub fn collection_products_request(collection_id: i64, after: Option<&str>) -> Value {
+    json!({
+        "query": "query CollectionProducts($id: ID!, $cursor: String) { collection(id: $id) { products(first: 250, after: $cursor) { nodes { id } pageInfo { hasNextPage endCursor } } } }",
+        "variables": {
+            "id": format!("gid://shopify/Collection/{collection_id}"),
+            "cursor": after,
         }
-        if v.get("errors").is_some() {
-            return Err(ShopifyError::Retryable("Shopify GraphQL errors".into()));
-        }
-        Ok(Written::Done)
+    })
+}
+
+/// One page of `collection.products`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Page {
+    NotFound,
+    Products { ids: Vec<i64>, next: Option<String> },
+}
+
+/// Reads one answer to [`collection_products_request`].
+pub fn collection_products_page(v: &Value) -> Result<Page, ShopifyError> {
+    if let Some(e) = graphql_errors(v) {
+        return Err(e);
+    }
+    let collection = v
+        .pointer("/data/collection")
+        .ok_or_else(|| ShopifyError::Retryable("Shopify answered without data".into()))?;
+    if collection.is_null() {
+        return Ok(Page::NotFound);
+    }
+    let products = collection
+        .get("products")
+        .ok_or_else(|| ShopifyError::Permanent("collection without products".into()))?;
+    let ids = products
+        .get("nodes")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ShopifyError::Permanent("collection products without nodes".into()))?
+        .iter()
+        .map(|n| {
+            n.get("id")
+                .and_then(Value::as_str)
+                .and_then(|gid| gid.strip_prefix("gid://shopify/Product/"))
+                .and_then(|id| id.parse::<i64>().ok())
+                .ok_or_else(|| ShopifyError::Permanent(format!("unexpected product id {n}")))
+        })
+        .collect::<Result<Vec<i64>, _>>()?;
+    let more = products
+        .pointer("/pageInfo/hasNextPage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let next = if more {
+        Some(
+            products
+                .pointer("/pageInfo/endCursor")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ShopifyError::Permanent("a next page without an end cursor".into()))?
+                .to_owned(),
+        )
+    } else {
+        None
+    };
+    Ok(Page::Products { ids, next })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_names_the_collection_and_the_cursor() {
+        let r = collection_products_request(888888, Some("abc"));
+        assert_eq!(r["variables"]["id"], "gid://shopify/Collection/888888");
+        assert_eq!(r["variables"]["cursor"], "abc");
+        assert!(
+            r["query"]
+                .as_str()
+                .unwrap()
+                .contains("products(first: 250, after: $cursor)")
+        );
+        assert!(collection_products_request(1, None)["variables"]["cursor"].is_null());
+    }
+
+    #[test]
+    fn pages_are_read_and_classified() {
+        let page = json!({"data": {"collection": {"products": {
+            "nodes": [{"id": "gid://shopify/Product/555555"}, {"id": "gid://shopify/Product/7"}],
+            "pageInfo": {"hasNextPage": true, "endCursor": "c1"}
+        }}}});
+        assert_eq!(
+            collection_products_page(&page).unwrap(),
+            Page::Products {
+                ids: vec![555555, 7],
+                next: Some("c1".into())
+            }
+        );
+        let last = json!({"data": {"collection": {"products": {
+            "nodes": [], "pageInfo": {"hasNextPage": false, "endCursor": null}
+        }}}});
+        assert_eq!(
+            collection_products_page(&last).unwrap(),
+            Page::Products {
+                ids: vec![],
+                next: None
+            }
+        );
+        assert_eq!(
+            collection_products_page(&json!({"data": {"collection": null}})).unwrap(),
+            Page::NotFound
+        );
+        let throttled =
+            json!({"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]});
+        assert!(matches!(
+            collection_products_page(&throttled),
+            Err(ShopifyError::Retryable(_))
+        ));
+        let denied = json!({"errors": [{"message": "Access denied", "extensions": {"code": "ACCESS_DENIED"}}], "data": null});
+        assert!(matches!(
+            collection_products_page(&denied),
+            Err(ShopifyError::Permanent(_))
+        ));
+        let odd = json!({"data": {"collection": {"products": {
+            "nodes": [{"id": "gid://shopify/Variant/1"}], "pageInfo": {"hasNextPage": false}
+        }}}});
+        assert!(matches!(
+            collection_products_page(&odd),
+            Err(ShopifyError::Permanent(_))
+        ));
     }
 }

@@ -34,6 +34,11 @@ pub fn builtin_periodic() -> Vec<Periodic> {
             every: super::kinds::audience::REFRESH_EVERY,
             make: super::kinds::audience::periodic_job,
         },
+        Periodic {
+            name: super::kinds::collections::ReconcileCollections::KIND,
+            every: super::kinds::collections::RECONCILE_EVERY,
+            make: super::kinds::collections::periodic_job,
+        },
     ]
 }
 

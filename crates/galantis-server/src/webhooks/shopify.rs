@@ -7,6 +7,7 @@ use galantis_core::billing::{AppSubscription, Plan, SubscriptionEffect, subscrip
 use galantis_core::{ConsentSource, MarketingState};
 use galantis_store::TenantTx;
 use galantis_store::control::tenants as control_tenants;
+use galantis_store::tenant::audience as store_audience;
 use galantis_store::tenant::catalog::{self, CollectionFields, ProductFields, VariantFields};
 use galantis_store::tenant::contacts::{self, CustomerFields, Upserted};
 use galantis_store::tenant::orders::{self, OrderFields};
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use super::parse::{cents, int, phone, string, tags, time_ms};
 use super::process::{HandlerError, Outcome};
 use crate::jobs::JobContext;
+use crate::jobs::kinds::collections::enqueue_sync;
 
 fn id_of(v: &Value, key: &str) -> Result<i64, HandlerError> {
     int(v.get(key)).ok_or_else(|| HandlerError::Invalid(format!("payload has no numeric `{key}`")))
@@ -103,6 +105,12 @@ pub async fn handle(
         "products/delete" => {
             let id = id_of(p, "id")?;
             catalog::delete_product(tx, id, now).await?;
+            // Shopify drops a deleted product from its collections: so do
+            // the stored contents, and the segments that mention those
+            // collections are re-evaluated by their sync.
+            for c in store_audience::remove_product_from_collections(tx, id).await? {
+                enqueue_sync(tx, c, ctx.now()).await?;
+            }
             out.event(
                 "ProductDeleted",
                 Some(id.to_string()),
@@ -118,11 +126,20 @@ pub async fn handle(
                 payload: p.clone(),
                 version: version(p, e),
             };
-            if !catalog::upsert_collection(tx, &f, now).await? {
+            if catalog::upsert_collection(tx, &f, now).await? {
+                // The webhook has no product list: a job reads it.
+                enqueue_sync(tx, f.shopify_collection_id, ctx.now()).await?;
+            } else {
                 out.ignored = Some("stale or deleted collection".into());
             }
         }
-        "collections/delete" => catalog::delete_collection(tx, id_of(p, "id")?, now).await?,
+        "collections/delete" => {
+            let id = id_of(p, "id")?;
+            catalog::delete_collection(tx, id, now).await?;
+            store_audience::set_collection_products(tx, id, &[]).await?;
+            // Re-evaluates the segments that mention it.
+            enqueue_sync(tx, id, ctx.now()).await?;
+        }
         "checkouts/create" | "checkouts/update" => {
             checkout(tx, p, version(p, e), now, &mut out).await?
         }

@@ -3,6 +3,7 @@
 
 mod app_subscription;
 mod audience;
+mod audience_collections;
 mod auth;
 mod cli;
 mod http_basics;

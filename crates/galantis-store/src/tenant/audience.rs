@@ -484,6 +484,63 @@ pub async fn update_imported_contact(
     Ok(true)
 }
 
+/// Removes a deleted product from every collection; returns the
+/// collections it was in (their segments need re-evaluation). The table
+/// mirrors Shopify's current collection contents, and Shopify drops a
+/// deleted product from its collections.
+pub async fn remove_product_from_collections(
+    tx: &mut TenantTx,
+    product: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let collections: Vec<i64> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "DELETE FROM collection_products WHERE shopify_product_id = $1
+             RETURNING shopify_collection_id",
+        )
+        .bind(product)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    let mut collections = collections;
+    collections.sort_unstable();
+    collections.dedup();
+    Ok(collections)
+}
+
+/// Drops from a collection the products known to be deleted (a read from
+/// Shopify that raced with a `products/delete` webhook may still list one).
+pub async fn forget_deleted_products(
+    tx: &mut TenantTx,
+    collection: i64,
+) -> Result<u64, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "DELETE FROM collection_products WHERE shopify_collection_id = $1
+               AND shopify_product_id IN (SELECT shopify_product_id FROM products WHERE deleted_at IS NOT NULL)",
+        )
+        .bind(collection)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    }))
+}
+
+/// The product ids of a collection, ascending.
+pub async fn collection_products(
+    tx: &mut TenantTx,
+    collection: i64,
+) -> Result<Vec<i64>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT shopify_product_id FROM collection_products WHERE shopify_collection_id = $1
+             ORDER BY shopify_product_id",
+        )
+        .bind(collection)
+        .fetch_all(&mut *c)
+        .await?
+    }))
+}
+
 /// Replaces the products of a collection (for "purchased collection").
 pub async fn set_collection_products(
     tx: &mut TenantTx,

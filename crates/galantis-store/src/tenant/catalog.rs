@@ -429,6 +429,36 @@ pub async fn upsert_collection(
     Ok(true)
 }
 
+/// What identifies a stored collection's state: (Shopify `updated_at`,
+/// local `updated_at`, `deleted_at`). A change between two reads means a
+/// webhook touched the collection meanwhile. `None`: never stored.
+pub type CollectionGeneration = (Option<i64>, i64, Option<i64>);
+
+pub async fn collection_generation(
+    tx: &mut TenantTx,
+    shopify_id: i64,
+) -> Result<Option<CollectionGeneration>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT shopify_updated_at, updated_at, deleted_at FROM collections WHERE shopify_collection_id = $1",
+        )
+        .bind(shopify_id)
+        .fetch_optional(&mut *c)
+        .await?
+    }))
+}
+
+/// The Shopify ids of the collections not deleted.
+pub async fn live_collection_ids(tx: &mut TenantTx) -> Result<Vec<i64>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT shopify_collection_id FROM collections WHERE deleted_at IS NULL ORDER BY shopify_collection_id",
+        )
+        .fetch_all(&mut *c)
+        .await?
+    }))
+}
+
 pub async fn delete_collection(
     tx: &mut TenantTx,
     shopify_id: i64,

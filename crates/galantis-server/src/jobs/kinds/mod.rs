@@ -1,6 +1,7 @@
 //! Built-in job kinds. Feature modules register their own kinds here too.
 
 pub mod audience;
+pub mod collections;
 pub mod probe;
 pub mod prune;
 
@@ -21,4 +22,6 @@ pub fn register_builtin(r: &mut Registry) {
     r.register::<audience::RefreshSegments, _, _>(audience::run_refresh_segments);
     r.register::<audience::RefreshAllSegments, _, _>(audience::run_refresh_all);
     r.register::<audience::ShopifyWriteBack, _, _>(audience::run_write_back);
+    r.register::<collections::SyncCollection, _, _>(collections::run_sync);
+    r.register::<collections::ReconcileCollections, _, _>(collections::run_reconcile);
 }
