@@ -811,6 +811,180 @@ async fn an_order_over_the_threshold_adds_the_contact_once() {
     assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 2);
 }
 
+/// `order_lines` (what the purchase rules read) follows the order's line
+/// items, cancellation and contact through webhooks, stale updates
+/// included; the contact moves in and out of brand and collection segments
+/// on both evaluation paths (a webhook's probe, a preview's scan).
+#[tokio::test]
+async fn purchase_rules_follow_order_updates_through_order_lines() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("aud-lines").await;
+    shopify(
+        &app,
+        &t,
+        "customers/create",
+        "c-1",
+        &customer(42, "2025-01-15T10:00:00-05:00", "Ana"),
+    )
+    .await;
+    settled(&app, &t).await;
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    store_audience::set_collection_products(&mut tx, 888, &[555555])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let brand_rules = one("purchased_brand", "=", json!("nikemx"));
+    let collection_rules = one("purchased_collection", "in", json!([888]));
+    let mut segs = Vec::new();
+    for (name, rules) in [
+        ("Nike", &brand_rules),
+        ("Collection 888", &collection_rules),
+    ] {
+        let r = app
+            .request(reqwest::Method::POST, "/api/v1/segments", &t.token)
+            .json(&json!({"name": name, "rules": rules}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let seg: Value = r.json().await.unwrap();
+        segs.push(seg["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+    }
+    let with_lines = |updated_at: &str, lines: Value| {
+        let mut o = order(9001, 42, "300.00", updated_at);
+        o["line_items"] = lines;
+        o
+    };
+    let nike = json!({"id": 1, "quantity": 1, "price": "300.00", "product_id": 555555, "vendor": "NikeMX"});
+    let adidas =
+        json!({"id": 2, "quantity": 1, "price": "300.00", "product_id": 222, "vendor": "Adidas"});
+
+    // (members of [brand, collection] on the webhook's path and the
+    // preview's, the stored lines as (vendor, product)).
+    async fn state(
+        app: &TestApp,
+        t: &TestTenant,
+        segs: &[Uuid],
+        rules: [&Value; 2],
+    ) -> (Vec<bool>, Vec<bool>, Vec<(Option<String>, Option<i64>)>) {
+        let mut tx = app.db().tenant_read(t.id).await.unwrap();
+        let contact = contacts::by_shopify_id(&mut tx, 42)
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let mut members = Vec::new();
+        for s in segs {
+            members.push(segments::is_member(&mut tx, *s, contact).await.unwrap());
+        }
+        let mut previewed = Vec::new();
+        for r in rules {
+            let parsed = SegmentRules::parse(r).unwrap();
+            let (n, ids) = segments::preview(&mut tx, &parsed, 10, Utc::now().timestamp_millis())
+                .await
+                .unwrap();
+            assert_eq!(n as usize, ids.len());
+            previewed.push(ids == [contact]);
+        }
+        let (order, _, _) = orders::by_shopify_id(&mut tx, 9001).await.unwrap().unwrap();
+        let lines = orders::stored_lines(&mut tx, order.id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(lines.iter().all(|(c, _)| *c == contact));
+        let lines = lines
+            .into_iter()
+            .map(|(_, l)| (l.vendor, l.shopify_product_id))
+            .collect();
+        (members, previewed, lines)
+    }
+    let nike_line = (Some("nikemx".to_owned()), Some(555555));
+    let adidas_line = (Some("adidas".to_owned()), Some(222));
+
+    shopify(
+        &app,
+        &t,
+        "orders/create",
+        "o-1",
+        &with_lines("2025-01-15T11:00:00-05:00", json!([nike])),
+    )
+    .await;
+    settled(&app, &t).await;
+    let s = state(&app, &t, &segs, [&brand_rules, &collection_rules]).await;
+    assert_eq!(
+        s,
+        (vec![true, true], vec![true, true], vec![nike_line.clone()])
+    );
+
+    // New line items: out of both.
+    shopify(
+        &app,
+        &t,
+        "orders/updated",
+        "o-2",
+        &with_lines("2025-01-16T11:00:00-05:00", json!([adidas])),
+    )
+    .await;
+    settled(&app, &t).await;
+    let s = state(&app, &t, &segs, [&brand_rules, &collection_rules]).await;
+    assert_eq!(
+        s,
+        (
+            vec![false, false],
+            vec![false, false],
+            vec![adidas_line.clone()]
+        )
+    );
+
+    // A stale update (older `updated_at`) with the Nike line changes nothing.
+    shopify(
+        &app,
+        &t,
+        "orders/updated",
+        "o-3",
+        &with_lines("2025-01-15T12:00:00-05:00", json!([nike])),
+    )
+    .await;
+    settled(&app, &t).await;
+    let s = state(&app, &t, &segs, [&brand_rules, &collection_rules]).await;
+    assert_eq!(
+        s,
+        (
+            vec![false, false],
+            vec![false, false],
+            vec![adidas_line.clone()]
+        )
+    );
+
+    // Two lines, one of them Nike: in again.
+    shopify(
+        &app,
+        &t,
+        "orders/updated",
+        "o-4",
+        &with_lines("2025-01-17T11:00:00-05:00", json!([adidas, nike])),
+    )
+    .await;
+    settled(&app, &t).await;
+    let s = state(&app, &t, &segs, [&brand_rules, &collection_rules]).await;
+    assert_eq!(
+        s,
+        (
+            vec![true, true],
+            vec![true, true],
+            vec![adidas_line.clone(), nike_line.clone()]
+        )
+    );
+
+    // Cancelled: the order no longer counts, its lines go.
+    let mut cancelled = with_lines("2025-01-18T11:00:00-05:00", json!([adidas, nike]));
+    cancelled["cancelled_at"] = json!("2025-01-18T11:00:00-05:00");
+    shopify(&app, &t, "orders/cancelled", "o-5", &cancelled).await;
+    settled(&app, &t).await;
+    let s = state(&app, &t, &segs, [&brand_rules, &collection_rules]).await;
+    assert_eq!(s, (vec![false, false], vec![false, false], vec![]));
+    // Entered each segment twice (created, then the two-line update).
+    assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 4);
+}
+
 #[tokio::test]
 async fn time_relative_segments_are_refreshed_by_the_periodic_job() {
     let clock = Arc::new(FixedClock::new(Utc.timestamp_millis_opt(NOW).unwrap()));

@@ -1,6 +1,7 @@
 //! Bulk loading of contacts and orders with multi-row inserts, for
 //! benchmarks (`galantis bench audience`) and large synthetic fixtures.
-//! Order aggregates on the contact are given by the caller.
+//! Order aggregates on the contact are given by the caller; the derived
+//! `order_lines` are written with the orders.
 
 use sea_query::{Query, Value};
 use sqlx::AssertSqlSafe;
@@ -9,6 +10,7 @@ use uuid::Uuid;
 use crate::db::TenantTx;
 use crate::error::StoreError;
 use crate::on_tx;
+use crate::tenant::orders::{OrderLine, insert_lines, lines_of};
 use crate::tenant::segment_sql::build;
 
 #[derive(Debug, Clone)]
@@ -145,6 +147,18 @@ pub async fn insert_orders(
                 .await?
                 .rows_affected()
         });
+        // The derived lines the purchase rules read, as order upserts keep
+        // them (seed orders always have a contact and are not cancelled).
+        let lines: Vec<(Uuid, Vec<OrderLine>)> = chunk
+            .iter()
+            .map(|o| (o.contact_id, lines_of(&o.line_items)))
+            .collect();
+        let rows: Vec<(Uuid, Uuid, &OrderLine)> = chunk
+            .iter()
+            .zip(&lines)
+            .flat_map(|(o, (contact, ls))| ls.iter().map(move |l| (o.id, *contact, l)))
+            .collect();
+        insert_lines(tx, &rows).await?;
     }
     Ok(())
 }

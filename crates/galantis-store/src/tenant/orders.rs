@@ -149,6 +149,11 @@ pub async fn upsert(
             // fill what newer partial payloads (e.g. orders/updated without
             // totals) left empty.
             fill_gaps(tx, o.id, f).await?;
+            if let Some(filled) = get(tx, o.id).await?
+                && lines_changed(o, &filled)
+            {
+                write_lines(tx, &filled).await?;
+            }
             return Ok(Upserted::Skipped);
         }
     }
@@ -183,6 +188,13 @@ pub async fn upsert(
         .execute(&mut *c).await?.rows_affected()
     });
     let after = get(tx, id).await?.ok_or(StoreError::NotFound)?;
+    // The derived lines are rewritten only when what they hold changed.
+    if existing
+        .as_ref()
+        .is_none_or(|(before, _, _)| lines_changed(before, &after))
+    {
+        write_lines(tx, &after).await?;
+    }
     Ok(match existing {
         Some((before, _, _)) => Upserted::Updated {
             before: Box::new(before),
@@ -190,6 +202,122 @@ pub async fn upsert(
         },
         None => Upserted::Created(Box::new(after)),
     })
+}
+
+/// One line item as the audience rules read it (`order_lines`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderLine {
+    /// 0-based position in `line_items`.
+    pub line_no: i64,
+    /// The line's `product_id` when it is a JSON integer.
+    pub shopify_product_id: Option<i64>,
+    /// The line's `vendor` when it is a JSON string, lower-cased (as the
+    /// rules' vendors are).
+    pub vendor: Option<String>,
+}
+
+/// The lines of a `line_items` value (anything but an array has none). Must
+/// agree with the backfill of migration 0008 (`order_lines`).
+pub fn lines_of(line_items: &Value) -> Vec<OrderLine> {
+    line_items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, item)| OrderLine {
+            line_no: i as i64,
+            shopify_product_id: item.get("product_id").and_then(Value::as_i64),
+            vendor: item
+                .get("vendor")
+                .and_then(Value::as_str)
+                .map(str::to_lowercase),
+        })
+        .collect()
+}
+
+/// Whether `order_lines` must be rewritten between two states of an order.
+fn lines_changed(before: &Order, after: &Order) -> bool {
+    before.contact_id != after.contact_id
+        || before.cancelled_at.is_some() != after.cancelled_at.is_some()
+        || before.line_items != after.line_items
+}
+
+/// Replaces the order's rows in `order_lines` with what its current state
+/// holds: its lines while it counts (a contact, not cancelled; deleted
+/// orders never reach here), none otherwise. Every write of `orders` that
+/// changes the contact, the cancellation or the line items calls this in
+/// its transaction.
+async fn write_lines(tx: &mut TenantTx, order: &Order) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query("DELETE FROM order_lines WHERE order_id = $1")
+            .bind(order.id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    match order.contact_id {
+        Some(contact) if order.cancelled_at.is_none() => {
+            let lines = lines_of(&order.line_items);
+            let rows: Vec<(Uuid, Uuid, &OrderLine)> =
+                lines.iter().map(|l| (order.id, contact, l)).collect();
+            insert_lines(tx, &rows).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Inserts `(order, contact, line)` rows into `order_lines`, many per
+/// statement (also the bulk seeder's path).
+pub(crate) async fn insert_lines(
+    tx: &mut TenantTx,
+    rows: &[(Uuid, Uuid, &OrderLine)],
+) -> Result<(), StoreError> {
+    for chunk in crate::db::pow2_chunks(rows.len()) {
+        let rows = &rows[chunk];
+        on_tx!(tx.tx(), |c| {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO order_lines (order_id, line_no, contact_id, shopify_product_id, vendor) ",
+            );
+            qb.push_values(rows, |mut row, (order, contact, l)| {
+                row.push_bind(*order)
+                    .push_bind(l.line_no)
+                    .push_bind(*contact)
+                    .push_bind(l.shopify_product_id)
+                    .push_bind(l.vendor.as_deref());
+            });
+            qb.build().execute(&mut *c).await?.rows_affected()
+        });
+    }
+    Ok(())
+}
+
+/// The rows `order_lines` holds for an order, by position.
+pub async fn stored_lines(
+    tx: &mut TenantTx,
+    order: Uuid,
+) -> Result<Vec<(Uuid, OrderLine)>, StoreError> {
+    let rows: Vec<(i64, Uuid, Option<i64>, Option<String>)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT line_no, contact_id, shopify_product_id, vendor FROM order_lines
+             WHERE order_id = $1 ORDER BY line_no",
+        )
+        .bind(order)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(line_no, contact, shopify_product_id, vendor)| {
+            (
+                contact,
+                OrderLine {
+                    line_no,
+                    shopify_product_id,
+                    vendor,
+                },
+            )
+        })
+        .collect())
 }
 
 async fn fill_gaps(tx: &mut TenantTx, id: Uuid, f: &OrderFields) -> Result<(), StoreError> {
@@ -288,4 +416,39 @@ pub async fn exists_for_checkout_token(tx: &mut TenantTx, token: &str) -> Result
             .await?
     });
     Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn lines_take_integer_products_and_string_vendors_lower_cased() {
+        let items = json!([
+            {"vendor": "NikeMX", "product_id": 555},
+            {"vendor": 5, "product_id": "7"},
+            "not an object",
+            {"vendor": "ÉCLAT", "product_id": 1.5},
+            {"product_id": 12345678901234567890u64},
+            {"product_id": i64::MIN}
+        ]);
+        let got: Vec<(i64, Option<i64>, Option<String>)> = lines_of(&items)
+            .into_iter()
+            .map(|l| (l.line_no, l.shopify_product_id, l.vendor))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, Some(555), Some("nikemx".into())),
+                (1, None, None),
+                (2, None, None),
+                (3, None, Some("éclat".into())),
+                (4, None, None),
+                (5, Some(i64::MIN), None),
+            ]
+        );
+        assert!(lines_of(&json!({"vendor": "x"})).is_empty());
+    }
 }

@@ -4,13 +4,17 @@
 //! produced by sea-query itself is the fixed fragments below (JSON functions
 //! differ between SQLite and PostgreSQL), each with one placeholder that
 //! sea-query fills with a built expression. The outer table is `contacts`
-//! aliased `c`.
+//! aliased `c`. Purchase rules (brand, collection) read the derived
+//! `order_lines` table, not the JSON line items of the orders.
 
 use galantis_core::segment::{
     Comparison, Condition as Rule, DAY_MS, NumberField, NumberTest, SegmentRules, TimeField,
     TimeTest,
 };
-use sea_query::{Condition, Expr, ExprTrait, PostgresQueryBuilder, SqliteQueryBuilder};
+use sea_query::{
+    Condition, Expr, ExprTrait, JoinType, PostgresQueryBuilder, Query, SelectStatement,
+    SqliteQueryBuilder,
+};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
 use crate::db::Engine;
@@ -122,68 +126,31 @@ pub(crate) fn condition(c: &Rule, engine: Engine, now: i64, plan: Plan) -> Expr 
             *negate,
         ),
         Rule::PurchasedBrand { negate, vendors } => {
-            let vendor = match engine {
-                Engine::Sqlite => Expr::cust("LOWER(json_extract(li.value, '$.vendor'))"),
-                Engine::Postgres => Expr::cust("LOWER(li.item ->> 'vendor')"),
-            }
-            .is_in(vendors.iter().cloned());
-            let e = match plan {
-                // One pass over all orders (a semi-join)...
-                Plan::Scan => fragment(
-                    engine,
-                    "c.id IN (SELECT o.contact_id FROM orders o, json_each(o.line_items) li
-                              WHERE o.contact_id IS NOT NULL AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND ?)",
-                    "c.id IN (SELECT o.contact_id FROM orders o
-                              CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
-                              WHERE o.contact_id IS NOT NULL AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
-                    vendor,
-                ),
-                // ...or, for a few contacts, only their orders.
-                Plan::Probe => fragment(
-                    engine,
-                    "EXISTS (SELECT 1 FROM orders o, json_each(o.line_items) li
-                             WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND ?)",
-                    "EXISTS (SELECT 1 FROM orders o
-                             CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
-                             WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
-                    vendor,
-                ),
-            };
-            negated(e, *negate)
+            // `order_lines` holds the lines of the orders that count (with a
+            // contact, not cancelled, not deleted), vendors lower-cased.
+            let lines = Query::select()
+                .from_as("order_lines", "ol")
+                .and_where(Expr::col(("ol", "vendor")).is_in(vendors.iter().cloned()))
+                .to_owned();
+            negated(purchased(lines, plan), *negate)
         }
         Rule::PurchasedCollection {
             negate,
             collections,
         } => {
-            let inner =
-                Expr::col(("cp", "shopify_collection_id")).is_in(collections.iter().copied());
-            let e = match plan {
-                Plan::Scan => fragment(
-                    engine,
-                    "c.id IN (SELECT o.contact_id FROM orders o, json_each(o.line_items) li, collection_products cp
-                              WHERE o.contact_id IS NOT NULL AND o.deleted_at IS NULL AND o.cancelled_at IS NULL
-                                AND cp.shopify_product_id = json_extract(li.value, '$.product_id') AND ?)",
-                    "c.id IN (SELECT o.contact_id FROM orders o
-                              CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
-                              JOIN collection_products cp
-                                ON cp.shopify_product_id = (CASE WHEN jsonb_typeof(li.item -> 'product_id') = 'number' THEN (li.item ->> 'product_id')::numeric::bigint END)
-                              WHERE o.contact_id IS NOT NULL AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
-                    inner,
-                ),
-                Plan::Probe => fragment(
-                    engine,
-                    "EXISTS (SELECT 1 FROM orders o, json_each(o.line_items) li, collection_products cp
-                             WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL
-                               AND cp.shopify_product_id = json_extract(li.value, '$.product_id') AND ?)",
-                    "EXISTS (SELECT 1 FROM orders o
-                             CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(o.line_items) = 'array' THEN o.line_items ELSE '[]'::jsonb END) AS li(item)
-                             JOIN collection_products cp
-                               ON cp.shopify_product_id = (CASE WHEN jsonb_typeof(li.item -> 'product_id') = 'number' THEN (li.item ->> 'product_id')::numeric::bigint END)
-                             WHERE o.contact_id = c.id AND o.deleted_at IS NULL AND o.cancelled_at IS NULL AND $1)",
-                    inner,
-                ),
-            };
-            negated(e, *negate)
+            let lines = Query::select()
+                .from_as("order_lines", "ol")
+                .join_as(
+                    JoinType::InnerJoin,
+                    "collection_products",
+                    "cp",
+                    Expr::col(("cp", "shopify_product_id")).equals(("ol", "shopify_product_id")),
+                )
+                .and_where(
+                    Expr::col(("cp", "shopify_collection_id")).is_in(collections.iter().copied()),
+                )
+                .to_owned();
+            negated(purchased(lines, plan), *negate)
         }
         Rule::Number { field, test } => number(*field, *test, now),
         Rule::Time { field, test } => {
@@ -202,6 +169,24 @@ pub(crate) fn condition(c: &Rule, engine: Engine, now: i64, plan: Plan) -> Expr 
                 TimeTest::InLastDays(n) => col().gte(now - n * DAY_MS),
             }
         }
+    }
+}
+
+/// Whether the contact `c` has one of the order lines `lines` selects (a
+/// query over `order_lines` aliased `ol`, without its select list).
+fn purchased(mut lines: SelectStatement, plan: Plan) -> Expr {
+    match plan {
+        // One pass over the matching lines (a semi-join)...
+        Plan::Scan => {
+            Expr::col(("c", "id")).in_subquery(lines.column(("ol", "contact_id")).to_owned())
+        }
+        // ...or, for a few contacts, only their lines.
+        Plan::Probe => Expr::exists(
+            lines
+                .expr(Expr::val(1))
+                .and_where(Expr::col(("ol", "contact_id")).equals(("c", "id")))
+                .to_owned(),
+        ),
     }
 }
 
@@ -249,7 +234,6 @@ fn days_since(column: &'static str, test: NumberTest, now: i64) -> Expr {
 
 #[cfg(test)]
 mod tests {
-    use sea_query::Query;
     use serde_json::json;
 
     use super::*;
