@@ -485,3 +485,158 @@ async fn the_reconcile_syncs_collections_no_webhook_announced() {
     );
     assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 1);
 }
+
+// ---------------------------------------------------------------------------
+// The real client against a stand-in for Shopify's GraphQL Admin API
+// ---------------------------------------------------------------------------
+
+/// A GraphQL endpoint (at the client's API version) that serves collection 888888 in pages of two
+/// products, answers 503 once for collection 503, denies access for
+/// collection 403 and knows no other collection. Records what it got.
+async fn fake_admin_api() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+) {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode as Http};
+    use axum::routing::post;
+
+    type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+    async fn graphql(
+        State(seen): State<Seen>,
+        headers: HeaderMap,
+        Json(body): Json<Value>,
+    ) -> (Http, Json<Value>) {
+        let token = headers
+            .get("x-shopify-access-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let earlier_503 = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, b)| b["variables"]["id"] == "gid://shopify/Collection/503");
+        seen.lock().unwrap().push((token, body.clone()));
+        let page = |ids: &[i64], next: Option<&str>| {
+            let nodes: Vec<Value> = ids
+                .iter()
+                .map(|id| json!({"id": format!("gid://shopify/Product/{id}")}))
+                .collect();
+            json!({"data": {"collection": {"products": {
+                "nodes": nodes,
+                "pageInfo": {"hasNextPage": next.is_some(), "endCursor": next}
+            }}}})
+        };
+        match (
+            body["variables"]["id"].as_str().unwrap_or(""),
+            body["variables"]["cursor"].as_str(),
+        ) {
+            ("gid://shopify/Collection/888888", None) => {
+                (Http::OK, Json(page(&[1, 2], Some("p2"))))
+            }
+            ("gid://shopify/Collection/888888", Some("p2")) => {
+                (Http::OK, Json(page(&[2, 3], Some("p3"))))
+            }
+            ("gid://shopify/Collection/888888", Some("p3")) => (Http::OK, Json(page(&[4], None))),
+            ("gid://shopify/Collection/503", _) if !earlier_503 => {
+                (Http::SERVICE_UNAVAILABLE, Json(json!({})))
+            }
+            ("gid://shopify/Collection/503", _) => (Http::OK, Json(page(&[9], None))),
+            ("gid://shopify/Collection/403", _) => (
+                Http::OK,
+                Json(
+                    json!({"errors": [{"message": "Access denied for collection field.",
+                                        "extensions": {"code": "ACCESS_DENIED"}}]}),
+                ),
+            ),
+            _ => (Http::OK, Json(json!({"data": {"collection": null}}))),
+        }
+    }
+
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let router = axum::Router::new()
+        .route(
+            &format!(
+                "/admin/api/{}/graphql.json",
+                galantis_server::shopify_client::ADMIN_API_VERSION
+            ),
+            post(graphql),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn the_http_client_pages_through_a_collection_and_classifies_errors() {
+    use galantis_core::SecretName;
+    use galantis_server::shopify_client::{HttpShopifyClient, Read, ShopifyClient};
+
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("col-http").await;
+    let untokened = app.create_tenant("col-http-none").await;
+    app.state
+        .secrets
+        .put(
+            t.id,
+            SecretName::ShopifyAccessToken,
+            &SecretString::from("shpat_test"),
+        )
+        .await
+        .unwrap();
+    let (url, seen) = fake_admin_api().await;
+    let client = HttpShopifyClient::new(app.db().clone(), app.state.secrets.clone(), Some(url));
+
+    // Three pages, a duplicate across pages kept once, Shopify's order.
+    let read = client
+        .collection_products(t.id, RUNNING_GEAR)
+        .await
+        .unwrap();
+    assert_eq!(read, Read::Found(vec![1, 2, 3, 4]));
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3);
+    assert!(requests.iter().all(|(token, _)| token == "shpat_test"));
+    let cursors: Vec<Value> = requests
+        .iter()
+        .map(|(_, b)| b["variables"]["cursor"].clone())
+        .collect();
+    assert_eq!(cursors, vec![Value::Null, json!("p2"), json!("p3")]);
+    assert!(
+        requests[0].1["query"]
+            .as_str()
+            .unwrap()
+            .contains("collection(id: $id) { products(first: 250, after: $cursor)")
+    );
+
+    // A collection Shopify does not have.
+    assert_eq!(
+        client.collection_products(t.id, 777).await.unwrap(),
+        Read::NotFound
+    );
+    // 5xx is retryable (and the next attempt succeeds); access denied is not.
+    assert!(matches!(
+        client.collection_products(t.id, 503).await,
+        Err(ShopifyError::Retryable(_))
+    ));
+    assert_eq!(
+        client.collection_products(t.id, 503).await.unwrap(),
+        Read::Found(vec![9])
+    );
+    assert!(matches!(
+        client.collection_products(t.id, 403).await,
+        Err(ShopifyError::Permanent(_))
+    ));
+    // No access token: Shopify is not asked.
+    let before = seen.lock().unwrap().len();
+    assert!(matches!(
+        client.collection_products(untokened.id, RUNNING_GEAR).await,
+        Ok(Read::Skipped(_))
+    ));
+    assert_eq!(seen.lock().unwrap().len(), before);
+}
