@@ -184,8 +184,12 @@ async fn buyer_and_segment(app: &TestApp, t: &TestTenant, collection: i64) -> (U
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let seg: Value = r.json().await.unwrap();
-    // Nothing is known about the collection's products yet.
+    // Nothing is known about the collection's products yet: saving the
+    // segment asks Shopify about it.
     assert_eq!(seg["member_count"], 0);
+    let jobs = synced(app, t).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].payload["collection_id"], collection);
     let contacts: Value = app
         .get("/api/v1/contacts?q=ana", &t.token)
         .send()
@@ -214,7 +218,7 @@ async fn collection_webhooks_sync_products_and_move_buyers_in_and_out_once() {
     )
     .await;
     let jobs = synced(&app, &t).await;
-    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[0].state, "completed");
     assert_eq!(jobs[0].payload["collection_id"], RUNNING_GEAR);
     assert_eq!(rows(&app, &t, RUNNING_GEAR).await, vec![111, SHOES]);
@@ -234,7 +238,7 @@ async fn collection_webhooks_sync_products_and_move_buyers_in_and_out_once() {
         &collection(RUNNING_GEAR, "2025-01-15T12:30:00-05:00"),
     )
     .await;
-    assert_eq!(synced(&app, &t).await.len(), 2);
+    assert_eq!(synced(&app, &t).await.len(), 3);
     assert!(is_member(&app, &t, seg, contact).await);
     assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 1);
 
@@ -328,7 +332,7 @@ async fn a_deleted_product_leaves_its_collections_even_if_shopify_still_lists_it
     // which is known to be deleted and stays out.
     shopify(&app, &t, "products/delete", "p-del", &json!({"id": SHOES})).await;
     let jobs = synced(&app, &t).await;
-    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs.len(), 3);
     assert!(jobs.iter().all(|j| j.state == "completed"), "{jobs:?}");
     assert_eq!(rows(&app, &t, RUNNING_GEAR).await, vec![111]);
     assert!(!is_member(&app, &t, seg, contact).await);
@@ -336,7 +340,7 @@ async fn a_deleted_product_leaves_its_collections_even_if_shopify_still_lists_it
 
     // Deleting a product in no collection enqueues nothing.
     shopify(&app, &t, "products/delete", "p-del-2", &json!({"id": 999})).await;
-    assert_eq!(synced(&app, &t).await.len(), 2);
+    assert_eq!(synced(&app, &t).await.len(), 3);
 }
 
 #[tokio::test]
@@ -357,16 +361,17 @@ async fn shopify_errors_retry_or_die_and_a_tenant_without_token_is_skipped() {
     )
     .await;
     let jobs = synced(&app, &t).await;
-    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[0].state, "completed", "{jobs:?}");
     assert_eq!(jobs[0].attempt, 2);
+    // The segment's read, then the failed and the retried one.
     assert_eq!(
         fake(&app)
             .collection_reads()
             .iter()
             .filter(|(_, c)| *c == RUNNING_GEAR)
             .count(),
-        2
+        3
     );
     assert!(is_member(&app, &t, seg, contact).await);
     assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 1);
@@ -457,33 +462,62 @@ async fn malformed_collection_webhooks_fail_and_enqueue_nothing() {
 }
 
 #[tokio::test]
-async fn the_reconcile_syncs_collections_no_webhook_announced() {
+async fn collections_no_webhook_announced_are_synced_by_segments_and_the_reconcile() {
     let app = TestApp::spawn().await;
     let t = app.create_tenant("col-reconcile").await;
-    // A collection created before the app was installed: only the segment
-    // knows its id.
-    let (seg, contact) = buyer_and_segment(&app, &t, 4242).await;
+    // A collection created before the app was installed: saving a segment
+    // that mentions it reads it at once.
     fake(&app).set_collection(4242, vec![SHOES]);
-    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
-    galantis_server::jobs::enqueue(
-        &mut tx,
-        &ReconcileCollections::default(),
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    eventually("the buyer enters the segment", || async {
+    let (seg, contact) = buyer_and_segment(&app, &t, 4242).await;
+    assert_eq!(rows(&app, &t, 4242).await, vec![SHOES]);
+    assert!(is_member(&app, &t, seg, contact).await);
+    assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 1);
+
+    // A smart collection changes without a webhook: the daily reconcile
+    // reads it again.
+    async fn reconcile(app: &TestApp, t: &TestTenant) {
+        let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+        galantis_server::jobs::enqueue(
+            &mut tx,
+            &ReconcileCollections::default(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    fake(&app).set_collection(4242, vec![111]);
+    reconcile(&app, &t).await;
+    eventually("the buyer leaves the segment", || async {
+        !is_member(&app, &t, seg, contact).await
+    })
+    .await;
+    assert_eq!(rows(&app, &t, 4242).await, vec![111]);
+    fake(&app).set_collection(4242, vec![SHOES]);
+    reconcile(&app, &t).await;
+    eventually("the buyer is back", || async {
         is_member(&app, &t, seg, contact).await
     })
     .await;
     let jobs = synced(&app, &t).await;
-    assert!(!jobs.is_empty());
     assert!(
-        jobs.iter().all(|j| j.payload["collection_id"] == 4242),
+        jobs.iter()
+            .all(|j| j.state == "completed" && j.payload["collection_id"] == 4242),
         "{jobs:?}"
     );
-    assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 1);
+    assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 2);
+
+    // A segment on a collection already known asks nothing more.
+    let reads = fake(&app).collection_reads().len();
+    let r = app
+        .request(reqwest::Method::POST, "/api/v1/segments", &t.token)
+        .json(&json!({"name": "Also 4242", "rules": purchased_collection(4242)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(synced(&app, &t).await.len(), jobs.len());
+    assert_eq!(fake(&app).collection_reads().len(), reads);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Segments: CRUD, members, refresh, and the preview of unsaved rules.
 
 use super::*;
+use crate::jobs::kinds::collections::sync_unknown_collections;
 
 pub async fn list_segments(
     State(state): State<AppState>,
@@ -47,6 +48,7 @@ pub async fn create_segment(
     let mut tx = state.db.tenant_tx(auth.tenant_id).await?;
     tx.serialize_tenant_writes().await?;
     check_lists(&mut tx, &rules).await?;
+    sync_unknown_collections(&mut tx, &rules, state.clock.now()).await?;
     let seg = segments::create(
         &mut tx,
         name,
@@ -102,6 +104,7 @@ pub async fn update_segment(
     }
     if let Some(r) = &rules {
         check_lists(&mut tx, r).await?;
+        sync_unknown_collections(&mut tx, r, state.clock.now()).await?;
     }
     let changes = segments::Changes {
         name,

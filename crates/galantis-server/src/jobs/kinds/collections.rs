@@ -8,6 +8,8 @@
 //!   `collections/create|update|delete` and `products/delete` enqueue it in
 //!   their own transaction; a deleted collection is emptied without asking
 //!   Shopify.
+//!   Saving a segment that mentions a collection never heard of enqueues
+//!   it too.
 //! - `shopify.collection_reconcile` (daily, global) enqueues a sync of every
 //!   known collection and every collection a segment mentions, for each
 //!   active tenant: it catches what no webhook announces (smart collections
@@ -17,6 +19,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use galantis_core::segment::SegmentRules;
 use galantis_core::{JobKind, Lane, RetrySchedule, UniqueScope};
 use galantis_store::control::tenants;
 use galantis_store::tenant::{audience as store_audience, catalog, segments};
@@ -64,6 +67,29 @@ pub async fn enqueue_sync(
     )
     .await?;
     Ok(())
+}
+
+/// A segment's rules were saved: collections they mention that Galantis
+/// has never heard of (no collection webhook, no stored products: created
+/// before the app was installed) are synced now rather than at the next
+/// reconcile. Returns how many syncs were enqueued.
+pub async fn sync_unknown_collections(
+    tx: &mut TenantTx,
+    rules: &SegmentRules,
+    at: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for id in rules.referenced_collections() {
+        if catalog::collection_generation(tx, id).await?.is_none()
+            && store_audience::collection_products(tx, id)
+                .await?
+                .is_empty()
+        {
+            enqueue_sync(tx, id, at).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// How many times a run reads Shopify again because a webhook changed the
