@@ -99,12 +99,14 @@ pub trait ShopifyClient: Send + Sync + 'static {
 }
 
 /// Records write-backs instead of sending them, and answers collection reads
-/// from what the test configured (tests, demos). An unknown collection is
-/// [`Read::NotFound`].
+/// from what the test configured (tests, demos). A collection the test never
+/// configured is [`Read::Skipped`] (so syncs leave alone rows a test wrote
+/// directly); one it removed is [`Read::NotFound`].
 #[derive(Default)]
 pub struct RecordingShopifyClient {
     calls: Mutex<Vec<(TenantId, WriteBack)>>,
-    collections: Mutex<HashMap<i64, Vec<i64>>>,
+    /// `None`: removed (not found).
+    collections: Mutex<HashMap<i64, Option<Vec<i64>>>>,
     reads: Mutex<Vec<(TenantId, i64)>>,
     read_failures: Mutex<VecDeque<ShopifyError>>,
     without_token: Mutex<HashSet<TenantId>>,
@@ -118,14 +120,14 @@ impl RecordingShopifyClient {
     /// What Shopify says the collection holds from now on.
     pub fn set_collection(&self, collection_id: i64, products: Vec<i64>) {
         if let Ok(mut c) = self.collections.lock() {
-            c.insert(collection_id, products);
+            c.insert(collection_id, Some(products));
         }
     }
 
     /// The collection no longer exists at Shopify.
     pub fn remove_collection(&self, collection_id: i64) {
         if let Ok(mut c) = self.collections.lock() {
-            c.remove(&collection_id);
+            c.insert(collection_id, None);
         }
     }
 
@@ -191,7 +193,11 @@ impl ShopifyClient for RecordingShopifyClient {
             if let Some(e) = failure {
                 return Err(e);
             }
-            Ok(found.map_or(Read::NotFound, Read::Found))
+            Ok(match found {
+                None => Read::Skipped("the collection is not configured in the fake"),
+                Some(None) => Read::NotFound,
+                Some(Some(products)) => Read::Found(products),
+            })
         })
     }
 

@@ -341,6 +341,20 @@ async fn a_deleted_product_leaves_its_collections_even_if_shopify_still_lists_it
     // Deleting a product in no collection enqueues nothing.
     shopify(&app, &t, "products/delete", "p-del-2", &json!({"id": 999})).await;
     assert_eq!(synced(&app, &t).await.len(), 3);
+
+    // A collection Shopify no longer has (its delete webhook not here yet)
+    // is emptied.
+    fake(&app).remove_collection(RUNNING_GEAR);
+    shopify(
+        &app,
+        &t,
+        "collections/update",
+        "col-2",
+        &collection(RUNNING_GEAR, "2025-01-15T13:00:00-05:00"),
+    )
+    .await;
+    assert_eq!(synced(&app, &t).await.len(), 4);
+    assert!(rows(&app, &t, RUNNING_GEAR).await.is_empty());
 }
 
 #[tokio::test]
