@@ -12,8 +12,7 @@ use galantis_core::segment::{
     TimeTest,
 };
 use sea_query::{
-    Condition, Expr, ExprTrait, JoinType, PostgresQueryBuilder, Query, SelectStatement,
-    SqliteQueryBuilder,
+    Condition, Expr, ExprTrait, PostgresQueryBuilder, Query, SelectStatement, SqliteQueryBuilder,
 };
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
@@ -138,17 +137,26 @@ pub(crate) fn condition(c: &Rule, engine: Engine, now: i64, plan: Plan) -> Expr 
             negate,
             collections,
         } => {
-            let lines = Query::select()
-                .from_as("order_lines", "ol")
-                .join_as(
-                    JoinType::InnerJoin,
-                    "collection_products",
-                    "cp",
-                    Expr::col(("cp", "shopify_product_id")).equals(("ol", "shopify_product_id")),
-                )
+            // The collections' products are one uncorrelated subquery that
+            // PostgreSQL hashes once (`IS TRUE` keeps it from being turned
+            // into a join, which on a freshly loaded table, without
+            // statistics, it may drive per contact: contacts × products).
+            // The lines are then read by contact or in one pass, as for brands.
+            let products = Query::select()
+                .column(("cp", "shopify_product_id"))
+                .from_as("collection_products", "cp")
                 .and_where(
                     Expr::col(("cp", "shopify_collection_id")).is_in(collections.iter().copied()),
                 )
+                .to_owned();
+            let lines = Query::select()
+                .from_as("order_lines", "ol")
+                .and_where(fragment(
+                    engine,
+                    "(?) IS TRUE",
+                    "($1) IS TRUE",
+                    Expr::col(("ol", "shopify_product_id")).in_subquery(products),
+                ))
                 .to_owned();
             negated(purchased(lines, plan), *negate)
         }

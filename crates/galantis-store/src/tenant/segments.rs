@@ -255,13 +255,21 @@ pub async fn preview(
     let engine = tx.engine();
     let cond = compile(rules, engine, now_ms, Plan::Scan);
     // One pass: the window count is the total, the rows the newest matches.
-    let q = Query::select()
+    // The matches are a subquery so that PostgreSQL plans them for full
+    // retrieval (the count needs every row): under the LIMIT it would cost
+    // them as if a few rows sufficed and prefer per-contact nested loops.
+    let matches = Query::select()
         .column(("c", "id"))
-        .expr(Expr::cust("COUNT(*) OVER ()"))
+        .expr_as(Expr::cust("COUNT(*) OVER ()"), "n")
         .from_as("contacts", "c")
         .and_where(eligible())
         .cond_where(cond)
-        .order_by(("c", "id"), Order::Desc)
+        .to_owned();
+    let q = Query::select()
+        .column(("m", "id"))
+        .column(("m", "n"))
+        .from_subquery(matches, "m")
+        .order_by(("m", "id"), Order::Desc)
         .limit(u64::from(Ord::max(sample, 1)))
         .to_owned();
     let (sql, values) = build(engine, &q);
