@@ -172,7 +172,10 @@ async fn is_member(app: &TestApp, t: &TestTenant, segment: Uuid, contact: Uuid) 
 /// A subscribed customer (Shopify id 42) with one order of [`SHOES`], and a
 /// segment "purchased collection = `collection`". Returns (segment, contact).
 async fn buyer_and_segment(app: &TestApp, t: &TestTenant, collection: i64) -> (Uuid, Uuid) {
+    // The customer first: an order processed before its customer is not
+    // linked to the contact.
     shopify(app, t, "customers/create", "c-1", &customer(42)).await;
+    settled(app, t).await;
     shopify(app, t, "orders/create", "o-1", &order(9001, 42, SHOES)).await;
     settled(app, t).await;
     let r = app
