@@ -985,6 +985,75 @@ async fn purchase_rules_follow_order_updates_through_order_lines() {
     assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 4);
 }
 
+/// Shopify does not order its webhooks: orders that arrive before their
+/// customer count for the contact once the customer arrives.
+#[tokio::test]
+async fn orders_that_arrive_before_their_customer_count_once_it_arrives() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("aud-orphans").await;
+    let mut ids = Vec::new();
+    for (name, rules) in [
+        ("Big spenders", one("total_spent", ">", json!(500))),
+        ("Nike buyers", one("purchased_brand", "=", json!("NikeMX"))),
+    ] {
+        let r = app
+            .request(reqwest::Method::POST, "/api/v1/segments", &t.token)
+            .json(&json!({"name": name, "rules": rules}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        ids.push(r.json::<Value>().await.unwrap()["id"].clone());
+    }
+    for (hook, id, at) in [("o-1", 9101, "2025-01-15"), ("o-2", 9102, "2025-01-16")] {
+        let at = format!("{at}T11:00:00-05:00");
+        shopify(
+            &app,
+            &t,
+            "orders/create",
+            hook,
+            &order(id, 77, "300.00", &at),
+        )
+        .await;
+    }
+    settled(&app, &t).await;
+    assert!(
+        events_of(&app, &t, "USER_ADDED_TO_SEGMENT")
+            .await
+            .is_empty()
+    );
+    let c = customer(77, "2025-01-15T10:00:00-05:00", "Ana");
+    shopify(&app, &t, "customers/create", "c-1", &c).await;
+    settled(&app, &t).await;
+
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let contact = contacts::by_shopify_id(&mut tx, 77).await.unwrap().unwrap();
+    assert_eq!(
+        (contact.orders_count, contact.total_spent_cents),
+        (2, 60_000)
+    );
+    let (adopted, _) = orders::by_shopify_id(&mut tx, 9101)
+        .await
+        .unwrap()
+        .map(|(o, ..)| (o.contact_id, o.id))
+        .unwrap();
+    assert_eq!(adopted, Some(contact.id));
+    tx.commit().await.unwrap();
+    let events = events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await;
+    let mut entered: Vec<Value> = events
+        .iter()
+        .map(|e| e["payload"]["segment_id"].clone())
+        .collect();
+    entered.sort_by_key(|v| v.to_string());
+    ids.sort_by_key(|v| v.to_string());
+    assert_eq!(entered, ids, "one entry per segment: {events:?}");
+    // The customer's next update changes nothing more.
+    let c = customer(77, "2025-01-17T10:00:00-05:00", "Ana María");
+    shopify(&app, &t, "customers/update", "c-2", &c).await;
+    settled(&app, &t).await;
+    assert_eq!(events_of(&app, &t, "USER_ADDED_TO_SEGMENT").await.len(), 2);
+}
+
 #[tokio::test]
 async fn time_relative_segments_are_refreshed_by_the_periodic_job() {
     let clock = Arc::new(FixedClock::new(Utc.timestamp_millis_opt(NOW).unwrap()));

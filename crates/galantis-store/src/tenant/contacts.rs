@@ -228,6 +228,9 @@ pub async fn upsert_customer(
         .await?
         .rows_affected()
     });
+    if crate::tenant::orders::adopt_orphans(tx, id, f.shopify_customer_id).await? > 0 {
+        refresh_order_stats(tx, id, now_ms).await?;
+    }
     if let Some(state) = f.marketing_state {
         set_marketing_state(
             tx,

@@ -266,6 +266,34 @@ async fn write_lines(tx: &mut TenantTx, order: &Order) -> Result<(), StoreError>
     }
 }
 
+/// Orders that arrived before their customer (webhooks come out of order)
+/// have no contact. When the customer's contact appears they become its
+/// own, lines included; the caller refreshes the contact's order figures.
+/// Returns how many orders were adopted.
+pub async fn adopt_orphans(
+    tx: &mut TenantTx,
+    contact: Uuid,
+    shopify_customer_id: i64,
+) -> Result<usize, StoreError> {
+    let ids: Vec<Uuid> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "UPDATE orders SET contact_id = $1
+             WHERE shopify_customer_id = $2 AND contact_id IS NULL AND deleted_at IS NULL
+             RETURNING id",
+        )
+        .bind(contact)
+        .bind(shopify_customer_id)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    for id in &ids {
+        if let Some(order) = get(tx, *id).await? {
+            write_lines(tx, &order).await?;
+        }
+    }
+    Ok(ids.len())
+}
+
 /// Inserts `(order, contact, line)` rows into `order_lines`, many per
 /// statement (also the bulk seeder's path).
 pub(crate) async fn insert_lines(
