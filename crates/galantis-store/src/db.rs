@@ -247,6 +247,24 @@ impl TenantTx {
         Ok(())
     }
 
+    /// Serialises this transaction with every other that calls it with the
+    /// same `key` for the same tenant, until commit — a lock on one thing
+    /// (a wamid), where [`serialize_tenant_writes`](Self::serialize_tenant_writes)
+    /// locks the whole tenant. SQLite's single writer already serialises;
+    /// on PostgreSQL it is a transaction-scoped advisory lock in the two-key
+    /// space (`(hash of schema, hash of key)`), which never conflicts with
+    /// the tenant lock's one-key space.
+    pub async fn serialize_on(&mut self, key: &str) -> Result<(), StoreError> {
+        if let Tx::Postgres(t) = &mut self.tx {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+                .bind(self.tenant.schema_name())
+                .bind(key)
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Commits, then wakes the workers of every lane a job was enqueued in.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;

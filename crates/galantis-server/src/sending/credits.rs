@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use galantis_core::billing::threshold_reached;
-use galantis_store::tenant::billing;
+use galantis_store::tenant::billing::{self, Totals};
 use galantis_store::tenant::domain_events::{self, NewDomainEvent};
-use galantis_store::tenant::sending::{self as store, failed_undelivered};
+use galantis_store::tenant::sending::{self as store, Settling, failed_undelivered};
 use galantis_store::{StoreError, TenantTx};
 use serde_json::json;
 use uuid::Uuid;
@@ -36,26 +36,59 @@ pub async fn availability(
     })
 }
 
-/// After Meta accepted message `id` (and its wamid and any early statuses
-/// were applied): charge it if billable, refund at once if it already
-/// failed undelivered. Both are idempotent.
-pub async fn settle(tx: &mut TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let Some(m) = store::outbound(tx, id).await? else {
-        return Ok(());
-    };
+/// After Meta accepted message `m` (recorded by
+/// `store::record_acceptance` in this transaction, which holds the
+/// message's row on PostgreSQL, with any early statuses applied): charge it
+/// if billable, refund at once if it already failed undelivered. Both are
+/// idempotent. `period` is the account's current period, read by
+/// [`billing::account`] at the start of the transaction (before any row
+/// lock: rolling a period over takes the tenant lock); the charge holds the
+/// account's row until commit, so call this last.
+pub async fn settle(
+    tx: &mut TenantTx,
+    m: &Settling,
+    period: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     if !m.billable {
         return Ok(());
     }
+    let period = match period {
+        Some(p) => p.to_owned(),
+        None => billing::account(tx, now).await?.period,
+    };
     let reference = m
         .wamid
         .clone()
         .or(m.idempotency_key.clone())
         .unwrap_or_default();
-    if billing::charge(tx, id, &reference, now).await? {
+    if let Some(totals) = billing::charge_in(tx, m.id, &reference, &period, now).await? {
         metrics::counter!("galantis_credits_charged_total").increment(1);
-        warn_if_needed(tx, now).await?;
+        warn_if_needed(tx, totals, &period, now).await?;
     }
-    refund_if_failed(tx, id, now).await
+    // The row is held: no status can move between this read and commit.
+    if m.failed_undelivered() && refund(tx, m.id, m.error_code, now).await? {
+        metrics::counter!("galantis_credits_refunded_total").increment(1);
+    }
+    Ok(())
+}
+
+async fn refund(
+    tx: &mut TenantTx,
+    id: Uuid,
+    error_code: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    billing::refund(
+        tx,
+        id,
+        &format!(
+            "Meta reported the message failed without delivery (code {})",
+            error_code.map_or("none".into(), |c| c.to_string())
+        ),
+        now,
+    )
+    .await
 }
 
 /// A status was applied to message `id`: a `failed` without delivery gets
@@ -68,30 +101,25 @@ pub async fn refund_if_failed(
     let Some(m) = store::outbound(tx, id).await? else {
         return Ok(());
     };
-    if m.billable
-        && failed_undelivered(&m)
-        && billing::refund(
-            tx,
-            id,
-            &format!(
-                "Meta reported the message failed without delivery (code {})",
-                m.error_code.map_or("none".into(), |c| c.to_string())
-            ),
-            now,
-        )
-        .await?
-    {
+    if m.billable && failed_undelivered(&m) && refund(tx, id, m.error_code, now).await? {
         metrics::counter!("galantis_credits_refunded_total").increment(1);
     }
     Ok(())
 }
 
-async fn warn_if_needed(tx: &mut TenantTx, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let account = billing::account(tx, now).await?;
-    let (used, granted) = billing::period_totals(tx).await?;
+async fn warn_if_needed(
+    tx: &mut TenantTx,
+    totals: Totals,
+    period: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (used, granted) = (totals.used, totals.granted);
     let Some(level) = threshold_reached(used, granted) else {
         return Ok(());
     };
+    if i64::from(level) <= totals.warned_level {
+        return Ok(());
+    }
     if billing::raise_warning(tx, i64::from(level)).await? {
         let kind = if level >= 100 {
             "CreditsExhausted"
@@ -102,12 +130,12 @@ async fn warn_if_needed(tx: &mut TenantTx, now: DateTime<Utc>) -> Result<(), Sto
             tx,
             &NewDomainEvent {
                 kind,
-                subject_id: Some(account.period.clone()),
+                subject_id: Some(period.to_owned()),
                 payload: json!({
                     "threshold_percent": level,
                     "used": used,
                     "granted": granted,
-                    "period": account.period,
+                    "period": period,
                 }),
             },
             None,

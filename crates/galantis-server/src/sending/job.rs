@@ -19,8 +19,9 @@ use galantis_core::sending::{
 };
 use galantis_core::templates::TemplateStatus;
 use galantis_core::{JobKind, Lane, MarketingState, PhoneE164, RetrySchedule};
+use galantis_store::StoreError;
 use galantis_store::tenant::sending::{self as store, Outbound};
-use galantis_store::tenant::{contacts, templates};
+use galantis_store::tenant::{billing, contacts, templates};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -61,8 +62,32 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
         .tenant()
         .ok_or_else(|| permanent("message.send belongs to a tenant"))?;
     let app = &ctx.app;
+    // One read for the message and, when it is still to be sent, what may
+    // have changed since queueing (step 3).
     let mut tx = app.db.tenant_read(tenant).await?;
     let m = store::outbound(&mut tx, job.message_id).await?;
+    let facts = match &m {
+        Some(m)
+            if m.wamid.is_none()
+                && m.send_state.as_deref() != Some("accepted")
+                && m.status == "QUEUED" =>
+        {
+            let contact = contacts::get(&mut tx, m.contact_id).await?;
+            let template = match (&m.template_name, &m.template_language) {
+                (Some(n), Some(l)) => templates::by_name(&mut tx, n, l).await?,
+                _ => None,
+            };
+            let window = if m.kind == "template" {
+                true
+            } else {
+                super::queue::window_open(&mut tx, m.contact_id, &m.phone_number_id, ctx.now())
+                    .await
+                    .map_err(|e| JobError::Retry(anyhow::anyhow!("{e}")))?
+            };
+            Some((contact, template, window))
+        }
+        _ => None,
+    };
     tx.commit().await?;
     let Some(m) = m else {
         return Err(permanent(format!(
@@ -110,21 +135,13 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
             "the embedded Meta sandbox is not running on this node"
         )));
     };
-    // 3. What may have changed since queueing.
-    let mut tx = app.db.tenant_read(tenant).await?;
-    let contact = contacts::get(&mut tx, m.contact_id).await?;
-    let template = match (&m.template_name, &m.template_language) {
-        (Some(n), Some(l)) => templates::by_name(&mut tx, n, l).await?,
-        _ => None,
+    // 3. What may have changed since queueing (read with the message).
+    let Some((contact, template, window)) = facts else {
+        return Err(JobError::Retry(anyhow::anyhow!(
+            "message {} changed while its job started",
+            m.id
+        )));
     };
-    let window = if m.kind == "template" {
-        true
-    } else {
-        super::queue::window_open(&mut tx, m.contact_id, &m.phone_number_id, ctx.now())
-            .await
-            .map_err(|e| JobError::Retry(anyhow::anyhow!("{e}")))?
-    };
-    tx.commit().await?;
     let Some(contact) = contact.filter(|c| !c.deleted && !c.redacted) else {
         return reject(&ctx, &m, None, "the contact was deleted or erased").await;
     };
@@ -294,29 +311,81 @@ fn graph_body(m: &Outbound, to: &str, key: &str) -> Value {
 }
 
 /// Records an acceptance (if not yet), settles credits and completes the
-/// job, in one transaction serialised with the tenant's webhook processing
-/// (so a `failed` status racing the charge still gets its refund).
+/// job, in one transaction. It no longer takes the tenant lock: on
+/// PostgreSQL it serialises with the status webhooks of the same message
+/// only — through the wamid's lock (a status that overtook the answer is
+/// either recorded before this looks for early statuses, or finds the wamid
+/// stored) and the message's row (a `failed` racing the charge sees the
+/// charge, or this sees the `failed` and refunds). Charges of one tenant
+/// still serialise on the billing account's row, from the charge to commit
+/// only. See ADR 0005.
 async fn finish_accepted(
     ctx: &JobContext,
     m: &Outbound,
     accepted: Option<(Option<String>, bool)>,
 ) -> Result<(), JobError> {
+    // A transaction that lost a race it cannot win by waiting (a period
+    // rolled over after it was read, a deadlock PostgreSQL broke) is tried
+    // again at once: failing the job would forget the wamid and send the
+    // retry through reconciliation.
+    let mut tries = 1;
+    loop {
+        match finish_once(ctx, m, &accepted).await {
+            Err(JobError::Retry(e)) if tries < 3 && lost_race(&e) => {
+                tracing::debug!(message = %m.id, error = %format!("{e:#}"), "recording the acceptance again");
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+fn lost_race(e: &anyhow::Error) -> bool {
+    match e.downcast_ref::<StoreError>() {
+        Some(StoreError::Conflict("billing_period_changed")) => true,
+        Some(StoreError::Database(sqlx::Error::Database(db))) => {
+            // deadlock_detected, serialization_failure
+            matches!(db.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
+    }
+}
+
+async fn finish_once(
+    ctx: &JobContext,
+    m: &Outbound,
+    accepted: &Option<(Option<String>, bool)>,
+) -> Result<(), JobError> {
     let tenant = ctx.tenant().expect("checked");
     let now = ctx.now();
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
-    tx.serialize_tenant_writes().await?;
-    if let Some((wamid, sandbox)) = &accepted {
-        store::mark_accepted(
-            &mut tx,
-            m.id,
-            wamid.as_deref(),
-            *sandbox,
-            now.timestamp_millis(),
-        )
-        .await?;
+    // Locks in one order everywhere: tenant (only to roll a period over,
+    // inside `account`), wamid, message row, billing account row.
+    let period = if m.billable {
+        Some(billing::account(&mut tx, now).await?.period)
+    } else {
+        None
+    };
+    let wamid = accepted
+        .as_ref()
+        .and_then(|(w, _)| w.clone())
+        .or_else(|| m.wamid.clone());
+    if let Some(w) = &wamid {
+        store::lock_wamid(&mut tx, w).await?;
     }
-    credits::settle(&mut tx, m.id, now).await?;
+    let settling = store::record_acceptance(
+        &mut tx,
+        m.id,
+        accepted
+            .as_ref()
+            .map(|(w, sandbox)| (w.as_deref(), *sandbox)),
+        now.timestamp_millis(),
+    )
+    .await?;
     ctx.complete_in(&mut tx).await?;
+    if let Some(s) = &settling {
+        credits::settle(&mut tx, s, period.as_deref(), now).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -39,6 +39,24 @@ pub async fn handle(
                     Some((string(c.get("wa_id"))?, string(c.pointer("/profile/name"))?))
                 })
                 .collect();
+            // The wamids of this event's statuses, locked at once in sorted
+            // order before anything else (PostgreSQL): a send recording
+            // Meta's answer for one of them either committed already (its
+            // wamid is found) or waits, and sees these statuses when it
+            // looks for early ones. Taken together and first, they never
+            // deadlock with a send (see `sending::lock_wamid`).
+            let mut wamids: Vec<String> = value
+                .get("statuses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| string(s.get("id")))
+                .collect();
+            wamids.sort_unstable();
+            wamids.dedup();
+            for w in &wamids {
+                galantis_store::tenant::sending::lock_wamid(tx, w).await?;
+            }
             for m in value
                 .get("messages")
                 .and_then(Value::as_array)

@@ -156,6 +156,26 @@ async fn grant(tx: &mut TenantTx, a: &Account, now_ms: i64) -> Result<(), StoreE
 pub async fn account(tx: &mut TenantTx, now: DateTime<Utc>) -> Result<Account, StoreError> {
     let now_ms = now.timestamp_millis();
     let current = period_of(now);
+    if let Some(a) = read_account(tx).await?
+        && a.period >= current
+    {
+        return Ok(a);
+    }
+    // Creating the account or moving it into a new period: serialised with
+    // every other tenant writer, and (PostgreSQL) with charges through the
+    // account's row, which a charge updates only while its period is the
+    // one it read (`charge_in`). So the old period's usage read below is
+    // final. SQLite's single writer already serialises all of this.
+    tx.serialize_tenant_writes().await?;
+    on_tx!(
+        tx.tx(),
+        sqlite | _c | {},
+        postgres | c | {
+            sqlx::query("SELECT 1 FROM billing_account WHERE id = 1 FOR UPDATE")
+                .execute(&mut *c)
+                .await?;
+        }
+    );
     let account = match read_account(tx).await? {
         Some(a) => a,
         None => {
@@ -314,6 +334,68 @@ pub async fn charge(
         now.timestamp_millis(),
     )
     .await
+}
+
+/// The account's running totals right after a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// The period's credits used and granted (top-ups included).
+    pub used: i64,
+    pub granted: i64,
+    /// The highest usage warning already raised this period.
+    pub warned_level: i64,
+}
+
+/// Charges one credit for message `message_id` in `period`, the account's
+/// current period as [`account`] returned it earlier in this transaction.
+/// `None` when the message was charged already. The ledger entry and the
+/// running totals move together; the totals come back from the same
+/// statement, so a usage warning costs no extra read.
+///
+/// On PostgreSQL the account's row stays locked until commit, so charges
+/// of one tenant serialise from here: call it last in the transaction.
+/// If the period moved on since `period` was read (a rollover committed in
+/// between), nothing is charged and `Conflict("billing_period_changed")`
+/// asks the caller to roll back and retry.
+pub async fn charge_in(
+    tx: &mut TenantTx,
+    message_id: Uuid,
+    reference: &str,
+    period: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Totals>, StoreError> {
+    let now_ms = now.timestamp_millis();
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO credit_ledger (id, kind, credits, period, message_id, reason, reference, idempotency_key, created_at)
+             VALUES ($1, 'charge', -1, $2, $3, 'template message accepted by Meta', $4, $5, $6)
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(Uuid::now_v7()).bind(period).bind(message_id).bind(reference)
+        .bind(format!("charge:{message_id}")).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    if n == 0 {
+        return Ok(None);
+    }
+    let totals: Option<(i64, i64, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "UPDATE billing_account SET balance = balance - 1, period_used = period_used + 1
+             WHERE id = 1 AND period = $1
+             RETURNING period_used, period_granted, warned_level",
+        )
+        .bind(period)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    match totals {
+        Some((used, granted, warned_level)) => Ok(Some(Totals {
+            used,
+            granted,
+            warned_level,
+        })),
+        None => Err(StoreError::Conflict("billing_period_changed")),
+    }
 }
 
 /// Gives back the credit of a message Meta reported `failed` without ever

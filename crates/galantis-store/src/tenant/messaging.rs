@@ -163,10 +163,28 @@ pub async fn apply_status(
     s: &StatusUpdate<'_>,
     now_ms: i64,
 ) -> Result<Option<StatusApplied>, StoreError> {
-    let row: Option<(Uuid, Uuid, String)> = on_tx!(tx.tx(), |c| {
-        sqlx::query_as("SELECT id, contact_id, status FROM messages WHERE wamid = $1 AND direction = 'outbound'")
+    // PostgreSQL: the row is locked before its status is read, so two
+    // transactions applying statuses to one message (a webhook, and a send
+    // applying those that overtook its answer) cannot both read the old
+    // status and move it backwards. SQLite's single writer already
+    // serialises them.
+    let row: Option<(Uuid, Uuid, String)> = on_tx!(
+        tx.tx(),
+        sqlite
+            | c
+            | {
+                sqlx::query_as("SELECT id, contact_id, status FROM messages WHERE wamid = $1 AND direction = 'outbound'")
+                .bind(s.wamid).fetch_optional(&mut *c).await?
+            },
+        postgres
+            | c
+            | {
+                sqlx::query_as(
+                "SELECT id, contact_id, status FROM messages WHERE wamid = $1 AND direction = 'outbound' FOR UPDATE",
+            )
             .bind(s.wamid).fetch_optional(&mut *c).await?
-    });
+            }
+    );
     let Some((id, contact_id, current)) = row else {
         return Ok(None);
     };
@@ -416,6 +434,19 @@ pub async fn set_wamid(
             .await?
             .rows_affected()
     });
+    apply_pending(tx, wamid, now_ms).await?;
+    Ok(())
+}
+
+/// Applies the statuses recorded for `wamid` before its message was known
+/// (status webhooks that overtook the send's answer), oldest first.
+/// Harmless when there are none or they were applied already. Returns how
+/// many were applied.
+pub async fn apply_pending(
+    tx: &mut TenantTx,
+    wamid: &str,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
     let pending: Vec<(String, i64, Option<i64>, Option<String>, Option<String>)> = on_tx!(
         tx.tx(),
         |c| {
@@ -426,6 +457,7 @@ pub async fn set_wamid(
         .bind(wamid).bind(false).fetch_all(&mut *c).await?
         }
     );
+    let mut applied = 0;
     for (status, at, code, title, detail) in pending {
         if let Ok(status) = status.parse::<MessageStatus>() {
             let u = StatusUpdate {
@@ -437,7 +469,8 @@ pub async fn set_wamid(
                 error_detail: detail.as_deref(),
             };
             apply_status(tx, &u, now_ms).await?;
+            applied += 1;
         }
     }
-    Ok(())
+    Ok(applied)
 }

@@ -2,8 +2,8 @@
 //! WhatsApp connection and its numbers, and waking held sends.
 //!
 //! A send is recorded in steps so that a retried job can tell what happened:
-//! `mark_sending` commits *before* the call to Meta, and `mark_accepted` or
-//! `mark_rejected` commit the outcome (with the job's completion). A job that
+//! `mark_sending` commits *before* the call to Meta, and `record_acceptance`
+//! or `mark_rejected` commit the outcome (with the job's completion). A job that
 //! finds `send_state = 'sending'` knows a call may have reached Meta and
 //! reconciles instead of sending again.
 
@@ -264,40 +264,124 @@ pub async fn clear_sending(tx: &mut TenantTx, id: Uuid, now_ms: i64) -> Result<(
     Ok(())
 }
 
-/// Meta accepted the message (`wamid` unknown only when a reconciliation
-/// learnt of the acceptance without it: a status webhook will link it).
-/// Returns false when it was already recorded as accepted.
-pub async fn mark_accepted(
+/// Serialises this transaction with every other touching `wamid`'s
+/// message through that wamid (PostgreSQL; SQLite's single writer already
+/// does): the send recording Meta's answer and the status webhooks for it.
+/// A status that arrives before the wamid is stored is then either recorded
+/// before the send looks for early statuses, or finds the wamid stored.
+/// Take it before any row lock, and a webhook takes all of its wamids at
+/// once in sorted order, so that two transactions never wait on each other.
+pub async fn lock_wamid(tx: &mut TenantTx, wamid: &str) -> Result<(), StoreError> {
+    tx.serialize_on(&format!("wamid:{wamid}")).await
+}
+
+/// An outbound message as settling its credits needs it, read while its row
+/// is held (see [`record_acceptance`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settling {
+    pub id: Uuid,
+    pub status: String,
+    pub wamid: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub billable: bool,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+    pub error_code: Option<i64>,
+}
+
+impl Settling {
+    /// `FAILED` without any delivery recorded (a charge is refunded).
+    pub fn failed_undelivered(&self) -> bool {
+        self.status == MessageStatus::Failed.as_str()
+            && self.delivered_at.is_none()
+            && self.read_at.is_none()
+    }
+}
+
+type SettlingRow = (
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    bool,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn to_settling(r: SettlingRow) -> Settling {
+    Settling {
+        id: r.0,
+        status: r.1,
+        wamid: r.2,
+        idempotency_key: r.3,
+        billable: r.4,
+        delivered_at: r.5,
+        read_at: r.6,
+        error_code: r.7,
+    }
+}
+
+/// Records Meta's acceptance of message `id` — with `accepted`, `(wamid if
+/// known, sandbox)`; without, it was recorded already (a retried job) — in
+/// one statement that always updates the row, so on PostgreSQL the row is
+/// held until commit: a status webhook applying to this message (which
+/// updates the row too) waits for this transaction, and one that committed
+/// before it is seen. Then applies the statuses that arrived before the
+/// wamid was known. Returns the message as its credits must be settled, or
+/// `None` if there is no such outbound message.
+///
+/// The caller holds the wamid's lock ([`lock_wamid`]) when it knows it.
+pub async fn record_acceptance(
     tx: &mut TenantTx,
     id: Uuid,
-    wamid: Option<&str>,
-    sandbox: bool,
+    accepted: Option<(Option<&str>, bool)>,
     now_ms: i64,
-) -> Result<bool, StoreError> {
-    let n = on_tx!(tx.tx(), |c| {
-        sqlx::query(
-            "UPDATE messages SET send_state = 'accepted', accepted_at = $1, is_sandbox = $2, updated_at = $1
-             WHERE id = $3 AND (send_state IS NULL OR send_state <> 'accepted')",
+) -> Result<Option<Settling>, StoreError> {
+    let (accept, wamid, sandbox) = match accepted {
+        Some((w, sb)) => (true, w, sb),
+        None => (false, None, false),
+    };
+    // The acceptance fields are set once (the first acceptance recorded
+    // wins, as before); the wamid only when none is stored.
+    let row: Option<SettlingRow> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "UPDATE messages SET
+                 accepted_at = CASE WHEN $1 AND (send_state IS NULL OR send_state <> 'accepted') THEN $2 ELSE accepted_at END,
+                 is_sandbox = CASE WHEN $1 AND (send_state IS NULL OR send_state <> 'accepted') THEN $3 ELSE is_sandbox END,
+                 updated_at = CASE WHEN ($1 AND (send_state IS NULL OR send_state <> 'accepted'))
+                                     OR (wamid IS NULL AND $4 IS NOT NULL) THEN $2 ELSE updated_at END,
+                 send_state = CASE WHEN $1 THEN 'accepted' ELSE send_state END,
+                 wamid = COALESCE(wamid, $4)
+             WHERE id = $5 AND direction = 'outbound'
+             RETURNING id, status, wamid, idempotency_key, billable, delivered_at, read_at, error_code",
         )
+        .bind(accept)
         .bind(now_ms)
         .bind(sandbox)
+        .bind(wamid)
         .bind(id)
-        .execute(&mut *c)
+        .fetch_optional(&mut *c)
         .await?
-        .rows_affected()
     });
-    if let Some(w) = wamid {
-        let known: Option<Option<String>> = on_tx!(tx.tx(), |c| {
-            sqlx::query_scalar("SELECT wamid FROM messages WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *c)
-                .await?
-        });
-        if known.flatten().is_none() {
-            messaging::set_wamid(tx, id, w, now_ms).await?;
-        }
+    let Some(row) = row else { return Ok(None) };
+    let s = to_settling(row);
+    let Some(w) = s.wamid.clone() else {
+        return Ok(Some(s));
+    };
+    if messaging::apply_pending(tx, &w, now_ms).await? == 0 {
+        return Ok(Some(s));
     }
-    Ok(n == 1)
+    let row: Option<SettlingRow> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, status, wamid, idempotency_key, billable, delivered_at, read_at, error_code
+             FROM messages WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(row.map(to_settling))
 }
 
 /// The message will never be sent as it is: FAILED with the code (Meta's,
