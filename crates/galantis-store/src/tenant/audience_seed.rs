@@ -162,3 +162,28 @@ pub async fn insert_orders(
     }
     Ok(())
 }
+
+/// Refreshes the planner's statistics of the tables segment rules read (after
+/// a bulk load; PostgreSQL's autovacuum would do it shortly after).
+pub async fn analyze(tx: &mut TenantTx) -> Result<(), StoreError> {
+    on_tx!(
+        tx.tx(),
+        sqlite | c | {
+            sqlx::query("ANALYZE")
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        },
+        postgres
+            | c
+            | {
+                sqlx::query(
+                "ANALYZE contacts, orders, order_lines, collection_products, segment_members, list_members, messages",
+            )
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            }
+    );
+    Ok(())
+}
