@@ -421,13 +421,15 @@ impl Db {
                     .await?
             }
             Backend::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                // First statement of every tenant transaction; `true` makes it
-                // local to this transaction, so the pooled connection is clean
-                // again after commit or rollback.
-                sqlx::query("SELECT set_config('search_path', $1, true)")
-                    .bind(quoted_schema(tenant))
-                    .execute(&mut *tx)
+                // BEGIN and the tenant's search path in one round trip (one
+                // simple query; the schema name is hex digits only). `SET
+                // LOCAL` ends with the transaction, so the pooled connection
+                // is clean again after commit or rollback.
+                let tx = p
+                    .begin_with(sqlx::AssertSqlSafe(format!(
+                        "BEGIN; SET LOCAL search_path TO {}",
+                        quoted_schema(tenant)
+                    )))
                     .await?;
                 Tx::Postgres(tx)
             }

@@ -344,7 +344,18 @@ pub async fn record_acceptance(
     };
     // The acceptance fields are set once (the first acceptance recorded
     // wins, as before); the wamid only when none is stored.
-    let row: Option<SettlingRow> = on_tx!(tx.tx(), |c| {
+    type Row = (
+        Uuid,
+        String,
+        Option<String>,
+        Option<String>,
+        bool,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        i64,
+    );
+    let row: Option<Row> = on_tx!(tx.tx(), |c| {
         sqlx::query_as(
             "UPDATE messages SET
                  accepted_at = CASE WHEN $1 AND (send_state IS NULL OR send_state <> 'accepted') THEN $2 ELSE accepted_at END,
@@ -354,19 +365,25 @@ pub async fn record_acceptance(
                  send_state = CASE WHEN $1 THEN 'accepted' ELSE send_state END,
                  wamid = COALESCE(wamid, $4)
              WHERE id = $5 AND direction = 'outbound'
-             RETURNING id, status, wamid, idempotency_key, billable, delivered_at, read_at, error_code",
+             RETURNING id, status, wamid, idempotency_key, billable, delivered_at, read_at, error_code,
+                 (SELECT COUNT(*) FROM message_status_events e WHERE e.wamid = messages.wamid AND e.applied = $6)",
         )
         .bind(accept)
         .bind(now_ms)
         .bind(sandbox)
         .bind(wamid)
         .bind(id)
+        .bind(false)
         .fetch_optional(&mut *c)
         .await?
     });
-    let Some(row) = row else { return Ok(None) };
-    let s = to_settling(row);
-    let Some(w) = s.wamid.clone() else {
+    let Some((a, b, c0, d, e, f, g, h, pending)) = row else {
+        return Ok(None);
+    };
+    let s = to_settling((a, b, c0, d, e, f, g, h));
+    // Statuses that overtook the answer (counted by the same statement, so
+    // the usual case costs nothing more).
+    let Some(w) = s.wamid.clone().filter(|_| pending > 0) else {
         return Ok(Some(s));
     };
     if messaging::apply_pending(tx, &w, now_ms).await? == 0 {
