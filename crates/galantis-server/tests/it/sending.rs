@@ -572,6 +572,117 @@ async fn a_job_killed_after_meta_accepted_does_not_send_again() {
     }
 }
 
+/// A `failed` status (without our key, so only its wamid can link it)
+/// processed while the send is recording Meta's acceptance: whichever
+/// commits first, the status is applied and the charge refunded. On
+/// PostgreSQL the two meet on the wamid's lock and the message's row (no
+/// tenant lock any more); on SQLite on the single writer.
+#[tokio::test]
+async fn a_failed_status_racing_the_recorded_acceptance_is_applied_and_refunded() {
+    let e = env("send-race", 1000, 1000, |_| {}, |_| {}).await;
+    e.sb.update_webhooks(|w| w.url = None);
+    let app = &e.app;
+    let t = &e.t;
+    set_plan(app, t, "GROWTH").await;
+    let (contact, wa) = contacts_n(app, t, 1, 4000).await.remove(0);
+    let key = "race-test-1";
+    let content = json!({"template": {"name": "order_update", "language": {"code": "en"},
+        "components": [{"type":"body","parameters":[{"type":"text","text":"Ana"},{"type":"text","text":"#1"}]}]}});
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let id = messaging::insert_outbound(
+        &mut tx,
+        &messaging::OutboundMessage {
+            contact_id: contact,
+            phone_number_id: NUMBER,
+            idempotency_key: key,
+            kind: "template",
+            body: None,
+            content: &content,
+            source: "campaign",
+            template_name: Some("order_update"),
+            template_language: Some("en"),
+            is_sandbox: true,
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    sending::set_billable(&mut tx, id, true).await.unwrap();
+    sending::mark_sending(&mut tx, id, chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let body = json!({"messaging_product": "whatsapp", "to": wa, "type": "template",
+        "template": content["template"], "biz_opaque_callback_data": key});
+    let answer: Value = reqwest::Client::new()
+        .post(e.sb.graph_url("v23.0", &format!("{NUMBER}/messages")))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wamid = answer["messages"][0]["id"].as_str().unwrap().to_owned();
+
+    // The send's outcome transaction, as `message.send` runs it, left open…
+    let now = chrono::Utc::now();
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let period = billing::account(&mut tx, now).await.unwrap().period;
+    sending::lock_wamid(&mut tx, &wamid).await.unwrap();
+    let settling = sending::record_acceptance(
+        &mut tx,
+        id,
+        Some((Some(&wamid), true)),
+        now.timestamp_millis(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // …while Meta's `failed` for that wamid comes in and is processed.
+    let status = json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "19990000777", "phone_number_id": NUMBER},
+        "statuses": [{"id": wamid, "status": "failed", "timestamp": now.timestamp().to_string(), "recipient_id": wa,
+            "errors": [{"code": 131026, "title": "Message undeliverable"}]}]}}]}]});
+    let raw = serde_json::to_vec(&status).unwrap();
+    let url = app.url("/webhooks/meta");
+    let signature = sign_meta(&raw, &SecretString::from(TEST_META_SECRET));
+    let webhook = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .header("x-hub-signature-256", signature)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    // Give the webhook time to reach the lock it shares with the send (the
+    // outcome holds either way; this only makes the race likely).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    galantis_server::sending::credits::settle(&mut tx, &settling, Some(&period), now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(webhook.await.unwrap().is_success());
+    eventually("failed applied", || async {
+        message(app, t, id).await.status == "FAILED"
+    })
+    .await;
+    eventually("refunded", || async {
+        let mut tx = app.db().tenant_read(t.id).await.unwrap();
+        let entries = billing::entries_for_message(&mut tx, id).await.unwrap();
+        tx.commit().await.unwrap();
+        entries == vec![("charge".to_owned(), -1), ("refund".to_owned(), 1)]
+    })
+    .await;
+    let m = message(app, t, id).await;
+    assert_eq!(m.wamid.as_deref(), Some(wamid.as_str()));
+    assert_eq!(m.error_code, Some(131026));
+}
+
 #[tokio::test]
 async fn duplicated_and_reordered_status_webhooks_end_in_the_right_status() {
     let e = env(
