@@ -30,10 +30,9 @@ pub async fn availability(
     now: DateTime<Utc>,
 ) -> Result<Availability, StoreError> {
     billing::account(tx, now).await?;
-    Ok(Availability {
-        balance: billing::balance(tx).await?,
-        reserved: store::reserved_credits(tx).await?,
-    })
+    // One statement, one snapshot: see `balance_and_reserved`.
+    let (balance, reserved) = store::balance_and_reserved(tx).await?;
+    Ok(Availability { balance, reserved })
 }
 
 /// After Meta accepted message `m` (recorded by
