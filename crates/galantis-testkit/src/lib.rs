@@ -67,7 +67,10 @@ impl Scratch {
             shopify_app_secret: Some(SecretString::from(TEST_SHOPIFY_SECRET)),
             meta_app_secret: Some(SecretString::from(TEST_META_SECRET)),
             meta_verify_token: Some(SecretString::from("test-verify-token")),
-            database_max_connections: 8,
+            // Below the production default (20) but with room for a lane of
+            // workers, the scheduler's LISTEN, webhook processing and the
+            // test's own reads at once.
+            database_max_connections: 16,
             ..Config::default()
         }
     }
