@@ -12,19 +12,18 @@ use chrono::{TimeZone, Utc};
 use galantis_core::segment::{DAY_MS, SegmentRules};
 use galantis_core::{ConsentSource, FixedClock, MarketingState, Role};
 use galantis_server::shopify_client::{RecordingShopifyClient, WriteBack};
-use galantis_server::webhooks::signature::sign_shopify;
 use galantis_store::tenant::audience as store_audience;
 use galantis_store::tenant::contacts::{self, CustomerFields};
 use galantis_store::tenant::messaging::{self, InboundMessage, OutboundMessage, StatusUpdate};
 use galantis_store::tenant::orders::{self, OrderFields};
 use galantis_store::tenant::{lists, segments};
-use galantis_testkit::{TEST_SHOPIFY_SECRET, TestApp, TestTenant};
+use galantis_testkit::{TestApp, TestTenant};
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::queue::eventually;
+use crate::webhooks::{events_of, settled_ok as settled, shopify_ok as shopify};
 
 /// 2026-01-01T00:00:00Z: the fixture's "now".
 const NOW: i64 = 1_767_225_600_000;
@@ -607,71 +606,6 @@ async fn the_compound_rule_selects_exactly_the_expected_contacts() {
 // ---------------------------------------------------------------------------
 // Webhooks and membership transitions
 // ---------------------------------------------------------------------------
-
-async fn shopify(app: &TestApp, t: &TestTenant, topic: &str, id: &str, body: &Value) {
-    let raw = serde_json::to_vec(body).unwrap();
-    let r = app
-        .client
-        .post(app.url("/webhooks/shopify"))
-        .header("x-shopify-topic", topic)
-        .header("x-shopify-shop-domain", t.shop.as_str())
-        .header("x-shopify-webhook-id", id)
-        .header(
-            "x-shopify-hmac-sha256",
-            sign_shopify(&raw, &SecretString::from(TEST_SHOPIFY_SECRET)),
-        )
-        .header("content-type", "application/json")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-}
-
-async fn settled(app: &TestApp, t: &TestTenant) {
-    use galantis_store::tenant::webhook_events::{self, Filter};
-    eventually("webhooks processed", || async {
-        let mut tx = app.db().tenant_read(t.id).await.unwrap();
-        let pending = webhook_events::list(
-            &mut tx,
-            &Filter {
-                status: Some("received".into()),
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        pending.is_empty()
-    })
-    .await;
-    let mut tx = app.db().tenant_read(t.id).await.unwrap();
-    let failed = webhook_events::list(
-        &mut tx,
-        &Filter {
-            status: Some("failed".into()),
-            limit: 10,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    assert!(failed.is_empty(), "{failed:?}");
-}
-
-async fn events_of(app: &TestApp, t: &TestTenant, kind: &str) -> Vec<Value> {
-    let page: Value = app
-        .get(&format!("/api/v1/events?kind={kind}&limit=200"), &t.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    page["data"].as_array().unwrap().clone()
-}
 
 fn customer(id: i64, updated_at: &str, first_name: &str) -> Value {
     json!({

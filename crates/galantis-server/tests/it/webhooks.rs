@@ -36,6 +36,12 @@ pub(crate) async fn shopify(
         .unwrap()
 }
 
+/// A signed Shopify webhook that must be acknowledged.
+pub(crate) async fn shopify_ok(app: &TestApp, t: &TestTenant, topic: &str, id: &str, body: &Value) {
+    let r = shopify(app, t, topic, id, body).await;
+    assert_eq!(r.status(), StatusCode::OK, "{topic}");
+}
+
 async fn meta(app: &TestApp, body: &Value) -> reqwest::Response {
     let raw = serde_json::to_vec(body).unwrap();
     app.client
@@ -51,7 +57,7 @@ async fn meta(app: &TestApp, body: &Value) -> reqwest::Response {
         .unwrap()
 }
 
-async fn events_of(app: &TestApp, t: &TestTenant, kind: &str) -> Vec<Value> {
+pub(crate) async fn events_of(app: &TestApp, t: &TestTenant, kind: &str) -> Vec<Value> {
     let page: Value = app
         .get(&format!("/api/v1/events?kind={kind}&limit=200"), &t.token)
         .send()
