@@ -247,17 +247,6 @@ pub async fn balance(tx: &mut TenantTx) -> Result<i64, StoreError> {
     Ok(v.unwrap_or(0))
 }
 
-/// The current period's usage and grants (top-ups included), from the
-/// running totals: cheap enough for every charge.
-pub async fn period_totals(tx: &mut TenantTx) -> Result<(i64, i64), StoreError> {
-    let v: Option<(i64, i64)> = on_tx!(tx.tx(), |c| {
-        sqlx::query_as("SELECT period_used, period_granted FROM billing_account WHERE id = 1")
-            .fetch_optional(&mut *c)
-            .await?
-    });
-    Ok(v.unwrap_or((0, 0)))
-}
-
 /// The sum of the whole ledger (what the running balance must equal).
 pub async fn ledger_sum(tx: &mut TenantTx) -> Result<i64, StoreError> {
     let v: Option<i64> = on_tx!(
@@ -312,28 +301,6 @@ pub async fn usage(tx: &mut TenantTx, period: &str) -> Result<Usage, StoreError>
     }
     u.used = u.charged - u.refunded;
     Ok(u)
-}
-
-/// One credit for a message Meta accepted. `false`: already charged.
-pub async fn charge(
-    tx: &mut TenantTx,
-    message_id: Uuid,
-    reference: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let a = account(tx, now).await?;
-    insert(
-        tx,
-        "charge",
-        -1,
-        &a.period,
-        Some(message_id),
-        "template message accepted by Meta",
-        Some(reference),
-        &format!("charge:{message_id}"),
-        now.timestamp_millis(),
-    )
-    .await
 }
 
 /// The account's running totals right after a charge.

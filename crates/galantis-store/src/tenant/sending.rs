@@ -292,9 +292,10 @@ pub struct Settling {
 impl Settling {
     /// `FAILED` without any delivery recorded (a charge is refunded).
     pub fn failed_undelivered(&self) -> bool {
-        self.status == MessageStatus::Failed.as_str()
-            && self.delivered_at.is_none()
-            && self.read_at.is_none()
+        failed_without_delivery(
+            &self.status,
+            self.delivered_at.is_some() || self.read_at.is_some(),
+        )
     }
 }
 
@@ -493,9 +494,14 @@ pub async fn balance_and_reserved(tx: &mut TenantTx) -> Result<(i64, i64), Store
     Ok((balance.unwrap_or(0), reserved))
 }
 
-/// Whether a message's status is `FAILED` without any delivery recorded./// Whether a message's status is `FAILED` without any delivery recorded.
+/// Whether a message's status is `FAILED` without any delivery recorded.
 pub fn failed_undelivered(m: &Outbound) -> bool {
-    m.status == MessageStatus::Failed.as_str() && m.delivered_at.is_none() && m.read_at.is_none()
+    failed_without_delivery(&m.status, m.delivered_at.is_some() || m.read_at.is_some())
+}
+
+/// `FAILED` and never delivered nor read: a charge for it is refunded.
+fn failed_without_delivery(status: &str, ever_delivered: bool) -> bool {
+    status == MessageStatus::Failed.as_str() && !ever_delivered
 }
 
 /// The tenant's WhatsApp connection row.
