@@ -19,6 +19,7 @@ pub mod segment;
 pub mod sending;
 pub mod shop;
 pub mod templates;
+pub mod text;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use consent::{ConsentSource, MarketingState};
