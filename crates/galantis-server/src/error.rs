@@ -24,6 +24,10 @@ use serde_json::json;
 
 use crate::http::request_id::current_request_id;
 
+/// The one sentence of every 413 `payload_too_large`, whichever limit
+/// (API, webhook, CSV import) refused the body: clients see one error.
+pub const PAYLOAD_TOO_LARGE_MESSAGE: &str = "the request body is larger than allowed";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{message}")]
@@ -42,8 +46,12 @@ pub enum AppError {
     RejectedSignature,
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
-    #[error("the request body is larger than allowed")]
+    #[error("{}", PAYLOAD_TOO_LARGE_MESSAGE)]
     PayloadTooLarge,
+    /// 413 for a body within the byte limit that holds more items than
+    /// allowed (its own code, so it is not mistaken for the byte limit).
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
     /// 402: the action needs credits the tenant does not have.
@@ -72,6 +80,13 @@ impl AppError {
         }
     }
 
+    pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
+        Self::TooLarge {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::Unprocessable {
             code,
@@ -87,7 +102,7 @@ impl AppError {
             AppError::NotFound(_) | AppError::NotFoundCode { .. } => StatusCode::NOT_FOUND,
             AppError::RejectedSignature => StatusCode::UNAUTHORIZED,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
-            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::PayloadTooLarge | AppError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -102,6 +117,7 @@ impl AppError {
             | AppError::ForbiddenAction { code, .. }
             | AppError::Conflict { code, .. }
             | AppError::Unprocessable { code, .. }
+            | AppError::TooLarge { code, .. }
             | AppError::PaymentRequired { code, .. }
             | AppError::NotFoundCode { code, .. } => code,
             AppError::RejectedSignature => "invalid_signature",

@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::error::{RenderedError, error_response};
+use crate::error::{PAYLOAD_TOO_LARGE_MESSAGE, RenderedError, error_response};
 
 /// Errors produced outside handlers (unknown route, wrong method, body limit,
 /// timeout, axum's own rejections) arrive as plain text; rewrite them into the
@@ -33,7 +33,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => {
             ("method_not_allowed", "method not allowed on this route")
         }
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", PAYLOAD_TOO_LARGE_MESSAGE),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             "unsupported_media_type",
             "expected Content-Type: application/json",

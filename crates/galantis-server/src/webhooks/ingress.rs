@@ -172,6 +172,9 @@ pub async fn meta_verify(State(state): State<AppState>, Query(q): Query<Handshak
     }
 }
 
+/// Meta batches at most 1,000 changes into one webhook: more is not Meta.
+pub const MAX_META_CHANGES: usize = 1_000;
+
 /// One change of a Meta payload, routed.
 struct RoutedChange {
     field: String,
@@ -199,8 +202,21 @@ pub async fn meta(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    let changes: usize = entries
+        .iter()
+        .filter_map(|e| e.get("changes").and_then(Value::as_array))
+        .map(Vec::len)
+        .sum();
+    if changes > MAX_META_CHANGES {
+        return Err(AppError::too_large(
+            "too_many_changes",
+            format!("a webhook carries at most {MAX_META_CHANGES} changes; this one has {changes}"),
+        ));
+    }
     let mut by_tenant: BTreeMap<TenantId, Vec<RoutedChange>> = BTreeMap::new();
     let mut unrouted = 0u64;
+    // origin → (first field, first change, how many): one write per origin.
+    let mut unrouted_by_origin: BTreeMap<String, (String, Value, u64)> = BTreeMap::new();
     for entry in &entries {
         let waba = entry
             .get("id")
@@ -238,15 +254,10 @@ pub async fn meta(
                     .pointer("/value/metadata/phone_number_id")
                     .and_then(Value::as_str)
                     .unwrap_or(&waba);
-                tenants::record_unrouted_webhook(
-                    &state.db,
-                    "meta",
-                    &field,
-                    origin,
-                    "unknown phone number id or WABA",
-                    &routed,
-                )
-                .await?;
+                unrouted_by_origin
+                    .entry(origin.to_owned())
+                    .or_insert_with(|| (field.clone(), routed, 0))
+                    .2 += 1;
                 continue;
             }
             for t in targets {
@@ -259,6 +270,19 @@ pub async fn meta(
         }
     }
     let now = now_ms(&state);
+    for (origin, (field, sample, count)) in &unrouted_by_origin {
+        tenants::record_unrouted_webhook(
+            &state.db,
+            "meta",
+            field,
+            origin,
+            "unknown phone number id or WABA",
+            sample,
+            *count,
+            now,
+        )
+        .await?;
+    }
     let mut accepted = 0u64;
     for (tenant, changes) in by_tenant {
         let mut tx = state.db.tenant_tx(tenant).await?;

@@ -324,31 +324,104 @@ pub async fn tenants_for_waba(db: &Db, waba_id: &str) -> Result<Vec<TenantId>, S
     Ok(ids.into_iter().map(TenantId::from_uuid).collect())
 }
 
-/// Records a webhook change that belongs to no tenant, as ignored.
+/// Records `count` webhook changes that belong to no tenant, as ignored: one
+/// row per (source, origin, hour) that counts them, with the first change's
+/// payload as a sample — a flood for an unknown number grows a counter, not
+/// the table.
+#[allow(clippy::too_many_arguments)]
 pub async fn record_unrouted_webhook(
     db: &Db,
     source: &str,
     topic: &str,
     origin: &str,
     reason: &str,
-    payload: &serde_json::Value,
+    sample: &serde_json::Value,
+    count: u64,
+    now_ms: i64,
 ) -> Result<(), StoreError> {
+    let hour_start = now_ms - now_ms.rem_euclid(3_600_000);
     let mut tx = db.control_tx().await?;
     on_tx!(&mut tx.0, |c| {
         sqlx::query(
-            "INSERT INTO unrouted_webhook_events (id, source, topic, origin, reason, payload, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO unrouted_webhook_events
+                 (id, source, topic, origin, reason, payload, received_at, hour_start, change_count, last_seen_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7)
+             ON CONFLICT (source, origin, hour_start) DO UPDATE SET
+                 change_count = unrouted_webhook_events.change_count + excluded.change_count,
+                 last_seen_at = excluded.last_seen_at",
         )
         .bind(Uuid::now_v7())
         .bind(source)
         .bind(topic)
         .bind(origin)
         .bind(reason)
-        .bind(sqlx::types::Json(payload))
-        .bind(Utc::now().timestamp_millis())
+        .bind(sqlx::types::Json(sample))
+        .bind(now_ms)
+        .bind(hour_start)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
         .execute(&mut *c)
         .await?
         .rows_affected()
     });
     tx.commit().await
+}
+
+/// One hour of unrouted webhook changes from one origin, for operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnroutedWebhook {
+    pub source: String,
+    /// The first change's field (`messages`, `message_template_status_update`, …).
+    pub topic: String,
+    /// Phone number id, or WABA id for changes without one.
+    pub origin: String,
+    pub reason: String,
+    pub hour_start: DateTime<Utc>,
+    pub count: i64,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// The first change of the hour, as received.
+    pub sample: serde_json::Value,
+}
+
+/// The latest hours of unrouted webhook changes, newest first.
+pub async fn unrouted_webhooks(db: &Db, limit: u32) -> Result<Vec<UnroutedWebhook>, StoreError> {
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+        sqlx::types::Json<serde_json::Value>,
+    );
+    let mut tx = db.control_read().await?;
+    let rows: Vec<Row> = on_tx!(&mut tx.0, |c| {
+        sqlx::query_as(
+            "SELECT source, topic, origin, reason, hour_start, change_count, received_at, last_seen_at, payload
+             FROM unrouted_webhook_events ORDER BY hour_start DESC, origin LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    tx.commit().await?;
+    let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    Ok(rows
+        .into_iter()
+        .map(
+            |(source, topic, origin, reason, hour, count, first, last, sample)| UnroutedWebhook {
+                source,
+                topic,
+                origin,
+                reason,
+                hour_start: at(hour),
+                count,
+                first_seen_at: at(first),
+                last_seen_at: at(last),
+                sample: sample.0,
+            },
+        )
+        .collect())
 }
