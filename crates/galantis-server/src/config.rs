@@ -67,6 +67,29 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Sending WhatsApp messages: pacing, holds, reconciliation, timeouts.
     pub sending: SendingConfig,
+    /// CSV imports: what one upload may hold.
+    pub imports: ImportsConfig,
+}
+
+/// `[imports]`; environment: `GALANTIS_IMPORTS__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportsConfig {
+    /// Data rows one CSV upload may hold (header excluded); more is refused
+    /// with 422 `import_too_many_rows` and nothing of it is applied.
+    pub max_rows: u64,
+    /// Bytes one CSV upload may hold; more is refused with 413
+    /// `payload_too_large` and nothing of it is applied.
+    pub max_bytes: usize,
+}
+
+impl Default for ImportsConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 200_000,
+            max_bytes: 25 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[sending]`; environment: `GALANTIS_SENDING__<SETTING>`.
@@ -215,6 +238,7 @@ impl Default for Config {
             stop_keywords: galantis_core::consent::default_stop_keywords(),
             queue: QueueConfig::default(),
             sending: SendingConfig::default(),
+            imports: ImportsConfig::default(),
         }
     }
 }
@@ -330,6 +354,11 @@ impl Config {
         if sd.request_timeout_ms == 0 || sd.connect_timeout_ms == 0 || sd.hold_recheck_secs == 0 {
             return Err(ConfigError(
                 "GALANTIS_SENDING__REQUEST_TIMEOUT_MS, GALANTIS_SENDING__CONNECT_TIMEOUT_MS and GALANTIS_SENDING__HOLD_RECHECK_SECS must be at least 1".into(),
+            ));
+        }
+        if self.imports.max_rows == 0 || self.imports.max_bytes < 1024 {
+            return Err(ConfigError(
+                "GALANTIS_IMPORTS__MAX_ROWS must be at least 1 and GALANTIS_IMPORTS__MAX_BYTES at least 1024".into(),
             ));
         }
         if let Some(u) = &self.redis_url

@@ -166,7 +166,7 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         app = app.route(
             "/api/v1/lists/{id}/imports",
             post(audience::upload_import)
-                .layer(RequestBodyLimitLayer::new(audience::MAX_IMPORT_BYTES)),
+                .layer(RequestBodyLimitLayer::new(config.imports.max_bytes)),
         );
     }
     app.fallback(not_found)

@@ -315,6 +315,56 @@ pub async fn set_status(
     Ok(())
 }
 
+/// Records that an upload is still streaming (its deadline check leaves a
+/// live upload alone).
+pub async fn touch_upload(tx: &mut TenantTx, import: Uuid, now_ms: i64) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE csv_imports SET updated_at = $1 WHERE id = $2 AND status = 'uploading'")
+            .bind(now_ms)
+            .bind(import)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    Ok(())
+}
+
+/// Ends an upload that did not complete as `failed` with `reason`, and drops
+/// its staged rows so nothing of it can be applied. Only an import still
+/// `uploading` and not touched since `stale_before_ms` changes (pass
+/// `i64::MAX` for "whatever its age"); returns whether it did.
+pub async fn fail_upload(
+    tx: &mut TenantTx,
+    import: Uuid,
+    reason: &str,
+    stale_before_ms: i64,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let failed = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE csv_imports SET status = 'failed', error = $1, updated_at = $2, finished_at = $2
+             WHERE id = $3 AND status = 'uploading' AND updated_at < $4",
+        )
+        .bind(reason)
+        .bind(now_ms)
+        .bind(import)
+        .bind(stale_before_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    }) > 0;
+    if failed {
+        on_tx!(tx.tx(), |c| {
+            sqlx::query("DELETE FROM csv_import_batches WHERE import_id = $1")
+                .bind(import)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+    }
+    Ok(failed)
+}
+
 /// Removes an import with its staged rows and report (a failed upload).
 pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<(), StoreError> {
     on_tx!(tx.tx(), |c| {

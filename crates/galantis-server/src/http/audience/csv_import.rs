@@ -2,6 +2,7 @@
 //! by a job; progress and a row report.
 
 use super::*;
+use crate::jobs::kinds::audience::{ImportUploadDeadline, UPLOAD_INTERRUPTED, upload_deadline};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +36,7 @@ impl Staging {
             self.batches += 1;
         }
         csv_imports::add_rejects(&mut tx, self.import, &self.rejects).await?;
+        csv_imports::touch_upload(&mut tx, self.import, now_ms(state)).await?;
         tx.commit().await?;
         self.batch.clear();
         self.rejects.clear();
@@ -73,10 +75,50 @@ fn take_records(
     Ok(())
 }
 
+/// Ends the upload `failed` if the handler is dropped before it settled the
+/// import itself: hyper drops the request future when the client goes away
+/// and the timeout layer drops it on timeout, so no code after the await
+/// would run. (A process that dies mid-upload is caught by the import's
+/// [`ImportUploadDeadline`] job instead.)
+struct UploadGuard {
+    state: AppState,
+    tenant: galantis_core::TenantId,
+    import: Uuid,
+    armed: bool,
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (state, tenant, import) = (self.state.clone(), self.tenant, self.import);
+        tokio::spawn(async move {
+            if let Err(e) = fail_upload(&state, tenant, import, UPLOAD_INTERRUPTED).await {
+                tracing::warn!(%import, error = ?e, "could not mark an interrupted upload failed (its deadline job will)");
+            }
+        });
+    }
+}
+
+async fn fail_upload(
+    state: &AppState,
+    tenant: galantis_core::TenantId,
+    import: Uuid,
+    reason: &str,
+) -> Result<(), AppError> {
+    let mut tx = state.db.tenant_tx(tenant).await?;
+    csv_imports::fail_upload(&mut tx, import, reason, i64::MAX, now_ms(state)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// `POST /lists/{id}/imports`: the CSV body (columns phone, first_name,
 /// last_name, email, consent) is validated as it streams in and staged;
 /// 202 with the import, whose job then applies it. A bad header is 422 and
-/// leaves nothing behind.
+/// leaves nothing behind. An upload over the row or byte cap, or cut off
+/// (error, disconnect, timeout, crash), ends `failed` with its reason and
+/// nothing of it is applied.
 pub async fn upload_import(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -85,22 +127,42 @@ pub async fn upload_import(
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
     let tenant = auth.tenant_id;
+    // Shown in the imports list: held to the rules of any other name.
+    let filename = q
+        .filename
+        .as_deref()
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| galantis_core::text::check_field("filename", f, MAX_NAME_CHARS))
+        .transpose()
+        .map_err(invalid_field)?;
     let mut tx = state.db.tenant_tx(tenant).await?;
     if !lists::exists(&mut tx, list_id).await? {
         return Err(AppError::NotFound("list"));
     }
-    let filename = q.filename.map(|f| f.chars().take(200).collect::<String>());
     let import = csv_imports::create(
         &mut tx,
         list_id,
-        filename.as_deref(),
+        filename,
         Some(auth.member_id.as_uuid()),
         now_ms(&state),
     )
     .await?;
     // Not visible to the job until the final transaction enqueues it.
     csv_imports::set_status(&mut tx, import, "uploading", None, now_ms(&state)).await?;
+    let deadline = upload_deadline(&state.config);
+    crate::jobs::enqueue(
+        &mut tx,
+        &ImportUploadDeadline { import_id: import },
+        state.clock.now() + deadline,
+    )
+    .await?;
     tx.commit().await?;
+    let mut guard = UploadGuard {
+        state: state.clone(),
+        tenant,
+        import,
+        armed: true,
+    };
 
     let mut staging = Staging {
         import,
@@ -115,13 +177,22 @@ pub async fn upload_import(
         Ok(()) => finish(&state, tenant, &mut staging).await,
         Err(e) => Err(e),
     };
+    guard.armed = false;
     match result {
         Ok(view) => Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response()),
-        Err(e) => {
-            // Nothing of a failed upload stays behind.
+        Err(e) if e.code() == "invalid_csv" => {
+            // Not an import at all: nothing of it stays behind.
             let mut tx = state.db.tenant_tx(tenant).await?;
             csv_imports::delete(&mut tx, import).await?;
             tx.commit().await?;
+            Err(e)
+        }
+        Err(e) => {
+            let reason = match &e {
+                AppError::Internal(_) => "the upload failed on our side".to_owned(),
+                other => other.to_string(),
+            };
+            fail_upload(&state, tenant, import, &reason).await?;
             Err(e)
         }
     }
@@ -133,10 +204,13 @@ async fn stage(
     body: axum::body::Body,
     staging: &mut Staging,
 ) -> Result<(), AppError> {
+    let limits = &state.config.imports;
     let mut splitter = CsvSplitter::new();
     let mut validator: Option<RowValidator> = None;
     let mut bytes = 0usize;
     let mut stream = body.into_data_stream();
+    // Returning stops the read: the rest of an oversized body is never
+    // buffered or staged.
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             if format!("{e}").contains("length limit") {
@@ -146,16 +220,18 @@ async fn stage(
             }
         })?;
         bytes += chunk.len();
-        if bytes > MAX_IMPORT_BYTES {
+        if bytes > limits.max_bytes {
             return Err(AppError::PayloadTooLarge);
         }
         let records = splitter.push(&chunk);
         take_records(records, &mut validator, staging)?;
+        check_rows(staging, limits.max_rows)?;
         if staging.batch.len() >= IMPORT_BATCH_ROWS || staging.rejects.len() >= IMPORT_BATCH_ROWS {
             staging.flush(state, tenant).await?;
         }
     }
     take_records(splitter.finish(), &mut validator, staging)?;
+    check_rows(staging, limits.max_rows)?;
     if validator.is_none() {
         return Err(AppError::unprocessable(
             "invalid_csv",
@@ -163,6 +239,18 @@ async fn stage(
         ));
     }
     staging.flush(state, tenant).await?;
+    Ok(())
+}
+
+/// 422 rather than 413: the body may be small, it is its content that is too
+/// much to apply in one import.
+fn check_rows(staging: &Staging, max_rows: u64) -> Result<(), AppError> {
+    if staging.rows as u64 > max_rows {
+        return Err(AppError::unprocessable(
+            "import_too_many_rows",
+            format!("an import holds at most {max_rows} rows; split the file"),
+        ));
+    }
     Ok(())
 }
 

@@ -27,8 +27,6 @@ use crate::http::pagination::{Cursor, Page};
 use crate::jobs::kinds::audience::CsvImport;
 use crate::state::AppState;
 
-/// Largest CSV upload (the import route has its own body limit).
-pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
 /// Valid rows staged per batch (and applied per transaction by the job).
 pub const IMPORT_BATCH_ROWS: usize = 500;
 const MAX_CONTACT_IDS: usize = 10_000;
@@ -61,25 +59,26 @@ fn conflict(e: StoreError) -> AppError {
     }
 }
 
+/// Longest list or segment name, and description.
+const MAX_NAME_CHARS: usize = 120;
+const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// 422 naming the field: names are shown in dashboards and exports, where
+/// a control or bidi-override character would hide or reorder what is
+/// around it.
+fn invalid_field(e: galantis_core::text::FieldError) -> AppError {
+    AppError::unprocessable("invalid_field", e.to_string())
+}
+
 fn valid_name(name: &str) -> Result<&str, AppError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 120 {
-        return Err(AppError::unprocessable(
-            "invalid_field",
-            "name: required, at most 120 characters",
-        ));
-    }
-    Ok(n)
+    galantis_core::text::check_field("name", name, MAX_NAME_CHARS).map_err(invalid_field)
 }
 
 fn valid_description(d: Option<&str>) -> Result<Option<&str>, AppError> {
-    match d.map(str::trim).filter(|d| !d.is_empty()) {
-        Some(d) if d.chars().count() > 1000 => Err(AppError::unprocessable(
-            "invalid_field",
-            "description: at most 1000 characters",
-        )),
-        other => Ok(other),
-    }
+    let Some(d) = d else { return Ok(None) };
+    let d = galantis_core::text::check_multiline("description", d, MAX_DESCRIPTION_CHARS)
+        .map_err(invalid_field)?;
+    Ok(Some(d).filter(|d| !d.is_empty()))
 }
 
 /// `description` in a PATCH: absent keeps, `null` clears, text sets.

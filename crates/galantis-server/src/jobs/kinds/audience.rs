@@ -222,6 +222,10 @@ pub async fn run_csv_import(ctx: JobContext, job: CsvImport) -> Result<(), JobEr
         csv_imports::record_batch(&mut tx, import.id, seq, &progress, now).await?;
         tx.commit().await?;
         pending.publish(&ctx.app);
+        // A large import must not starve the tenant's own requests of the
+        // runtime between its batches (each batch is its own transaction, so
+        // no lock is held here).
+        tokio::task::yield_now().await;
     }
 
     let mut tx = db.tenant_tx(tenant).await?;
@@ -233,6 +237,69 @@ pub async fn run_csv_import(ctx: JobContext, job: CsvImport) -> Result<(), JobEr
         ctx.now().timestamp_millis(),
     )
     .await?;
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The deadline of one CSV upload, enqueued with the upload itself: an
+/// upload still `uploading` by then was cut off (client gone, timeout, or the
+/// process died mid-stream) and ends `failed` — durable, so it also holds
+/// across a restart, and per import, so nothing scans tenants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportUploadDeadline {
+    pub import_id: Uuid,
+}
+
+impl JobKind for ImportUploadDeadline {
+    const KIND: &'static str = "audience.import_upload_deadline";
+    const LANE: Lane = Lane::Sync;
+    const MAX_ATTEMPTS: u32 = 10;
+    const TIMEOUT: Duration = Duration::from_secs(60);
+
+    fn unique_key(&self) -> Option<String> {
+        Some(format!("import_upload_deadline:{}", self.import_id))
+    }
+}
+
+pub const UPLOAD_INTERRUPTED: &str = "upload interrupted: the connection closed or the request timed out before the file was complete";
+
+/// How long an upload may go without progress before it counts as cut off:
+/// past the request timeout the request cannot be alive any more.
+pub fn upload_deadline(config: &crate::config::Config) -> Duration {
+    Duration::from_secs(config.request_timeout_secs + 5)
+}
+
+pub async fn run_import_upload_deadline(
+    ctx: JobContext,
+    job: ImportUploadDeadline,
+) -> Result<(), JobError> {
+    let tenant = ctx
+        .tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("imports belong to a tenant")))?;
+    let deadline = upload_deadline(&ctx.app.config);
+    let now = ctx.now().timestamp_millis();
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    let status = csv_imports::get(&mut tx, job.import_id)
+        .await?
+        .map(|i| i.status);
+    if status.as_deref() == Some("uploading") {
+        let stale_before = now - deadline.as_millis() as i64;
+        if !csv_imports::fail_upload(
+            &mut tx,
+            job.import_id,
+            UPLOAD_INTERRUPTED,
+            stale_before,
+            now,
+        )
+        .await?
+        {
+            // Still making progress: look again later.
+            tx.rollback().await?;
+            return Err(JobError::Snooze(deadline));
+        }
+        tracing::warn!(import = %job.import_id, "CSV upload interrupted; marked failed");
+    }
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())

@@ -19,6 +19,7 @@ pub fn register_builtin(r: &mut Registry) {
         crate::sending::templates::run_sync_all,
     );
     r.register::<audience::CsvImport, _, _>(audience::run_csv_import);
+    r.register::<audience::ImportUploadDeadline, _, _>(audience::run_import_upload_deadline);
     r.register::<audience::RefreshSegments, _, _>(audience::run_refresh_segments);
     r.register::<audience::RefreshAllSegments, _, _>(audience::run_refresh_all);
     r.register::<audience::ShopifyWriteBack, _, _>(audience::run_write_back);
