@@ -507,7 +507,8 @@ async fn names_with_control_or_bidi_characters_or_too_long_are_refused_naming_th
     let app = TestApp::spawn().await;
     let t = app.create_tenant("bounded-names").await;
     let list = new_list(&app, &t, "Fine").await;
-    let rules = json!({"all": [{"field": "customer_tag", "op": "eq", "value": "vip"}]});
+    let rules =
+        json!({"groups": [{"conditions": [{"field": "country", "operator": "=", "value": "MX"}]}]});
 
     let bad_names = [
         "nul\u{0}name",
