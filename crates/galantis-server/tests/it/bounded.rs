@@ -286,15 +286,31 @@ async fn an_upload_left_uploading_by_a_previous_process_ends_failed() {
             .await
             .unwrap();
     }
+    // One left by a version that enqueued no deadline job: the hourly
+    // (and start-up) tenant sweep ends it.
+    let legacy = csv_imports::create(&mut tx, list_id, Some("legacy.csv"), None, long_ago)
+        .await
+        .unwrap();
+    csv_imports::set_status(&mut tx, legacy, "uploading", None, long_ago)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
+    galantis_store::jobs::enqueue_global_now(
+        app.db(),
+        &galantis_server::jobs::kinds::audience::periodic_job(now),
+    )
+    .await
+    .unwrap();
 
-    eventually("the stale upload ends failed", || async {
-        let mut tx = app.db().tenant_read(t.id).await.unwrap();
-        let i = csv_imports::get(&mut tx, stale).await.unwrap().unwrap();
-        tx.commit().await.unwrap();
-        i.status == "failed"
-    })
-    .await;
+    for id in [stale, legacy] {
+        eventually("the stale upload ends failed", || async {
+            let mut tx = app.db().tenant_read(t.id).await.unwrap();
+            let i = csv_imports::get(&mut tx, id).await.unwrap().unwrap();
+            tx.commit().await.unwrap();
+            i.status == "failed"
+        })
+        .await;
+    }
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
     let s = csv_imports::get(&mut tx, stale).await.unwrap().unwrap();
     assert_eq!(s.error.as_deref(), Some(UPLOAD_INTERRUPTED));
@@ -304,6 +320,8 @@ async fn an_upload_left_uploading_by_a_previous_process_ends_failed() {
             .unwrap()
             .is_none()
     );
+    let g = csv_imports::get(&mut tx, legacy).await.unwrap().unwrap();
+    assert_eq!(g.error.as_deref(), Some(UPLOAD_INTERRUPTED));
     let l = csv_imports::get(&mut tx, live).await.unwrap().unwrap();
     assert_eq!(l.status, "uploading");
     tx.commit().await.unwrap();

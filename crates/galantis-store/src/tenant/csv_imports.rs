@@ -365,6 +365,37 @@ pub async fn fail_upload(
     Ok(failed)
 }
 
+/// [`fail_upload`] for every upload of the tenant not touched since
+/// `stale_before_ms` (a sweep for uploads whose deadline job never ran, e.g.
+/// left by an older version); returns how many ended.
+pub async fn fail_stale_uploads(
+    tx: &mut TenantTx,
+    reason: &str,
+    stale_before_ms: i64,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "DELETE FROM csv_import_batches WHERE import_id IN
+                 (SELECT id FROM csv_imports WHERE status = 'uploading' AND updated_at < $1)",
+        )
+        .bind(stale_before_ms)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "UPDATE csv_imports SET status = 'failed', error = $1, updated_at = $2, finished_at = $2
+             WHERE status = 'uploading' AND updated_at < $3",
+        )
+        .bind(reason)
+        .bind(now_ms)
+        .bind(stale_before_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n)
+}
+
 /// Removes an import with its staged rows and report (a failed upload).
 pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<(), StoreError> {
     on_tx!(tx.tx(), |c| {

@@ -347,8 +347,10 @@ pub async fn run_refresh_segments(ctx: JobContext, _job: RefreshSegments) -> Res
     Ok(())
 }
 
-/// Hourly: enqueues [`RefreshSegments`] for every active tenant that has
-/// periodic segments.
+/// Hourly (and at start-up): enqueues [`RefreshSegments`] for every active
+/// tenant that has periodic segments; in the same visit, ends `failed` the
+/// uploads that stopped long ago without their deadline job having done it
+/// (imports from before that job existed), off any request's path.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RefreshAllSegments {}
 
@@ -369,9 +371,16 @@ pub async fn run_refresh_all(ctx: JobContext, _job: RefreshAllSegments) -> Resul
         if t.status != tenants::TenantStatus::Active {
             continue;
         }
+        let now = ctx.now().timestamp_millis();
+        let stale_before = now - upload_deadline(&ctx.app.config).as_millis() as i64;
         let mut tx = db.tenant_tx(t.id).await?;
+        let swept =
+            csv_imports::fail_stale_uploads(&mut tx, UPLOAD_INTERRUPTED, stale_before, now).await?;
+        if swept > 0 {
+            tracing::warn!(tenant = %t.id, imports = swept, "interrupted CSV uploads marked failed");
+        }
         if segments::load(&mut tx, None, true).await?.is_empty() {
-            tx.rollback().await?;
+            tx.commit().await?;
             continue;
         }
         enqueue(&mut tx, &RefreshSegments::default(), ctx.now()).await?;
