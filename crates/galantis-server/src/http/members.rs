@@ -141,13 +141,13 @@ fn issued(token: IssuedToken, member: MemberId) -> Response {
         .into_response()
 }
 
+/// Labels are listed to the whole team: no control or bidi characters.
 fn validate_label(label: Option<&str>) -> Result<(), AppError> {
-    match label {
-        Some(l) if l.chars().count() > 100 => Err(AppError::unprocessable(
-            "invalid_field",
-            "label must be at most 100 characters",
-        )),
-        _ => Ok(()),
+    match label.filter(|l| !l.trim().is_empty()) {
+        Some(l) => galantis_core::text::check_field("label", l, 100)
+            .map(|_| ())
+            .map_err(|e| AppError::unprocessable("invalid_field", e.to_string())),
+        None => Ok(()),
     }
 }
 

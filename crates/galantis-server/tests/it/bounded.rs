@@ -626,6 +626,25 @@ async fn names_with_control_or_bidi_characters_or_too_long_are_refused_naming_th
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
+    // So are token labels.
+    for label in ["tab\tlabel", "rlo\u{202E}x", &"l".repeat(101)] {
+        let r = app
+            .request(Method::POST, "/api/v1/tokens", &t.token)
+            .json(&json!({ "label": label }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{label:?}");
+        let b: Value = r.json().await.unwrap();
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("label:"),
+            "{b}"
+        );
+    }
+
     // A CSV import's file name is held to the same rules.
     let r = app
         .request(
