@@ -424,6 +424,8 @@ pub enum RejectReason {
     InvalidEmail,
     InvalidConsent,
     NameTooLong,
+    /// A name holding control or bidi-override characters (see [`crate::text`]).
+    InvalidName,
     DuplicateInFile {
         first_line: u64,
     },
@@ -440,6 +442,7 @@ impl RejectReason {
             RejectReason::InvalidEmail => "invalid_email",
             RejectReason::InvalidConsent => "invalid_consent",
             RejectReason::NameTooLong => "name_too_long",
+            RejectReason::InvalidName => "invalid_name",
             RejectReason::DuplicateInFile { .. } => "duplicate_in_file",
             RejectReason::Consent(r) => r.code(),
         }
@@ -460,6 +463,9 @@ impl fmt::Display for RejectReason {
                 "consent must be yes, no, subscribed, not_subscribed, unsubscribed, pending or empty",
             ),
             RejectReason::NameTooLong => f.write_str("a name is longer than 255 characters"),
+            RejectReason::InvalidName => {
+                f.write_str("a name holds control or bidirectional-override characters")
+            }
             RejectReason::DuplicateInFile { first_line } => {
                 write!(f, "the same phone number is already on line {first_line}")
             }
@@ -543,6 +549,12 @@ impl RowValidator {
         {
             return Err(reject(RejectReason::NameTooLong));
         }
+        if [&row.first_name, &row.last_name].iter().any(|n| {
+            n.as_ref()
+                .is_some_and(|n| n.chars().any(crate::text::is_forbidden))
+        }) {
+            return Err(reject(RejectReason::InvalidName));
+        }
         if phone_raw.is_empty() {
             return Err(reject(RejectReason::MissingPhone));
         }
@@ -610,7 +622,9 @@ mod tests {
              +52 55 9999 0000,Cy,,not-an-email,\n\
              +52 55 9999 0001,Di,,,maybe\n\
              +52 55 9999 0002,Ed,,\n\
-             ,Fa,,,\n",
+             ,Fa,,,\n\
+             +52 55 9999 0003,\u{202E}gpj,,,\n\
+             +52 55 9999 0004,Gi,\"nul\u{0}\",,\n",
             16,
         );
         let header = CsvHeader::parse(&recs[0]).unwrap();
@@ -637,6 +651,8 @@ mod tests {
                 (6, "invalid_consent"),
                 (7, "malformed_line"),
                 (8, "missing_phone"),
+                (9, "invalid_name"),
+                (10, "invalid_name"),
             ]
         );
         assert_eq!(
