@@ -11,6 +11,12 @@
 //! [`router`] mounts the same routes into another axum app. Standalone:
 //! `galantis sandbox meta --bind 127.0.0.1:9100 --webhook-url … --app-secret …`.
 //!
+//! `galantis serve` mounts it at `/sandbox-meta` only in embedded development
+//! mode or with `[sandbox] enabled` (`Config::sandbox_mounted`; ADR 0007),
+//! built by `Sending::new` with [`SandboxConfig::locked`], an operator
+//! token ([`operator_token`]), a per-process Graph access token and its own
+//! webhook secret, never the Meta app secret.
+//!
 //! # Graph API (bearer token required; `access_token=` also accepted)
 //!
 //! | route | does |
@@ -30,7 +36,15 @@
 //! free-form (131047), configured failures, per-number throughput (130429)
 //! and pair rate (131056) by exact GCRA arithmetic on the injected clock.
 //!
-//! # Control API (JSON, no auth; listen on loopback only)
+//! # Control API (JSON; operator token when configured)
+//!
+//! With `SandboxConfig::control_token` set (always in `galantis serve`;
+//! `--control-token` standalone) every route below needs `Authorization:
+//! Bearer <token>`, else 401 `sandbox_token_required`. Without one the API is
+//! open, which the standalone command allows only on a loopback address.
+//! Bodies are limited to [`CONTROL_BODY_LIMIT`] (413). The routes are listed
+//! once, in [`CONTROL_ROUTES`]. When [`SandboxConfig::locked`], the webhook
+//! `url` and the `app_secret` cannot be patched (403 `sandbox_setting_locked`).
 //!
 //! | route | body / query | does |
 //! |---|---|---|

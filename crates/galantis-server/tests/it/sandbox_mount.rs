@@ -566,3 +566,87 @@ async fn a_sandbox_inbound_never_reaches_a_tenant_with_real_credentials() {
     .await;
     assert_eq!(convs["data"].as_array().map(Vec::len), Some(1), "{convs}");
 }
+
+/// Runs `galantis sandbox meta` with `args` and `env`; returns the child and
+/// its base URL, or the exit status and stderr when it refuses to start.
+async fn standalone(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(tokio::process::Child, String), (std::process::ExitStatus, String)> {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_galantis"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GALANTIS_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .args(["sandbox", "meta", "--no-webhooks"])
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run galantis");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push_str(&line);
+            if line == "}" {
+                return true;
+            }
+        }
+        false
+    };
+    let started = tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the sandbox starts or exits");
+    if !started {
+        let out = child.wait_with_output().await.unwrap();
+        return Err((
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    let v: Value = serde_json::from_str(&printed).unwrap();
+    Ok((child, v["base_url"].as_str().unwrap().to_owned()))
+}
+
+#[tokio::test]
+async fn the_standalone_sandbox_takes_an_operator_token() {
+    const T: &str = "standalone-operator-token";
+    let client = reqwest::Client::new();
+    for (args, env) in [
+        (
+            vec!["--bind", "127.0.0.1:0"],
+            vec![("GALANTIS_SANDBOX_TOKEN", T)],
+        ),
+        (
+            vec!["--bind", "127.0.0.1:0"],
+            vec![("GALANTIS_SANDBOX__TOKEN", T)],
+        ),
+        (vec!["--bind", "127.0.0.1:0", "--control-token", T], vec![]),
+    ] {
+        let (mut child, base) = standalone(&args, &env).await.expect("starts");
+        let r = client.get(format!("{base}/sandbox")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{args:?} {env:?}");
+        let r = client
+            .get(format!("{base}/sandbox"))
+            .bearer_auth(T)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{args:?} {env:?}");
+        child.kill().await.unwrap();
+    }
+    // Without a token the control API is open, so only on loopback.
+    let (status, stderr) = standalone(&["--bind", "0.0.0.0:0"], &[])
+        .await
+        .expect_err("refuses to start");
+    assert!(!status.success());
+    assert!(stderr.contains("--control-token"), "{stderr}");
+}
