@@ -650,3 +650,60 @@ async fn the_standalone_sandbox_takes_an_operator_token() {
     assert!(!status.success());
     assert!(stderr.contains("--control-token"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_send_path_uses_the_mounts_own_tokens() {
+    use galantis_core::sending::{Lookup, MessageSender};
+    let app = TestApp::builder().sandbox().spawn().await;
+    let t = app.create_tenant("mount-send").await;
+    link(&app, &t, DEV_PHONE_NUMBER_ID).await;
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/api/v1/templates/sync",
+        Some(&t.token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let contact = subscribed_contact(&app, &t, "+15557770009").await;
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/api/v1/messages",
+        Some(&t.token),
+        Some(
+            json!({"contact_id": contact, "idempotency_key": "mount-send-1",
+                    "template": {"name": "hello_world", "language": "en_US"}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let sb = app.state.sending.embedded_sandbox().unwrap().clone();
+    eventually("the mounted sandbox accepted the send", || async {
+        sb.counters().accepted == 1
+    })
+    .await;
+    // Sent with the per-process access token, the only one the mount takes.
+    let sent = sb.messages();
+    assert_eq!(sent.len(), 1);
+    // Reconciliation reads the control API with the operator token; a
+    // client without it is refused there and learns nothing.
+    let mount = format!("http://{}/sandbox-meta", app.addr);
+    let key = sent[0].biz_opaque_callback_data.clone().unwrap();
+    let found = app
+        .state
+        .sending
+        .api(&mount)
+        .lookup(DEV_PHONE_NUMBER_ID, &key)
+        .await
+        .unwrap();
+    assert!(
+        matches!(found, Lookup::Accepted { wamid: Some(_) }),
+        "{found:?}"
+    );
+    let outsider =
+        galantis_server::sending::CloudApi::with_client(reqwest::Client::new(), &mount, "v23.0");
+    let refused = outsider.lookup(DEV_PHONE_NUMBER_ID, &key).await.unwrap();
+    assert!(matches!(refused, Lookup::Unsupported), "{refused:?}");
+}
