@@ -122,6 +122,17 @@ pub fn random_hex(n: usize) -> anyhow::Result<String> {
     Ok(hex::encode(b))
 }
 
+/// The secret the mounted sandbox signs its webhooks with, derived from the
+/// operator token: every node of a deployment (which share the token) accepts
+/// every node's sandbox deliveries, and it is never the Meta app secret.
+pub fn webhook_secret_for(operator_token: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(operator_token.as_bytes())
+        .expect("HMAC takes any key");
+    mac.update(b"galantis sandbox webhook secret v1");
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// The operator token of the mounted sandbox: `[sandbox] token` when
 /// configured, else `<data_dir>/sandbox.token`, created (mode 0600) on first
 /// use. A new token is printed once, in the start-up log; afterwards only

@@ -54,10 +54,12 @@ struct Inner {
     embedded_url: OnceLock<String>,
 }
 
-/// The sandbox mounted at `/sandbox-meta`, with the credentials only this
-/// process knows: the Graph access token its sends use, and the secret its
-/// webhooks are signed with (never the Meta app secret, so a sandbox
-/// delivery cannot pass for Meta's).
+/// The sandbox mounted at `/sandbox-meta`, with its credentials: the Graph
+/// access token this process's sends use (random per process: each node
+/// sends to its own mount), and the secret its webhooks are signed with
+/// (derived from the operator token, so any node of the deployment accepts
+/// them; never the Meta app secret, so a sandbox delivery cannot pass for
+/// Meta's).
 struct Embedded {
     sandbox: MetaSandbox,
     access_token: String,
@@ -92,7 +94,9 @@ impl Sending {
         let embedded = if config.sandbox_mounted() {
             let control_token = crate::sandbox::operator_token(config)?;
             let access_token = format!("sandbox-{}", crate::sandbox::random_hex(16)?);
-            let webhook_secret = SecretString::from(crate::sandbox::random_hex(32)?);
+            let webhook_secret = SecretString::from(crate::sandbox::webhook_secret_for(
+                control_token.expose_secret(),
+            ));
             let sandbox = MetaSandbox::new(
                 SandboxConfig::default()
                     .with_app_secret(webhook_secret.expose_secret())

@@ -707,3 +707,38 @@ async fn the_send_path_uses_the_mounts_own_tokens() {
     let refused = outsider.lookup(DEV_PHONE_NUMBER_ID, &key).await.unwrap();
     assert!(matches!(refused, Lookup::Unsupported), "{refused:?}");
 }
+
+#[tokio::test]
+async fn the_sandbox_signature_is_accepted_only_where_the_sandbox_is_mounted() {
+    use galantis_server::sandbox::{signature, webhook_secret_for};
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "200000000000999",
+        "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000999", "phone_number_id": "100000000000999"},
+            "messages": [{"from": "15551230099", "id": "wamid.x", "timestamp": "1700000000",
+                          "type": "text", "text": {"body": "STOP"}}]}}]}]})
+    .to_string();
+    let sig = signature(&webhook_secret_for(TEST_SANDBOX_TOKEN), body.as_bytes());
+    assert_ne!(
+        webhook_secret_for(TEST_SANDBOX_TOKEN),
+        galantis_testkit::TEST_META_SECRET
+    );
+    // Another node of the same deployment (same token) accepts it…
+    let mounted = TestApp::builder().sandbox().spawn().await;
+    // …a production node does not: only Meta's own signature counts there.
+    let production = TestApp::spawn().await;
+    for (app, want) in [
+        (&mounted, StatusCode::OK),
+        (&production, StatusCode::UNAUTHORIZED),
+    ] {
+        let r = app
+            .client
+            .post(app.url("/webhooks/meta"))
+            .header("x-hub-signature-256", &sig)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want);
+    }
+}
