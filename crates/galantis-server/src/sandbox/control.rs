@@ -206,6 +206,11 @@ async fn patch_settings(State(sb): State<MetaSandbox>, body: JsonBody<Value>) ->
     if secret.is_some() && sb.locked() {
         return locked("the signing secret");
     }
+    // The mount's Graph access token is the server's own; an empty list
+    // would let any token send.
+    if sb.locked() && patch.get("tokens").is_some() {
+        return locked("the accepted access tokens");
+    }
     let current = sb.settings();
     let mut next: SandboxSettings = match merge(&current, patch) {
         Ok(s) => s,

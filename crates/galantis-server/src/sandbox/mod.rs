@@ -44,7 +44,8 @@
 //! open, which the standalone command allows only on a loopback address.
 //! Bodies are limited to [`CONTROL_BODY_LIMIT`] (413). The routes are listed
 //! once, in [`CONTROL_ROUTES`]. When [`SandboxConfig::locked`], the webhook
-//! `url` and the `app_secret` cannot be patched (403 `sandbox_setting_locked`).
+//! `url`, the `app_secret` and the accepted `tokens` cannot be patched (403
+//! `sandbox_setting_locked`).
 //!
 //! | route | body / query | does |
 //! |---|---|---|

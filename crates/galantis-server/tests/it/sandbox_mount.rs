@@ -331,15 +331,29 @@ async fn the_mounted_sandbox_keeps_its_webhook_target_and_secret() {
         assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
         assert_eq!(b["error"]["code"], "sandbox_setting_locked", "{b}");
     }
+    for body in [
+        json!({"app_secret": "attacker-chosen"}),
+        json!({"tokens": []}),
+    ] {
+        let (s, b) = call(
+            &app,
+            Method::PATCH,
+            "/sandbox-meta/sandbox/settings",
+            tok,
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    }
     let (s, b) = call(
         &app,
         Method::PATCH,
         "/sandbox-meta/sandbox/settings",
         tok,
-        Some(json!({"app_secret": "attacker-chosen"})),
+        Some(json!({"pair_burst": 3})),
     )
     .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(s, StatusCode::OK, "other settings stay patchable: {b}");
     let (_, after) = call(
         &app,
         Method::GET,
