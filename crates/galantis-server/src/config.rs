@@ -69,6 +69,8 @@ pub struct Config {
     pub sending: SendingConfig,
     /// CSV imports: what one upload may hold.
     pub imports: ImportsConfig,
+    /// The Meta sandbox mounted at `/sandbox-meta` (development and staging).
+    pub sandbox: SandboxMount,
 }
 
 /// `[imports]`; environment: `GALANTIS_IMPORTS__<SETTING>`.
@@ -90,6 +92,24 @@ impl Default for ImportsConfig {
             max_bytes: 25 * 1024 * 1024,
         }
     }
+}
+
+/// `[sandbox]`; environment: `GALANTIS_SANDBOX_ENABLED`,
+/// `GALANTIS_SANDBOX_TOKEN` (or `GALANTIS_SANDBOX__<SETTING>`).
+///
+/// The sandbox can inject inbound messages and opt-outs into tenants that use
+/// it, so it is never mounted by accident: only in embedded development mode
+/// (SQLite, no Meta app secret) or when enabled here, and its control routes
+/// always need the operator token.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxMount {
+    /// Mount the sandbox although real secrets are configured (staging).
+    pub enabled: bool,
+    /// The operator token for `/sandbox-meta/sandbox/*`. Unset: generated
+    /// into `<data_dir>/sandbox.token` (mode 0600); required with PostgreSQL.
+    #[serde(skip_serializing)]
+    pub token: Option<SecretString>,
 }
 
 /// `[sending]`; environment: `GALANTIS_SENDING__<SETTING>`.
@@ -239,6 +259,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             sending: SendingConfig::default(),
             imports: ImportsConfig::default(),
+            sandbox: SandboxMount::default(),
         }
     }
 }
@@ -266,12 +287,22 @@ impl Config {
                 Env::prefixed("GALANTIS_")
                     .ignore(&["NEW_MASTER_KEY"])
                     .lowercase(true)
-                    .split("__"),
+                    .split("__")
+                    .map(sandbox_env_key),
             )
             .merge(Env::raw().only(&["DATABASE_URL"]).lowercase(true));
         let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Whether this process mounts the Meta sandbox at `/sandbox-meta`:
+    /// embedded development mode (SQLite and no Meta app secret, so the
+    /// development secrets are in use) or `[sandbox] enabled`. A configured
+    /// Cloud API endpoint (`meta_base_url`) replaces it either way.
+    pub fn sandbox_mounted(&self) -> bool {
+        self.meta_base_url.is_none()
+            && (self.sandbox.enabled || (self.is_embedded() && self.meta_app_secret.is_none()))
     }
 
     /// Checks that hold for every command.
@@ -368,6 +399,14 @@ impl Config {
                 "GALANTIS_REDIS_URL must be a redis:// or rediss:// URL".into(),
             ));
         }
+        if let Some(t) = &self.sandbox.token {
+            use secrecy::ExposeSecret;
+            if t.expose_secret().trim().len() < 16 {
+                return Err(ConfigError(
+                    "GALANTIS_SANDBOX_TOKEN must be at least 16 characters".into(),
+                ));
+            }
+        }
         if !self.meta_graph_version.starts_with('v') {
             return Err(ConfigError(
                 "GALANTIS_META_GRAPH_VERSION must look like v23.0".into(),
@@ -399,6 +438,11 @@ impl Config {
                 )));
             }
         }
+        if self.sandbox_mounted() && self.sandbox.token.is_none() {
+            return Err(ConfigError(
+                "GALANTIS_SANDBOX_TOKEN is required when the sandbox is enabled with PostgreSQL (a generated token would differ between nodes)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -423,6 +467,17 @@ impl Config {
             data_dir: self.data_dir.clone(),
             max_connections: self.database_max_connections,
         }
+    }
+}
+
+/// `GALANTIS_SANDBOX_ENABLED` and `GALANTIS_SANDBOX_TOKEN` are the documented
+/// names; `__` is the section separator elsewhere, so map them by hand
+/// (`GALANTIS_SANDBOX__ENABLED` keeps working through the split).
+fn sandbox_env_key(key: &figment::value::UncasedStr) -> figment::value::Uncased<'_> {
+    match key.as_str().to_ascii_lowercase().as_str() {
+        "sandbox_enabled" => "sandbox.enabled".into(),
+        "sandbox_token" => "sandbox.token".into(),
+        _ => key.into(),
     }
 }
 
@@ -495,6 +550,7 @@ mod tests {
             );
         }
         for secret in [
+            "token",
             "database_url",
             "master_key",
             "shopify_app_secret",
@@ -505,6 +561,50 @@ mod tests {
                 text.contains(secret),
                 "galantis.example.toml does not document `{secret}`"
             );
+        }
+    }
+
+    #[test]
+    fn the_sandbox_is_mounted_only_in_development_or_when_enabled() {
+        assert!(Config::default().sandbox_mounted(), "embedded, no secrets");
+        let production = Config {
+            meta_app_secret: Some(SecretString::from("real")),
+            ..Config::default()
+        };
+        assert!(!production.sandbox_mounted());
+        let mut staging = production.clone();
+        staging.sandbox.enabled = true;
+        assert!(staging.sandbox_mounted());
+        staging.meta_base_url = Some("http://127.0.0.1:9100".into());
+        assert!(
+            !staging.sandbox_mounted(),
+            "a configured endpoint replaces it"
+        );
+        let pg = Config {
+            database_url: Some(SecretString::from("postgres://x")),
+            shopify_app_secret: Some(SecretString::from("s")),
+            meta_app_secret: Some(SecretString::from("m")),
+            meta_verify_token: Some(SecretString::from("v")),
+            sandbox: SandboxMount {
+                enabled: true,
+                token: None,
+            },
+            ..Config::default()
+        };
+        let e = pg.validate_for_serve().unwrap_err().0;
+        assert!(e.contains("GALANTIS_SANDBOX_TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn sandbox_environment_names_map_to_the_section() {
+        use figment::value::UncasedStr;
+        for (raw, mapped) in [
+            ("sandbox_enabled", "sandbox.enabled"),
+            ("SANDBOX_TOKEN", "sandbox.token"),
+            ("sandbox.enabled", "sandbox.enabled"),
+            ("bind", "bind"),
+        ] {
+            assert_eq!(sandbox_env_key(UncasedStr::new(raw)).as_str(), mapped);
         }
     }
 

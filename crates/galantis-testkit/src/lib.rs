@@ -27,6 +27,10 @@ pub const TEST_SHOPIFY_SECRET: &str = "test-shopify-app-secret";
 /// Meta webhook secret configured on every test app.
 pub const TEST_META_SECRET: &str = "test-meta-app-secret";
 
+/// The Meta sandbox's operator token on test apps built with
+/// [`TestAppBuilder::sandbox`].
+pub const TEST_SANDBOX_TOKEN: &str = "test-sandbox-operator-token";
+
 /// A scratch store location: a temp directory, plus a scratch PostgreSQL
 /// database when `TEST_DATABASE_URL` is set. Dropping it removes both.
 pub struct Scratch {
@@ -148,6 +152,15 @@ impl TestAppBuilder {
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
+    }
+
+    /// Mounts the Meta sandbox at `/sandbox-meta` (the test configuration
+    /// has real secrets, so it is off otherwise), with [`TEST_SANDBOX_TOKEN`].
+    pub fn sandbox(self) -> Self {
+        self.config(|c| {
+            c.sandbox.enabled = true;
+            c.sandbox.token = Some(SecretString::from(TEST_SANDBOX_TOKEN));
+        })
     }
 
     /// Runs no job workers or scheduler (the test drives the queue itself).

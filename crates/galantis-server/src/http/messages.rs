@@ -227,16 +227,22 @@ pub async fn put_whatsapp(
     let token_text = token
         .as_ref()
         .map(|t| t.expose_secret().to_owned())
-        .unwrap_or_else(|| connection::SANDBOX_TOKEN.to_owned());
+        .unwrap_or_else(|| connection::sandbox_token(&state).expose_secret().to_owned());
     if token_text.is_empty() {
         return Err(AppError::unprocessable(
             "invalid_field",
             "access_token is empty",
         ));
     }
+    if !has_token && !state.sending.has_sandbox() {
+        return Err(AppError::unprocessable(
+            "access_token_required",
+            connection::NO_SANDBOX,
+        ));
+    }
     let Some(base) = state.sending.base_url(has_token) else {
         return Err(AppError::Unavailable(
-            "the Meta sandbox is not running".into(),
+            "the Meta sandbox is not listening yet".into(),
         ));
     };
     let api = state.sending.api(&base);

@@ -150,9 +150,10 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
-    // The embedded Meta sandbox, when no Cloud API endpoint is configured:
-    // on every role, since workers send to it (status webhooks go to
-    // GALANTIS_PUBLIC_URL when set, else back to this listener).
+    // The embedded Meta sandbox, when `Config::sandbox_mounted` (development
+    // mode or explicitly enabled; ADR 0007): on every role, since workers
+    // send to it (status webhooks go to GALANTIS_PUBLIC_URL when set, else
+    // back to this listener). Its control routes check the operator token.
     if let Some(sb) = state.sending.embedded_sandbox() {
         app = app.nest_service("/sandbox-meta", crate::sandbox::router(sb.clone()));
     }

@@ -38,6 +38,11 @@ pub struct MetaArgs {
     /// An accepted access token (repeatable; none given: any token).
     #[arg(long = "token", value_name = "TOKEN")]
     pub tokens: Vec<String>,
+    /// Operator token required by the /sandbox/… control routes (default:
+    /// GALANTIS_SANDBOX_TOKEN). Without one the control API is open, which
+    /// is allowed only on a loopback --bind.
+    #[arg(long, value_name = "TOKEN")]
+    pub control_token: Option<String>,
     #[arg(long, default_value = DEV_PHONE_NUMBER_ID)]
     pub phone_number_id: String,
     #[arg(long, default_value = DEV_WABA_ID)]
@@ -74,7 +79,21 @@ pub async fn run(config: &Config, cmd: SandboxCommand) -> anyhow::Result<()> {
             anyhow::bail!("{name} must be between 0 and 1");
         }
     }
+    let control_token = a.control_token.clone().or_else(|| {
+        config
+            .sandbox
+            .token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
+    });
+    if control_token.is_none() && !a.bind.ip().is_loopback() {
+        anyhow::bail!(
+            "--control-token (or GALANTIS_SANDBOX_TOKEN) is required when the sandbox listens beyond loopback ({})",
+            a.bind
+        );
+    }
     let mut sc = SandboxConfig {
+        control_token,
         bind: a.bind,
         numbers: vec![
             NumberConfig::new(&a.phone_number_id, &a.waba_id)

@@ -34,6 +34,13 @@ pub struct SandboxConfig {
     /// Templates present from the start (besides each WABA's `hello_world`).
     pub templates: Vec<TemplateSeed>,
     pub failures: Vec<FailureRule>,
+    /// When set, every `/sandbox/…` control route needs `Authorization:
+    /// Bearer <control_token>` (compared in constant time).
+    pub control_token: Option<String>,
+    /// Mounted inside `galantis serve`: the webhook target and the signing
+    /// secret are the server's choice and cannot be changed through the
+    /// control API (otherwise it would be an SSRF and a signing oracle).
+    pub locked: bool,
 }
 
 impl std::fmt::Debug for SandboxConfig {
@@ -45,6 +52,11 @@ impl std::fmt::Debug for SandboxConfig {
             .field("numbers", &self.numbers)
             .field("templates", &self.templates.len())
             .field("failures", &self.failures)
+            .field(
+                "control_token",
+                &self.control_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("locked", &self.locked)
             .finish_non_exhaustive()
     }
 }
@@ -59,6 +71,8 @@ impl Default for SandboxConfig {
             numbers: vec![NumberConfig::new(DEV_PHONE_NUMBER_ID, DEV_WABA_ID)],
             templates: Vec::new(),
             failures: Vec::new(),
+            control_token: None,
+            locked: false,
         }
     }
 }
@@ -78,6 +92,25 @@ impl SandboxConfig {
 
     pub fn with_app_secret(mut self, secret: impl Into<String>) -> Self {
         self.settings.app_secret = secret.into();
+        self
+    }
+
+    /// Control routes require this bearer token.
+    pub fn with_control_token(mut self, token: impl Into<String>) -> Self {
+        self.control_token = Some(token.into());
+        self
+    }
+
+    /// Graph routes accept only these access tokens.
+    pub fn with_access_tokens(mut self, tokens: Vec<String>) -> Self {
+        self.settings.tokens = tokens;
+        self
+    }
+
+    /// The webhook URL and signing secret can no longer be changed through
+    /// the control API (the in-process mount).
+    pub fn locked(mut self) -> Self {
+        self.locked = true;
         self
     }
 

@@ -1,5 +1,6 @@
-//! The `/sandbox/…` control API (JSON, unauthenticated: the sandbox listens
-//! on loopback) and the inbound-message simulation it exposes. Each route
+//! The `/sandbox/…` control API (JSON; behind the operator token when one is
+//! configured, which `galantis serve` always does) and the inbound-message
+//! simulation it exposes. Each route
 //! is a thin wrapper over a `MetaSandbox` method of the same purpose, so
 //! Rust tests can do the same without HTTP. The route table is in the
 //! module documentation (`sandbox/mod.rs`).
@@ -7,8 +8,9 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -22,7 +24,99 @@ use super::inbound::InboundMessage;
 use super::state::MetaSandbox;
 use super::validate::wa_id_of;
 
-pub(super) fn control_routes() -> axum::Router<MetaSandbox> {
+/// Every control route with its methods. The router below must match it (a
+/// unit test checks both ways); the integration tests walk this list to prove
+/// that none answers without the operator token.
+pub const CONTROL_ROUTES: &[(&str, &[Method])] = &[
+    ("/sandbox", &[Method::GET]),
+    ("/sandbox/numbers", &[Method::GET, Method::POST]),
+    ("/sandbox/settings", &[Method::GET, Method::PATCH]),
+    ("/sandbox/webhooks", &[Method::GET, Method::PATCH]),
+    (
+        "/sandbox/failures",
+        &[Method::GET, Method::POST, Method::DELETE],
+    ),
+    ("/sandbox/windows", &[Method::POST]),
+    ("/sandbox/inbound", &[Method::POST]),
+    ("/sandbox/templates", &[Method::GET, Method::POST]),
+    ("/sandbox/templates/status", &[Method::POST]),
+    ("/sandbox/counters", &[Method::GET]),
+    ("/sandbox/messages", &[Method::GET]),
+    ("/sandbox/reset", &[Method::POST]),
+];
+
+/// Control bodies are small JSON objects; nothing larger is buffered.
+pub const CONTROL_BODY_LIMIT: usize = 64 * 1024;
+
+/// The control routes, each behind the operator token and the body limit
+/// (`route_layer`: unknown paths still fall through to the Graph-style 404).
+pub(super) fn control_routes(sb: MetaSandbox) -> axum::Router<MetaSandbox> {
+    routes_without_guard()
+        .route_layer(axum::middleware::from_fn_with_state(sb, guard))
+        .route_layer(DefaultBodyLimit::max(CONTROL_BODY_LIMIT))
+}
+
+/// Operator token first (nothing about the request is looked at before),
+/// then a declared length over the limit is refused without reading it.
+async fn guard(State(sb): State<MetaSandbox>, req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    if !sb.control_token_ok(token) {
+        let mut r = crate::error::error_response(
+            StatusCode::UNAUTHORIZED,
+            "sandbox_token_required",
+            "the sandbox control API needs `Authorization: Bearer <sandbox token>` (see sandbox.token in the data directory)",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"galantis-sandbox\""),
+        );
+        return r;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > CONTROL_BODY_LIMIT as u64) {
+        return too_large();
+    }
+    next.run(req).await
+}
+
+fn too_large() -> Response {
+    crate::error::AppError::PayloadTooLarge.into_response()
+}
+
+/// A body the extractor refused: too large stays 413, the rest is a 400.
+fn rejected(e: axum::extract::rejection::JsonRejection) -> Response {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else {
+        bad(e.body_text())
+    }
+}
+
+/// Changes that only `galantis sandbox meta` (or the server itself, through
+/// the Rust API) may make: where webhooks go and what signs them.
+fn locked(what: &str) -> Response {
+    crate::error::error_response(
+        StatusCode::FORBIDDEN,
+        "sandbox_setting_locked",
+        &format!(
+            "{what} of the sandbox mounted in galantis serve cannot be changed (run `galantis sandbox meta` to choose it)"
+        ),
+    )
+}
+
+fn routes_without_guard() -> axum::Router<MetaSandbox> {
     axum::Router::new()
         .route("/sandbox", get(overview))
         .route("/sandbox/numbers", get(numbers).post(upsert_number))
@@ -78,7 +172,7 @@ async fn upsert_number(State(sb): State<MetaSandbox>, body: JsonBody<NumberConfi
             sb.upsert_number(n.clone());
             ok(n)
         }
-        Err(e) => bad(e.body_text()),
+        Err(e) => rejected(e),
     }
 }
 
@@ -103,11 +197,20 @@ async fn settings(State(sb): State<MetaSandbox>) -> Response {
 }
 
 async fn patch_settings(State(sb): State<MetaSandbox>, body: JsonBody<Value>) -> Response {
-    let Ok(Json(mut patch)) = body else {
-        return bad("expected a JSON object");
+    let mut patch = match body {
+        Ok(Json(p)) => p,
+        Err(e) => return rejected(e),
     };
     // The secret is never serialised, so it is carried over by hand.
     let secret = patch.as_object_mut().and_then(|o| o.remove("app_secret"));
+    if secret.is_some() && sb.locked() {
+        return locked("the signing secret");
+    }
+    // The mount's Graph access token is the server's own; an empty list
+    // would let any token send.
+    if sb.locked() && patch.get("tokens").is_some() {
+        return locked("the accepted access tokens");
+    }
     let current = sb.settings();
     let mut next: SandboxSettings = match merge(&current, patch) {
         Ok(s) => s,
@@ -127,9 +230,13 @@ async fn webhooks(State(sb): State<MetaSandbox>) -> Response {
 }
 
 async fn patch_webhooks(State(sb): State<MetaSandbox>, body: JsonBody<Value>) -> Response {
-    let Ok(Json(patch)) = body else {
-        return bad("expected a JSON object");
+    let patch = match body {
+        Ok(Json(p)) => p,
+        Err(e) => return rejected(e),
     };
+    if sb.locked() && patch.get("url").is_some() {
+        return locked("the webhook URL");
+    }
     match merge::<WebhookBehaviour>(&sb.webhook_behaviour(), patch) {
         Ok(next) => {
             sb.update_webhooks(|w| *w = next.clone());
@@ -146,7 +253,7 @@ async fn failures(State(sb): State<MetaSandbox>) -> Response {
 async fn add_failure(State(sb): State<MetaSandbox>, body: JsonBody<FailureRule>) -> Response {
     match body {
         Ok(Json(rule)) => ok(json!({ "id": sb.add_failure(rule) })),
-        Err(e) => bad(e.body_text()),
+        Err(e) => rejected(e),
     }
 }
 
@@ -180,7 +287,7 @@ fn yes() -> bool {
 async fn set_window(State(sb): State<MetaSandbox>, body: JsonBody<WindowRequest>) -> Response {
     let r = match body {
         Ok(Json(r)) => r,
-        Err(e) => return bad(e.body_text()),
+        Err(e) => return rejected(e),
     };
     let Some(wa_id) = wa_id_of(&r.wa_id) else {
         return bad("wa_id is not a phone number");
@@ -195,10 +302,11 @@ async fn set_window(State(sb): State<MetaSandbox>, body: JsonBody<WindowRequest>
 }
 
 async fn inbound(State(sb): State<MetaSandbox>, body: JsonBody<InboundMessage>) -> Response {
-    match body
-        .map_err(|e| e.body_text())
-        .and_then(|Json(m)| sb.inbound(m))
-    {
+    let m = match body {
+        Ok(Json(m)) => m,
+        Err(e) => return rejected(e),
+    };
+    match sb.inbound(m) {
         Ok(id) => ok(json!({ "id": id })),
         Err(e) => bad(e),
     }
@@ -222,10 +330,11 @@ async fn templates(
 }
 
 async fn add_template(State(sb): State<MetaSandbox>, body: JsonBody<TemplateSeed>) -> Response {
-    match body
-        .map_err(|e| e.body_text())
-        .and_then(|Json(s)| sb.add_template(s))
-    {
+    let seed = match body {
+        Ok(Json(s)) => s,
+        Err(e) => return rejected(e),
+    };
+    match sb.add_template(seed) {
         Ok(t) => ok(t),
         Err(e) => bad(e),
     }
@@ -247,7 +356,7 @@ struct StatusRequest {
 async fn template_status(State(sb): State<MetaSandbox>, body: JsonBody<StatusRequest>) -> Response {
     let r = match body {
         Ok(Json(r)) => r,
-        Err(e) => return bad(e.body_text()),
+        Err(e) => return rejected(e),
     };
     let waba = r.waba_id.unwrap_or_else(|| DEV_WABA_ID.to_owned());
     match sb.set_template_status(

@@ -11,6 +11,12 @@
 //! [`router`] mounts the same routes into another axum app. Standalone:
 //! `galantis sandbox meta --bind 127.0.0.1:9100 --webhook-url … --app-secret …`.
 //!
+//! `galantis serve` mounts it at `/sandbox-meta` only in embedded development
+//! mode or with `[sandbox] enabled` (`Config::sandbox_mounted`; ADR 0007),
+//! built by `Sending::new` with [`SandboxConfig::locked`], an operator
+//! token ([`operator_token`]), a per-process Graph access token and its own
+//! webhook secret, never the Meta app secret.
+//!
 //! # Graph API (bearer token required; `access_token=` also accepted)
 //!
 //! | route | does |
@@ -30,7 +36,16 @@
 //! free-form (131047), configured failures, per-number throughput (130429)
 //! and pair rate (131056) by exact GCRA arithmetic on the injected clock.
 //!
-//! # Control API (JSON, no auth; listen on loopback only)
+//! # Control API (JSON; operator token when configured)
+//!
+//! With `SandboxConfig::control_token` set (always in `galantis serve`;
+//! `--control-token` standalone) every route below needs `Authorization:
+//! Bearer <token>`, else 401 `sandbox_token_required`. Without one the API is
+//! open, which the standalone command allows only on a loopback address.
+//! Bodies are limited to [`CONTROL_BODY_LIMIT`] (413). The routes are listed
+//! once, in [`CONTROL_ROUTES`]. When [`SandboxConfig::locked`], the webhook
+//! `url`, the `app_secret` and the accepted `tokens` cannot be patched (403
+//! `sandbox_setting_locked`).
 //!
 //! | route | body / query | does |
 //! |---|---|---|
@@ -88,6 +103,7 @@ pub use config::{
     DEV_DISPLAY_PHONE_NUMBER, DEV_PHONE_NUMBER_ID, DEV_WABA_ID, FailureMode, FailureRule,
     NumberConfig, SandboxConfig, SandboxSettings, TemplateSeed, WebhookBehaviour,
 };
+pub use control::{CONTROL_BODY_LIMIT, CONTROL_ROUTES};
 pub use errors::GraphError;
 pub use inbound::{InboundMessage, Reply, TemplateButton};
 pub use state::{ActiveFailure, Counters, MetaSandbox, SentMessage};
@@ -97,11 +113,93 @@ pub use webhooks::{WebhookCounters, signature};
 /// The header marking every sandbox response.
 pub const SANDBOX_HEADER: &str = "x-galantis-sandbox";
 
+/// The operator token file in the data directory (embedded mode).
+pub const TOKEN_FILE: &str = "sandbox.token";
+
+/// `n` random bytes as lower-case hex.
+pub fn random_hex(n: usize) -> anyhow::Result<String> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    Ok(hex::encode(b))
+}
+
+/// The secret the mounted sandbox signs its webhooks with, derived from the
+/// operator token: every node of a deployment (which share the token) accepts
+/// every node's sandbox deliveries, and it is never the Meta app secret.
+pub fn webhook_secret_for(operator_token: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(operator_token.as_bytes())
+        .expect("HMAC takes any key");
+    mac.update(b"galantis sandbox webhook secret v1");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The operator token of the mounted sandbox: `[sandbox] token` when
+/// configured, else `<data_dir>/sandbox.token`, created (mode 0600) on first
+/// use. A new token is printed once, in the start-up log; afterwards only
+/// where it is.
+pub fn operator_token(config: &crate::config::Config) -> anyhow::Result<secrecy::SecretString> {
+    if let Some(t) = &config.sandbox.token {
+        return Ok(t.clone());
+    }
+    if !config.is_embedded() {
+        anyhow::bail!(
+            "GALANTIS_SANDBOX_TOKEN is required when the sandbox is enabled with PostgreSQL"
+        );
+    }
+    let path = config.data_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 16 => {
+            tracing::info!(path = %path.display(), "Meta sandbox mounted at /sandbox-meta; its operator token is in this file");
+            return Ok(secrecy::SecretString::from(text.trim().to_owned()));
+        }
+        Ok(_) => anyhow::bail!(
+            "{} is too short to be a sandbox token: delete it to generate a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(anyhow::anyhow!(e).context(format!("reading {}", path.display())));
+        }
+    }
+    let token = random_hex(32)?;
+    write_private(&path, &token)?;
+    tracing::warn!(
+        path = %path.display(),
+        token = %token,
+        "generated the Meta sandbox operator token (shown this once); control routes under /sandbox-meta/sandbox need `Authorization: Bearer <token>`"
+    );
+    Ok(secrecy::SecretString::from(token))
+}
+
+/// Owner-only, atomically (temporary file, then rename), like the master key.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("installing {}", path.display()))
+}
+
 /// All sandbox routes (Graph API and `/sandbox/…` control), ready to serve
 /// or to nest into another router.
 pub fn router(sandbox: MetaSandbox) -> axum::Router {
     routes::graph_routes()
-        .merge(control::control_routes())
+        .merge(control::control_routes(sandbox.clone()))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::wrong_method)
         .with_state(sandbox)

@@ -29,6 +29,8 @@ pub(super) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub world: Mutex<World>,
     pub delivery: Delivery,
+    pub control_token: Option<String>,
+    pub locked: bool,
 }
 
 /// A failure rule with its remaining uses.
@@ -259,6 +261,8 @@ impl MetaSandbox {
                 clock: config.clock.clone(),
                 world: Mutex::new(world),
                 delivery: Delivery::new(),
+                control_token: config.control_token.clone(),
+                locked: config.locked,
             }),
         }
     }
@@ -298,6 +302,22 @@ impl MetaSandbox {
     /// Replaces the accepted bearer tokens (empty: any token is accepted).
     pub fn set_tokens(&self, tokens: Vec<String>) {
         self.update_settings(|s| s.tokens = tokens);
+    }
+
+    /// Whether the webhook target and signing secret are fixed (the
+    /// in-process mount of `galantis serve`).
+    pub fn locked(&self) -> bool {
+        self.shared.locked
+    }
+
+    /// Whether `token` is the control token (true when none is required).
+    pub fn control_token_ok(&self, token: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq;
+        match (&self.shared.control_token, token) {
+            (None, _) => true,
+            (Some(want), Some(got)) => want.as_bytes().ct_eq(got.as_bytes()).into(),
+            (Some(_), None) => false,
+        }
     }
 
     pub fn webhook_behaviour(&self) -> WebhookBehaviour {

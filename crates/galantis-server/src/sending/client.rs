@@ -20,6 +20,9 @@ pub struct CloudApi {
     http: reqwest::Client,
     base_url: String,
     version: String,
+    /// The sandbox operator token, for the control routes `lookup` reads
+    /// (only ever set for the embedded sandbox: never sent to Meta).
+    control_token: Option<String>,
 }
 
 impl CloudApi {
@@ -43,6 +46,21 @@ impl CloudApi {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             version: version.to_owned(),
+            control_token: None,
+        }
+    }
+
+    /// Reads the sandbox's control routes with this operator token.
+    pub fn with_control_token(mut self, token: Option<String>) -> Self {
+        self.control_token = token;
+        self
+    }
+
+    fn control_get(&self, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.get(format!("{}{path}", self.base_url));
+        match &self.control_token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
         }
     }
 
@@ -229,8 +247,7 @@ impl MessageSender for CloudApi {
     /// the status webhooks, which echo the key, reconcile instead.
     async fn lookup(&self, _phone_number_id: &str, key: &str) -> Result<Lookup, SendError> {
         let r = self
-            .http
-            .get(format!("{}/sandbox/messages", self.base_url))
+            .control_get("/sandbox/messages")
             .query(&[("callback_data", key), ("limit", "1")])
             .send()
             .await
@@ -253,8 +270,7 @@ impl MessageSender for CloudApi {
         }
         // The log is bounded; the counters are not.
         let counters: Value = self
-            .http
-            .get(format!("{}/sandbox/counters", self.base_url))
+            .control_get("/sandbox/counters")
             .query(&[("callback_data", key)])
             .send()
             .await

@@ -12,9 +12,23 @@ use serde::Serialize;
 
 use crate::state::AppState;
 
-/// The token used with the sandbox when a tenant has stored none (the
-/// embedded sandbox accepts any token).
+/// The token used with a configured sandbox endpoint (`meta_base_url`) when
+/// a tenant has stored none; the embedded sandbox has its own per-process
+/// token instead ([`crate::sending::Sending::sandbox_access_token`]).
 pub const SANDBOX_TOKEN: &str = "galantis-sandbox";
+
+/// The access token a tenant without stored credentials sends with.
+pub fn sandbox_token(app: &AppState) -> SecretString {
+    SecretString::from(
+        app.sending
+            .sandbox_access_token()
+            .unwrap_or(SANDBOX_TOKEN)
+            .to_owned(),
+    )
+}
+
+/// Why a tenant without credentials cannot send on this server.
+pub const NO_SANDBOX: &str = "no Meta access token is stored and this server runs no sandbox (store the access token with PUT /api/v1/settings/whatsapp)";
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Number {
@@ -102,6 +116,9 @@ pub async fn resolve(app: &AppState, tenant: TenantId) -> anyhow::Result<Arc<Res
         .collect();
     let has_token = token.is_some();
     let (state, reason, error_code) = match &row {
+        _ if !has_token && !sending.has_sandbox() => {
+            ("disconnected".to_owned(), Some(NO_SANDBOX.to_owned()), None)
+        }
         _ if numbers.is_empty() => (
             "disconnected".to_owned(),
             Some("no WhatsApp phone number is connected".to_owned()),
@@ -125,7 +142,7 @@ pub async fn resolve(app: &AppState, tenant: TenantId) -> anyhow::Result<Arc<Res
         numbers,
         tenant_active: active,
         base_url,
-        token: token.unwrap_or_else(|| SecretString::from(SANDBOX_TOKEN)),
+        token: token.unwrap_or_else(|| sandbox_token(app)),
         sandbox: !has_token || embedded,
     });
     sending.cache(tenant, resolved.clone());

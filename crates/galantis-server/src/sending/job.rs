@@ -117,6 +117,10 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
         )
         .await;
     }
+    if conn.credentials == "sandbox" && !app.sending.has_sandbox() {
+        // Holding would wait for a sandbox this configuration never mounts.
+        return reject(&ctx, &m, None, connection::NO_SANDBOX).await;
+    }
     if conn.state != "connected" {
         metrics::counter!("galantis_sends_held_total").increment(1);
         return Err(JobError::Snooze(hold));
@@ -132,7 +136,7 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
     };
     let Some(base_url) = conn.base_url.clone() else {
         return Err(JobError::Retry(anyhow::anyhow!(
-            "the embedded Meta sandbox is not running on this node"
+            "the embedded Meta sandbox is not listening yet on this node"
         )));
     };
     // 3. What may have changed since queueing (read with the message).

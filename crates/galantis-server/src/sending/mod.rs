@@ -27,6 +27,8 @@ use dashmap::DashMap;
 use galantis_core::TenantId;
 use galantis_core::sending::{Rate, Slowdown, number_burst};
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::config::{Config, SendingConfig};
 use crate::sandbox::{MetaSandbox, SandboxConfig};
 
@@ -48,8 +50,21 @@ struct Inner {
     limiter: Limiter,
     slowdowns: DashMap<String, Slowdown>,
     cache: DashMap<TenantId, (Instant, Arc<Resolved>)>,
-    embedded: Option<MetaSandbox>,
+    embedded: Option<Embedded>,
     embedded_url: OnceLock<String>,
+}
+
+/// The sandbox mounted at `/sandbox-meta`, with its credentials: the Graph
+/// access token this process's sends use (random per process: each node
+/// sends to its own mount), and the secret its webhooks are signed with
+/// (derived from the operator token, so any node of the deployment accepts
+/// them; never the Meta app secret, so a sandbox delivery cannot pass for
+/// Meta's).
+struct Embedded {
+    sandbox: MetaSandbox,
+    access_token: String,
+    webhook_secret: SecretString,
+    control_token: SecretString,
 }
 
 /// How long a resolved connection is trusted before it is read again (a
@@ -58,8 +73,8 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 
 impl Sending {
     /// Builds the send path: the HTTP client, the limiter (Redis when
-    /// configured) and, when no Cloud API endpoint is configured, the
-    /// embedded Meta sandbox (served at `/sandbox-meta`).
+    /// configured) and, when `Config::sandbox_mounted`, the embedded Meta
+    /// sandbox (served at `/sandbox-meta`).
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
         let s = &config.sending;
         let http = reqwest::Client::builder()
@@ -76,19 +91,29 @@ impl Sending {
             ),
             None => Limiter::Local(limiter::LocalLimiter::default()),
         };
-        let embedded = config.meta_base_url.is_none().then(|| {
-            use secrecy::ExposeSecret;
-            let secret = config
-                .meta_app_secret
-                .as_ref()
-                .map(|s| s.expose_secret().to_owned())
-                .unwrap_or_else(|| crate::config::DEV_META_APP_SECRET.to_owned());
-            MetaSandbox::new(
+        let embedded = if config.sandbox_mounted() {
+            let control_token = crate::sandbox::operator_token(config)?;
+            let access_token = format!("sandbox-{}", crate::sandbox::random_hex(16)?);
+            let webhook_secret = SecretString::from(crate::sandbox::webhook_secret_for(
+                control_token.expose_secret(),
+            ));
+            let sandbox = MetaSandbox::new(
                 SandboxConfig::default()
-                    .with_app_secret(secret)
-                    .with_webhook_url(format!("{}/webhooks/meta", config.public_url())),
-            )
-        });
+                    .with_app_secret(webhook_secret.expose_secret())
+                    .with_access_tokens(vec![access_token.clone()])
+                    .with_control_token(control_token.expose_secret())
+                    .with_webhook_url(format!("{}/webhooks/meta", config.public_url()))
+                    .locked(),
+            );
+            Some(Embedded {
+                sandbox,
+                access_token,
+                webhook_secret,
+                control_token,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config: s.clone(),
@@ -112,14 +137,36 @@ impl Sending {
         &self.inner.limiter
     }
 
-    /// A Cloud API client for `base_url`.
+    /// A Cloud API client for `base_url` (with the operator token for the
+    /// embedded sandbox's control routes, and only for it).
     pub fn api(&self, base_url: &str) -> CloudApi {
-        CloudApi::with_client(self.inner.http.clone(), base_url, &self.inner.graph_version)
+        let api =
+            CloudApi::with_client(self.inner.http.clone(), base_url, &self.inner.graph_version);
+        match (&self.inner.embedded, self.inner.embedded_url.get()) {
+            (Some(e), Some(url)) if url == base_url => {
+                api.with_control_token(Some(e.control_token.expose_secret().to_owned()))
+            }
+            _ => api,
+        }
     }
 
     /// The embedded sandbox, when this process serves one.
     pub fn embedded_sandbox(&self) -> Option<&MetaSandbox> {
-        self.inner.embedded.as_ref()
+        self.inner.embedded.as_ref().map(|e| &e.sandbox)
+    }
+
+    /// The Graph access token of tenants without stored credentials, when
+    /// they send to the embedded sandbox.
+    pub fn sandbox_access_token(&self) -> Option<&str> {
+        self.inner
+            .embedded
+            .as_ref()
+            .map(|e| e.access_token.as_str())
+    }
+
+    /// What the embedded sandbox signs its webhooks with.
+    pub fn sandbox_webhook_secret(&self) -> Option<&SecretString> {
+        self.inner.embedded.as_ref().map(|e| &e.webhook_secret)
     }
 
     /// Once the server listens at `addr`: the embedded sandbox is reached
@@ -134,7 +181,7 @@ impl Sending {
             .inner
             .embedded_url
             .set(format!("http://{host}/sandbox-meta"));
-        if let Some(sb) = &self.inner.embedded {
+        if let Some(Embedded { sandbox: sb, .. }) = &self.inner.embedded {
             let url = match public_url {
                 Some(p) => format!("{}/webhooks/meta", p.trim_end_matches('/')),
                 None => format!("http://{host}/webhooks/meta"),
@@ -144,7 +191,8 @@ impl Sending {
     }
 
     /// Where a tenant's sends go: the configured endpoint; else Meta for
-    /// tenants with credentials and the embedded sandbox for the others.
+    /// tenants with credentials and the embedded sandbox for the others
+    /// (none when this process mounts no sandbox: see [`Self::has_sandbox`]).
     pub fn base_url(&self, has_credentials: bool) -> Option<String> {
         if let Some(u) = &self.inner.meta_base_url {
             return Some(u.clone());
@@ -153,6 +201,12 @@ impl Sending {
             return Some(client::GRAPH_BASE_URL.to_owned());
         }
         self.inner.embedded_url.get().cloned()
+    }
+
+    /// Whether tenants without credentials have somewhere to send (a
+    /// configured endpoint or the embedded sandbox).
+    pub fn has_sandbox(&self) -> bool {
+        self.inner.meta_base_url.is_some() || self.inner.embedded.is_some()
     }
 
     pub(crate) fn cached(&self, tenant: TenantId) -> Option<Arc<Resolved>> {

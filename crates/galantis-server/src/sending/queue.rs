@@ -177,7 +177,10 @@ pub async fn queue_message(
         _ => {
             return Err(refuse(
                 "whatsapp_not_connected",
-                "no WhatsApp number is connected (PUT /api/v1/settings/whatsapp)",
+                conn.reason
+                    .as_deref()
+                    .unwrap_or("no WhatsApp number is connected (PUT /api/v1/settings/whatsapp)")
+                    .to_owned(),
             ));
         }
     }

@@ -188,13 +188,18 @@ pub async fn meta(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let started = Instant::now();
-    if !signature::verify_meta(
-        header(&headers, "x-hub-signature-256"),
-        &body,
-        &meta_secret(&state),
-    ) {
+    let signed = header(&headers, "x-hub-signature-256");
+    // The mounted sandbox signs with its own secret: such a delivery may only
+    // reach tenants whose connection is the sandbox (see `sandbox_only`).
+    let from_sandbox = if signature::verify_meta(signed, &body, &meta_secret(&state)) {
+        false
+    } else if let Some(secret) = state.sending.sandbox_webhook_secret()
+        && signature::verify_meta(signed, &body, secret)
+    {
+        true
+    } else {
         return Err(rejected("meta"));
-    }
+    };
     let payload: Value = serde_json::from_slice(&body)
         .map_err(|_| AppError::bad_request("invalid_json", "the webhook body is not valid JSON"))?;
     let entries = payload
@@ -248,6 +253,11 @@ pub async fn meta(
             } else {
                 tenants::tenants_for_waba(&state.db, &waba).await?
             };
+            let targets = if from_sandbox {
+                sandbox_only(&state, targets).await?
+            } else {
+                targets
+            };
             if targets.is_empty() {
                 unrouted += 1;
                 let origin = change
@@ -276,7 +286,11 @@ pub async fn meta(
             "meta",
             field,
             origin,
-            "unknown phone number id or WABA",
+            if from_sandbox {
+                "sandbox delivery: no sandbox tenant has this phone number id or WABA"
+            } else {
+                "unknown phone number id or WABA"
+            },
             sample,
             *count,
             now,
@@ -333,6 +347,28 @@ pub async fn meta(
         axum::Json(json!({ "status": "accepted", "changes": accepted, "unrouted": unrouted }))
             .into_response(),
     )
+}
+
+/// The tenants among `targets` that have no Meta credentials stored, i.e.
+/// whose WhatsApp connection is the sandbox. A tenant with real credentials
+/// never takes a sandbox event: otherwise whoever controls the sandbox could
+/// write a real store's inbox and consent (issue 11). The delivery is still
+/// acknowledged (recorded as unrouted) so the sandbox does not retry it.
+async fn sandbox_only(state: &AppState, targets: Vec<TenantId>) -> Result<Vec<TenantId>, AppError> {
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        let real = state
+            .secrets
+            .get(t, galantis_core::SecretName::MetaAccessToken)
+            .await?
+            .is_some();
+        if real {
+            tracing::warn!(tenant = %t, "sandbox-signed Meta webhook for a tenant with Meta credentials: ignored");
+        } else {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }
 
 /// An opt-out takes effect in the same transaction that stores the message,

@@ -15,6 +15,7 @@ mod migrate;
 mod queue;
 mod queue_crash;
 mod sandbox;
+mod sandbox_mount;
 mod secrets;
 mod sending;
 mod webhooks;

@@ -1215,8 +1215,9 @@ async fn the_redis_limiter_paces_across_nodes() {
 
 #[tokio::test]
 async fn the_embedded_default_sends_to_the_mounted_sandbox_and_marks_sends() {
-    // No meta_base_url: the server mounts its own sandbox at /sandbox-meta.
-    let app = TestApp::spawn().await;
+    // No meta_base_url: the server mounts its own sandbox at /sandbox-meta
+    // (enabled explicitly: the test configuration has real secrets).
+    let app = TestApp::builder().sandbox().spawn().await;
     let t = app.create_tenant("send-embedded").await;
     let mut ctl = app.db().control_tx().await.unwrap();
     galantis_store::control::tenants::link_phone_number(
@@ -1257,6 +1258,7 @@ async fn the_embedded_default_sends_to_the_mounted_sandbox_and_marks_sends() {
     let counters: Value = app
         .client
         .get(app.url("/sandbox-meta/sandbox/counters"))
+        .bearer_auth(galantis_testkit::TEST_SANDBOX_TOKEN)
         .send()
         .await
         .unwrap()
