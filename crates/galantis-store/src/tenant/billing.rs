@@ -16,7 +16,7 @@
 //! and granted credits stay: usage draws on the allowance first.
 
 use chrono::{DateTime, Utc};
-use galantis_core::billing::{Plan, period_of};
+use galantis_core::billing::{Plan, PurchaseStatus, period_of};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -648,9 +648,17 @@ pub async fn apply_purchase_status(
     let Some(p) = purchase_by_shopify_id(tx, shopify_id).await? else {
         return Ok(PurchaseUpdate::Unknown);
     };
-    if !matches!(status, "ACTIVE" | "DECLINED" | "EXPIRED") || p.status != "PENDING" {
+    let moves = match (
+        PurchaseStatus::parse(status),
+        PurchaseStatus::parse(&p.status),
+    ) {
+        (Some(to), Some(from)) => to.moves(from),
+        _ => false,
+    };
+    if !moves {
         return Ok(PurchaseUpdate::Unchanged(p));
     }
+    let status = PurchaseStatus::parse(status).map_or("PENDING", PurchaseStatus::as_str);
     let now_ms = now.timestamp_millis();
     let moved = on_tx!(tx.tx(), |c| {
         sqlx::query(
@@ -668,7 +676,7 @@ pub async fn apply_purchase_status(
         return Ok(PurchaseUpdate::Unchanged(p));
     }
     let mut granted = false;
-    if status == "ACTIVE" {
+    if status == PurchaseStatus::Active.as_str() {
         let a = account(tx, now).await?;
         granted = insert(
             tx,
