@@ -290,3 +290,96 @@ async fn shopify_refusals_and_a_missing_token_are_clear_and_store_nothing() {
         .unwrap();
     assert_eq!(list["data"], json!([]));
 }
+
+/// Migration 0013 rebuilds the SQLite ledger to widen its kinds: it must
+/// stay append-only, with one entry per idempotency key, on both engines.
+#[tokio::test]
+async fn the_ledger_stays_append_only_after_its_kinds_were_widened() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("append-only").await;
+    assert!(balance(&app, &t).await > 0, "the trial allowance is in");
+    let statements = [
+        "UPDATE credit_ledger SET credits = 1000000",
+        "DELETE FROM credit_ledger",
+        "INSERT INTO credit_ledger (id, kind, credits, period, reason, idempotency_key, created_at)
+             SELECT {ID}, 'gift', 5, period, 'x', 'gift:1', created_at FROM credit_ledger",
+        "INSERT INTO credit_ledger (id, kind, credits, period, reason, idempotency_key, created_at)
+             SELECT {ID}, 'operator_grant', 5, period, 'x', idempotency_key, created_at FROM credit_ledger",
+    ];
+    // The same insert with a new kind and a fresh key is valid SQL: the
+    // refusals above come from the constraints (tried, then rolled back).
+    let valid = "INSERT INTO credit_ledger (id, kind, credits, period, reason, idempotency_key, created_at)
+         SELECT {ID}, 'operator_grant', 5, period, 'x', 'control:' || idempotency_key, created_at FROM credit_ledger";
+    match app.engine() {
+        galantis_store::Engine::Sqlite => {
+            let path = app
+                .scratch
+                .dir
+                .path()
+                .join("data")
+                .join("tenants")
+                .join(format!("{}.db", t.id));
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credit_ledger")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert!(n > 0, "the ledger is reachable");
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(valid.replace("{ID}", "randomblob(16)")))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            for q in statements {
+                let q = q.replace("{ID}", "randomblob(16)");
+                let r = sqlx::query(sqlx::AssertSqlSafe(q.clone()))
+                    .execute(&pool)
+                    .await;
+                assert!(r.is_err(), "{q} was accepted");
+            }
+            pool.close().await;
+        }
+        galantis_store::Engine::Postgres => {
+            let url = app.scratch.pg.as_ref().unwrap().url.clone();
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            for q in statements {
+                let mut c = pool.acquire().await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SET search_path TO \"{}\"",
+                    t.id.schema_name()
+                )))
+                .execute(&mut *c)
+                .await
+                .unwrap();
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credit_ledger")
+                    .fetch_one(&mut *c)
+                    .await
+                    .unwrap();
+                assert!(n > 0, "the ledger is reachable");
+                sqlx::query("BEGIN").execute(&mut *c).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(
+                    valid.replace("{ID}", "gen_random_uuid()"),
+                ))
+                .execute(&mut *c)
+                .await
+                .unwrap();
+                sqlx::query("ROLLBACK").execute(&mut *c).await.unwrap();
+                let q = q.replace("{ID}", "gen_random_uuid()");
+                let r = sqlx::query(sqlx::AssertSqlSafe(q.clone()))
+                    .execute(&mut *c)
+                    .await;
+                assert!(r.is_err(), "{q} was accepted");
+            }
+            pool.close().await;
+        }
+    }
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let sum = galantis_store::tenant::billing::ledger_sum(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(sum, balance(&app, &t).await);
+}
