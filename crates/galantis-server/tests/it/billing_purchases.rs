@@ -236,6 +236,39 @@ async fn a_purchase_goes_through_shopify_and_is_granted_once_when_active() {
 }
 
 #[tokio::test]
+async fn a_shop_cannot_activate_another_shops_purchase() {
+    let app = TestApp::spawn().await;
+    let a = app.create_tenant("shop-a").await;
+    let b = app.create_tenant("shop-b").await;
+    let (a0, b0) = (balance(&app, &a).await, balance(&app, &b).await);
+    let (s, p) = buy(&app, &b.token, json!({"pack": "credits_2000"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let gid = p["shopify_id"].as_str().unwrap().to_owned();
+    // Signed as shop A, naming B's purchase: A has no such purchase.
+    deliver(&app, &a, "cross", &gid, "ACTIVE").await;
+    assert_eq!(balance(&app, &a).await, a0);
+    assert_eq!(balance(&app, &b).await, b0);
+    let list: Value = app
+        .get("/api/v1/billing/purchases", &b.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"][0]["status"], "PENDING");
+    let list: Value = app
+        .get("/api/v1/billing/purchases", &a.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"], json!([]), "B's purchase is not listed for A");
+}
+
+#[tokio::test]
 async fn a_pending_purchase_is_read_back_from_shopify_when_no_webhook_comes() {
     let app = TestApp::spawn_with(|c| c.billing.purchase_check_secs = 1).await;
     let t = app.create_tenant("reconcile").await;
