@@ -180,6 +180,53 @@ pub fn subscription_effect(
     }
 }
 
+/// A one-time app purchase's status at Shopify. Purchases start PENDING
+/// and move once, to ACTIVE (approved and charged), DECLINED or EXPIRED
+/// (not approved within two days); a final status never changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PurchaseStatus {
+    Pending,
+    Active,
+    Declined,
+    Expired,
+}
+
+impl PurchaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PurchaseStatus::Pending => "PENDING",
+            PurchaseStatus::Active => "ACTIVE",
+            PurchaseStatus::Declined => "DECLINED",
+            PurchaseStatus::Expired => "EXPIRED",
+        }
+    }
+
+    /// Shopify's status names, any case. `ACCEPTED` (deprecated: approved
+    /// but not yet activated) and anything unknown are not a status
+    /// Galantis acts on.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            PurchaseStatus::Pending,
+            PurchaseStatus::Active,
+            PurchaseStatus::Declined,
+            PurchaseStatus::Expired,
+        ]
+        .into_iter()
+        .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    pub fn is_final(self) -> bool {
+        self != PurchaseStatus::Pending
+    }
+
+    /// Whether a purchase at `current` moves on Shopify reporting `self`:
+    /// only a PENDING one, and only to a final status.
+    pub fn moves(self, current: PurchaseStatus) -> bool {
+        current == PurchaseStatus::Pending && self.is_final()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +293,21 @@ mod tests {
             subscription_effect(None, &sub("c", "Galantis Pro", "ACTIVE", 40)),
             Nothing
         );
+    }
+
+    #[test]
+    fn purchases_move_once_from_pending_to_a_final_status() {
+        use PurchaseStatus::*;
+        assert_eq!(PurchaseStatus::parse("active"), Some(Active));
+        assert_eq!(PurchaseStatus::parse(" EXPIRED "), Some(Expired));
+        assert_eq!(PurchaseStatus::parse("ACCEPTED"), None);
+        assert_eq!(PurchaseStatus::parse(""), None);
+        for to in [Active, Declined, Expired] {
+            assert!(to.moves(Pending), "{to:?}");
+            for from in [Active, Declined, Expired] {
+                assert!(!to.moves(from), "{from:?} -> {to:?}");
+            }
+        }
+        assert!(!Pending.moves(Pending));
     }
 }

@@ -49,6 +49,9 @@ pub enum Command {
     /// Master key operations.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Credits: operator grants (tenants buy credits through Shopify).
+    #[command(subcommand)]
+    Billing(BillingCommand),
     /// The job queue's operator view.
     #[command(subcommand)]
     Jobs(crate::jobs::cli::JobsCommand),
@@ -133,6 +136,20 @@ pub enum TokenCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BillingCommand {
+    /// Add credits to a tenant, with the reason recorded in its ledger
+    /// (`operator_grant`); prints the ledger entry.
+    Grant {
+        #[arg(long)]
+        shop: String,
+        #[arg(long, allow_negative_numbers = true)]
+        credits: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Re-wrap every tenant's data key under a new master key. The new key is
     /// GALANTIS_NEW_MASTER_KEY when set, otherwise generated. In embedded mode
@@ -192,6 +209,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member(cmd) => member_command(&config, cmd).await,
         Command::Token(cmd) => token_command(&config, cmd).await,
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
+        Command::Billing(BillingCommand::Grant {
+            shop,
+            credits,
+            reason,
+        }) => {
+            let shop = parse_shop(&shop)?;
+            // Refused before opening anything: bad input writes nothing.
+            crate::billing::operator_grant_input(credits, &reason)?;
+            let (db, _, _) = app::open(&config).await?;
+            let tenant = tenant_by_shop(&db, &shop).await?;
+            let entry = crate::billing::operator_grant(
+                &db,
+                tenant.id,
+                credits,
+                &reason,
+                chrono::Utc::now(),
+            )
+            .await?;
+            print(json!({ "shop": shop, "tenant_id": tenant.id, "entry": entry }));
+            db.close().await;
+            Ok(())
+        }
         Command::Jobs(cmd) => crate::jobs::cli::run(&config, cmd).await,
         Command::Bench(cmd) => crate::bench::run(&config, cmd).await,
         Command::Sandbox(cmd) => crate::sandbox::cli::run(&config, cmd).await,

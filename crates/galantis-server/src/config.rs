@@ -71,6 +71,8 @@ pub struct Config {
     pub imports: ImportsConfig,
     /// The Meta sandbox mounted at `/sandbox-meta` (development and staging).
     pub sandbox: SandboxMount,
+    /// Credit packs merchants buy through Shopify.
+    pub billing: BillingConfig,
 }
 
 /// `[imports]`; environment: `GALANTIS_IMPORTS__<SETTING>`.
@@ -110,6 +112,121 @@ pub struct SandboxMount {
     /// into `<data_dir>/sandbox.token` (mode 0600); required with PostgreSQL.
     #[serde(skip_serializing)]
     pub token: Option<SecretString>,
+}
+
+/// `[billing]`; environment: `GALANTIS_BILLING__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// What `POST /api/v1/billing/purchases` sells: each pack is a one-time
+    /// Shopify app charge of `price` for `credits`.
+    pub credit_packs: Vec<CreditPack>,
+    /// Charges are Shopify test charges (development stores: nobody pays).
+    pub test_charges: bool,
+    /// A purchase still PENDING is read back from Shopify this long after
+    /// it was created, and again at this interval until it is final (the
+    /// webhook usually settles it first).
+    pub purchase_check_secs: u64,
+}
+
+/// One credit pack.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditPack {
+    /// What the merchant names in the purchase request.
+    pub id: String,
+    pub credits: i64,
+    /// A decimal amount, e.g. `"10.00"`.
+    pub price: String,
+    /// ISO 4217, e.g. `USD`.
+    pub currency_code: String,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        let pack = |id: &str, credits, price: &str| CreditPack {
+            id: id.into(),
+            credits,
+            price: price.into(),
+            currency_code: "USD".into(),
+        };
+        Self {
+            credit_packs: vec![
+                pack("credits_100", 100, "10.00"),
+                pack("credits_500", 500, "45.00"),
+                pack("credits_2000", 2_000, "160.00"),
+            ],
+            test_charges: false,
+            purchase_check_secs: 900,
+        }
+    }
+}
+
+impl BillingConfig {
+    pub fn pack(&self, id: &str) -> Option<&CreditPack> {
+        self.credit_packs.iter().find(|p| p.id == id)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError(format!("GALANTIS_BILLING__CREDIT_PACKS: {m}")));
+        let mut ids = std::collections::HashSet::new();
+        for p in &self.credit_packs {
+            if p.id.is_empty()
+                || p.id.len() > 64
+                || !p
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return bad(format!(
+                    "pack id `{}` must be 1 to 64 letters, digits, `_` or `-`",
+                    p.id
+                ));
+            }
+            if !ids.insert(p.id.as_str()) {
+                return bad(format!("pack id `{}` appears twice", p.id));
+            }
+            if !(1..=1_000_000).contains(&p.credits) {
+                return bad(format!(
+                    "pack `{}` must have between 1 and 1,000,000 credits",
+                    p.id
+                ));
+            }
+            if !is_positive_decimal(&p.price) {
+                return bad(format!(
+                    "pack `{}` price `{}` must be a positive decimal amount like 10.00",
+                    p.id, p.price
+                ));
+            }
+            if p.currency_code.len() != 3
+                || !p.currency_code.bytes().all(|b| b.is_ascii_uppercase())
+            {
+                return bad(format!(
+                    "pack `{}` currency_code must be an ISO 4217 code like USD",
+                    p.id
+                ));
+            }
+        }
+        if self.purchase_check_secs == 0 {
+            return Err(ConfigError(
+                "GALANTIS_BILLING__PURCHASE_CHECK_SECS must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `12`, `12.5`, `12.50`; not `0`, `-1`, `1e3` or `12.345`.
+fn is_positive_decimal(s: &str) -> bool {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    !whole.is_empty()
+        && whole.len() <= 9
+        && digits(whole)
+        && digits(frac)
+        && frac.len() <= 2
+        && s.contains('.') != frac.is_empty()
+        && s.bytes().any(|b| (b'1'..=b'9').contains(&b))
 }
 
 /// `[sending]`; environment: `GALANTIS_SENDING__<SETTING>`.
@@ -260,6 +377,7 @@ impl Default for Config {
             sending: SendingConfig::default(),
             imports: ImportsConfig::default(),
             sandbox: SandboxMount::default(),
+            billing: BillingConfig::default(),
         }
     }
 }
@@ -392,6 +510,7 @@ impl Config {
                 "GALANTIS_IMPORTS__MAX_ROWS must be at least 1 and GALANTIS_IMPORTS__MAX_BYTES at least 1024".into(),
             ));
         }
+        self.billing.validate()?;
         if let Some(u) = &self.redis_url
             && !(u.starts_with("redis://") || u.starts_with("rediss://"))
         {
@@ -615,5 +734,33 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{c:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn credit_packs_are_checked() {
+        assert!(BillingConfig::default().validate().is_ok());
+        for (price, ok) in [
+            ("10.00", true),
+            ("7", true),
+            ("0.5", true),
+            ("0", false),
+            ("0.00", false),
+            ("-1", false),
+            ("1e3", false),
+            ("12.345", false),
+            ("12.", false),
+            ("", false),
+        ] {
+            assert_eq!(is_positive_decimal(price), ok, "{price}");
+        }
+        let mut b = BillingConfig::default();
+        b.credit_packs[1].id = b.credit_packs[0].id.clone();
+        assert!(b.validate().unwrap_err().0.contains("twice"));
+        let mut b = BillingConfig::default();
+        b.credit_packs[0].credits = 0;
+        assert!(b.validate().is_err());
+        let mut b = BillingConfig::default();
+        b.credit_packs[0].currency_code = "usd".into();
+        assert!(b.validate().is_err());
     }
 }

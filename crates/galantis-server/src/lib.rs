@@ -3,6 +3,7 @@
 pub mod app;
 pub mod audience;
 pub mod bench;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -94,8 +94,48 @@ pub trait ShopifyClient: Send + Sync + 'static {
         collection_id: i64,
     ) -> BoxFuture<'_, Result<Read<Vec<i64>>, ShopifyError>>;
 
+    /// Creates a one-time app charge (`appPurchaseOneTimeCreate`): Shopify
+    /// answers with the purchase (PENDING) and the URL where the merchant
+    /// approves it. Shopify's user errors are [`ShopifyError::Permanent`].
+    fn create_purchase<'a>(
+        &'a self,
+        tenant: TenantId,
+        request: &'a PurchaseRequest,
+    ) -> BoxFuture<'a, Result<Read<CreatedPurchase>, ShopifyError>>;
+
+    /// The status Shopify holds for a one-time purchase (`node(id:)` on
+    /// `AppPurchaseOneTime`): PENDING, ACTIVE, DECLINED or EXPIRED.
+    fn purchase_status<'a>(
+        &'a self,
+        tenant: TenantId,
+        shopify_id: &'a str,
+    ) -> BoxFuture<'a, Result<Read<String>, ShopifyError>>;
+
     /// For tests that inspect a fake.
     fn as_any(&self) -> &dyn Any;
+}
+
+/// A one-time app charge to create for a credit pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurchaseRequest {
+    /// Shown to the merchant on Shopify's approval page.
+    pub name: String,
+    /// A decimal string, e.g. `"10.00"`.
+    pub amount: String,
+    pub currency_code: String,
+    /// Where Shopify sends the merchant after approving.
+    pub return_url: String,
+    /// A test charge (development stores; nobody pays).
+    pub test: bool,
+}
+
+/// What `appPurchaseOneTimeCreate` returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedPurchase {
+    /// `gid://shopify/AppPurchaseOneTime/…`
+    pub id: String,
+    pub status: String,
+    pub confirmation_url: String,
 }
 
 /// Records write-backs instead of sending them, and answers collection reads
@@ -110,6 +150,9 @@ pub struct RecordingShopifyClient {
     reads: Mutex<Vec<(TenantId, i64)>>,
     read_failures: Mutex<VecDeque<ShopifyError>>,
     without_token: Mutex<HashSet<TenantId>>,
+    /// One-time purchases by Shopify id: (tenant, request, status).
+    purchases: Mutex<Vec<(String, TenantId, PurchaseRequest, String)>>,
+    purchase_failures: Mutex<VecDeque<ShopifyError>>,
 }
 
 impl RecordingShopifyClient {
@@ -142,6 +185,35 @@ impl RecordingShopifyClient {
     pub fn without_token(&self, tenant: TenantId) {
         if let Ok(mut t) = self.without_token.lock() {
             t.insert(tenant);
+        }
+    }
+
+    /// Every one-time purchase created: (Shopify id, tenant, request).
+    pub fn purchases(&self) -> Vec<(String, TenantId, PurchaseRequest)> {
+        self.purchases
+            .lock()
+            .map(|p| {
+                p.iter()
+                    .map(|(id, t, r, _)| (id.clone(), *t, r.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// What Shopify reports for the purchase from now on (the merchant
+    /// approved or declined it, or it expired).
+    pub fn set_purchase_status(&self, shopify_id: &str, status: &str) {
+        if let Ok(mut p) = self.purchases.lock() {
+            for entry in p.iter_mut().filter(|e| e.0 == shopify_id) {
+                entry.3 = status.to_owned();
+            }
+        }
+    }
+
+    /// The next purchase creation fails with `e` (queued: one per call).
+    pub fn fail_next_purchase(&self, e: ShopifyError) {
+        if let Ok(mut f) = self.purchase_failures.lock() {
+            f.push_back(e);
         }
     }
 
@@ -201,8 +273,72 @@ impl ShopifyClient for RecordingShopifyClient {
         })
     }
 
+    fn create_purchase<'a>(
+        &'a self,
+        tenant: TenantId,
+        request: &'a PurchaseRequest,
+    ) -> BoxFuture<'a, Result<Read<CreatedPurchase>, ShopifyError>> {
+        Box::pin(async move {
+            if self.is_untokened(tenant) {
+                return Ok(Read::Skipped(NO_TOKEN));
+            }
+            if let Some(e) = self
+                .purchase_failures
+                .lock()
+                .ok()
+                .and_then(|mut f| f.pop_front())
+            {
+                return Err(e);
+            }
+            let mut p = self
+                .purchases
+                .lock()
+                .map_err(|_| ShopifyError::Retryable("fake poisoned".into()))?;
+            let id = format!("gid://shopify/AppPurchaseOneTime/{}", 1_000_000 + p.len());
+            p.push((id.clone(), tenant, request.clone(), "PENDING".into()));
+            Ok(Read::Found(CreatedPurchase {
+                confirmation_url: format!(
+                    "https://admin.shopify.com/charges/{}/confirm_purchase?signature=fake",
+                    id.rsplit('/').next().unwrap_or_default()
+                ),
+                id,
+                status: "PENDING".into(),
+            }))
+        })
+    }
+
+    fn purchase_status<'a>(
+        &'a self,
+        tenant: TenantId,
+        shopify_id: &'a str,
+    ) -> BoxFuture<'a, Result<Read<String>, ShopifyError>> {
+        Box::pin(async move {
+            if self.is_untokened(tenant) {
+                return Ok(Read::Skipped(NO_TOKEN));
+            }
+            let p = self
+                .purchases
+                .lock()
+                .map_err(|_| ShopifyError::Retryable("fake poisoned".into()))?;
+            // Like `node(id:)`: another shop's purchase is not found.
+            Ok(p.iter()
+                .find(|e| e.0 == shopify_id && e.1 == tenant)
+                .map(|e| Read::Found(e.3.clone()))
+                .unwrap_or(Read::NotFound))
+        })
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+impl RecordingShopifyClient {
+    fn is_untokened(&self, tenant: TenantId) -> bool {
+        self.without_token
+            .lock()
+            .map(|t| t.contains(&tenant))
+            .unwrap_or(false)
     }
 }
 
@@ -284,6 +420,35 @@ impl ShopifyClient for HttpShopifyClient {
         collection_id: i64,
     ) -> BoxFuture<'_, Result<Read<Vec<i64>>, ShopifyError>> {
         Box::pin(self.read_collection_products(tenant, collection_id))
+    }
+
+    fn create_purchase<'a>(
+        &'a self,
+        tenant: TenantId,
+        request: &'a PurchaseRequest,
+    ) -> BoxFuture<'a, Result<Read<CreatedPurchase>, ShopifyError>> {
+        Box::pin(async move {
+            let Some(v) = self.post(tenant, &purchase_create_request(request)).await? else {
+                return Ok(Read::Skipped(NO_TOKEN));
+            };
+            purchase_created(&v).map(Read::Found)
+        })
+    }
+
+    fn purchase_status<'a>(
+        &'a self,
+        tenant: TenantId,
+        shopify_id: &'a str,
+    ) -> BoxFuture<'a, Result<Read<String>, ShopifyError>> {
+        Box::pin(async move {
+            let Some(v) = self
+                .post(tenant, &purchase_status_request(shopify_id))
+                .await?
+            else {
+                return Ok(Read::Skipped(NO_TOKEN));
+            };
+            purchase_status_of(&v)
+        })
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -496,9 +661,125 @@ pub fn collection_products_page(v: &Value) -> Result<Page, ShopifyError> {
     Ok(Page::Products { ids, next })
 }
 
+/// The GraphQL request creating a one-time app charge.
+pub fn purchase_create_request(r: &PurchaseRequest) -> Value {
+    json!({
+        "query": "mutation AppPurchaseOneTimeCreate($name: String!, $price: MoneyInput!, $returnUrl: URL!, $test: Boolean) { appPurchaseOneTimeCreate(name: $name, price: $price, returnUrl: $returnUrl, test: $test) { appPurchaseOneTime { id status } confirmationUrl userErrors { field message } } }",
+        "variables": {
+            "name": r.name,
+            "price": {"amount": r.amount, "currencyCode": r.currency_code},
+            "returnUrl": r.return_url,
+            "test": r.test,
+        }
+    })
+}
+
+/// Reads the answer to [`purchase_create_request`].
+pub fn purchase_created(v: &Value) -> Result<CreatedPurchase, ShopifyError> {
+    if let Some(e) = graphql_errors(v) {
+        return Err(e);
+    }
+    let payload = v
+        .pointer("/data/appPurchaseOneTimeCreate")
+        .filter(|p| !p.is_null())
+        .ok_or_else(|| ShopifyError::Retryable("Shopify answered without data".into()))?;
+    if let Some(errors) = payload
+        .get("userErrors")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty())
+    {
+        let messages: Vec<&str> = errors
+            .iter()
+            .filter_map(|e| e.get("message").and_then(Value::as_str))
+            .collect();
+        return Err(ShopifyError::Permanent(messages.join("; ")));
+    }
+    let text = |pointer: &str| {
+        payload
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ShopifyError::Permanent(format!(
+                    "appPurchaseOneTimeCreate answered without {pointer}"
+                ))
+            })
+    };
+    Ok(CreatedPurchase {
+        id: text("/appPurchaseOneTime/id")?,
+        status: text("/appPurchaseOneTime/status")?,
+        confirmation_url: text("/confirmationUrl")?,
+    })
+}
+
+/// The GraphQL request reading a one-time purchase's status.
+pub fn purchase_status_request(shopify_id: &str) -> Value {
+    json!({
+        "query": "query AppPurchase($id: ID!) { node(id: $id) { ... on AppPurchaseOneTime { id status } } }",
+        "variables": {"id": shopify_id}
+    })
+}
+
+/// Reads the answer to [`purchase_status_request`].
+pub fn purchase_status_of(v: &Value) -> Result<Read<String>, ShopifyError> {
+    if let Some(e) = graphql_errors(v) {
+        return Err(e);
+    }
+    let node = v
+        .pointer("/data/node")
+        .ok_or_else(|| ShopifyError::Retryable("Shopify answered without data".into()))?;
+    if node.is_null() {
+        return Ok(Read::NotFound);
+    }
+    node.get("status")
+        .and_then(Value::as_str)
+        .map(|s| Read::Found(s.to_owned()))
+        .ok_or_else(|| ShopifyError::Permanent("the purchase has no status".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purchases_are_created_and_read_as_shopify_shapes_them() {
+        let r = purchase_create_request(&PurchaseRequest {
+            name: "Galantis 500 credits".into(),
+            amount: "20.00".into(),
+            currency_code: "USD".into(),
+            return_url: "https://g.example/billing".into(),
+            test: true,
+        });
+        assert_eq!(r["variables"]["price"]["amount"], "20.00");
+        assert_eq!(r["variables"]["price"]["currencyCode"], "USD");
+        assert!(r["query"].as_str().unwrap().contains("confirmationUrl"));
+        let ok = json!({"data": {"appPurchaseOneTimeCreate": {
+            "appPurchaseOneTime": {"id": "gid://shopify/AppPurchaseOneTime/7", "status": "PENDING"},
+            "confirmationUrl": "https://shop/confirm", "userErrors": []}}});
+        assert_eq!(
+            purchase_created(&ok).unwrap(),
+            CreatedPurchase {
+                id: "gid://shopify/AppPurchaseOneTime/7".into(),
+                status: "PENDING".into(),
+                confirmation_url: "https://shop/confirm".into(),
+            }
+        );
+        let refused = json!({"data": {"appPurchaseOneTimeCreate": {
+            "appPurchaseOneTime": null, "confirmationUrl": null,
+            "userErrors": [{"field": ["price"], "message": "Price must be positive"}]}}});
+        assert!(
+            matches!(purchase_created(&refused), Err(ShopifyError::Permanent(m)) if m.contains("Price"))
+        );
+        let status = json!({"data": {"node": {"id": "gid://shopify/AppPurchaseOneTime/7", "status": "ACTIVE"}}});
+        assert_eq!(
+            purchase_status_of(&status).unwrap(),
+            Read::Found("ACTIVE".into())
+        );
+        assert_eq!(
+            purchase_status_of(&json!({"data": {"node": null}})).unwrap(),
+            Read::NotFound
+        );
+    }
 
     #[test]
     fn the_request_names_the_collection_and_the_cursor() {

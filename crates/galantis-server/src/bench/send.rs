@@ -135,10 +135,10 @@ async fn one(
     // Credits for every message, contacts with distinct phones.
     let mut ids = Vec::with_capacity(messages);
     let mut tx = db.tenant_tx(tenant).await?;
-    billing::top_up(
+    billing::operator_grant(
         &mut tx,
         messages as i64,
-        "bench",
+        "bench: credits for every message",
         "bench",
         state.clock.now(),
     )

@@ -1,19 +1,27 @@
-//! Billing: plan, balance, reset date, usage and ledger; top-ups and plan
-//! changes (owner only: `billing.write`).
+//! Billing: plan, balance, reset date, usage and ledger; credit purchases
+//! through Shopify (owner only: `billing.write`).
+//!
+//! No route here adds credits or changes the plan: the plan follows the
+//! Shopify app subscription (`app_subscriptions/update`), bought credits
+//! arrive when Shopify reports the purchase ACTIVE, and operators grant
+//! with `galantis billing grant`.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use galantis_core::billing::{Plan, next_reset, threshold_reached};
+use galantis_core::billing::{next_reset, threshold_reached};
 use galantis_store::tenant::billing;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::billing::CheckPurchase;
 use crate::error::AppError;
 use crate::http::auth::{Authed, perm};
 use crate::http::extract::Json;
 use crate::http::pagination::{Cursor, Page};
+use crate::jobs::enqueue;
 use crate::sending::credits;
+use crate::shopify_client::{PurchaseRequest, Read, ShopifyError};
 use crate::state::AppState;
 
 async fn summary(state: &AppState, tenant: galantis_core::TenantId) -> Result<Value, AppError> {
@@ -24,7 +32,7 @@ async fn summary(state: &AppState, tenant: galantis_core::TenantId) -> Result<Va
     let a = credits::availability(&mut tx, now).await?;
     let ledger = billing::ledger(&mut tx, None, 51).await?;
     tx.commit().await?;
-    let granted = usage.granted + usage.top_ups;
+    let granted = usage.total_granted();
     let level = threshold_reached(usage.used, granted);
     let page = Page::from_rows(ledger, 50, |e| e.id);
     Ok(json!({
@@ -77,84 +85,122 @@ pub async fn ledger(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TopUp {
-    credits: i64,
-    #[serde(default)]
-    reason: Option<String>,
-    /// The same key never adds credits twice.
-    #[serde(default)]
-    idempotency_key: Option<String>,
+pub struct NewPurchase {
+    pack: String,
 }
 
-pub async fn top_up(
+/// Creates a one-time Shopify app charge for a credit pack and returns the
+/// URL where the merchant approves it. Nothing is granted here: credits
+/// arrive when Shopify reports the purchase ACTIVE.
+pub async fn purchase(
     State(state): State<AppState>,
     auth: Authed<perm::BillingWrite>,
-    Json(t): Json<TopUp>,
-) -> Result<(StatusCode, axum::Json<Value>), AppError> {
-    if !(1..=1_000_000).contains(&t.credits) {
-        return Err(AppError::unprocessable(
-            "invalid_field",
-            "credits must be between 1 and 1,000,000",
-        ));
-    }
-    let key = t
-        .idempotency_key
-        .clone()
-        .unwrap_or_else(|| Uuid::now_v7().to_string());
-    if key.len() > 200 {
-        return Err(AppError::unprocessable(
-            "invalid_field",
-            "idempotency_key is too long",
-        ));
-    }
+    Json(p): Json<NewPurchase>,
+) -> Result<(StatusCode, axum::Json<billing::Purchase>), AppError> {
+    let pack = state.config.billing.pack(&p.pack).cloned().ok_or_else(|| {
+        let ids: Vec<&str> = state
+            .config
+            .billing
+            .credit_packs
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        AppError::unprocessable(
+            "unknown_credit_pack",
+            format!(
+                "pack must be one of: {}",
+                if ids.is_empty() {
+                    "(no packs are on sale)".to_owned()
+                } else {
+                    ids.join(", ")
+                }
+            ),
+        )
+    })?;
+    let id = Uuid::now_v7();
+    let request = PurchaseRequest {
+        name: format!("Galantis: {} conversation credits", pack.credits),
+        amount: pack.price.clone(),
+        currency_code: pack.currency_code.clone(),
+        return_url: format!(
+            "{}/billing?purchase={id}",
+            state.config.public_url().trim_end_matches('/')
+        ),
+        test: state.config.billing.test_charges,
+    };
+    let created = match state
+        .shopify
+        .create_purchase(auth.tenant_id, &request)
+        .await
+    {
+        Ok(Read::Found(c)) => c,
+        Ok(Read::NotFound | Read::Skipped(_)) => {
+            return Err(AppError::conflict(
+                "shopify_not_connected",
+                "the shop has no Shopify access token; reinstall the app to buy credits",
+            ));
+        }
+        Err(ShopifyError::Permanent(m)) => {
+            return Err(AppError::unprocessable(
+                "shopify_purchase_refused",
+                format!("Shopify refused the purchase: {m}"),
+            ));
+        }
+        Err(ShopifyError::Retryable(m)) => {
+            tracing::warn!(tenant = %auth.tenant_id, error = %m, "creating a Shopify purchase failed");
+            return Err(AppError::Unavailable(
+                "Shopify could not be reached; try again".into(),
+            ));
+        }
+    };
+    let now = state.clock.now();
     let mut tx = state.db.tenant_tx(auth.tenant_id).await?;
-    let added = billing::top_up(
+    let row = billing::create_purchase(
         &mut tx,
-        t.credits,
-        t.reason.as_deref().unwrap_or("top-up"),
-        &key,
-        state.clock.now(),
+        &billing::NewPurchase {
+            id,
+            shopify_id: &created.id,
+            pack: &pack.id,
+            credits: pack.credits,
+            price_amount: &pack.price,
+            currency_code: &pack.currency_code,
+            confirmation_url: &created.confirmation_url,
+            created_by: Some(auth.member_id.as_uuid()),
+        },
+        now,
+    )
+    .await?;
+    let check = std::time::Duration::from_secs(state.config.billing.purchase_check_secs);
+    enqueue(
+        &mut tx,
+        &CheckPurchase { purchase_id: id },
+        now + chrono::Duration::from_std(check).unwrap_or_default(),
     )
     .await?;
     tx.commit().await?;
-    let mut v = summary(&state, auth.tenant_id).await?;
-    v["added"] = json!(added);
-    Ok((
-        if added {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        axum::Json(v),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(row)))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PlanChange {
-    plan: String,
-    #[serde(default)]
-    tier_credits: i64,
+pub struct PurchasesQuery {
+    cursor: Option<String>,
+    limit: Option<u32>,
 }
 
-/// Sets the plan (until Shopify app subscriptions drive it).
-pub async fn set_plan(
+pub async fn purchases(
     State(state): State<AppState>,
-    auth: Authed<perm::BillingWrite>,
-    Json(p): Json<PlanChange>,
-) -> Result<axum::Json<Value>, AppError> {
-    let plan: Plan = p
-        .plan
-        .parse()
-        .map_err(|e: String| AppError::unprocessable("invalid_field", e))?;
-    if !(0..=1_000_000).contains(&p.tier_credits) {
-        return Err(AppError::unprocessable(
-            "invalid_field",
-            "tier_credits must be between 0 and 1,000,000",
-        ));
-    }
-    let mut tx = state.db.tenant_tx(auth.tenant_id).await?;
-    billing::set_plan(&mut tx, plan, p.tier_credits, state.clock.now()).await?;
+    auth: Authed<perm::BillingRead>,
+    Query(q): Query<PurchasesQuery>,
+) -> Result<axum::Json<Page<billing::Purchase>>, AppError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let before = q
+        .cursor
+        .as_deref()
+        .map(Cursor::decode::<Uuid>)
+        .transpose()?;
+    let mut tx = state.db.tenant_read(auth.tenant_id).await?;
+    let rows = billing::purchases(&mut tx, before, limit + 1).await?;
     tx.commit().await?;
-    Ok(axum::Json(summary(&state, auth.tenant_id).await?))
+    Ok(axum::Json(Page::from_rows(rows, limit as usize, |p| p.id)))
 }

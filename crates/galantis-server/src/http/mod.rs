@@ -20,7 +20,7 @@ pub mod webhook_events;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{delete, get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -66,8 +66,10 @@ fn sending_routes() -> Router<AppState> {
         .route("/templates/{id}/submit", post(templates::submit))
         .route("/billing", get(billing::get))
         .route("/billing/ledger", get(billing::ledger))
-        .route("/billing/top-ups", post(billing::top_up))
-        .route("/billing/plan", put(billing::set_plan))
+        .route(
+            "/billing/purchases",
+            get(billing::purchases).post(billing::purchase),
+        )
 }
 
 fn api_routes() -> Router<AppState> {

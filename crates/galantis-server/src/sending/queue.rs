@@ -256,7 +256,7 @@ pub async fn queue_message(
             return Err(AppError::PaymentRequired {
                 code: "insufficient_credits",
                 message: format!(
-                    "no conversation credits left (balance {}, {} held by queued messages): top up or wait for the monthly reset",
+                    "no conversation credits left (balance {}, {} held by queued messages): buy a credit pack or wait for the monthly reset",
                     a.balance, a.reserved
                 ),
             });

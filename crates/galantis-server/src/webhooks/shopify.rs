@@ -159,6 +159,7 @@ pub async fn handle(
             }
         }
         "app_subscriptions/update" => app_subscription(ctx, tx, e, &mut out).await?,
+        "app_purchases_one_time/update" => app_purchase(ctx, tx, e, &mut out).await?,
         "app/uninstalled" => {
             let shop = galantis_core::ShopDomain::parse(&e.origin)
                 .map_err(|err| HandlerError::Invalid(err.to_string()))?;
@@ -226,6 +227,49 @@ async fn app_subscription(
 }
 
 const APP_SUBSCRIPTION: &str = "app_subscription";
+
+/// Bought credits arrive when Shopify reports the one-time purchase
+/// ACTIVE; see [`billing::apply_purchase_status`] for why a late, repeated
+/// or contradicting report changes nothing. A purchase Galantis did not
+/// create (another app's, or a forged id) is recorded as ignored and never
+/// grants.
+async fn app_purchase(
+    ctx: &JobContext,
+    tx: &mut TenantTx,
+    e: &WebhookEvent,
+    out: &mut Outcome,
+) -> Result<(), HandlerError> {
+    let p = e
+        .payload
+        .get("app_purchase_one_time")
+        .ok_or_else(|| HandlerError::Invalid("payload has no `app_purchase_one_time`".into()))?;
+    let text = |key: &str| {
+        string(p.get(key))
+            .ok_or_else(|| HandlerError::Invalid(format!("app_purchase_one_time has no `{key}`")))
+    };
+    let id = text("admin_graphql_api_id")?;
+    let status = text("status")?.to_ascii_uppercase();
+    let (update, event) = crate::billing::apply_status(tx, &id, &status, ctx.now()).await?;
+    match update {
+        billing::PurchaseUpdate::Unknown => {
+            out.ignored = Some(format!("no purchase {id} was made through Galantis"));
+        }
+        billing::PurchaseUpdate::Unchanged(p) => {
+            out.ignored = Some(format!(
+                "purchase {id} is already {}; {status} changes nothing",
+                p.status
+            ));
+        }
+        billing::PurchaseUpdate::Updated { purchase, .. } => {
+            out.event(
+                crate::billing::PURCHASE_EVENT,
+                Some(purchase.id.to_string()),
+                event.unwrap_or_default(),
+            );
+        }
+    }
+    Ok(())
+}
 
 fn customer_fields(p: &Value, version: i64) -> Result<CustomerFields, HandlerError> {
     let (phone_e164, phone_raw, phone_status) = phone(p.get("phone").and_then(Value::as_str));

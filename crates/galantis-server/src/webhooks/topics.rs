@@ -22,6 +22,7 @@ pub const SHOPIFY_TOPICS: &[&str] = &[
     "checkouts/delete",
     "inventory_levels/update",
     "app_subscriptions/update",
+    "app_purchases_one_time/update",
     "app/uninstalled",
     "customers/redact",
     "customers/data_request",

@@ -501,3 +501,104 @@ async fn invalid_configuration_stops_start_up_naming_the_setting() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("DATABASE_URL"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn billing_grant_writes_an_operator_grant_entry_and_refuses_bad_input() {
+    let scratch = Scratch::new().await;
+    let env = scratch.env();
+    let t = json_of(
+        &run(
+            &env,
+            &["tenant", "create", "--shop", "granted.myshopify.com"],
+        )
+        .await,
+    );
+    let tenant: galantis_core::TenantId = t["tenant_id"].as_str().unwrap().parse().unwrap();
+    let shop = ["--shop", "granted.myshopify.com"];
+    let grant = |credits: &'static str, reason: &'static str| {
+        let mut a = vec!["billing", "grant"];
+        a.extend(shop);
+        a.extend(["--credits", credits, "--reason", reason]);
+        a
+    };
+    for (args, expect) in [
+        (grant("0", "goodwill"), "--credits"),
+        (grant("-5", "goodwill"), "--credits"),
+        (grant("1000001", "goodwill"), "--credits"),
+        (grant("abc", "goodwill"), "invalid value"),
+        (grant("10", "   "), "--reason"),
+        (grant("10", "bad\u{7}bell"), "--reason"),
+        (
+            vec![
+                "billing",
+                "grant",
+                "--shop",
+                "ghost.myshopify.com",
+                "--credits",
+                "10",
+                "--reason",
+                "x",
+            ],
+            "no tenant",
+        ),
+        (
+            vec![
+                "billing",
+                "grant",
+                "--shop",
+                "granted.myshopify.com",
+                "--credits",
+                "10",
+            ],
+            "--reason",
+        ),
+    ] {
+        let out = run(&env, &args).await;
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr(&out).contains(expect), "{args:?}: {}", stderr(&out));
+    }
+    let (db, _, _) = galantis_server::app::open(&scratch.config()).await.unwrap();
+    let kinds = |db: galantis_store::Db| async move {
+        let mut tx = db.tenant_read(tenant).await.unwrap();
+        let rows = galantis_store::tenant::billing::ledger(&mut tx, None, 100)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        rows
+    };
+    assert!(
+        kinds(db.clone())
+            .await
+            .iter()
+            .all(|e| e.kind != "operator_grant"),
+        "refused grants wrote nothing"
+    );
+    let out = json_of(&run(&env, &grant("250", "support ticket #812: failed campaign")).await);
+    assert_eq!(out["entry"]["kind"], "operator_grant");
+    assert_eq!(out["entry"]["credits"], 250);
+    assert_eq!(
+        out["entry"]["reason"],
+        "support ticket #812: failed campaign"
+    );
+    let grants: Vec<_> = kinds(db.clone())
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "operator_grant")
+        .collect();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].credits, 250);
+    let mut tx = db.tenant_read(tenant).await.unwrap();
+    let balance = galantis_store::tenant::billing::balance(&mut tx)
+        .await
+        .unwrap();
+    let sum = galantis_store::tenant::billing::ledger_sum(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        (balance, sum),
+        (10 + 250, 10 + 250),
+        "trial allowance + grant"
+    );
+    db.close().await;
+}

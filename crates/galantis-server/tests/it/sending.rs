@@ -151,14 +151,14 @@ async fn contacts_n(app: &TestApp, t: &TestTenant, n: usize, offset: usize) -> V
     out
 }
 
+/// The plan, as an `app_subscriptions/update` would set it (no tenant
+/// route changes the plan).
 async fn set_plan(app: &TestApp, t: &TestTenant, plan: &str) {
-    let r = app
-        .request(reqwest::Method::PUT, "/api/v1/billing/plan", &t.token)
-        .json(&json!({ "plan": plan }))
-        .send()
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    billing::set_plan(&mut tx, plan.parse().unwrap(), 0, chrono::Utc::now())
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    tx.commit().await.unwrap();
 }
 
 fn template_send(contact: Uuid, name: &str) -> Value {
@@ -996,7 +996,7 @@ async fn credits_are_charged_once_refunded_once_and_the_balance_is_the_ledger_su
 }
 
 #[tokio::test]
-async fn at_100_percent_the_next_send_is_refused_and_top_ups_are_owner_only() {
+async fn at_100_percent_the_next_send_is_refused_until_an_operator_grants_credits() {
     let e = env("send-quota", 1000, 1000, |_| {}, |_| {}).await;
     let app = &e.app;
     let t = &e.t;
@@ -1028,35 +1028,41 @@ async fn at_100_percent_the_next_send_is_refused_and_top_ups_are_owner_only() {
     let billing_view = get(app, t, "/api/v1/billing").await;
     assert_eq!(billing_view["blocked"], true);
     assert_eq!(billing_view["balance"], 0);
-    // Only the owner tops up.
-    let (_, admin) = app.add_member(t, galantis_core::Role::Admin).await;
-    let r = app
-        .request(reqwest::Method::POST, "/api/v1/billing/top-ups", &admin)
-        .json(&json!({"credits": 5}))
-        .send()
+    // The tenant cannot add credits itself; an operator grant unblocks.
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/api/v1/billing/top-ups",
+            json!({"credits": 5}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/billing/plan",
+            json!({"plan": "ENTERPRISE"}),
+        ),
+    ] {
+        let r = app
+            .request(method, path, &t.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{path}: {}", r.status());
+    }
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    billing::operator_grant(&mut tx, 5, "support ticket 42", "k1", chrono::Utc::now())
         .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let (s, v) = post(
-        app,
-        t,
-        "/api/v1/billing/top-ups",
-        json!({"credits": 5, "idempotency_key": "k1"}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, v) = post(
-        app,
-        t,
-        "/api/v1/billing/top-ups",
-        json!({"credits": 5, "idempotency_key": "k1"}),
-    )
-    .await;
-    assert_eq!(
-        (s, v["balance"].as_i64()),
-        (StatusCode::OK, Some(5)),
+        .unwrap()
+        .expect("granted");
+    assert!(
+        billing::operator_grant(&mut tx, 5, "support ticket 42", "k1", chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_none(),
         "same key adds nothing"
     );
+    tx.commit().await.unwrap();
+    assert_eq!(get(app, t, "/api/v1/billing").await["balance"], 5);
     let (s, body) = post(app, t, "/api/v1/messages", b).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{body}");
 }

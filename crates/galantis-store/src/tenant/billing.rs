@@ -2,15 +2,21 @@
 //! the billing account (plan, tier, current period, warnings sent).
 //!
 //! Every entry has an idempotency key under a unique index: a charge or
-//! refund per message, an allowance and an expiry per period, a top-up per
-//! request key. Writing an entry twice therefore changes nothing.
+//! refund per message, an allowance and an expiry per period, a purchase
+//! per Shopify one-time purchase, an operator grant per request key.
+//! Writing an entry twice therefore changes nothing. Each entry's `kind`
+//! says where its credits came from: the plan (`allowance`, `tier`,
+//! `adjustment`), a Shopify purchase (`purchase`, referencing it), an
+//! operator (`operator_grant`, with the operator's reason), or a message
+//! (`charge`, `refund`). Nothing a tenant sends through the API adds
+//! credits.
 //!
 //! Periods are calendar months. When a period ends, what is left of its
-//! allowance (plan credits and tier) expires — no rollover — while top-ups
-//! stay: usage draws on the allowance first.
+//! allowance (plan credits and tier) expires — no rollover — while bought
+//! and granted credits stay: usage draws on the allowance first.
 
 use chrono::{DateTime, Utc};
-use galantis_core::billing::{Plan, period_of};
+use galantis_core::billing::{Plan, PurchaseStatus, period_of};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -44,7 +50,11 @@ pub struct LedgerEntry {
 pub struct Usage {
     /// Plan allowance, tier and positive adjustments granted for the period.
     pub granted: i64,
-    pub top_ups: i64,
+    /// Credits bought through Shopify this period (and top-ups written
+    /// before purchases replaced them); they do not expire.
+    pub purchased: i64,
+    /// Credits operators granted this period; they do not expire.
+    pub operator_granted: i64,
     /// Credits charged (a positive count).
     pub charged: i64,
     pub refunded: i64,
@@ -80,7 +90,7 @@ async fn insert(
             _ => 0,
         };
         let granted = match kind {
-            "allowance" | "tier" | "top_up" => credits,
+            "allowance" | "tier" | "top_up" | "purchase" | "operator_grant" => credits,
             "adjustment" if credits > 0 => credits,
             _ => 0,
         };
@@ -293,7 +303,8 @@ pub async fn usage(tx: &mut TenantTx, period: &str) -> Result<Usage, StoreError>
         match kind.as_str() {
             "allowance" | "tier" => u.granted += sum,
             "adjustment" if sum > 0 => u.granted += sum,
-            "top_up" => u.top_ups += sum,
+            "top_up" | "purchase" => u.purchased += sum,
+            "operator_grant" => u.operator_granted += sum,
             "charge" => u.charged += -sum,
             "refund" => u.refunded += sum,
             _ => {}
@@ -306,7 +317,8 @@ pub async fn usage(tx: &mut TenantTx, period: &str) -> Result<Usage, StoreError>
 /// The account's running totals right after a charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
-    /// The period's credits used and granted (top-ups included).
+    /// The period's credits used and granted (purchases and operator
+    /// grants included).
     pub used: i64,
     pub granted: i64,
     /// The highest usage warning already raised this period.
@@ -396,28 +408,301 @@ pub async fn refund(
     .await
 }
 
-/// Adds purchased credits (they do not expire with the period). `key`
-/// makes a repeated request harmless.
-pub async fn top_up(
+impl Usage {
+    /// Everything the period added: allowance, purchases, operator grants.
+    pub fn total_granted(&self) -> i64 {
+        self.granted + self.purchased + self.operator_granted
+    }
+}
+
+/// Adds credits on an operator's say-so (`galantis billing grant`), with
+/// the operator's `reason` in the entry. They do not expire with the
+/// period. `key` makes a repeated request harmless.
+pub async fn operator_grant(
     tx: &mut TenantTx,
     credits: i64,
     reason: &str,
     key: &str,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<LedgerEntry>, StoreError> {
     let a = account(tx, now).await?;
-    insert(
+    let idempotency_key = format!("operator_grant:{key}");
+    let added = insert(
         tx,
-        "top_up",
+        "operator_grant",
         credits,
         &a.period,
         None,
         reason,
         None,
-        &format!("top_up:{key}"),
+        &idempotency_key,
         now.timestamp_millis(),
     )
-    .await
+    .await?;
+    if !added {
+        return Ok(None);
+    }
+    entry_by_key(tx, &idempotency_key).await
+}
+
+async fn entry_by_key(tx: &mut TenantTx, key: &str) -> Result<Option<LedgerEntry>, StoreError> {
+    let r: Option<(
+        Uuid,
+        String,
+        i64,
+        String,
+        Option<Uuid>,
+        String,
+        Option<String>,
+        i64,
+    )> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, kind, credits, period, message_id, reason, reference, created_at
+             FROM credit_ledger WHERE idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(r.map(|r| LedgerEntry {
+        id: r.0,
+        kind: r.1,
+        credits: r.2,
+        period: r.3,
+        message_id: r.4,
+        reason: r.5,
+        reference: r.6,
+        created_at: from_ms(r.7),
+    }))
+}
+
+/// A credit pack bought through Shopify (a one-time app purchase).
+#[derive(Debug, Clone, Serialize)]
+pub struct Purchase {
+    pub id: Uuid,
+    /// Shopify's `AppPurchaseOneTime` id (`gid://shopify/AppPurchaseOneTime/…`).
+    pub shopify_id: String,
+    pub pack: String,
+    pub credits: i64,
+    pub price_amount: String,
+    pub currency_code: String,
+    /// Shopify's status: PENDING, ACTIVE, DECLINED or EXPIRED.
+    pub status: String,
+    pub confirmation_url: String,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When its credits were added to the ledger (once, on ACTIVE).
+    pub granted_at: Option<DateTime<Utc>>,
+}
+
+/// A purchase Shopify has just created (status PENDING).
+#[derive(Debug, Clone)]
+pub struct NewPurchase<'a> {
+    pub id: Uuid,
+    pub shopify_id: &'a str,
+    pub pack: &'a str,
+    pub credits: i64,
+    pub price_amount: &'a str,
+    pub currency_code: &'a str,
+    pub confirmation_url: &'a str,
+    pub created_by: Option<Uuid>,
+}
+
+/// A purchase query: the columns [`purchase_of`] reads, then `$rest`.
+macro_rules! select_purchases {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, shopify_id, pack, credits, price_amount, currency_code, status, confirmation_url,
+                 created_by, created_at, updated_at, granted_at FROM credit_purchases ",
+            $rest
+        )
+    };
+}
+
+type PurchaseRow = (
+    Uuid,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<Uuid>,
+    i64,
+    i64,
+    Option<i64>,
+);
+
+fn purchase_of(r: PurchaseRow) -> Purchase {
+    Purchase {
+        id: r.0,
+        shopify_id: r.1,
+        pack: r.2,
+        credits: r.3,
+        price_amount: r.4,
+        currency_code: r.5,
+        status: r.6,
+        confirmation_url: r.7,
+        created_by: r.8,
+        created_at: from_ms(r.9),
+        updated_at: from_ms(r.10),
+        granted_at: r.11.map(from_ms),
+    }
+}
+
+pub async fn create_purchase(
+    tx: &mut TenantTx,
+    p: &NewPurchase<'_>,
+    now: DateTime<Utc>,
+) -> Result<Purchase, StoreError> {
+    let now_ms = now.timestamp_millis();
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO credit_purchases (id, shopify_id, pack, credits, price_amount, currency_code, status,
+                 confirmation_url, created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $9, $9)",
+        )
+        .bind(p.id)
+        .bind(p.shopify_id)
+        .bind(p.pack)
+        .bind(p.credits)
+        .bind(p.price_amount)
+        .bind(p.currency_code)
+        .bind(p.confirmation_url)
+        .bind(p.created_by)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    purchase(tx, p.id).await?.ok_or(StoreError::NotFound)
+}
+
+pub async fn purchase(tx: &mut TenantTx, id: Uuid) -> Result<Option<Purchase>, StoreError> {
+    let r: Option<PurchaseRow> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(select_purchases!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(r.map(purchase_of))
+}
+
+async fn purchase_by_shopify_id(
+    tx: &mut TenantTx,
+    shopify_id: &str,
+) -> Result<Option<Purchase>, StoreError> {
+    let r: Option<PurchaseRow> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(select_purchases!("WHERE shopify_id = $1"))
+            .bind(shopify_id)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(r.map(purchase_of))
+}
+
+/// Purchases, newest first.
+pub async fn purchases(
+    tx: &mut TenantTx,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Purchase>, StoreError> {
+    let rows: Vec<PurchaseRow> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(select_purchases!(
+            "WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows.into_iter().map(purchase_of).collect())
+}
+
+/// What a status report from Shopify did to a purchase.
+#[derive(Debug, Clone)]
+pub enum PurchaseUpdate {
+    /// No purchase with that Shopify id: nothing is granted.
+    Unknown,
+    /// Already final, or the same status again: nothing changed.
+    Unchanged(Purchase),
+    /// The status moved; `granted` tells whether credits were added now.
+    Updated { purchase: Purchase, granted: bool },
+}
+
+/// Applies Shopify's `status` for the purchase `shopify_id` (from the
+/// `app_purchases_one_time/update` webhook or a reconciliation read).
+/// PENDING moves to ACTIVE, DECLINED or EXPIRED and then never again
+/// (Shopify's statuses are final), so a late or repeated report changes
+/// nothing. Becoming ACTIVE adds the pack's credits once: the status
+/// update is conditional and the ledger entry has the key
+/// `purchase:<id>`, so two reports racing grant once.
+pub async fn apply_purchase_status(
+    tx: &mut TenantTx,
+    shopify_id: &str,
+    status: &str,
+    now: DateTime<Utc>,
+) -> Result<PurchaseUpdate, StoreError> {
+    let Some(p) = purchase_by_shopify_id(tx, shopify_id).await? else {
+        return Ok(PurchaseUpdate::Unknown);
+    };
+    let moves = match (
+        PurchaseStatus::parse(status),
+        PurchaseStatus::parse(&p.status),
+    ) {
+        (Some(to), Some(from)) => to.moves(from),
+        _ => false,
+    };
+    if !moves {
+        return Ok(PurchaseUpdate::Unchanged(p));
+    }
+    let status = PurchaseStatus::parse(status).map_or("PENDING", PurchaseStatus::as_str);
+    let now_ms = now.timestamp_millis();
+    let moved = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE credit_purchases SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'PENDING'",
+        )
+        .bind(status)
+        .bind(now_ms)
+        .bind(p.id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    if moved == 0 {
+        let p = purchase(tx, p.id).await?.ok_or(StoreError::NotFound)?;
+        return Ok(PurchaseUpdate::Unchanged(p));
+    }
+    let mut granted = false;
+    if status == PurchaseStatus::Active.as_str() {
+        let a = account(tx, now).await?;
+        granted = insert(
+            tx,
+            "purchase",
+            p.credits,
+            &a.period,
+            None,
+            &format!("credit pack `{}` bought through Shopify", p.pack),
+            Some(&p.shopify_id),
+            &format!("purchase:{}", p.id),
+            now_ms,
+        )
+        .await?;
+        if granted {
+            on_tx!(tx.tx(), |c| {
+                sqlx::query("UPDATE credit_purchases SET granted_at = $1 WHERE id = $2")
+                    .bind(now_ms)
+                    .bind(p.id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+            });
+        }
+    }
+    let purchase = purchase(tx, p.id).await?.ok_or(StoreError::NotFound)?;
+    Ok(PurchaseUpdate::Updated { purchase, granted })
 }
 
 /// Changes the plan and tier. What the new plan grants beyond what this

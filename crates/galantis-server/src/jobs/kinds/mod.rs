@@ -25,4 +25,5 @@ pub fn register_builtin(r: &mut Registry) {
     r.register::<audience::ShopifyWriteBack, _, _>(audience::run_write_back);
     r.register::<collections::SyncCollection, _, _>(collections::run_sync);
     r.register::<collections::ReconcileCollections, _, _>(collections::run_reconcile);
+    r.register::<crate::billing::CheckPurchase, _, _>(crate::billing::run_check);
 }
