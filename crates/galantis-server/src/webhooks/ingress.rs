@@ -286,7 +286,7 @@ pub async fn meta(
             .await?;
             if let (Some(id), true) = (inserted, known) {
                 if c.field == "messages" {
-                    apply_stop_replies(&state, &mut tx, &c.payload, now).await?;
+                    apply_consent_replies(&state, &mut tx, &c.payload, now).await?;
                 }
                 jobs::enqueue(
                     &mut tx,
@@ -311,30 +311,37 @@ pub async fn meta(
     )
 }
 
-/// An opt-out takes effect in the same transaction that stores the message,
-/// before any later send can be prepared (processing then stores the message).
-async fn apply_stop_replies(
+/// An opt-out (STOP) or opt-in (START) takes effect in the same transaction
+/// that stores the message, before any later send can be prepared
+/// (processing then stores the message). The message is the proof.
+async fn apply_consent_replies(
     state: &AppState,
     tx: &mut galantis_store::TenantTx,
     routed: &Value,
     now: i64,
 ) -> Result<(), AppError> {
-    let keywords = &state.config.stop_keywords;
+    let stop = &state.config.stop_keywords;
+    let start = &state.config.start_keywords;
     for m in routed
         .pointer("/change/value/messages")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
+        if m.get("type").and_then(Value::as_str) != Some("text") {
+            continue;
+        }
         let text = m
             .pointer("/text/body")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if m.get("type").and_then(Value::as_str) != Some("text")
-            || !galantis_core::consent::is_stop_reply(text, keywords)
-        {
+        let (next, source) = if galantis_core::consent::is_stop_reply(text, stop) {
+            (MarketingState::Unsubscribed, ConsentSource::StopReply)
+        } else if galantis_core::consent::is_start_reply(text, start) {
+            (MarketingState::Subscribed, ConsentSource::StartReply)
+        } else {
             continue;
-        }
+        };
         let Some(from) = m.get("from").and_then(Value::as_str) else {
             continue;
         };
@@ -348,6 +355,13 @@ async fn apply_stop_replies(
             Some(c) => c,
             None => contacts::create_from_whatsapp(tx, phone.as_str(), None, now).await?,
         };
+        let current: MarketingState = contact
+            .marketing_state
+            .parse()
+            .unwrap_or(MarketingState::Unknown);
+        if galantis_core::audience::consent_change_allowed(current, next, source).is_err() {
+            continue;
+        }
         let wamid = m.get("id").and_then(Value::as_str);
         let at = super::parse::int(m.get("timestamp"))
             .map(|s| s * 1000)
@@ -355,15 +369,15 @@ async fn apply_stop_replies(
         if contacts::set_marketing_state(
             tx,
             contact.id,
-            MarketingState::Unsubscribed,
-            ConsentSource::StopReply,
+            next,
+            source,
             wamid.map(|w| format!("message:{w}")).as_deref(),
             at,
             now,
         )
         .await?
         {
-            tracing::info!(contact = %contact.id, "contact unsubscribed by STOP reply");
+            tracing::info!(contact = %contact.id, source = source.as_str(), to = next.as_str(), "consent changed by the customer's reply");
         }
     }
     Ok(())

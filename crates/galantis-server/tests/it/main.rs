@@ -6,6 +6,7 @@ mod audience;
 mod audience_collections;
 mod auth;
 mod cli;
+mod consent;
 mod http_basics;
 mod isolation;
 mod jobs_api;
