@@ -15,6 +15,7 @@ mod migrate;
 mod queue;
 mod queue_crash;
 mod sandbox;
+mod search;
 mod secrets;
 mod sending;
 mod webhooks;
