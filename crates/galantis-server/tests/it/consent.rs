@@ -159,6 +159,25 @@ async fn after_stop_only_the_customer_opts_back_in() {
     assert_eq!(c.marketing_state, "UNSUBSCRIBED");
     assert_eq!(history.len(), proofs);
 
+    // So is an old consent carried by a newer customer edit: the consent's
+    // own date counts, not the customer's `updated_at`.
+    shopify_ok(
+        &app,
+        &t,
+        "customers/update",
+        "c-2",
+        &json!({"id": 123456789, "phone": PHONE, "first_name": "Janet",
+                "sms_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in",
+                                          "consent_updated_at": "2025-01-15T10:00:00Z"},
+                "updated_at": "2026-01-01T00:00:30Z"}),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    let (c, history) = contact(&app, &t).await;
+    assert_eq!(c.first_name.as_deref(), Some("Janet"));
+    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(history.len(), proofs);
+
     // The customer's own START opts them back in, with the message as proof.
     reply(&app, pnid, "wamid.START-1", "start", STOP_AT + 60).await;
     settled_ok(&app, &t).await;

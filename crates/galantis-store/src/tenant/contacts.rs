@@ -29,6 +29,10 @@ pub struct CustomerFields {
     pub tags: Vec<String>,
     /// Parsed SMS consent, when the payload carries it.
     pub marketing_state: Option<MarketingState>,
+    /// When that consent was given or withdrawn (`consent_updated_at`); the
+    /// customer's `updated_at` moves with any edit, so it would make an old
+    /// consent look newer than a later STOP.
+    pub consent_updated_at: Option<i64>,
     pub updated_at: i64,
 }
 
@@ -238,7 +242,7 @@ pub async fn upsert_customer(
             state,
             ConsentSource::ShopifyCustomer,
             Some(&format!("customer:{}", f.shopify_customer_id)),
-            f.updated_at,
+            f.consent_updated_at.unwrap_or(f.updated_at),
             now_ms,
         )
         .await?;
