@@ -73,9 +73,9 @@ impl ConsentRefusal {
 }
 
 /// Whether `source` may move consent from `current` to `next`. REDACTED is
-/// permanent and set only by erasure; an `UNSUBSCRIBED` contact (STOP, or an
-/// unsubscribe recorded elsewhere) comes back to `SUBSCRIBED` or `PENDING`
-/// only through an explicit opt-in source.
+/// permanent and set only by erasure; an `UNSUBSCRIBED` contact (STOP, a
+/// Shopify unsubscribe, a member) leaves that state only through the
+/// customer's own, explicit opt-in.
 pub fn consent_change_allowed(
     current: MarketingState,
     next: MarketingState,
@@ -91,8 +91,14 @@ pub fn consent_change_allowed(
     if next == MarketingState::Redacted && source != ConsentSource::Redaction {
         return Err(ConsentRefusal::RedactionOnly);
     }
+    // Any way out of the opt-out counts, not only straight to SUBSCRIBED:
+    // UNSUBSCRIBED → NOT_SUBSCRIBED by a member would drop the opt-out's
+    // marker and leave a plain "never asked" contact to subscribe next.
     if current == MarketingState::Unsubscribed
-        && matches!(next, MarketingState::Subscribed | MarketingState::Pending)
+        && !matches!(
+            next,
+            MarketingState::Unsubscribed | MarketingState::Redacted
+        )
         && !source.is_explicit_opt_in()
     {
         return Err(ConsentRefusal::ResubscribeRequiresOptIn);
@@ -707,7 +713,12 @@ mod tests {
             consent_change_allowed(Unsubscribed, Pending, Api),
             Err(ConsentRefusal::ResubscribeRequiresOptIn)
         );
-        assert!(consent_change_allowed(Unsubscribed, NotSubscribed, Api).is_ok());
+        assert_eq!(
+            consent_change_allowed(Unsubscribed, NotSubscribed, Api),
+            Err(ConsentRefusal::ResubscribeRequiresOptIn)
+        );
+        assert!(consent_change_allowed(Unsubscribed, NotSubscribed, ShopifyCustomer).is_ok());
+        assert!(consent_change_allowed(Unsubscribed, Redacted, Redaction).is_ok());
         assert!(consent_change_allowed(Subscribed, Unsubscribed, Api).is_ok());
         assert_eq!(
             consent_change_allowed(Redacted, Subscribed, ShopifyCheckout),

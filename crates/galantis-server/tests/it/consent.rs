@@ -132,6 +132,8 @@ async fn after_stop_only_the_customer_opts_back_in() {
         json!({"marketing_state": "SUBSCRIBED"}),
         json!({"marketing_state": "SUBSCRIBED", "consent_source": "api", "consent_reference": "asked at the till"}),
         json!({"marketing_state": "PENDING", "consent_source": "manual_import", "consent_reference": "paper form 12"}),
+        // Not even to the first step back (which would erase the opt-out).
+        json!({"marketing_state": "NOT_SUBSCRIBED"}),
     ] {
         let r = patch(honest.clone()).await.unwrap();
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{honest}");
