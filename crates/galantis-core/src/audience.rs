@@ -8,7 +8,7 @@ use std::fmt;
 use crate::{ConsentSource, Email, MarketingState, PhoneE164};
 
 impl ConsentSource {
-    pub const ALL: [ConsentSource; 9] = [
+    pub const ALL: [ConsentSource; 10] = [
         ConsentSource::ShopifyCheckout,
         ConsentSource::ShopifyCustomer,
         ConsentSource::BackInStockWidget,
@@ -16,13 +16,15 @@ impl ConsentSource {
         ConsentSource::ManualImport,
         ConsentSource::StopReply,
         ConsentSource::StartReply,
+        ConsentSource::MetaUserPreferences,
         ConsentSource::Api,
         ConsentSource::Redaction,
     ];
 
     /// Sources that carry the customer's own, explicit opt-in (a checkbox at
     /// checkout, the storefront widgets, Shopify's recorded SMS consent, an
-    /// inbound START). Only these may re-subscribe someone who opted out.
+    /// inbound START, "resume" in WhatsApp's own settings). Only these may
+    /// re-subscribe someone who opted out.
     pub fn is_explicit_opt_in(self) -> bool {
         matches!(
             self,
@@ -31,6 +33,7 @@ impl ConsentSource {
                 | ConsentSource::BackInStockWidget
                 | ConsentSource::ChatWidget
                 | ConsentSource::StartReply
+                | ConsentSource::MetaUserPreferences
         )
     }
 

@@ -98,6 +98,9 @@ pub enum ConsentSource {
     StopReply,
     /// The customer texted an opt-in keyword (`START` or a synonym).
     StartReply,
+    /// The customer stopped or resumed marketing messages in WhatsApp itself
+    /// (Meta's `user_preferences` webhook).
+    MetaUserPreferences,
     Api,
     Redaction,
 }
@@ -112,6 +115,7 @@ impl ConsentSource {
             ConsentSource::ManualImport => "manual_import",
             ConsentSource::StopReply => "stop_reply",
             ConsentSource::StartReply => "start_reply",
+            ConsentSource::MetaUserPreferences => "meta_user_preferences",
             ConsentSource::Api => "api",
             ConsentSource::Redaction => "redaction",
         }

@@ -220,7 +220,7 @@ pub async fn meta(
                 .to_owned();
             let digest = hex::encode(Sha256::digest(format!("{waba}|{change}").as_bytes()));
             let routed = json!({ "entry_id": waba, "change": change });
-            let targets: Vec<TenantId> = if field == "messages" {
+            let targets: Vec<TenantId> = if field == "messages" || field == "user_preferences" {
                 let pnid = change
                     .pointer("/value/metadata/phone_number_id")
                     .and_then(Value::as_str)
@@ -285,7 +285,7 @@ pub async fn meta(
             )
             .await?;
             if let (Some(id), true) = (inserted, known) {
-                if c.field == "messages" {
+                if c.field == "messages" || c.field == "user_preferences" {
                     apply_consent_replies(&state, &mut tx, &c.payload, now).await?;
                 }
                 jobs::enqueue(
@@ -311,9 +311,10 @@ pub async fn meta(
     )
 }
 
-/// An opt-out (STOP) or opt-in (START) takes effect in the same transaction
-/// that stores the message, before any later send can be prepared
-/// (processing then stores the message). The message is the proof.
+/// An opt-out (STOP, or "stop" in WhatsApp's marketing preferences) or an
+/// opt-in (START, "resume") takes effect in the same transaction that stores
+/// the change, before any later send can be prepared (processing then
+/// stores the message). The message or preference event is the proof.
 async fn apply_consent_replies(
     state: &AppState,
     tx: &mut galantis_store::TenantTx,
@@ -322,12 +323,17 @@ async fn apply_consent_replies(
 ) -> Result<(), AppError> {
     let stop = &state.config.stop_keywords;
     let start = &state.config.start_keywords;
-    for m in routed
-        .pointer("/change/value/messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    let value = routed.pointer("/change/value");
+    let each = |key: &str| -> Vec<Value> {
+        value
+            .and_then(|v| v.get(key))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    // (wa_id, new state, source, reference, seconds)
+    let mut changes = Vec::new();
+    for m in each("messages") {
         if m.get("type").and_then(Value::as_str) != Some("text") {
             continue;
         }
@@ -342,7 +348,40 @@ async fn apply_consent_replies(
         } else {
             continue;
         };
-        let Some(from) = m.get("from").and_then(Value::as_str) else {
+        let reference = m
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|w| format!("message:{w}"));
+        changes.push((
+            m.get("from").cloned(),
+            next,
+            source,
+            reference,
+            m.get("timestamp").cloned(),
+        ));
+    }
+    for p in each("user_preferences") {
+        if p.get("category").and_then(Value::as_str) != Some("marketing_messages") {
+            continue;
+        }
+        let next = match p.get("value").and_then(Value::as_str) {
+            Some("stop") => MarketingState::Unsubscribed,
+            Some("resume") => MarketingState::Subscribed,
+            _ => continue,
+        };
+        let reference = p
+            .get("timestamp")
+            .map(|t| format!("user_preferences:{}", t.to_string().trim_matches('"')));
+        changes.push((
+            p.get("wa_id").cloned(),
+            next,
+            ConsentSource::MetaUserPreferences,
+            reference,
+            p.get("timestamp").cloned(),
+        ));
+    }
+    for (from, next, source, reference, timestamp) in changes {
+        let Some(from) = from.as_ref().and_then(Value::as_str) else {
             continue;
         };
         // Contact lookups and creation must not interleave with webhook
@@ -362,8 +401,7 @@ async fn apply_consent_replies(
         if galantis_core::audience::consent_change_allowed(current, next, source).is_err() {
             continue;
         }
-        let wamid = m.get("id").and_then(Value::as_str);
-        let at = super::parse::int(m.get("timestamp"))
+        let at = super::parse::int(timestamp.as_ref())
             .map(|s| s * 1000)
             .unwrap_or(now);
         if contacts::set_marketing_state(
@@ -371,13 +409,13 @@ async fn apply_consent_replies(
             contact.id,
             next,
             source,
-            wamid.map(|w| format!("message:{w}")).as_deref(),
+            reference.as_deref(),
             at,
             now,
         )
         .await?
         {
-            tracing::info!(contact = %contact.id, source = source.as_str(), to = next.as_str(), "consent changed by the customer's reply");
+            tracing::info!(contact = %contact.id, source = source.as_str(), to = next.as_str(), "consent changed by the customer");
         }
     }
     Ok(())

@@ -290,3 +290,66 @@ async fn a_member_may_unsubscribe_with_a_reason_but_not_undo_it() {
     );
     assert_eq!(contact(&app, &t).await.0.marketing_state, "UNSUBSCRIBED");
 }
+
+async fn preference(app: &TestApp, pnid: &str, value: &str, at_secs: i64) {
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "user_preferences", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid},
+        "contacts": [{"profile": {"name": "Jane Smith"}, "wa_id": "521234567890"}],
+        "user_preferences": [{"wa_id": "521234567890", "detail": "User requested to stop marketing messages",
+                              "category": "marketing_messages", "value": value, "timestamp": at_secs}]}}]}]});
+    let raw = serde_json::to_vec(&body).unwrap();
+    let r = app
+        .client
+        .post(app.url("/webhooks/meta"))
+        .header(
+            "x-hub-signature-256",
+            sign_meta(&raw, &SecretString::from(TEST_META_SECRET)),
+        )
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn whatsapp_marketing_preferences_stop_and_resume_like_stop_and_start() {
+    let app = TestApp::spawn().await;
+    let t = with_number(&app, "consent-prefs").await;
+    let pnid = "pn-consent-prefs";
+    shopify_ok(
+        &app,
+        &t,
+        "customers/create",
+        "c-1",
+        &json!({"id": 123456789, "phone": PHONE, "first_name": "Jane",
+                "sms_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in"},
+                "created_at": "2025-01-15T10:00:00Z", "updated_at": "2025-01-15T10:00:00Z"}),
+    )
+    .await;
+    settled_ok(&app, &t).await;
+    preference(&app, pnid, "stop", STOP_AT).await;
+    settled_ok(&app, &t).await;
+    let (c, history) = contact(&app, &t).await;
+    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(history.last().unwrap().source, "meta_user_preferences");
+    let r = app
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/contacts/{}", c.id),
+            &t.token,
+        )
+        .json(&json!({"marketing_state": "SUBSCRIBED", "consent_source": "meta_user_preferences", "consent_reference": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    preference(&app, pnid, "resume", STOP_AT + 60).await;
+    settled_ok(&app, &t).await;
+    let (c, history) = contact(&app, &t).await;
+    assert_eq!(c.marketing_state, "SUBSCRIBED");
+    let last = history.last().unwrap();
+    assert_eq!(last.source, "meta_user_preferences");
+    assert_eq!(last.previous_state.as_deref(), Some("UNSUBSCRIBED"));
+}
