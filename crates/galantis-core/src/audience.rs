@@ -8,9 +8,23 @@ use std::fmt;
 use crate::{ConsentSource, Email, MarketingState, PhoneE164};
 
 impl ConsentSource {
+    pub const ALL: [ConsentSource; 10] = [
+        ConsentSource::ShopifyCheckout,
+        ConsentSource::ShopifyCustomer,
+        ConsentSource::BackInStockWidget,
+        ConsentSource::ChatWidget,
+        ConsentSource::ManualImport,
+        ConsentSource::StopReply,
+        ConsentSource::StartReply,
+        ConsentSource::MetaUserPreferences,
+        ConsentSource::Api,
+        ConsentSource::Redaction,
+    ];
+
     /// Sources that carry the customer's own, explicit opt-in (a checkbox at
-    /// checkout, the storefront widgets, Shopify's recorded SMS consent).
-    /// Only these may re-subscribe someone who unsubscribed.
+    /// checkout, the storefront widgets, Shopify's recorded SMS consent, an
+    /// inbound START, "resume" in WhatsApp's own settings). Only these may
+    /// re-subscribe someone who opted out.
     pub fn is_explicit_opt_in(self) -> bool {
         matches!(
             self,
@@ -18,23 +32,23 @@ impl ConsentSource {
                 | ConsentSource::ShopifyCustomer
                 | ConsentSource::BackInStockWidget
                 | ConsentSource::ChatWidget
+                | ConsentSource::StartReply
+                | ConsentSource::MetaUserPreferences
         )
     }
 
+    /// Sources that describe something the customer did through a system
+    /// (or an erasure): Galantis's own ingress writes them when it saw it
+    /// happen. A team member claiming one would be forging the proof, so the
+    /// API never accepts them.
+    pub fn is_ingress_only(self) -> bool {
+        !matches!(self, ConsentSource::Api | ConsentSource::ManualImport)
+    }
+
     pub fn parse(s: &str) -> Option<ConsentSource> {
-        use ConsentSource::*;
-        [
-            ShopifyCheckout,
-            ShopifyCustomer,
-            BackInStockWidget,
-            ChatWidget,
-            ManualImport,
-            StopReply,
-            Api,
-            Redaction,
-        ]
-        .into_iter()
-        .find(|c| c.as_str().eq_ignore_ascii_case(s.trim()))
+        ConsentSource::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s.trim()))
     }
 }
 
@@ -44,7 +58,7 @@ pub enum ConsentRefusal {
     #[error("the contact's data was erased on request; its consent can never change")]
     Redacted,
     #[error(
-        "the contact unsubscribed; only an explicit opt-in (checkout, storefront widget, chat widget, Shopify) may subscribe them again"
+        "the contact opted out; only the customer can opt back in (a Shopify consent update, a storefront or chat widget opt-in, or an inbound START)"
     )]
     ResubscribeRequiresOptIn,
     #[error("REDACTED is set only by a data erasure request")]
@@ -62,9 +76,9 @@ impl ConsentRefusal {
 }
 
 /// Whether `source` may move consent from `current` to `next`. REDACTED is
-/// permanent and set only by erasure; an `UNSUBSCRIBED` contact (STOP, or an
-/// unsubscribe recorded elsewhere) comes back to `SUBSCRIBED` or `PENDING`
-/// only through an explicit opt-in source.
+/// permanent and set only by erasure; an `UNSUBSCRIBED` contact (STOP, a
+/// Shopify unsubscribe, a member) leaves that state only through the
+/// customer's own, explicit opt-in.
 pub fn consent_change_allowed(
     current: MarketingState,
     next: MarketingState,
@@ -80,8 +94,14 @@ pub fn consent_change_allowed(
     if next == MarketingState::Redacted && source != ConsentSource::Redaction {
         return Err(ConsentRefusal::RedactionOnly);
     }
+    // Any way out of the opt-out counts, not only straight to SUBSCRIBED:
+    // UNSUBSCRIBED → NOT_SUBSCRIBED by a member would drop the opt-out's
+    // marker and leave a plain "never asked" contact to subscribe next.
     if current == MarketingState::Unsubscribed
-        && matches!(next, MarketingState::Subscribed | MarketingState::Pending)
+        && !matches!(
+            next,
+            MarketingState::Unsubscribed | MarketingState::Redacted
+        )
         && !source.is_explicit_opt_in()
     {
         return Err(ConsentRefusal::ResubscribeRequiresOptIn);
@@ -675,6 +695,25 @@ mod tests {
     }
 
     #[test]
+    fn only_team_claimable_sources_leave_the_ingress() {
+        use ConsentSource::*;
+        let claimable: Vec<ConsentSource> = ConsentSource::ALL
+            .into_iter()
+            .filter(|s| !s.is_ingress_only())
+            .collect();
+        assert_eq!(claimable, vec![ManualImport, Api]);
+        // A source a member may claim can never re-subscribe an opted-out
+        // contact: that is the customer's decision alone.
+        for s in claimable {
+            assert!(!s.is_explicit_opt_in(), "{s:?}");
+        }
+        for s in ConsentSource::ALL {
+            assert_eq!(ConsentSource::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ConsentSource::parse("meta"), None);
+    }
+
+    #[test]
     fn consent_changes() {
         use ConsentSource::*;
         use MarketingState::*;
@@ -688,6 +727,17 @@ mod tests {
             Err(ConsentRefusal::ResubscribeRequiresOptIn)
         );
         assert!(consent_change_allowed(Unsubscribed, Subscribed, ChatWidget).is_ok());
+        assert!(consent_change_allowed(Unsubscribed, Subscribed, StartReply).is_ok());
+        assert_eq!(
+            consent_change_allowed(Unsubscribed, Pending, Api),
+            Err(ConsentRefusal::ResubscribeRequiresOptIn)
+        );
+        assert_eq!(
+            consent_change_allowed(Unsubscribed, NotSubscribed, Api),
+            Err(ConsentRefusal::ResubscribeRequiresOptIn)
+        );
+        assert!(consent_change_allowed(Unsubscribed, NotSubscribed, ShopifyCustomer).is_ok());
+        assert!(consent_change_allowed(Unsubscribed, Redacted, Redaction).is_ok());
         assert!(consent_change_allowed(Subscribed, Unsubscribed, Api).is_ok());
         assert_eq!(
             consent_change_allowed(Redacted, Subscribed, ShopifyCheckout),

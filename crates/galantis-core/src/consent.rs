@@ -96,6 +96,11 @@ pub enum ConsentSource {
     ChatWidget,
     ManualImport,
     StopReply,
+    /// The customer texted an opt-in keyword (`START` or a synonym).
+    StartReply,
+    /// The customer stopped or resumed marketing messages in WhatsApp itself
+    /// (Meta's `user_preferences` webhook).
+    MetaUserPreferences,
     Api,
     Redaction,
 }
@@ -109,6 +114,8 @@ impl ConsentSource {
             ConsentSource::ChatWidget => "chat_widget",
             ConsentSource::ManualImport => "manual_import",
             ConsentSource::StopReply => "stop_reply",
+            ConsentSource::StartReply => "start_reply",
+            ConsentSource::MetaUserPreferences => "meta_user_preferences",
             ConsentSource::Api => "api",
             ConsentSource::Redaction => "redaction",
         }
@@ -118,8 +125,31 @@ impl ConsentSource {
 /// Whether an inbound text is an opt-out: one of `keywords`, ignoring case,
 /// surrounding spaces and trailing punctuation ("Stop!", " stop ").
 pub fn is_stop_reply(text: &str, keywords: &[String]) -> bool {
+    is_keyword_reply(text, keywords)
+}
+
+/// Whether an inbound text is an opt-in (`START` or a configured synonym),
+/// matched exactly like [`is_stop_reply`].
+pub fn is_start_reply(text: &str, keywords: &[String]) -> bool {
+    is_keyword_reply(text, keywords)
+}
+
+fn is_keyword_reply(text: &str, keywords: &[String]) -> bool {
     let t = text.trim().trim_end_matches(['.', '!', '?']).trim();
-    !t.is_empty() && keywords.iter().any(|k| k.trim().eq_ignore_ascii_case(t))
+    // Unicode-aware case folding: keywords such as "ALTA" or "SÍ" must match
+    // whatever case the customer's keyboard produced.
+    !t.is_empty()
+        && keywords
+            .iter()
+            .any(|k| k.trim().to_lowercase() == t.to_lowercase())
+}
+
+/// Default opt-in keywords: the customer's own way back after a STOP.
+pub fn default_start_keywords() -> Vec<String> {
+    ["START", "UNSTOP", "SUBSCRIBE", "ALTA"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Default opt-out keywords (English and Spanish/Portuguese storefronts).
@@ -177,5 +207,24 @@ mod tests {
         for no in ["stop sending me shoes", "", "stopp", "please stop"] {
             assert!(!is_stop_reply(no, &k), "{no}");
         }
+    }
+
+    #[test]
+    fn start_replies() {
+        let k = default_start_keywords();
+        for yes in ["START", "start", " Start! ", "alta.", "Subscribe?"] {
+            assert!(is_start_reply(yes, &k), "{yes}");
+        }
+        for no in [
+            "start sending me shoes",
+            "",
+            "STOP",
+            "restart",
+            "please start",
+        ] {
+            assert!(!is_start_reply(no, &k), "{no}");
+        }
+        let custom = vec!["Sí".to_string()];
+        assert!(is_start_reply("SÍ!", &custom));
     }
 }

@@ -63,6 +63,9 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Inbound replies that unsubscribe a contact (case-insensitive, whole message).
     pub stop_keywords: Vec<String>,
+    /// Inbound replies that subscribe a contact again: after an opt-out only
+    /// the customer can opt back in (case-insensitive, whole message).
+    pub start_keywords: Vec<String>,
     /// The durable job queue.
     pub queue: QueueConfig,
     /// Sending WhatsApp messages: pacing, holds, reconciliation, timeouts.
@@ -373,6 +376,7 @@ impl Default for Config {
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
             stop_keywords: galantis_core::consent::default_stop_keywords(),
+            start_keywords: galantis_core::consent::default_start_keywords(),
             queue: QueueConfig::default(),
             sending: SendingConfig::default(),
             imports: ImportsConfig::default(),

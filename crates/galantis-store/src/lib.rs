@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod jobs;
+pub mod like;
 pub mod migrate;
 pub mod secret_store;
 pub mod tenant;

@@ -5,6 +5,7 @@
 
 use axum::extract::State;
 use galantis_core::audience::consent_change_allowed;
+use galantis_core::text::{FieldError, check_field};
 use galantis_core::{ConsentSource, MarketingState};
 use galantis_store::tenant::audience as store;
 use galantis_store::tenant::contacts::{self, Contact};
@@ -21,6 +22,8 @@ use crate::jobs::kinds::audience::{WriteBackField, enqueue_write_back};
 use crate::state::AppState;
 
 const MAX_TAGS: usize = 250;
+const MAX_TAG_CHARS: usize = 255;
+const MAX_CONSENT_REFERENCE_CHARS: usize = 255;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,11 +31,14 @@ pub struct ContactPatch {
     /// SUBSCRIBED, PENDING, NOT_SUBSCRIBED or UNSUBSCRIBED.
     #[serde(default)]
     marketing_state: Option<String>,
-    /// Where the consent was given (default `api`); re-subscribing someone
-    /// who unsubscribed needs an explicit opt-in source and a reference.
+    /// `api` (default) or `manual_import`: the only sources a team member can
+    /// honestly claim. The others (`shopify_checkout`, the widgets,
+    /// `stop_reply`, `start_reply`, …) record what the customer did through a
+    /// system, and only Galantis's ingress writes them.
     #[serde(default)]
     consent_source: Option<String>,
-    /// The proof (e.g. a form submission or order id).
+    /// The proof or the reason (e.g. "asked by phone to stop", a form id):
+    /// at most 255 characters, single line.
     #[serde(default)]
     consent_reference: Option<String>,
     /// Replaces every tag.
@@ -50,17 +56,20 @@ fn invalid(message: impl Into<String>) -> AppError {
     AppError::unprocessable("invalid_field", message)
 }
 
+fn field_error(e: FieldError) -> AppError {
+    invalid(e.to_string())
+}
+
 fn clean_tags(field: &str, tags: &[String]) -> Result<Vec<String>, AppError> {
     if tags.len() > MAX_TAGS {
         return Err(invalid(format!("{field}: at most {MAX_TAGS} tags")));
     }
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for (i, t) in tags.iter().enumerate() {
-        let t = t.trim();
-        if t.is_empty() || t.chars().count() > 255 || t.contains(',') {
-            return Err(invalid(format!(
-                "{field}[{i}]: a tag is 1 to 255 characters without commas"
-            )));
+        let name = format!("{field}[{i}]");
+        let t = check_field(&name, t, MAX_TAG_CHARS).map_err(field_error)?;
+        if t.contains(',') {
+            return Err(invalid(format!("{name}: a tag has no commas")));
         }
         if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
             out.push(t.to_owned());
@@ -96,30 +105,31 @@ pub async fn update_contact(
             let source = match &body.consent_source {
                 None => ConsentSource::Api,
                 Some(src) => ConsentSource::parse(src)
-                    .filter(|s| !matches!(s, ConsentSource::Redaction | ConsentSource::StopReply))
+                    .filter(|s| !s.is_ingress_only())
                     .ok_or_else(|| {
                         invalid(format!(
-                            "consent_source: `{}` is not a source the API accepts (api, manual_import, shopify_checkout, shopify_customer, back_in_stock_widget, chat_widget)",
+                            "consent_source: `{}` is not a source a team member can record (api, manual_import); the customer's own actions are recorded by Galantis when they happen",
                             src.chars().take(40).collect::<String>()
                         ))
                     })?,
             };
+            // Refused rather than cut: a truncated proof is a different proof.
             let reference = body
                 .consent_reference
                 .as_deref()
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .map(|r| r.chars().take(255).collect::<String>());
-            if source.is_explicit_opt_in() && reference.is_none() {
-                return Err(invalid(
-                    "consent_reference: an explicit opt-in source needs a reference (its proof)",
-                ));
-            }
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| check_field("consent_reference", r, MAX_CONSENT_REFERENCE_CHARS))
+                .transpose()
+                .map_err(field_error)?
+                .map(str::to_owned);
             Some((state, source, reference))
         }
     };
     if body.consent_source.is_some() && consent.is_none() {
         return Err(invalid("consent_source: only with marketing_state"));
+    }
+    if body.consent_reference.is_some() && consent.is_none() {
+        return Err(invalid("consent_reference: only with marketing_state"));
     }
     if body.tags.is_some() && (body.add_tags.is_some() || body.remove_tags.is_some()) {
         return Err(invalid("tags: give either tags or add_tags/remove_tags"));
@@ -181,8 +191,7 @@ pub async fn update_contact(
                         now,
                     )
                     .await?;
-                if contact.shopify_customer_id.is_some() && source != ConsentSource::ShopifyCustomer
-                {
+                if contact.shopify_customer_id.is_some() {
                     enqueue_write_back(&mut tx, id, WriteBackField::Consent).await?;
                 }
             }

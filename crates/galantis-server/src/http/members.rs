@@ -3,7 +3,8 @@
 //! Members: owner and admins manage them (`members.write`); nobody creates,
 //! changes or removes the OWNER, and only the owner manages admins.
 //! Tokens: every member manages their own; `members.write` also issues and
-//! revokes tokens of other members.
+//! revokes tokens of other members — of the roles it may assign, so nobody
+//! locks out the owner or a peer admin (`Role::may_assign` is the one rule).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -55,6 +56,21 @@ fn may_not_assign(actor: Role, role: Role) -> AppError {
     }
 }
 
+/// A member's membership and tokens are managed only by someone who could
+/// have given them their role: never the OWNER's, an ADMIN's only by the owner.
+fn may_manage(actor: Role, target: Role) -> Result<(), AppError> {
+    if actor.may_assign(target) {
+        Ok(())
+    } else {
+        Err(AppError::ForbiddenAction {
+            code: "role_not_assignable",
+            message: format!(
+                "a member with role {actor} cannot manage a member with role {target} or their tokens"
+            ),
+        })
+    }
+}
+
 pub async fn list_members(
     State(state): State<AppState>,
     auth: Authed<perm::MembersRead>,
@@ -96,17 +112,13 @@ pub async fn change_role(
 ) -> Result<axum::Json<Member>, AppError> {
     let role = parse_role(&body.role)?;
     let current = member_of(&state, auth.tenant_id, id).await?;
-    if !auth.role.may_assign(role)
-        || (current.role != Role::Owner && !auth.role.may_assign(current.role))
-    {
-        return Err(may_not_assign(
-            auth.role,
-            if auth.role.may_assign(role) {
-                current.role
-            } else {
-                role
-            },
-        ));
+    if !auth.role.may_assign(role) {
+        return Err(may_not_assign(auth.role, role));
+    }
+    // The owner touching their own membership gets the store's answer
+    // (`owner_role_fixed`); anyone else is refused before it.
+    if !(current.role == Role::Owner && auth.role == Role::Owner) {
+        may_manage(auth.role, current.role)?;
     }
     Ok(axum::Json(
         members::set_role(&state.db, auth.tenant_id, id, role).await?,
@@ -119,8 +131,8 @@ pub async fn remove_member(
     Path(id): Path<MemberId>,
 ) -> Result<StatusCode, AppError> {
     let current = member_of(&state, auth.tenant_id, id).await?;
-    if current.role != Role::Owner && !auth.role.may_assign(current.role) {
-        return Err(may_not_assign(auth.role, current.role));
+    if !(current.role == Role::Owner && auth.role == Role::Owner) {
+        may_manage(auth.role, current.role)?;
     }
     members::remove(&state.db, auth.tenant_id, id).await?;
     tracing::info!(member = %id, "member removed");
@@ -171,14 +183,8 @@ pub async fn create_member_token(
     OptionalJson(body): OptionalJson<NewToken>,
 ) -> Result<Response, AppError> {
     let member = member_of(&state, auth.tenant_id, id).await?;
-    if member.id != auth.member_id
-        && member.role != Role::Owner
-        && !auth.role.may_assign(member.role)
-    {
-        return Err(may_not_assign(auth.role, member.role));
-    }
-    if member.role == Role::Owner && auth.role != Role::Owner {
-        return Err(may_not_assign(auth.role, Role::Owner));
+    if member.id != auth.member_id {
+        may_manage(auth.role, member.role)?;
     }
     let label = body.label;
     validate_label(label.as_deref())?;
@@ -197,18 +203,28 @@ pub async fn list_own_tokens(
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revoke one of the caller's tokens, or, with
-/// `members.write`, any token of the tenant.
+/// `members.write`, a token of a member whose role the caller may assign.
 pub async fn revoke_token(
     State(state): State<AppState>,
     auth: Authed<perm::TenantRead>,
     Path(id): Path<TokenId>,
 ) -> Result<StatusCode, AppError> {
-    let mine = tokens::list(&state.db, auth.tenant_id, Some(auth.member_id))
+    let holder = tokens::list(&state.db, auth.tenant_id, None)
         .await?
-        .iter()
-        .any(|t| t.id == id);
-    if !mine && !auth.role.allows(galantis_core::Permission::MembersWrite) {
+        .into_iter()
+        .find(|t| t.id == id)
+        .map(|t| t.member_id);
+    let Some(holder) = holder else {
         return Err(AppError::NotFound("token"));
+    };
+    if holder != auth.member_id {
+        // Without `members.write` other members' tokens do not exist for you.
+        if !auth.role.allows(galantis_core::Permission::MembersWrite) {
+            return Err(AppError::NotFound("token"));
+        }
+        if let Some(member) = members::get(&state.db, auth.tenant_id, holder).await? {
+            may_manage(auth.role, member.role)?;
+        }
     }
     tokens::revoke(&state.db, auth.tenant_id, id)
         .await

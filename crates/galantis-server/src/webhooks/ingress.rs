@@ -241,7 +241,7 @@ pub async fn meta(
                 .to_owned();
             let digest = hex::encode(Sha256::digest(format!("{waba}|{change}").as_bytes()));
             let routed = json!({ "entry_id": waba, "change": change });
-            let targets: Vec<TenantId> = if field == "messages" {
+            let targets: Vec<TenantId> = if field == "messages" || field == "user_preferences" {
                 let pnid = change
                     .pointer("/value/metadata/phone_number_id")
                     .and_then(Value::as_str)
@@ -323,8 +323,8 @@ pub async fn meta(
             )
             .await?;
             if let (Some(id), true) = (inserted, known) {
-                if c.field == "messages" {
-                    apply_stop_replies(&state, &mut tx, &c.payload, now).await?;
+                if c.field == "messages" || c.field == "user_preferences" {
+                    apply_consent_replies(&state, &mut tx, &c.payload, now).await?;
                 }
                 jobs::enqueue(
                     &mut tx,
@@ -371,31 +371,77 @@ async fn sandbox_only(state: &AppState, targets: Vec<TenantId>) -> Result<Vec<Te
     Ok(out)
 }
 
-/// An opt-out takes effect in the same transaction that stores the message,
-/// before any later send can be prepared (processing then stores the message).
-async fn apply_stop_replies(
+/// An opt-out (STOP, or "stop" in WhatsApp's marketing preferences) or an
+/// opt-in (START, "resume") takes effect in the same transaction that stores
+/// the change, before any later send can be prepared (processing then
+/// stores the message). The message or preference event is the proof.
+async fn apply_consent_replies(
     state: &AppState,
     tx: &mut galantis_store::TenantTx,
     routed: &Value,
     now: i64,
 ) -> Result<(), AppError> {
-    let keywords = &state.config.stop_keywords;
-    for m in routed
-        .pointer("/change/value/messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    let stop = &state.config.stop_keywords;
+    let start = &state.config.start_keywords;
+    let value = routed.pointer("/change/value");
+    let each = |key: &str| -> Vec<Value> {
+        value
+            .and_then(|v| v.get(key))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    // (wa_id, new state, source, reference, seconds)
+    let mut changes = Vec::new();
+    for m in each("messages") {
+        if m.get("type").and_then(Value::as_str) != Some("text") {
+            continue;
+        }
         let text = m
             .pointer("/text/body")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if m.get("type").and_then(Value::as_str) != Some("text")
-            || !galantis_core::consent::is_stop_reply(text, keywords)
-        {
+        let (next, source) = if galantis_core::consent::is_stop_reply(text, stop) {
+            (MarketingState::Unsubscribed, ConsentSource::StopReply)
+        } else if galantis_core::consent::is_start_reply(text, start) {
+            (MarketingState::Subscribed, ConsentSource::StartReply)
+        } else {
+            continue;
+        };
+        let reference = m
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|w| format!("message:{w}"));
+        changes.push((
+            m.get("from").cloned(),
+            next,
+            source,
+            reference,
+            m.get("timestamp").cloned(),
+        ));
+    }
+    for p in each("user_preferences") {
+        if p.get("category").and_then(Value::as_str) != Some("marketing_messages") {
             continue;
         }
-        let Some(from) = m.get("from").and_then(Value::as_str) else {
+        let next = match p.get("value").and_then(Value::as_str) {
+            Some("stop") => MarketingState::Unsubscribed,
+            Some("resume") => MarketingState::Subscribed,
+            _ => continue,
+        };
+        let reference = p
+            .get("timestamp")
+            .map(|t| format!("user_preferences:{}", t.to_string().trim_matches('"')));
+        changes.push((
+            p.get("wa_id").cloned(),
+            next,
+            ConsentSource::MetaUserPreferences,
+            reference,
+            p.get("timestamp").cloned(),
+        ));
+    }
+    for (from, next, source, reference, timestamp) in changes {
+        let Some(from) = from.as_ref().and_then(Value::as_str) else {
             continue;
         };
         // Contact lookups and creation must not interleave with webhook
@@ -408,22 +454,28 @@ async fn apply_stop_replies(
             Some(c) => c,
             None => contacts::create_from_whatsapp(tx, phone.as_str(), None, now).await?,
         };
-        let wamid = m.get("id").and_then(Value::as_str);
-        let at = super::parse::int(m.get("timestamp"))
+        let current: MarketingState = contact
+            .marketing_state
+            .parse()
+            .unwrap_or(MarketingState::Unknown);
+        if galantis_core::audience::consent_change_allowed(current, next, source).is_err() {
+            continue;
+        }
+        let at = super::parse::int(timestamp.as_ref())
             .map(|s| s * 1000)
             .unwrap_or(now);
         if contacts::set_marketing_state(
             tx,
             contact.id,
-            MarketingState::Unsubscribed,
-            ConsentSource::StopReply,
-            wamid.map(|w| format!("message:{w}")).as_deref(),
+            next,
+            source,
+            reference.as_deref(),
             at,
             now,
         )
         .await?
         {
-            tracing::info!(contact = %contact.id, "contact unsubscribed by STOP reply");
+            tracing::info!(contact = %contact.id, source = source.as_str(), to = next.as_str(), "consent changed by the customer");
         }
     }
     Ok(())

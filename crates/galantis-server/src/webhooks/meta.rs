@@ -120,6 +120,8 @@ pub async fn handle(
                 json!({ "name": name, "language": language, "from": previous, "to": status, "reason": reason }),
             );
         }
+        // A marketing stop/resume took effect at ingress, with the event as proof.
+        "user_preferences" => {}
         other => out.ignored = Some(format!("no handler for field {other}")),
     }
     Ok(out)

@@ -289,6 +289,7 @@ fn customer_fields(p: &Value, version: i64) -> Result<CustomerFields, HandlerErr
         country: string(p.pointer("/default_address/country_code")),
         tags: tags(p.get("tags")),
         marketing_state: state,
+        consent_updated_at: time_ms(p.pointer("/sms_marketing_consent/consent_updated_at")),
         updated_at: version,
     })
 }

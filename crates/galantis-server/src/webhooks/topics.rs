@@ -29,7 +29,11 @@ pub const SHOPIFY_TOPICS: &[&str] = &[
     "shop/redact",
 ];
 
-pub const META_FIELDS: &[&str] = &["messages", "message_template_status_update"];
+pub const META_FIELDS: &[&str] = &[
+    "messages",
+    "message_template_status_update",
+    "user_preferences",
+];
 
 pub fn is_known_shopify(topic: &str) -> bool {
     SHOPIFY_TOPICS.contains(&topic)

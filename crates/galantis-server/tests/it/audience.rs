@@ -1413,7 +1413,8 @@ async fn contact_updates_keep_consent_proof_and_write_back_to_shopify() {
         .json(&body)
         .send()
     };
-    // D unsubscribed: the API alone may not re-subscribe them.
+    // D unsubscribed: a team member may not re-subscribe them, neither with
+    // a source of their own nor by claiming the customer's (forged proof).
     let r = patch(fx.ids["D"], json!({"marketing_state": "SUBSCRIBED"}))
         .await
         .unwrap();
@@ -1424,24 +1425,29 @@ async fn contact_updates_keep_consent_proof_and_write_back_to_shopify() {
     );
     let r = patch(
         fx.ids["D"],
-        json!({"marketing_state": "SUBSCRIBED", "consent_source": "chat_widget"}),
+        json!({"marketing_state": "SUBSCRIBED", "consent_source": "chat_widget", "consent_reference": "chat:123"}),
     )
     .await
     .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_field"
+    );
+    // F (pending) asks to stop: recorded with the member's reason as proof.
     let r = patch(
-        fx.ids["D"],
-        json!({"marketing_state": "SUBSCRIBED", "consent_source": "chat_widget", "consent_reference": "chat:123"}),
+        fx.ids["F"],
+        json!({"marketing_state": "UNSUBSCRIBED", "consent_reference": "asked by phone"}),
     )
     .await
     .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         r.json::<Value>().await.unwrap()["marketing_state"],
-        "SUBSCRIBED"
+        "UNSUBSCRIBED"
     );
     let view: Value = app
-        .get(&format!("/api/v1/contacts/{}", fx.ids["D"]), &t.token)
+        .get(&format!("/api/v1/contacts/{}", fx.ids["F"]), &t.token)
         .send()
         .await
         .unwrap()
@@ -1454,9 +1460,9 @@ async fn contact_updates_keep_consent_proof_and_write_back_to_shopify() {
         .last()
         .unwrap()
         .clone();
-    assert_eq!(last["source"], "chat_widget");
-    assert_eq!(last["reference"], "chat:123");
-    assert_eq!(last["previous_state"], "UNSUBSCRIBED");
+    assert_eq!(last["source"], "api");
+    assert_eq!(last["reference"], "asked by phone");
+    assert_eq!(last["previous_state"], "PENDING");
     // Tags: B gains "vip", which makes B enter the VIP segment.
     let seg: Value = app
         .request(reqwest::Method::POST, "/api/v1/segments", &t.token)
@@ -1511,8 +1517,8 @@ async fn contact_updates_keep_consent_proof_and_write_back_to_shopify() {
     assert!(calls.iter().any(|w| matches!(
         w,
         WriteBack::Consent {
-            customer_id: 4,
-            state: MarketingState::Subscribed,
+            customer_id: 6,
+            state: MarketingState::Unsubscribed,
             ..
         }
     )));

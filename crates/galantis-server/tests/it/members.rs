@@ -185,7 +185,7 @@ async fn admins_cannot_touch_the_owner_or_other_admins() {
         .unwrap();
     assert_eq!(
         code(r).await,
-        (StatusCode::CONFLICT, "owner_role_fixed".into())
+        (StatusCode::FORBIDDEN, "role_not_assignable".into())
     );
     let r = app
         .request(Method::DELETE, &format!("/api/v1/members/{owner}"), &admin)
@@ -194,7 +194,7 @@ async fn admins_cannot_touch_the_owner_or_other_admins() {
         .unwrap();
     assert_eq!(
         code(r).await,
-        (StatusCode::CONFLICT, "owner_role_fixed".into())
+        (StatusCode::FORBIDDEN, "role_not_assignable".into())
     );
     let r = app
         .request(Method::DELETE, &format!("/api/v1/members/{admin2}"), &admin)
@@ -238,4 +238,109 @@ async fn admins_cannot_touch_the_owner_or_other_admins() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Roles guard people above them (issue #11, finding 6): an ADMIN cannot lock
+/// out the OWNER or a peer admin by revoking their tokens; lower members'
+/// tokens stay theirs to manage.
+#[tokio::test]
+async fn admins_cannot_revoke_the_owners_or_another_admins_tokens() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("mem-revoke").await;
+    let (_, admin) = app.add_member(&t, Role::Admin).await;
+    let (admin2_id, admin2) = app.add_member(&t, Role::Admin).await;
+    let (_, agent) = app.add_member(&t, Role::SupportAgent).await;
+    let token_id = |token: String| {
+        let app = &app;
+        async move {
+            let list: Value = app
+                .get("/api/v1/tokens", &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            list["data"][0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let owner_tok = token_id(t.token.clone()).await;
+    let admin2_tok = token_id(admin2.clone()).await;
+    let agent_tok = token_id(agent.clone()).await;
+    let revoke = |id: &str, by: &str| {
+        app.request(Method::DELETE, &format!("/api/v1/tokens/{id}"), by)
+            .send()
+    };
+    for (id, holder) in [(&owner_tok, &t.token), (&admin2_tok, &admin2)] {
+        assert_eq!(
+            code(revoke(id, &admin).await.unwrap()).await,
+            (StatusCode::FORBIDDEN, "role_not_assignable".into())
+        );
+        let r = app.get("/api/v1/tenant", holder).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "the token still works");
+    }
+    // Nor change a peer admin or mint a token in their name.
+    let r = app
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/members/{admin2_id}"),
+            &admin,
+        )
+        .json(&json!({"role": "VIEWER"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(r).await,
+        (StatusCode::FORBIDDEN, "role_not_assignable".into())
+    );
+    let r = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/members/{admin2_id}/tokens"),
+            &admin,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(r).await,
+        (StatusCode::FORBIDDEN, "role_not_assignable".into())
+    );
+    // Without members.write another member's token does not exist for you.
+    assert_eq!(
+        revoke(&owner_tok, &agent).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/v1/tenant", &t.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // An admin still manages roles below ADMIN; the owner manages admins.
+    assert_eq!(
+        revoke(&agent_tok, &admin).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/api/v1/tenant", &agent)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        revoke(&admin2_tok, &t.token).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    // Revoking your own token is always allowed.
+    let admin_tok = token_id(admin.clone()).await;
+    assert_eq!(
+        revoke(&admin_tok, &admin).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
 }

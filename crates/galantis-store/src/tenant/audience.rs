@@ -6,7 +6,7 @@
 
 use galantis_core::MarketingState;
 use galantis_core::segment::Condition as Rule;
-use sea_query::{Condition, Expr, ExprTrait, Order, Query};
+use sea_query::{Condition, Expr, ExprTrait, LikeExpr, Order, Query};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -68,7 +68,8 @@ fn search_condition(engine: Engine, s: &ContactSearch) -> Condition {
         .add(Expr::col(("c", "deleted_at")).is_null())
         .add(Expr::col(("c", "redacted_at")).is_null());
     if let Some(q) = &s.q {
-        let pattern = format!("%{}%", q.to_lowercase().replace(['%', '_'], ""));
+        let pattern = LikeExpr::new(crate::like::like_contains(&q.to_lowercase()))
+            .escape(crate::like::LIKE_ESCAPE);
         all = all.add(
             Expr::cust(
                 "LOWER(COALESCE(c.first_name, '') || ' ' || COALESCE(c.last_name, '') || ' ' || COALESCE(c.email, '') || ' ' || COALESCE(c.phone, ''))",

@@ -29,6 +29,10 @@ pub struct CustomerFields {
     pub tags: Vec<String>,
     /// Parsed SMS consent, when the payload carries it.
     pub marketing_state: Option<MarketingState>,
+    /// When that consent was given or withdrawn (`consent_updated_at`); the
+    /// customer's `updated_at` moves with any edit, so it would make an old
+    /// consent look newer than a later STOP.
+    pub consent_updated_at: Option<i64>,
     pub updated_at: i64,
 }
 
@@ -238,7 +242,7 @@ pub async fn upsert_customer(
             state,
             ConsentSource::ShopifyCustomer,
             Some(&format!("customer:{}", f.shopify_customer_id)),
-            f.updated_at,
+            f.consent_updated_at.unwrap_or(f.updated_at),
             now_ms,
         )
         .await?;
@@ -488,11 +492,10 @@ pub async fn list(tx: &mut TenantTx, f: &Filter) -> Result<Vec<Contact>, StoreEr
     let search = f
         .search
         .as_ref()
-        .map(|s| format!("%{}%", s.to_lowercase().replace(['%', '_'], "")));
-    let tag = f
-        .tag
-        .as_ref()
-        .map(|t| format!("%\"{}\"%", t.replace(['%', '_', '"'], "")));
+        .map(|s| crate::like::like_contains(&s.to_lowercase()));
+    // A whole tag, case-insensitively: the same test as the segment rule
+    // `customer_tag`, so a filter and a segment never disagree.
+    let tag = f.tag.as_ref().map(|t| t.trim().to_lowercase());
     let rows: Vec<Row> = on_tx!(
         tx.tx(),
         sqlite
@@ -500,8 +503,8 @@ pub async fn list(tx: &mut TenantTx, f: &Filter) -> Result<Vec<Contact>, StoreEr
             | {
                 sqlx::query_as(concat!("SELECT ", columns!(), " FROM contacts
                 WHERE deleted_at IS NULL AND ($1 IS NULL OR marketing_state = $1) AND ($2 IS NULL OR country = $2)
-                  AND ($3 IS NULL OR lower(coalesce(first_name,'') || ' ' || coalesce(last_name,'') || ' ' || coalesce(email,'') || ' ' || coalesce(phone,'')) LIKE $3)
-                  AND ($4 IS NULL OR lower(tags) LIKE lower($4))
+                  AND ($3 IS NULL OR lower(coalesce(first_name,'') || ' ' || coalesce(last_name,'') || ' ' || coalesce(email,'') || ' ' || coalesce(phone,'')) LIKE $3 ESCAPE '\\')
+                  AND ($4 IS NULL OR EXISTS (SELECT 1 FROM json_each(tags) t WHERE lower(t.value) = $4))
                   AND ($5 IS NULL OR id < $5)
                 ORDER BY id DESC LIMIT $6"))
                 .bind(&f.marketing_state).bind(&f.country).bind(&search).bind(&tag).bind(f.before).bind(i64::from(f.limit))
@@ -512,8 +515,8 @@ pub async fn list(tx: &mut TenantTx, f: &Filter) -> Result<Vec<Contact>, StoreEr
             | {
                 sqlx::query_as(concat!("SELECT ", columns!(), " FROM contacts
                 WHERE deleted_at IS NULL AND ($1::text IS NULL OR marketing_state = $1) AND ($2::text IS NULL OR country = $2)
-                  AND ($3::text IS NULL OR lower(coalesce(first_name,'') || ' ' || coalesce(last_name,'') || ' ' || coalesce(email,'') || ' ' || coalesce(phone,'')) LIKE $3)
-                  AND ($4::text IS NULL OR lower(tags::text) LIKE lower($4))
+                  AND ($3::text IS NULL OR lower(coalesce(first_name,'') || ' ' || coalesce(last_name,'') || ' ' || coalesce(email,'') || ' ' || coalesce(phone,'')) LIKE $3 ESCAPE '\\')
+                  AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(tags) = 'array' THEN tags ELSE '[]'::jsonb END) AS t(v) WHERE lower(t.v) = $4))
                   AND ($5::uuid IS NULL OR id < $5)
                 ORDER BY id DESC LIMIT $6"))
                 .bind(&f.marketing_state).bind(&f.country).bind(&search).bind(&tag).bind(f.before).bind(i64::from(f.limit))

@@ -23,8 +23,8 @@ macro_rules! by_table {
     };
 }
 
-/// Payloads mentioning any of `needles` (three characters or more; LIKE
-/// wildcards stripped) become `{"redacted": true}`.
+/// Payloads mentioning any of `needles` (three characters or more, matched
+/// literally) become `{"redacted": true}`.
 pub(crate) async fn scrub_mentions(
     tx: &mut TenantTx,
     table: PayloadTable,
@@ -32,15 +32,15 @@ pub(crate) async fn scrub_mentions(
 ) -> Result<u64, StoreError> {
     let sqlite_sql = by_table!(
         table,
-        "UPDATE {} SET payload = '{{\"redacted\":true}}' WHERE payload LIKE $1"
+        "UPDATE {} SET payload = '{{\"redacted\":true}}' WHERE payload LIKE $1 ESCAPE '\\'"
     );
     let pg_sql = by_table!(
         table,
-        "UPDATE {} SET payload = '{{\"redacted\":true}}'::jsonb WHERE payload::text LIKE $1"
+        "UPDATE {} SET payload = '{{\"redacted\":true}}'::jsonb WHERE payload::text LIKE $1 ESCAPE '\\'"
     );
     let mut n = 0;
     for needle in needles.iter().filter(|s| s.len() >= 3) {
-        let pattern = format!("%{}%", needle.replace(['%', '_'], ""));
+        let pattern = crate::like::like_contains(needle);
         n += on_tx!(
             tx.tx(),
             sqlite | c | {
