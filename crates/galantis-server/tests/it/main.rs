@@ -9,6 +9,7 @@ mod cli;
 mod http_basics;
 mod isolation;
 mod jobs_api;
+mod listener;
 mod members;
 mod migrate;
 mod queue;
