@@ -316,3 +316,116 @@ async fn metrics_on_their_own_address_are_not_on_the_main_listener() {
     assert_eq!(r.status(), 404, "only /metrics on the metrics address");
     app.stop().await;
 }
+
+/// The listener alone, on a router of the test's own.
+async fn serve_router(
+    app: axum::Router,
+    settings: galantis_server::config::ListenerConfig,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(galantis_server::listener::serve(
+        listener, app, settings, stop_rx,
+    ));
+    (addr, stop, task)
+}
+
+#[tokio::test]
+async fn upgraded_connections_work_and_outlive_the_idle_timeout() {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    let app = axum::Router::new().route(
+        "/ws",
+        axum::routing::get(|ws: WebSocketUpgrade| async {
+            ws.on_upgrade(|mut socket| async move {
+                while let Some(Ok(msg)) = socket.recv().await {
+                    if let Message::Text(_) = msg
+                        && socket.send(msg).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        }),
+    );
+    let settings = galantis_server::config::ListenerConfig {
+        idle_timeout_secs: 1,
+        header_read_timeout_secs: 1,
+        ..Default::default()
+    };
+    let (addr, stop, task) = serve_router(app, settings).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Longer than both timeouts: they govern HTTP, not the upgraded stream.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 2];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).await.unwrap();
+    let mut echo = [0u8; 4];
+    s.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, &[0x81, 2, b'h', b'i']);
+    drop(s);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn on_shutdown_in_flight_requests_finish_and_new_connections_are_refused() {
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let app = {
+        let started = started.clone();
+        axum::Router::new().route(
+            "/slow",
+            axum::routing::get(move || {
+                let started = started.clone();
+                async move {
+                    started.notify_one();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "done"
+                }
+            }),
+        )
+    };
+    let (addr, stop, task) = serve_router(app, Default::default()).await;
+    let in_flight = tokio::spawn(async move {
+        reqwest::get(format!("http://{addr}/slow"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    started.notified().await;
+    stop.send(true).unwrap();
+    assert_eq!(in_flight.await.unwrap(), "done");
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("serve returns once the connection closed")
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}
