@@ -548,6 +548,43 @@ mod tests {
     }
 
     #[test]
+    fn listener_and_metrics_settings_are_checked_and_named() {
+        let bad = |tweak: fn(&mut Config)| {
+            let mut c = Config::default();
+            tweak(&mut c);
+            c.validate().unwrap_err().0
+        };
+        assert!(
+            bad(|c| c.listener.max_connections = 0).contains("GALANTIS_LISTENER__MAX_CONNECTIONS")
+        );
+        assert!(
+            bad(|c| c.listener.header_read_timeout_secs = 0)
+                .contains("GALANTIS_LISTENER__HEADER_READ_TIMEOUT_SECS")
+        );
+        assert!(
+            bad(|c| c.listener.idle_timeout_secs = 0)
+                .contains("GALANTIS_LISTENER__IDLE_TIMEOUT_SECS")
+        );
+        assert!(
+            bad(|c| c.listener.body_read_timeout_secs = 0)
+                .contains("GALANTIS_LISTENER__BODY_READ_TIMEOUT_SECS")
+        );
+        assert!(
+            bad(|c| c.metrics.token = Some(SecretString::from("short")))
+                .contains("GALANTIS_METRICS__TOKEN")
+        );
+        let c = Config {
+            metrics: MetricsConfig {
+                token: Some(SecretString::from("metrics-token-0123456789")),
+                bind: None,
+            },
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("metrics-token-0123456789"));
+    }
+
+    #[test]
     fn debug_redacts_secrets() {
         let c = Config {
             master_key: Some(SecretString::from("c2VjcmV0")),
