@@ -1,10 +1,14 @@
 //! Accepting and serving HTTP/1 connections with the limits `axum::serve`
-//! lacks: a header read timeout, an idle timeout, and a cap on open
-//! connections, so slow or idle clients cannot hold the listener's sockets.
+//! lacks: a header read timeout, an idle timeout, a cap on open connections,
+//! and (with the idle timeout's length) a limit on how long a client may
+//! leave its response unread, so slow or idle clients cannot hold the
+//! listener's sockets.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -13,6 +17,7 @@ use axum::extract::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt;
@@ -96,6 +101,7 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity::default());
+    let stalled = WriteStall::default();
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -121,11 +127,13 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(StallWatch::new(stream, &stalled)), service)
         .with_upgrades();
     tokio::pin!(conn);
     let idle = activity.clone().idle_for(idle_timeout);
     tokio::pin!(idle);
+    let stalled_writes = stalled.exceeds(idle_timeout);
+    tokio::pin!(stalled_writes);
     let mut closing = false;
     loop {
         tokio::select! {
@@ -142,6 +150,12 @@ async fn serve_connection(
             _ = &mut idle, if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
+            }
+            // A client that stops reading its response is busy, never
+            // idle: only dropping the connection frees it.
+            () = &mut stalled_writes => {
+                tracing::debug!("client stopped reading its response; connection dropped");
+                return;
             }
         }
     }
@@ -188,5 +202,111 @@ impl Activity {
                 return;
             }
         }
+    }
+}
+
+/// Since when writes to a connection have been blocked (the client's receive
+/// window is full), in milliseconds after `base`; 0 when they are not.
+#[derive(Clone)]
+struct WriteStall {
+    base: Instant,
+    since_ms: Arc<AtomicU64>,
+}
+
+impl Default for WriteStall {
+    fn default() -> Self {
+        Self {
+            base: Instant::now(),
+            since_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl WriteStall {
+    fn note<T>(&self, poll: &Poll<T>) {
+        if poll.is_pending() {
+            let now = (self.base.elapsed().as_millis() as u64).max(1);
+            let _ = self
+                .since_ms
+                .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
+        } else {
+            self.since_ms.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Resolves once writes have been blocked for `limit` without a break.
+    async fn exceeds(self, limit: Duration) {
+        let limit_ms = limit.as_millis() as u64;
+        let every = (limit / 4).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            let since = self.since_ms.load(Ordering::SeqCst);
+            if since != 0
+                && (self.base.elapsed().as_millis() as u64).saturating_sub(since) >= limit_ms
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// The socket, noting when writing to it blocks.
+struct StallWatch {
+    inner: TcpStream,
+    stall: WriteStall,
+}
+
+impl StallWatch {
+    fn new(inner: TcpStream, stall: &WriteStall) -> Self {
+        Self {
+            inner,
+            stall: stall.clone(),
+        }
+    }
+}
+
+impl AsyncRead for StallWatch {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallWatch {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.stall.note(&poll);
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.stall.note(&poll);
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.stall.note(&poll);
+        poll
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -429,3 +429,56 @@ async fn on_shutdown_in_flight_requests_finish_and_new_connections_are_refused()
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn a_body_the_handler_never_reads_cannot_hold_the_connection() {
+    let app = TestApp::spawn_with(|c| {
+        c.listener.header_read_timeout_secs = 120;
+        c.listener.idle_timeout_secs = 1;
+        c.listener.body_read_timeout_secs = 120;
+    })
+    .await;
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    // Unauthenticated: answered 401 before the body is read; the rest of the
+    // body never comes.
+    s.write_all(
+        b"POST /api/v1/lists HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let raw = read_until_closed(&mut s, Duration::from_secs(30))
+        .await
+        .expect("closed, not held open");
+    let (status, body) = parse_response(&raw);
+    assert_eq!(status, 401, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_response_is_dropped() {
+    const SIZE: usize = 64 << 20;
+    let app = axum::Router::new().route("/big", axum::routing::get(|| async { vec![b'x'; SIZE] }));
+    let settings = galantis_server::config::ListenerConfig {
+        idle_timeout_secs: 1,
+        ..Default::default()
+    };
+    let (addr, stop, task) = serve_router(app, settings).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Not reading: the server's writes block. Past the idle timeout (1 s)
+    // with slack, the server has given up on it…
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // …so only what the kernels had buffered arrives, then the end.
+    let raw = read_until_closed(&mut s, Duration::from_secs(30))
+        .await
+        .expect("the connection ends");
+    assert!(
+        raw.len() < SIZE,
+        "the response was cut off ({} bytes)",
+        raw.len()
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
