@@ -183,22 +183,9 @@ pub async fn serve(
             .embedded_listening(addr, state.config.public_url.as_deref());
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = workers.map(|registry| {
-        let worker = Worker::new(state.clone(), registry);
-        tracing::info!(worker = worker.id(), "job workers started");
-        (
-            tokio::spawn(worker.run(stop_rx.clone())),
-            tokio::spawn(scheduler::run(
-                state.clone(),
-                scheduler::builtin_periodic()
-                    .into_iter()
-                    .chain(crate::sending::templates::periodic(&state.config.sending))
-                    .collect(),
-                stop_rx.clone(),
-            )),
-        )
-    });
     let settings = state.config.listener.clone();
+    // Bound before the workers start, so an address in use stops start-up
+    // with nothing running.
     let metrics = match state.config.metrics.bind {
         Some(addr) => {
             let l = TcpListener::bind(addr)
@@ -214,6 +201,21 @@ pub async fn serve(
         }
         None => None,
     };
+    let background = workers.map(|registry| {
+        let worker = Worker::new(state.clone(), registry);
+        tracing::info!(worker = worker.id(), "job workers started");
+        (
+            tokio::spawn(worker.run(stop_rx.clone())),
+            tokio::spawn(scheduler::run(
+                state.clone(),
+                scheduler::builtin_periodic()
+                    .into_iter()
+                    .chain(crate::sending::templates::periodic(&state.config.sending))
+                    .collect(),
+                stop_rx.clone(),
+            )),
+        )
+    });
     let app = router(state, role);
     let server = crate::listener::serve(listener, app, settings, stop_rx.clone());
     tokio::spawn(async move {
