@@ -593,3 +593,63 @@ async fn serve_keeps_the_data_directory_private() {
         "each fixed path is logged: {log}"
     );
 }
+
+/// Starts `serve` with `env`, waits until it is ready, stops it and returns
+/// what it logged.
+async fn serve_log(env: &[(String, String)]) -> String {
+    let port = free_port();
+    let mut child = command(env)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(up, "server did not come up: {log}");
+    log
+}
+
+/// Production (PostgreSQL) with /metrics neither on its own address nor
+/// behind a token says so at start-up; with either, it does not.
+#[tokio::test]
+async fn production_warns_about_open_metrics() {
+    let scratch = Scratch::new().await;
+    if scratch.engine() != galantis_store::Engine::Postgres {
+        return;
+    }
+    const WARNING: &str = "/metrics is open to anyone";
+    let env = scratch.env();
+    assert!(serve_log(&env).await.contains(WARNING));
+    let mut with_token = env.clone();
+    with_token.push((
+        "GALANTIS_METRICS__TOKEN".to_owned(),
+        "metrics-token-0123456789".to_owned(),
+    ));
+    assert!(!serve_log(&with_token).await.contains(WARNING));
+    let mut with_bind = env;
+    with_bind.push((
+        "GALANTIS_METRICS__BIND".to_owned(),
+        format!("127.0.0.1:{}", free_port()),
+    ));
+    assert!(!serve_log(&with_bind).await.contains(WARNING));
+}
