@@ -36,6 +36,9 @@ pub enum KeySource {
 /// Opens the store and verifies the master key against it. Control
 /// migrations are applied (they are needed to read anything at all).
 pub async fn open(config: &Config) -> anyhow::Result<(Db, Arc<MasterKey>, KeySource)> {
+    if config.is_embedded() {
+        make_data_dir_private(config)?;
+    }
     let db = Db::connect(&config.db_config())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -44,6 +47,28 @@ pub async fn open(config: &Config) -> anyhow::Result<(Db, Arc<MasterKey>, KeySou
         .context("applying control migrations")?;
     let (master, source) = load_master_key(config, &db).await?;
     Ok((db, Arc::new(master), source))
+}
+
+/// Files written before the umask was set (or by an older version) may be
+/// readable by every local user: tighten them, and say which.
+fn make_data_dir_private(config: &Config) -> anyhow::Result<()> {
+    let fixed = galantis_store::files::make_private(&config.data_dir).with_context(|| {
+        format!(
+            "cannot restrict the permissions of {}",
+            config.data_dir.display()
+        )
+    })?;
+    for path in fixed {
+        tracing::warn!(path = %path.display(), "was readable by other users; restricted to the owner (0700/0600)");
+    }
+    Ok(())
+}
+
+/// Everything this process creates (databases, their WAL and SHM files, keys,
+/// directories) is private to its user.
+pub fn restrict_umask() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 async fn load_master_key(config: &Config, db: &Db) -> anyhow::Result<(MasterKey, KeySource)> {
@@ -103,6 +128,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             "using development webhook secrets (embedded mode); set GALANTIS_SHOPIFY_APP_SECRET and GALANTIS_META_APP_SECRET for real traffic"
         );
     }
+    if !config.is_embedded() && config.metrics.bind.is_none() && config.metrics.token.is_none() {
+        tracing::warn!(
+            "/metrics is open to anyone who can reach the listener; set GALANTIS_METRICS__BIND (a separate, internal address) or GALANTIS_METRICS__TOKEN"
+        );
+    }
     // Install the metrics recorder before the first request records anything.
     crate::telemetry::prometheus();
     let (db, master, _) = open(&config).await?;
@@ -153,6 +183,24 @@ pub async fn serve(
             .embedded_listening(addr, state.config.public_url.as_deref());
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let settings = state.config.listener.clone();
+    // Bound before the workers start, so an address in use stops start-up
+    // with nothing running.
+    let metrics = match state.config.metrics.bind {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (GALANTIS_METRICS__BIND)"))?;
+            tracing::info!(addr = %l.local_addr()?, "metrics listening");
+            Some(tokio::spawn(crate::listener::serve(
+                l,
+                crate::http::metrics_router(state.clone()),
+                settings.clone(),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let background = workers.map(|registry| {
         let worker = Worker::new(state.clone(), registry);
         tracing::info!(worker = worker.id(), "job workers started");
@@ -169,17 +217,21 @@ pub async fn serve(
         )
     });
     let app = router(state, role);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = crate::listener::serve(listener, app, settings, stop_rx.clone());
+    tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
-        r = server => r.context("HTTP server failed")?,
+        () = server => {}
         _ = async {
             let _ = stop_rx2.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over; abandoning in-flight requests"),
+    }
+    if let Some(m) = metrics {
+        m.abort();
     }
     if let Some((worker, scheduler)) = background {
         // Workers drain within the grace period themselves; the margin covers

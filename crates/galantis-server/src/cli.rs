@@ -185,6 +185,7 @@ fn store_err(e: StoreError) -> anyhow::Error {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = Config::load(cli.config.as_deref())?;
     crate::telemetry::init_tracing(config.log_format);
+    app::restrict_umask();
     match cli.command {
         Command::Serve(args) => {
             if let Some(bind) = args.bind {

@@ -56,7 +56,8 @@ pub struct Config {
     pub api_body_limit_bytes: usize,
     /// Largest accepted webhook body, in bytes.
     pub webhook_body_limit_bytes: usize,
-    /// A request taking longer than this is answered 503.
+    /// A request whose response has not started after this long is answered
+    /// 503 `timeout` (a stalled request body is 408, see `[listener]`).
     pub request_timeout_secs: u64,
     /// On SIGTERM or Ctrl-C, in-flight requests and running jobs get this
     /// long to finish.
@@ -76,6 +77,37 @@ pub struct Config {
     pub sandbox: SandboxMount,
     /// Credit packs merchants buy through Shopify.
     pub billing: BillingConfig,
+    /// Connections: slow and idle clients, the connection cap.
+    pub listener: ListenerConfig,
+    /// Who may read `/metrics`, and where.
+    pub metrics: MetricsConfig,
+}
+
+/// `[listener]`; environment: `GALANTIS_LISTENER__<SETTING>`. Applies to
+/// every listener of `serve` (the main one and the metrics one).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// A client must send a request's complete headers within this long
+    /// (also the wait for the next request on a kept-alive connection).
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Open connections per listener; further clients wait to be accepted.
+    pub max_connections: usize,
+    /// A request body that delivers nothing for this long is answered 408.
+    pub body_read_timeout_secs: u64,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 10_000,
+            body_read_timeout_secs: 15,
+        }
+    }
 }
 
 /// `[imports]`; environment: `GALANTIS_IMPORTS__<SETTING>`.
@@ -97,6 +129,17 @@ impl Default for ImportsConfig {
             max_bytes: 25 * 1024 * 1024,
         }
     }
+}
+
+/// `[metrics]`; environment: `GALANTIS_METRICS__<SETTING>`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    #[serde(skip_serializing)]
+    pub token: Option<SecretString>,
+    /// When set, `/metrics` is served only on this address (not on `bind`).
+    pub bind: Option<SocketAddr>,
 }
 
 /// `[sandbox]`; environment: `GALANTIS_SANDBOX_ENABLED`,
@@ -382,6 +425,8 @@ impl Default for Config {
             imports: ImportsConfig::default(),
             sandbox: SandboxMount::default(),
             billing: BillingConfig::default(),
+            listener: ListenerConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -515,6 +560,28 @@ impl Config {
             ));
         }
         self.billing.validate()?;
+        let l = &self.listener;
+        if l.header_read_timeout_secs == 0
+            || l.idle_timeout_secs == 0
+            || l.body_read_timeout_secs == 0
+        {
+            return Err(ConfigError(
+                "GALANTIS_LISTENER__HEADER_READ_TIMEOUT_SECS, GALANTIS_LISTENER__IDLE_TIMEOUT_SECS and GALANTIS_LISTENER__BODY_READ_TIMEOUT_SECS must be at least 1".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&l.max_connections) {
+            return Err(ConfigError(
+                "GALANTIS_LISTENER__MAX_CONNECTIONS must be between 1 and 1000000".into(),
+            ));
+        }
+        if let Some(token) = &self.metrics.token {
+            use secrecy::ExposeSecret;
+            if token.expose_secret().len() < 16 {
+                return Err(ConfigError(
+                    "GALANTIS_METRICS__TOKEN must be at least 16 characters".into(),
+                ));
+            }
+        }
         if let Some(u) = &self.redis_url
             && !(u.starts_with("redis://") || u.starts_with("rediss://"))
         {
@@ -679,6 +746,7 @@ mod tests {
             "shopify_app_secret",
             "meta_app_secret",
             "meta_verify_token",
+            "token",
         ] {
             assert!(
                 text.contains(secret),
@@ -729,6 +797,43 @@ mod tests {
         ] {
             assert_eq!(sandbox_env_key(UncasedStr::new(raw)).as_str(), mapped);
         }
+    }
+
+    #[test]
+    fn listener_and_metrics_settings_are_checked_and_named() {
+        let bad = |tweak: fn(&mut Config)| {
+            let mut c = Config::default();
+            tweak(&mut c);
+            c.validate().unwrap_err().0
+        };
+        assert!(
+            bad(|c| c.listener.max_connections = 0).contains("GALANTIS_LISTENER__MAX_CONNECTIONS")
+        );
+        assert!(
+            bad(|c| c.listener.header_read_timeout_secs = 0)
+                .contains("GALANTIS_LISTENER__HEADER_READ_TIMEOUT_SECS")
+        );
+        assert!(
+            bad(|c| c.listener.idle_timeout_secs = 0)
+                .contains("GALANTIS_LISTENER__IDLE_TIMEOUT_SECS")
+        );
+        assert!(
+            bad(|c| c.listener.body_read_timeout_secs = 0)
+                .contains("GALANTIS_LISTENER__BODY_READ_TIMEOUT_SECS")
+        );
+        assert!(
+            bad(|c| c.metrics.token = Some(SecretString::from("short")))
+                .contains("GALANTIS_METRICS__TOKEN")
+        );
+        let c = Config {
+            metrics: MetricsConfig {
+                token: Some(SecretString::from("metrics-token-0123456789")),
+                bind: None,
+            },
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("metrics-token-0123456789"));
     }
 
     #[test]

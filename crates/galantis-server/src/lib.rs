@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod listener;
 pub mod sandbox;
 pub mod sending;
 pub mod shopify_client;

@@ -323,7 +323,7 @@ impl Db {
             }
             None => {
                 let dir = config.data_dir.clone();
-                std::fs::create_dir_all(dir.join("tenants")).map_err(|e| {
+                crate::files::create_private_dir(&dir.join("tenants")).map_err(|e| {
                     StoreError::Config(format!(
                         "cannot create data directory {}: {e}",
                         dir.display()

@@ -1,7 +1,7 @@
 //! Liveness, readiness and metrics.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -31,8 +31,22 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, AppError>
         .into_response())
 }
 
-/// Prometheus text exposition.
-pub async fn metrics() -> Response {
+/// Prometheus text exposition; behind a bearer token when `[metrics] token`
+/// is set.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics.token {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let expected = token.expose_secret().as_bytes();
+        if !bool::from(given.as_bytes().ct_eq(expected)) {
+            return AppError::Unauthenticated.into_response();
+        }
+    }
     let body = crate::telemetry::prometheus().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -303,8 +303,6 @@ pub async fn put_whatsapp(
         store::wake_jobs(&mut tx, <SendMessage as galantis_core::JobKind>::KIND, now).await?;
     tx.commit().await?;
     state.sending.invalidate(tenant);
-    metrics::gauge!("galantis_whatsapp_connection_needs_attention", "tenant_id" => tenant.to_string())
-        .set(0.0);
     let r = connection::resolve(&state, tenant)
         .await
         .map_err(AppError::Internal)?;

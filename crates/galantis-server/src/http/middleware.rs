@@ -1,13 +1,62 @@
-//! Cross-cutting middleware: JSON error normalisation and HTTP metrics.
+//! Cross-cutting middleware: JSON error normalisation, timeouts and HTTP
+//! metrics.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use http_body_util::BodyExt;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
+
 use crate::error::{PAYLOAD_TOO_LARGE_MESSAGE, RenderedError, error_response};
+
+/// The two request timeouts, and who is to blame for each.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// No response started within this: the server was too slow, 503 `timeout`.
+    pub request: Duration,
+    /// The request body delivered nothing for this long: the client was too
+    /// slow, 408 `request_timeout` (whatever the handler made of the broken
+    /// body, e.g. a 400 from a JSON extractor).
+    pub body_read: Duration,
+}
+
+/// Both timeouts answer with the JSON error shape (tower-http's timeout layer
+/// answered with an empty body).
+pub async fn timeouts(State(t): State<Timeouts>, req: Request, next: Next) -> Response {
+    let stalled = Arc::new(AtomicBool::new(false));
+    let flag = stalled.clone();
+    let req = req.map(|body| {
+        Body::new(TimeoutBody::new(t.body_read, body).map_err(move |e| {
+            if e.is::<TimeoutError>() {
+                flag.store(true, Ordering::SeqCst);
+            }
+            e
+        }))
+    });
+    let result = tokio::time::timeout(t.request, next.run(req)).await;
+    if stalled.load(Ordering::SeqCst) {
+        return error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body stopped arriving and was abandoned",
+        );
+    }
+    match result {
+        Ok(resp) => resp,
+        Err(_) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long and was abandoned",
+        ),
+    }
+}
 
 /// Errors produced outside handlers (unknown route, wrong method, body limit,
 /// timeout, axum's own rejections) arrive as plain text; rewrite them into the
@@ -38,7 +87,11 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
             "unsupported_media_type",
             "expected Content-Type: application/json",
         ),
-        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request body stopped arriving and was abandoned",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => {
             ("timeout", "the request took too long and was abandoned")
         }
         s if s.is_server_error() => (

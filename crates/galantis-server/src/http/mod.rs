@@ -23,7 +23,6 @@ use axum::Router;
 use axum::routing::{delete, get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -145,13 +144,26 @@ fn audience_routes() -> Router<AppState> {
         .route("/audiences/estimate", post(audience::estimate))
 }
 
+/// The router of the separate metrics listener (`[metrics] bind`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn(request_id::assign))
+}
+
 /// Builds the router for `role`, with its middleware.
 pub fn router(state: AppState, role: ServeRole) -> Router {
     let config = state.config.clone();
     let mut app = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+        .route("/readyz", get(health::readyz));
+    // With its own address, /metrics is not on this listener at all.
+    if config.metrics.bind.is_none() {
+        app = app.route("/metrics", get(health::metrics));
+    }
     // The embedded Meta sandbox, when `Config::sandbox_mounted` (development
     // mode or explicitly enabled; ADR 0007): on every role, since workers
     // send to it (status webhooks go to GALANTIS_PUBLIC_URL when set, else
@@ -176,9 +188,12 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
         .with_state(state)
         .layer(axum::middleware::from_fn(middleware::http_metrics))
         .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(config.request_timeout_secs),
+        .layer(axum::middleware::from_fn_with_state(
+            middleware::Timeouts {
+                request: Duration::from_secs(config.request_timeout_secs),
+                body_read: Duration::from_secs(config.listener.body_read_timeout_secs),
+            },
+            middleware::timeouts,
         ))
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(request_id::assign))

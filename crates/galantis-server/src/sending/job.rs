@@ -455,8 +455,10 @@ async fn failed(
             if halted {
                 metrics::counter!("galantis_whatsapp_halts_total", "code" => code.unwrap_or(0).to_string())
                     .increment(1);
-                metrics::gauge!("galantis_whatsapp_connection_needs_attention", "tenant_id" => tenant.to_string())
-                    .set(1.0);
+                // Never labelled by tenant: tenant ids are not for whoever
+                // reads the metrics (the log line names it).
+                metrics::counter!("galantis_whatsapp_connection_needs_attention_total")
+                    .increment(1);
                 tracing::warn!(tenant = %tenant, code, "WhatsApp connection needs attention: the tenant's sends are held");
             }
             let _ = conn;

@@ -602,3 +602,155 @@ async fn billing_grant_writes_an_operator_grant_entry_and_refuses_bad_input() {
     );
     db.close().await;
 }
+
+#[cfg(unix)]
+fn loose_paths(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut loose = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(p) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let want = if meta.is_dir() { 0o700 } else { 0o600 };
+        if mode != want {
+            loose.push(format!("{} {mode:o}", p.display()));
+        }
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    loose
+}
+
+/// Customer data and the master key are readable by the service's user only:
+/// a fresh data directory is created private, and loose permissions left by
+/// an older version are fixed at start-up (and logged).
+#[cfg(unix)]
+#[tokio::test]
+async fn serve_keeps_the_data_directory_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().unwrap();
+    let data = cwd.path().join("galantis-data");
+    let env = vec![("GALANTIS_DATA_DIR".to_owned(), data.display().to_string())];
+    // A tenant, so there are tenant files too.
+    let out = command(&env)
+        .current_dir(cwd.path())
+        .args(["tenant", "create", "--shop", "private.myshopify.com"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(loose_paths(&data), Vec::<String>::new(), "created private");
+    // As an older version left them.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stale = data.join("tenants/stale.db");
+    std::fs::write(&stale, b"").unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        data.join("control.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+
+    let port = free_port();
+    let mut child = command(&env)
+        .current_dir(cwd.path())
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "server did not come up");
+    assert_eq!(
+        loose_paths(&data),
+        Vec::<String>::new(),
+        "fixed at start-up"
+    );
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        log.contains("stale.db") && log.contains("restricted to the owner"),
+        "each fixed path is logged: {log}"
+    );
+}
+
+/// Starts `serve` with `env`, waits until it is ready, stops it and returns
+/// what it logged.
+async fn serve_log(env: &[(String, String)]) -> String {
+    let port = free_port();
+    let mut child = command(env)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(up, "server did not come up: {log}");
+    log
+}
+
+/// Production (PostgreSQL) with /metrics neither on its own address nor
+/// behind a token says so at start-up; with either, it does not.
+#[tokio::test]
+async fn production_warns_about_open_metrics() {
+    let scratch = Scratch::new().await;
+    if scratch.engine() != galantis_store::Engine::Postgres {
+        return;
+    }
+    const WARNING: &str = "/metrics is open to anyone";
+    let env = scratch.env();
+    assert!(serve_log(&env).await.contains(WARNING));
+    let mut with_token = env.clone();
+    with_token.push((
+        "GALANTIS_METRICS__TOKEN".to_owned(),
+        "metrics-token-0123456789".to_owned(),
+    ));
+    assert!(!serve_log(&with_token).await.contains(WARNING));
+    let mut with_bind = env;
+    with_bind.push((
+        "GALANTIS_METRICS__BIND".to_owned(),
+        format!("127.0.0.1:{}", free_port()),
+    ));
+    assert!(!serve_log(&with_bind).await.contains(WARNING));
+}

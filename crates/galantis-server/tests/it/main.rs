@@ -12,6 +12,7 @@ mod consent;
 mod http_basics;
 mod isolation;
 mod jobs_api;
+mod listener;
 mod members;
 mod migrate;
 mod queue;

@@ -458,9 +458,9 @@ async fn each_error_class_is_handled_by_its_code() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("galantis_whatsapp_connection_needs_attention")
-            && metrics.contains(&e.t.id.to_string()),
-        "metrics show it"
+        metrics.contains("galantis_whatsapp_connection_needs_attention_total")
+            && !metrics.contains(&e.t.id.to_string()),
+        "metrics count it, without naming the tenant"
     );
     let (s, b) = post(
         &e.app,
