@@ -445,26 +445,20 @@ pub async fn operator_grant(
     entry_by_key(tx, &idempotency_key).await
 }
 
-async fn entry_by_key(tx: &mut TenantTx, key: &str) -> Result<Option<LedgerEntry>, StoreError> {
-    let r: Option<(
-        Uuid,
-        String,
-        i64,
-        String,
-        Option<Uuid>,
-        String,
-        Option<String>,
-        i64,
-    )> = on_tx!(tx.tx(), |c| {
-        sqlx::query_as(
-            "SELECT id, kind, credits, period, message_id, reason, reference, created_at
-             FROM credit_ledger WHERE idempotency_key = $1",
-        )
-        .bind(key)
-        .fetch_optional(&mut *c)
-        .await?
-    });
-    Ok(r.map(|r| LedgerEntry {
+/// `id, kind, credits, period, message_id, reason, reference, created_at`.
+type LedgerRow = (
+    Uuid,
+    String,
+    i64,
+    String,
+    Option<Uuid>,
+    String,
+    Option<String>,
+    i64,
+);
+
+fn ledger_entry(r: LedgerRow) -> LedgerEntry {
+    LedgerEntry {
         id: r.0,
         kind: r.1,
         credits: r.2,
@@ -473,7 +467,20 @@ async fn entry_by_key(tx: &mut TenantTx, key: &str) -> Result<Option<LedgerEntry
         reason: r.5,
         reference: r.6,
         created_at: from_ms(r.7),
-    }))
+    }
+}
+
+async fn entry_by_key(tx: &mut TenantTx, key: &str) -> Result<Option<LedgerEntry>, StoreError> {
+    let r: Option<LedgerRow> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, kind, credits, period, message_id, reason, reference, created_at
+             FROM credit_ledger WHERE idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(r.map(ledger_entry))
 }
 
 /// A credit pack bought through Shopify (a one-time app purchase).
@@ -780,16 +787,7 @@ pub async fn ledger(
     before: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<LedgerEntry>, StoreError> {
-    let rows: Vec<(
-        Uuid,
-        String,
-        i64,
-        String,
-        Option<Uuid>,
-        String,
-        Option<String>,
-        i64,
-    )> = on_tx!(tx.tx(), |c| {
+    let rows: Vec<LedgerRow> = on_tx!(tx.tx(), |c| {
         sqlx::query_as(
             "SELECT id, kind, credits, period, message_id, reason, reference, created_at FROM credit_ledger
              WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
@@ -799,19 +797,7 @@ pub async fn ledger(
         .fetch_all(&mut *c)
         .await?
     });
-    Ok(rows
-        .into_iter()
-        .map(|r| LedgerEntry {
-            id: r.0,
-            kind: r.1,
-            credits: r.2,
-            period: r.3,
-            message_id: r.4,
-            reason: r.5,
-            reference: r.6,
-            created_at: from_ms(r.7),
-        })
-        .collect())
+    Ok(rows.into_iter().map(ledger_entry).collect())
 }
 
 /// Entries about one message (its charge and refund).
