@@ -557,11 +557,17 @@ async fn a_job_killed_after_meta_accepted_does_not_send_again() {
             m.wamid.is_some() && m.send_state.as_deref() == Some("accepted")
         })
         .await;
+        // Done means neither waiting nor running: a job still running may not
+        // have committed its outcome yet.
         eventually("job done", || async {
-            let v = get(app, t, "/api/v1/jobs?state=available").await;
-            v["data"]
-                .as_array()
-                .is_none_or(|a| a.iter().all(|j| j["kind"] != "message.send"))
+            let mut idle = true;
+            for state in ["available", "running"] {
+                let v = get(app, t, &format!("/api/v1/jobs?state={state}")).await;
+                idle &= v["data"]
+                    .as_array()
+                    .is_none_or(|a| a.iter().all(|j| j["kind"] != "message.send"));
+            }
+            idle
         })
         .await;
         assert_eq!(e.sb.sends_with_callback_data(&key), 1, "sent once");
