@@ -242,6 +242,26 @@ impl TryFrom<String> for MessageStatus {
     }
 }
 
+/// Stored names compare with the typed value (`m.status == "READ"`), so code
+/// and tests written against the strings read the same.
+macro_rules! eq_stored_name {
+    ($t:ty) => {
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    };
+}
+eq_stored_name!(MessageStatus);
+eq_stored_name!(MessageKind);
+eq_stored_name!(MessageSource);
+
 #[cfg(test)]
 mod tests {
     use super::MessageStatus::*;

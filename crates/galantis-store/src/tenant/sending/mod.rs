@@ -9,14 +9,14 @@
 //! finds `send_state = 'sending'` knows a call may have reached Meta and
 //! reconciles instead of sending again.
 
-use galantis_core::MessageStatus;
+use galantis_core::{MessageKind, MessageSource, MessageStatus};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
-use crate::error::StoreError;
+use crate::error::{StoreError, typed};
 use crate::jobs::from_ms;
 use crate::on_tx;
 use crate::tenant::messaging;
@@ -39,13 +39,13 @@ pub struct Outbound {
     pub conversation_id: Option<Uuid>,
     pub phone_number_id: String,
     pub idempotency_key: Option<String>,
-    pub kind: String,
+    pub kind: MessageKind,
     pub body: Option<String>,
     pub content: Value,
-    pub source: Option<String>,
+    pub source: Option<MessageSource>,
     pub template_name: Option<String>,
     pub template_language: Option<String>,
-    pub status: String,
+    pub status: MessageStatus,
     pub wamid: Option<String>,
     pub error_code: Option<i64>,
     pub error_reason: Option<String>,
@@ -103,21 +103,21 @@ type OutboundRow = (
     ),
 );
 
-fn to_outbound(r: OutboundRow) -> Outbound {
+fn to_outbound(r: OutboundRow) -> Result<Outbound, StoreError> {
     let (a, b, c) = r;
-    Outbound {
+    Ok(Outbound {
         id: a.0,
         contact_id: a.1,
         conversation_id: a.2,
         phone_number_id: a.3,
         idempotency_key: a.4,
-        kind: a.5,
+        kind: typed(a.5)?,
         body: a.6,
         content: a.7.0,
-        source: a.8,
+        source: a.8.map(typed).transpose()?,
         template_name: b.0,
         template_language: b.1,
-        status: b.2,
+        status: typed(b.2)?,
         wamid: b.3,
         error_code: b.4,
         error_reason: b.5,
@@ -133,7 +133,7 @@ fn to_outbound(r: OutboundRow) -> Outbound {
         failed_at: c.6.map(from_ms),
         created_at: from_ms(c.7),
         updated_at: from_ms(c.8),
-    }
+    })
 }
 
 macro_rules! decode_outbound {
@@ -192,7 +192,7 @@ pub async fn outbound(tx: &mut TenantTx, id: Uuid) -> Result<Option<Outbound>, S
             None => None,
         }
     });
-    Ok(row.map(to_outbound))
+    row.map(to_outbound).transpose()
 }
 
 /// Filters of [`list_outbound`].
@@ -228,7 +228,7 @@ pub async fn list_outbound(
         }
         out
     });
-    Ok(rows.into_iter().map(to_outbound).collect())
+    rows.into_iter().map(to_outbound).collect()
 }
 
 /// Marks the message billable (decided when it is queued).
@@ -476,7 +476,10 @@ pub async fn link_by_callback_data(
 
 /// Whether a message's status is `FAILED` without any delivery recorded.
 pub fn failed_undelivered(m: &Outbound) -> bool {
-    failed_without_delivery(&m.status, m.delivered_at.is_some() || m.read_at.is_some())
+    failed_without_delivery(
+        m.status.as_str(),
+        m.delivered_at.is_some() || m.read_at.is_some(),
+    )
 }
 
 /// `FAILED` and never delivered nor read: a charge for it is refunded.
@@ -492,4 +495,30 @@ pub async fn message_id_by_key(tx: &mut TenantTx, key: &str) -> Result<Option<Uu
             .fetch_optional(&mut *c)
             .await?
     }))
+}
+
+/// Records an outbound message as QUEUED with its billable flag, once per
+/// idempotency key (the unique index decides, so two sends racing with one
+/// key cannot both insert). Returns the new id, or `None` when the key was
+/// taken: the caller reads that message with [`message_id_by_key`].
+pub async fn insert_queued(
+    tx: &mut TenantTx,
+    m: &messaging::OutboundMessage<'_>,
+    billable: bool,
+    now_ms: i64,
+) -> Result<Option<Uuid>, StoreError> {
+    let id = Uuid::now_v7();
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO messages (id, contact_id, phone_number_id, direction, idempotency_key, kind, body, content, source,
+                                   template_name, template_language, status, is_sandbox, billable, created_at, updated_at)
+             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, 'QUEUED', $11, $12, $13, $13)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+        )
+        .bind(id).bind(m.contact_id).bind(m.phone_number_id).bind(m.idempotency_key).bind(m.kind).bind(m.body)
+        .bind(Json(m.content)).bind(m.source).bind(m.template_name).bind(m.template_language).bind(m.is_sandbox)
+        .bind(billable).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok((n == 1).then_some(id))
 }
