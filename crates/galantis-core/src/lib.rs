@@ -25,7 +25,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use consent::{ConsentSource, MarketingState};
 pub use email::Email;
 pub use ids::{JobId, MemberId, TenantId, TokenId};
-pub use messaging::MessageStatus;
+pub use messaging::{MessageKind, MessageSource, MessageStatus};
 pub use phone::PhoneE164;
 pub use queue::{JobKind, JobState, Lane, RetrySchedule, UniqueScope};
 pub use roles::{Permission, Role};

@@ -1,4 +1,4 @@
-//! Outbound message statuses and their ordering.
+//! Outbound message statuses and their ordering, types and sources.
 
 use std::fmt;
 use std::str::FromStr;
@@ -88,6 +88,180 @@ impl FromStr for MessageStatus {
     }
 }
 
+/// What an outbound message carries: Meta's `type`, one per content field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Template,
+    Text,
+    Interactive,
+    Image,
+    Video,
+    Document,
+    Audio,
+    Location,
+    Sticker,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 9] = [
+        MessageKind::Template,
+        MessageKind::Text,
+        MessageKind::Interactive,
+        MessageKind::Image,
+        MessageKind::Video,
+        MessageKind::Document,
+        MessageKind::Audio,
+        MessageKind::Location,
+        MessageKind::Sticker,
+    ];
+
+    /// Free-form types: sent only inside the 24 h service window.
+    pub const FREE_FORM: [MessageKind; 8] = [
+        MessageKind::Text,
+        MessageKind::Interactive,
+        MessageKind::Image,
+        MessageKind::Video,
+        MessageKind::Document,
+        MessageKind::Audio,
+        MessageKind::Location,
+        MessageKind::Sticker,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Template => "template",
+            MessageKind::Text => "text",
+            MessageKind::Interactive => "interactive",
+            MessageKind::Image => "image",
+            MessageKind::Video => "video",
+            MessageKind::Document => "document",
+            MessageKind::Audio => "audio",
+            MessageKind::Location => "location",
+            MessageKind::Sticker => "sticker",
+        }
+    }
+
+    pub fn is_template(self) -> bool {
+        self == MessageKind::Template
+    }
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MessageKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MessageKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not an outbound message type"))
+    }
+}
+
+impl TryFrom<String> for MessageKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Where an outbound message comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageSource {
+    #[default]
+    Api,
+    Inbox,
+    Campaign,
+    Automation,
+    BackInStock,
+}
+
+impl MessageSource {
+    pub const ALL: [MessageSource; 5] = [
+        MessageSource::Api,
+        MessageSource::Inbox,
+        MessageSource::Campaign,
+        MessageSource::Automation,
+        MessageSource::BackInStock,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageSource::Api => "api",
+            MessageSource::Inbox => "inbox",
+            MessageSource::Campaign => "campaign",
+            MessageSource::Automation => "automation",
+            MessageSource::BackInStock => "back_in_stock",
+        }
+    }
+
+    /// Sends Galantis starts on the merchant's behalf rather than in answer
+    /// to the customer: they need the contact's marketing consent whatever
+    /// their content.
+    pub fn is_marketing(self) -> bool {
+        matches!(
+            self,
+            MessageSource::Campaign | MessageSource::Automation | MessageSource::BackInStock
+        )
+    }
+}
+
+impl fmt::Display for MessageSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MessageSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MessageSource::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a message source"))
+    }
+}
+
+impl TryFrom<String> for MessageSource {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for MessageStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Stored names compare with the typed value (`m.status == "READ"`), so code
+/// and tests written against the strings read the same.
+macro_rules! eq_stored_name {
+    ($t:ty) => {
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    };
+}
+eq_stored_name!(MessageStatus);
+eq_stored_name!(MessageKind);
+eq_stored_name!(MessageSource);
+
 #[cfg(test)]
 mod tests {
     use super::MessageStatus::*;
@@ -109,5 +283,20 @@ mod tests {
         assert!(!Failed.advances_to(Delivered));
         assert!(Read.advances_to(Played));
         assert!(!Sent.advances_to(Sent));
+    }
+
+    #[test]
+    fn kinds_and_sources_round_trip_their_stored_names() {
+        use super::{MessageKind, MessageSource};
+        for k in MessageKind::ALL {
+            assert_eq!(k.as_str().parse::<MessageKind>(), Ok(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for s in MessageSource::ALL {
+            assert_eq!(s.as_str().parse::<MessageSource>(), Ok(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert!("reaction".parse::<MessageKind>().is_err());
+        assert!("API".parse::<MessageSource>().is_err());
     }
 }

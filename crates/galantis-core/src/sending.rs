@@ -3,6 +3,10 @@
 //! arithmetic (per-number throughput, per-recipient pair rate, adaptive
 //! slow-down after a 130429). Pure: no IO, no clocks of its own.
 
+pub mod check;
+
+pub use check::{SendFacts, SendPlan, SendRefusal, check_send};
+
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;

@@ -76,6 +76,57 @@ impl FromStr for TemplateStatus {
 }
 
 pub const CATEGORIES: [&str; 3] = ["MARKETING", "UTILITY", "AUTHENTICATION"];
+
+/// A template's category (Meta's names). Marketing templates need the
+/// contact's marketing consent; the others do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TemplateCategory {
+    Marketing,
+    Utility,
+    Authentication,
+}
+
+impl TemplateCategory {
+    pub const ALL: [TemplateCategory; 3] = [
+        TemplateCategory::Marketing,
+        TemplateCategory::Utility,
+        TemplateCategory::Authentication,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateCategory::Marketing => "MARKETING",
+            TemplateCategory::Utility => "UTILITY",
+            TemplateCategory::Authentication => "AUTHENTICATION",
+        }
+    }
+}
+
+impl fmt::Display for TemplateCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Case-insensitive: Meta's list and older rows are not consistent.
+impl FromStr for TemplateCategory {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TemplateCategory::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("`{s}` is not a template category"))
+    }
+}
+
+impl TryFrom<String> for TemplateCategory {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 pub const FORMATS: [&str; 5] = [
     "SINGLE_RICH_CARD",
     "MULTI_RICH_CARD",

@@ -30,3 +30,12 @@ impl StoreError {
         matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
     }
 }
+
+/// Decodes a stored name into its core type; a name the code does not know
+/// is a decoding error, not a value to guess at.
+pub(crate) fn typed<T>(s: String) -> Result<T, StoreError>
+where
+    T: TryFrom<String, Error = String>,
+{
+    T::try_from(s).map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))
+}

@@ -17,8 +17,8 @@ use std::time::Duration;
 use galantis_core::sending::{
     Acquired, ErrorClass, Lookup, MessageSender, RateKey, RateLimiter, SendError, SendRequest,
 };
-use galantis_core::templates::TemplateStatus;
-use galantis_core::{JobKind, Lane, MarketingState, PhoneE164, RetrySchedule};
+use galantis_core::templates::{TemplateCategory, TemplateStatus};
+use galantis_core::{JobKind, Lane, MarketingState, MessageStatus, PhoneE164, RetrySchedule};
 use galantis_store::StoreError;
 use galantis_store::tenant::sending::{self as store, Outbound};
 use galantis_store::tenant::{billing, contacts, templates};
@@ -70,17 +70,17 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
         Some(m)
             if m.wamid.is_none()
                 && m.send_state.as_deref() != Some("accepted")
-                && m.status == "QUEUED" =>
+                && m.status == MessageStatus::Queued =>
         {
             let contact = contacts::get(&mut tx, m.contact_id).await?;
             let template = match (&m.template_name, &m.template_language) {
                 (Some(n), Some(l)) => templates::by_name(&mut tx, n, l).await?,
                 _ => None,
             };
-            let window = if m.kind == "template" {
+            let window = if m.kind.is_template() {
                 true
             } else {
-                super::queue::window_open(&mut tx, m.contact_id, &m.phone_number_id, ctx.now())
+                super::facts::window_open(&mut tx, m.contact_id, &m.phone_number_id, ctx.now())
                     .await
                     .map_err(|e| JobError::Retry(anyhow::anyhow!("{e}")))?
             };
@@ -99,7 +99,7 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
     if m.wamid.is_some() || m.send_state.as_deref() == Some("accepted") {
         return finish_accepted(&ctx, &m, None).await;
     }
-    if m.status != "QUEUED" {
+    if m.status != MessageStatus::Queued {
         let mut tx = app.db.tenant_tx(tenant).await?;
         ctx.complete_in(&mut tx).await?;
         tx.commit().await?;
@@ -162,11 +162,11 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
         )
         .await;
     };
-    let source = m.source.as_deref().unwrap_or("api");
-    let marketing = matches!(source, "campaign" | "automation" | "back_in_stock")
+    let source = m.source.unwrap_or_default();
+    let marketing = source.is_marketing()
         || template
             .as_ref()
-            .is_some_and(|t| t.category.eq_ignore_ascii_case("MARKETING"));
+            .is_some_and(|t| t.category == TemplateCategory::Marketing);
     if marketing && contact.marketing_state != MarketingState::Subscribed.as_str() {
         return reject(
             &ctx,
@@ -176,7 +176,7 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
         )
         .await;
     }
-    if m.kind == "template" {
+    if m.kind.is_template() {
         let status = template
             .as_ref()
             .and_then(|t| TemplateStatus::from_meta(&t.status));
@@ -308,8 +308,8 @@ fn graph_body(m: &Outbound, to: &str, key: &str) -> Value {
         "type": m.kind,
         "biz_opaque_callback_data": key,
     });
-    if let Some(v) = m.content.get(&m.kind) {
-        body[&m.kind] = v.clone();
+    if let Some(v) = m.content.get(m.kind.as_str()) {
+        body[m.kind.as_str()] = v.clone();
     }
     body
 }

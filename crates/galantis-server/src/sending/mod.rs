@@ -4,7 +4,9 @@
 //! - [`client`]: the Cloud API client (`MessageSender`), also used against
 //!   the sandbox.
 //! - [`limiter`]: the `RateLimiter` port's in-process and Redis GCRA.
-//! - [`queue`]: validating and queueing a send (`POST /api/v1/messages`).
+//! - [`queue`]: validating and queueing a send (`POST /api/v1/messages`),
+//!   alone or in batches, inside the caller's transaction.
+//! - [`facts`]: what queueing and the send job read about a send.
 //! - [`job`]: `message.send`, the job that paces, calls Meta and records
 //!   the outcome exactly once.
 //! - [`connection`]: a tenant's WhatsApp connection, resolved and cached.
@@ -14,6 +16,7 @@
 pub mod client;
 pub mod connection;
 pub mod credits;
+pub mod facts;
 pub mod job;
 pub mod limiter;
 pub mod queue;

@@ -1,21 +1,30 @@
 //! Validating and queueing a send. Everything that can be known before the
-//! call is checked here, in the transaction that records the message as
-//! QUEUED and enqueues its `message.send` job: a refused send leaves no
-//! trace. Campaigns, automations and back-in-stock notices queue through
-//! [`queue_message`] too.
+//! call is checked here, in the caller's transaction, which records the
+//! message as QUEUED and enqueues its `message.send` job: a refused send
+//! leaves no trace. The checks themselves are pure
+//! (`galantis_core::sending::check_send`); this module gathers their facts.
+//!
+//! - [`queue_message`]: one send in its own transaction, refusals as
+//!   `AppError` (`POST /api/v1/messages`).
+//! - [`queue_in`]: one send inside the caller's transaction (a flow action).
+//! - [`queue_many`]: a batch inside the caller's transaction (a campaign),
+//!   a refusal per recipient, the tenant lock taken once per batch.
 
 use chrono::{DateTime, Utc};
 use galantis_core::billing::is_billable;
-use galantis_core::templates::{ParamSpec, TemplateStatus};
-use galantis_core::{MarketingState, PhoneE164, TenantId};
+use galantis_core::sending::check::Credits;
+use galantis_core::sending::{SendFacts, SendRefusal, check_send};
+use galantis_core::{MessageKind, MessageSource, TenantId};
 use galantis_store::tenant::sending::{self as store, Outbound};
-use galantis_store::tenant::{contacts, messaging, templates};
+use galantis_store::tenant::{contacts, messaging};
+use galantis_store::{StoreError, TenantTx};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::connection;
+use super::connection::{self, Resolved};
 use super::credits;
+use super::facts;
 use super::job::SendMessage;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -82,7 +91,59 @@ pub struct TemplateSend {
     pub components: Value,
 }
 
+/// A send validated at the edge: what to send, from where, with which key.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub contact_id: Uuid,
+    pub phone_number_id: Option<String>,
+    pub source: MessageSource,
+    /// Given by the caller (a repeat returns the earlier message) or made up.
+    pub idempotency_key: String,
+    pub key_given: bool,
+    pub kind: MessageKind,
+    /// Meta's field for the type: `{"text": {...}}`, `{"template": {...}}`.
+    pub content: Value,
+    pub template: Option<TemplateSend>,
+}
+
+impl NewSend {
+    /// Checks the request's shape (`invalid_field` otherwise).
+    pub fn validate(self) -> Result<Outgoing, AppError> {
+        let source = match self.source.as_deref() {
+            None => MessageSource::Api,
+            Some(s) => s.parse().map_err(|_| {
+                refuse(
+                    "invalid_field",
+                    format!("source must be one of {}", SOURCES.join(", ")),
+                )
+            })?,
+        };
+        if let Some(k) = &self.idempotency_key
+            && (k.is_empty() || k.len() > 200)
+        {
+            return Err(refuse(
+                "invalid_field",
+                "idempotency_key must have 1 to 200 characters",
+            ));
+        }
+        let (kind, content) = content_of(&self)?;
+        Ok(Outgoing {
+            contact_id: self.contact_id,
+            phone_number_id: self.phone_number_id,
+            source,
+            key_given: self.idempotency_key.is_some(),
+            idempotency_key: self
+                .idempotency_key
+                .unwrap_or_else(|| format!("msg:{}", Uuid::now_v7())),
+            kind,
+            content,
+            template: self.template,
+        })
+    }
+}
+
 /// The outcome of queueing.
+#[derive(Debug, Clone)]
 pub struct Queued {
     pub message: Outbound,
     /// The idempotency key had been used: this is the earlier message.
@@ -93,247 +154,179 @@ fn refuse(code: &'static str, message: impl Into<String>) -> AppError {
     AppError::unprocessable(code, message)
 }
 
-/// Validates and queues one send for `tenant`.
+/// The HTTP face of a refusal (the only place one becomes an `AppError`).
+pub fn refusal_error(r: &SendRefusal) -> AppError {
+    if r.is_payment() {
+        AppError::PaymentRequired {
+            code: r.code(),
+            message: r.to_string(),
+        }
+    } else {
+        refuse(r.code(), r.to_string())
+    }
+}
+
+/// Validates and queues one send for `tenant` in its own transaction.
 pub async fn queue_message(
     app: &AppState,
     tenant: TenantId,
     req: NewSend,
 ) -> Result<Queued, AppError> {
-    let now = app.clock.now();
-    let now_ms = now.timestamp_millis();
-    let source = req.source.clone().unwrap_or_else(|| "api".into());
-    if !SOURCES.contains(&source.as_str()) {
-        return Err(refuse(
-            "invalid_field",
-            format!("source must be one of {}", SOURCES.join(", ")),
-        ));
-    }
-    if let Some(k) = &req.idempotency_key
-        && (k.is_empty() || k.len() > 200)
-    {
-        return Err(refuse(
-            "invalid_field",
-            "idempotency_key must have 1 to 200 characters",
-        ));
-    }
-    let (kind, content) = content_of(&req)?;
+    let send = req.validate()?;
     let conn = connection::resolve(app, tenant)
         .await
         .map_err(AppError::Internal)?;
-
     let mut tx = app.db.tenant_tx(tenant).await?;
-    // Credit reservations and the checks before them must not interleave
-    // with another send of this tenant.
-    tx.serialize_tenant_writes().await?;
-    let key = req
-        .idempotency_key
-        .clone()
-        .unwrap_or_else(|| format!("msg:{}", Uuid::now_v7()));
-    if req.idempotency_key.is_some()
-        && let Some(existing) = find_by_key(&mut tx, &key).await?
-    {
-        tx.commit().await?;
-        return Ok(Queued {
-            message: existing,
-            duplicate: true,
-        });
-    }
-
-    // The contact and its phone.
-    let contact = contacts::get(&mut tx, req.contact_id)
-        .await?
-        .filter(|c| !c.deleted)
-        .ok_or_else(|| refuse("unknown_contact", "no contact with this id"))?;
-    if contact.redacted || contact.marketing_state == MarketingState::Redacted.as_str() {
-        return Err(refuse(
-            "contact_redacted",
-            "this contact's data was erased; it cannot be messaged",
-        ));
-    }
-    let Some(phone) = contact
-        .phone
-        .as_deref()
-        .and_then(|p| PhoneE164::parse(p).ok())
-    else {
-        return Err(refuse(
-            "CUSTOMER_IS_MISSING_CALLING_CODE",
-            "the contact has no phone number in E.164 form with a country calling code",
-        ));
-    };
-    let _ = phone;
-
-    // The connection and the number.
-    match conn.state.as_str() {
-        "connected" => {}
-        "needs_attention" => {
-            return Err(refuse(
-                "whatsapp_needs_attention",
-                format!(
-                    "the WhatsApp connection needs attention: {}",
-                    conn.reason.as_deref().unwrap_or("see the settings")
-                ),
-            ));
+    match queue_in(&mut tx, &conn, app.clock.now(), &send).await? {
+        Ok(q) => {
+            tx.commit().await?;
+            Ok(q)
         }
-        _ => {
-            return Err(refuse(
-                "whatsapp_not_connected",
-                conn.reason
-                    .as_deref()
-                    .unwrap_or("no WhatsApp number is connected (PUT /api/v1/settings/whatsapp)")
-                    .to_owned(),
-            ));
-        }
-    }
-    let number = match &req.phone_number_id {
-        Some(id) => conn.number(id).ok_or_else(|| {
-            refuse(
-                "unknown_phone_number",
-                "this WhatsApp number is not connected to the store",
-            )
-        })?,
-        None => conn
-            .default_number()
-            .ok_or_else(|| refuse("whatsapp_not_connected", "no WhatsApp number is connected"))?,
-    }
-    .clone();
-
-    // Content rules.
-    let marketing_source = matches!(source.as_str(), "campaign" | "automation" | "back_in_stock");
-    let (template_name, template_language) = if kind == "template" {
-        let t = req.template.as_ref().expect("template kind has a template");
-        let record = templates::by_name(&mut tx, &t.name, &t.language).await?;
-        let Some(record) = record else {
-            return Err(refuse(
-                "template_not_approved",
-                format!("there is no template {} in {}", t.name, t.language),
-            ));
-        };
-        if TemplateStatus::from_meta(&record.status) != Some(TemplateStatus::Approved) {
-            return Err(refuse(
-                "template_not_approved",
-                format!(
-                    "template {} ({}) is {}, only APPROVED templates can be sent",
-                    t.name, t.language, record.status
-                ),
-            ));
-        }
-        ParamSpec::of(&record.components)
-            .check(&t.components)
-            .map_err(|e| refuse("invalid_template_parameters", e))?;
-        if (record.category.eq_ignore_ascii_case("MARKETING") || marketing_source)
-            && contact.marketing_state != MarketingState::Subscribed.as_str()
-        {
-            return Err(refuse(
-                "not_opted_in",
-                format!(
-                    "the contact's WhatsApp consent is {}; marketing messages go to SUBSCRIBED contacts only",
-                    contact.marketing_state
-                ),
-            ));
-        }
-        (Some(t.name.clone()), Some(t.language.clone()))
-    } else {
-        if marketing_source && contact.marketing_state != MarketingState::Subscribed.as_str() {
-            return Err(refuse(
-                "not_opted_in",
-                "campaign, automation and back-in-stock sends go to SUBSCRIBED contacts only",
-            ));
-        }
-        if !window_open(&mut tx, contact.id, &number.phone_number_id, now).await? {
-            return Err(refuse(
-                "outside_service_window",
-                "the customer has not written in the last 24 hours: only approved templates can be sent",
-            ));
-        }
-        (None, None)
-    };
-
-    // Credits.
-    let billable = is_billable(kind == "template", &source);
-    if billable {
-        let a = credits::availability(&mut tx, now).await?;
-        if a.available() < 1 {
-            return Err(AppError::PaymentRequired {
-                code: "insufficient_credits",
-                message: format!(
-                    "no conversation credits left (balance {}, {} held by queued messages): buy a credit pack or wait for the monthly reset",
-                    a.balance, a.reserved
-                ),
-            });
-        }
-    }
-
-    let body = content
-        .get("text")
-        .and_then(|t| t.get("body"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let id = messaging::insert_outbound(
-        &mut tx,
-        &messaging::OutboundMessage {
-            contact_id: contact.id,
-            phone_number_id: &number.phone_number_id,
-            idempotency_key: &key,
-            kind: &kind,
-            body: body.as_deref(),
-            content: &content,
-            source: &source,
-            template_name: template_name.as_deref(),
-            template_language: template_language.as_deref(),
-            is_sandbox: conn.sandbox,
-        },
-        now_ms,
-    )
-    .await?;
-    store::set_billable(&mut tx, id, billable).await?;
-    crate::jobs::enqueue(&mut tx, &SendMessage { message_id: id }, now).await?;
-    let message = store::outbound(&mut tx, id)
-        .await?
-        .ok_or(AppError::NotFound("message"))?;
-    tx.commit().await?;
-    metrics::counter!("galantis_messages_queued_total", "type" => kind).increment(1);
-    Ok(Queued {
-        message,
-        duplicate: false,
-    })
-}
-
-async fn find_by_key(
-    tx: &mut galantis_store::TenantTx,
-    key: &str,
-) -> Result<Option<Outbound>, AppError> {
-    // Reuse the list query: keys are unique, so at most one matches.
-    let id = messaging_id_by_key(tx, key).await?;
-    match id {
-        Some(id) => Ok(store::outbound(tx, id).await?),
-        None => Ok(None),
+        Err(r) => Err(refusal_error(&r)),
     }
 }
 
-async fn messaging_id_by_key(
-    tx: &mut galantis_store::TenantTx,
-    key: &str,
-) -> Result<Option<Uuid>, AppError> {
-    Ok(store::message_id_by_key(tx, key).await?)
-}
-
-/// The 24 h customer-service window with this number is open.
-pub async fn window_open(
-    tx: &mut galantis_store::TenantTx,
-    contact: Uuid,
-    phone_number_id: &str,
+/// Queues one send inside the caller's transaction. A refusal changes
+/// nothing; the caller decides whether to commit what else it did.
+pub async fn queue_in(
+    tx: &mut TenantTx,
+    conn: &Resolved,
     now: DateTime<Utc>,
-) -> Result<bool, AppError> {
-    Ok(messaging::conversation_of(tx, contact)
-        .await?
+    send: &Outgoing,
+) -> Result<Result<Queued, SendRefusal>, StoreError> {
+    let mut out = queue_many(tx, conn, now, std::slice::from_ref(send)).await?;
+    Ok(out.pop().expect("one outcome per send"))
+}
+
+/// Queues `sends` inside the caller's transaction: one outcome per send, in
+/// order; a refused send does not stop the others. Billable sends take the
+/// tenant lock once for the whole batch and read the balance and the
+/// reservations in one statement (ADR 0005's snapshot rule), then spend that
+/// availability in memory: the rows inserted are the reservations.
+/// Repeating a batch (same keys) returns the earlier messages and queues
+/// nothing new.
+pub async fn queue_many(
+    tx: &mut TenantTx,
+    conn: &Resolved,
+    now: DateTime<Utc>,
+    sends: &[Outgoing],
+) -> Result<Vec<Result<Queued, SendRefusal>>, StoreError> {
+    let now_ms = now.timestamp_millis();
+    let any_billable = sends
         .iter()
-        .any(|c| {
-            c.phone_number_id == phone_number_id && c.window_expires_at.is_some_and(|w| w > now)
-        }))
+        .any(|s| is_billable(s.kind.is_template(), s.source.as_str()));
+    let mut credits = Credits::default();
+    if any_billable {
+        // Credit reservations and the checks before them must not
+        // interleave with another send of this tenant.
+        tx.serialize_tenant_writes().await?;
+        let a = credits::availability(tx, now).await?;
+        credits = Credits {
+            balance: a.balance,
+            reserved: a.reserved,
+        };
+    }
+    let conn_facts = facts::connection(conn);
+    let mut out = Vec::with_capacity(sends.len());
+    for send in sends {
+        if send.key_given
+            && let Some(id) = store::message_id_by_key(tx, &send.idempotency_key).await?
+            && let Some(message) = store::outbound(tx, id).await?
+        {
+            out.push(Ok(Queued {
+                message,
+                duplicate: true,
+            }));
+            continue;
+        }
+        let contact = contacts::get(tx, send.contact_id)
+            .await?
+            .filter(|c| !c.deleted);
+        let (number_facts, number) = facts::number(conn, send.phone_number_id.as_deref());
+        let template = match &send.template {
+            Some(t) if send.kind.is_template() => {
+                Some(facts::template(tx, &t.name, &t.language, &t.components).await?)
+            }
+            _ => None,
+        };
+        // Only free-form sends look at the window, and only once the
+        // contact and the number are known.
+        let window_open = match (&contact, number) {
+            (Some(c), Some(n)) if !send.kind.is_template() => {
+                facts::window_open(tx, c.id, &n.phone_number_id, now).await?
+            }
+            _ => false,
+        };
+        let f = SendFacts {
+            kind: send.kind,
+            source: send.source,
+            contact: contact.as_ref().map(facts::contact),
+            connection: conn_facts.clone(),
+            number: number_facts,
+            template,
+            window_open,
+            credits,
+        };
+        let plan = match check_send(&f) {
+            Ok(p) => p,
+            Err(r) => {
+                out.push(Err(r));
+                continue;
+            }
+        };
+        let (Some(contact), Some(number)) = (contact, number) else {
+            unreachable!("check_send refuses sends without a contact or a number")
+        };
+        let body = send
+            .content
+            .get("text")
+            .and_then(|t| t.get("body"))
+            .and_then(Value::as_str);
+        let tpl = send.template.as_ref().filter(|_| send.kind.is_template());
+        let inserted = store::insert_queued(
+            tx,
+            &messaging::OutboundMessage {
+                contact_id: contact.id,
+                phone_number_id: &number.phone_number_id,
+                idempotency_key: &send.idempotency_key,
+                kind: send.kind.as_str(),
+                body,
+                content: &send.content,
+                source: send.source.as_str(),
+                template_name: tpl.map(|t| t.name.as_str()),
+                template_language: tpl.map(|t| t.language.as_str()),
+                is_sandbox: conn.sandbox,
+            },
+            plan.billable,
+            now_ms,
+        )
+        .await?;
+        let (id, duplicate) = match inserted {
+            Some(id) => {
+                crate::jobs::enqueue(tx, &SendMessage { message_id: id }, now).await?;
+                if plan.billable {
+                    credits.reserved += 1;
+                }
+                metrics::counter!("galantis_messages_queued_total", "type" => send.kind.as_str())
+                    .increment(1);
+                (id, false)
+            }
+            // Another transaction used the key since we looked.
+            None => (
+                store::message_id_by_key(tx, &send.idempotency_key)
+                    .await?
+                    .ok_or(StoreError::NotFound)?,
+                true,
+            ),
+        };
+        let message = store::outbound(tx, id).await?.ok_or(StoreError::NotFound)?;
+        out.push(Ok(Queued { message, duplicate }));
+    }
+    Ok(out)
 }
 
 /// The message type and its stored content (Meta's field for that type).
-fn content_of(req: &NewSend) -> Result<(String, Value), AppError> {
+fn content_of(req: &NewSend) -> Result<(MessageKind, Value), AppError> {
     let mut present: Vec<(&str, Value)> = Vec::new();
     if let Some(t) = &req.template {
         if t.name.is_empty() || t.language.is_empty() {
@@ -388,5 +381,8 @@ fn content_of(req: &NewSend) -> Result<(String, Value), AppError> {
     } else if kind != "template" && !value.is_object() {
         return Err(refuse("invalid_field", format!("{kind} must be an object")));
     }
-    Ok((kind.to_owned(), json!({ kind: value })))
+    let parsed = kind
+        .parse::<MessageKind>()
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    Ok((parsed, json!({ kind: value })))
 }

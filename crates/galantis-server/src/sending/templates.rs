@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use galantis_core::templates::TemplateStatus;
+use galantis_core::templates::{TemplateCategory, TemplateStatus};
 use galantis_core::{JobKind, Lane, TenantId};
 use galantis_store::control::tenants::{self, TenantStatus};
 use galantis_store::tenant::domain_events::{self, NewDomainEvent};
@@ -118,7 +118,13 @@ pub async fn sync(app: &AppState, tenant: TenantId) -> Result<SyncReport, AppErr
                 meta_template_id: t["id"].as_str().unwrap_or_default(),
                 name,
                 language,
-                category: t["category"].as_str().unwrap_or("UTILITY"),
+                // Stored by name so that reading it back always decodes; Meta
+                // lists only these three, and absent meant UTILITY already.
+                category: t["category"]
+                    .as_str()
+                    .and_then(|c| c.parse::<TemplateCategory>().ok())
+                    .unwrap_or(TemplateCategory::Utility)
+                    .as_str(),
                 status: status.as_str(),
                 rejection_reason: t["rejected_reason"].as_str().filter(|r| *r != "NONE"),
                 components: &components,

@@ -1279,3 +1279,169 @@ async fn the_embedded_default_sends_to_the_mounted_sandbox_and_marks_sends() {
         .unwrap();
     assert_eq!(counters["accepted"], 1, "{counters}");
 }
+
+/// A campaign-shaped send: 10,000 recipients queued with `queue_many` in
+/// batches of 500, each batch in the caller's own transaction. One
+/// recipient lacks a calling code and one is not subscribed: each is
+/// refused with its code and the rest of its batch is queued. Re-running
+/// every batch (a retried campaign step) queues nothing new. Workers are
+/// off: what is checked is one message, one job and one credit held per
+/// recipient key.
+#[tokio::test]
+async fn a_campaign_queues_ten_thousand_in_batches_once_and_refuses_per_recipient() {
+    use galantis_core::sending::SendRefusal;
+    use galantis_core::{MessageKind, MessageSource};
+    use galantis_server::sending::queue::{Outgoing, TemplateSend, queue_many};
+
+    let e = env(
+        "send-campaign",
+        1000,
+        1000,
+        |c| c.webhooks.url = Some(String::new()),
+        |c| c.queue.concurrency.messages = 0,
+    )
+    .await;
+    let (app, t) = (&e.app, &e.t);
+    set_plan(app, t, "ENTERPRISE").await;
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    billing::operator_grant(
+        &mut tx,
+        20_000,
+        "campaign test",
+        "campaign",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    const N: usize = 10_000;
+    let mut people: Vec<Uuid> = contacts_n(app, t, N, 0)
+        .await
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    for (sid, phone, state) in [
+        (900_001, None, MarketingState::Subscribed),
+        (900_002, Some("+15559990002"), MarketingState::NotSubscribed),
+    ] {
+        let f = CustomerFields {
+            shopify_customer_id: sid,
+            phone: phone.map(str::to_owned),
+            phone_raw: Some(phone.unwrap_or("5550001111").to_owned()),
+            phone_status: Some(if phone.is_some() {
+                "valid"
+            } else {
+                "missing_calling_code"
+            }),
+            marketing_state: Some(state),
+            updated_at: 1,
+            ..Default::default()
+        };
+        contacts::upsert_customer(&mut tx, &f, 1).await.unwrap();
+        let id = contacts::by_shopify_id(&mut tx, sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        // In the middle of a batch, not at its edges.
+        people.insert(if sid == 900_001 { 250 } else { 7_777 }, id);
+    }
+    tx.commit().await.unwrap();
+    let (no_cc, unsub) = (people[250], people[7_777]);
+
+    let sends: Vec<Outgoing> = people
+        .iter()
+        .map(|c| Outgoing {
+            contact_id: *c,
+            phone_number_id: None,
+            source: MessageSource::Campaign,
+            idempotency_key: format!("campaign:spring:{c}"),
+            key_given: true,
+            kind: MessageKind::Template,
+            content: json!({"template": {"name": "promo", "language": {"code": "en"},
+                "components": [{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]}}),
+            template: Some(TemplateSend {
+                name: "promo".into(),
+                language: "en".into(),
+                components: json!([{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]),
+            }),
+        })
+        .collect();
+    let conn = galantis_server::sending::connection::resolve(&app.state, t.id)
+        .await
+        .unwrap();
+
+    for round in 0..2 {
+        let (mut queued, mut duplicates) = (0, 0);
+        for batch in sends.chunks(500) {
+            let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+            let out = queue_many(&mut tx, &conn, chrono::Utc::now(), batch)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(out.len(), batch.len());
+            for (send, r) in batch.iter().zip(out) {
+                match r {
+                    Ok(q) => {
+                        assert_eq!(q.message.contact_id, send.contact_id);
+                        assert_eq!(
+                            q.message.idempotency_key.as_deref(),
+                            Some(send.idempotency_key.as_str())
+                        );
+                        if q.duplicate {
+                            duplicates += 1;
+                        } else {
+                            queued += 1;
+                        }
+                    }
+                    Err(refusal) => {
+                        let want = if send.contact_id == no_cc {
+                            SendRefusal::MissingCallingCode
+                        } else {
+                            assert_eq!(send.contact_id, unsub, "{refusal:?}");
+                            SendRefusal::NotOptedIn {
+                                marketing_state: MarketingState::NotSubscribed,
+                                template: true,
+                            }
+                        };
+                        assert_eq!(refusal, want);
+                    }
+                }
+            }
+        }
+        if round == 0 {
+            assert_eq!((queued, duplicates), (N, 0));
+        } else {
+            assert_eq!((queued, duplicates), (0, N), "a retry queues nothing new");
+        }
+    }
+
+    // One message per recipient key, none for the refused two.
+    let all = all_messages(app, t).await;
+    assert_eq!(all.len(), N);
+    let keys: std::collections::HashSet<_> =
+        all.iter().map(|m| m.idempotency_key.clone()).collect();
+    assert_eq!(keys.len(), N);
+    assert!(all.iter().all(|m| m.status == "QUEUED" && m.billable));
+    assert!(
+        all.iter()
+            .all(|m| m.contact_id != no_cc && m.contact_id != unsub)
+    );
+    // One job per message, and one credit held per message.
+    let jobs = galantis_store::jobs::admin::list(app.db(), Some(t.id), None, None, 100_000)
+        .await
+        .unwrap();
+    let send_jobs: Vec<_> = jobs.iter().filter(|j| j.kind == "message.send").collect();
+    assert_eq!(send_jobs.len(), N);
+    let job_messages: std::collections::HashSet<_> = send_jobs
+        .iter()
+        .map(|j| j.payload["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(job_messages.len(), N);
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let (_, reserved) = sending::balance_and_reserved(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(reserved, N as i64);
+}

@@ -1,13 +1,14 @@
 //! Message templates: drafts, submission and what Meta says about them.
 //! Status changes from webhooks go through `messaging::apply_template_status`.
 
+use galantis_core::templates::TemplateCategory;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
-use crate::error::StoreError;
+use crate::error::{StoreError, typed};
 use crate::jobs::from_ms;
 use crate::on_tx;
 
@@ -16,7 +17,7 @@ pub struct TemplateRecord {
     pub id: Uuid,
     pub name: String,
     pub language: String,
-    pub category: String,
+    pub category: TemplateCategory,
     /// As stored; read it through `galantis_core::templates::TemplateStatus::from_meta`
     /// (webhooks may have stored Meta's own names, e.g. `PENDING`).
     pub status: String,
@@ -51,12 +52,12 @@ type Row = (
 const COLUMNS: &str = "id, name, language, category, status, rejection_reason, meta_template_id, components, parameter_format,
     format, submitted_at, synced_at, created_at, updated_at";
 
-fn to_record(r: Row) -> TemplateRecord {
-    TemplateRecord {
+fn to_record(r: Row) -> Result<TemplateRecord, StoreError> {
+    Ok(TemplateRecord {
         id: r.0,
         name: r.1,
         language: r.2,
-        category: r.3,
+        category: typed(r.3)?,
         status: r.4,
         rejection_reason: r.5,
         meta_template_id: r.6,
@@ -67,7 +68,7 @@ fn to_record(r: Row) -> TemplateRecord {
         synced_at: r.11.map(from_ms),
         created_at: from_ms(r.12),
         updated_at: from_ms(r.13),
-    }
+    })
 }
 
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<TemplateRecord>, StoreError> {
@@ -78,7 +79,7 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<TemplateRecord>, 
             .fetch_optional(&mut *c)
             .await?
     });
-    Ok(r.map(to_record))
+    r.map(to_record).transpose()
 }
 
 pub async fn by_name(
@@ -94,7 +95,7 @@ pub async fn by_name(
             .fetch_optional(&mut *c)
             .await?
     });
-    Ok(r.map(to_record))
+    r.map(to_record).transpose()
 }
 
 /// Templates, newest first; `statuses` filters by stored status names.
@@ -114,7 +115,10 @@ pub async fn list(
             .fetch_all(&mut *c)
             .await?
     });
-    let mut out: Vec<TemplateRecord> = rows.into_iter().map(to_record).collect();
+    let mut out = rows
+        .into_iter()
+        .map(to_record)
+        .collect::<Result<Vec<TemplateRecord>, _>>()?;
     if let Some(s) = statuses {
         out.retain(|t| s.contains(&t.status.as_str()));
         out.truncate(limit as usize);

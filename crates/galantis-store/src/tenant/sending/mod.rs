@@ -1,5 +1,7 @@
-//! The send path's records: an outbound message's send attempts, the
-//! WhatsApp connection and its numbers, and waking held sends.
+//! The send path's records, split by concern: here an outbound message's
+//! send state and attempts; [`reservations`] the credits queued messages
+//! hold; [`connection`] the WhatsApp connection and its numbers; [`jobs`]
+//! the job SQL (waking held sends).
 //!
 //! A send is recorded in steps so that a retried job can tell what happened:
 //! `mark_sending` commits *before* the call to Meta, and `record_acceptance`
@@ -7,17 +9,27 @@
 //! finds `send_state = 'sending'` knows a call may have reached Meta and
 //! reconciles instead of sending again.
 
-use galantis_core::MessageStatus;
+use galantis_core::{MessageKind, MessageSource, MessageStatus};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
-use crate::error::StoreError;
+use crate::error::{StoreError, typed};
 use crate::jobs::from_ms;
 use crate::on_tx;
 use crate::tenant::messaging;
+
+pub mod connection;
+pub mod jobs;
+pub mod reservations;
+
+pub use connection::{
+    Connection, NumberSettings, connection, halt, numbers, put_connection, replace_numbers,
+};
+pub use jobs::wake_jobs;
+pub use reservations::{balance_and_reserved, reserved_credits};
 
 /// An outbound message as the send job needs it.
 #[derive(Debug, Clone, Serialize)]
@@ -27,13 +39,13 @@ pub struct Outbound {
     pub conversation_id: Option<Uuid>,
     pub phone_number_id: String,
     pub idempotency_key: Option<String>,
-    pub kind: String,
+    pub kind: MessageKind,
     pub body: Option<String>,
     pub content: Value,
-    pub source: Option<String>,
+    pub source: Option<MessageSource>,
     pub template_name: Option<String>,
     pub template_language: Option<String>,
-    pub status: String,
+    pub status: MessageStatus,
     pub wamid: Option<String>,
     pub error_code: Option<i64>,
     pub error_reason: Option<String>,
@@ -91,21 +103,21 @@ type OutboundRow = (
     ),
 );
 
-fn to_outbound(r: OutboundRow) -> Outbound {
+fn to_outbound(r: OutboundRow) -> Result<Outbound, StoreError> {
     let (a, b, c) = r;
-    Outbound {
+    Ok(Outbound {
         id: a.0,
         contact_id: a.1,
         conversation_id: a.2,
         phone_number_id: a.3,
         idempotency_key: a.4,
-        kind: a.5,
+        kind: typed(a.5)?,
         body: a.6,
         content: a.7.0,
-        source: a.8,
+        source: a.8.map(typed).transpose()?,
         template_name: b.0,
         template_language: b.1,
-        status: b.2,
+        status: typed(b.2)?,
         wamid: b.3,
         error_code: b.4,
         error_reason: b.5,
@@ -121,7 +133,7 @@ fn to_outbound(r: OutboundRow) -> Outbound {
         failed_at: c.6.map(from_ms),
         created_at: from_ms(c.7),
         updated_at: from_ms(c.8),
-    }
+    })
 }
 
 macro_rules! decode_outbound {
@@ -180,7 +192,7 @@ pub async fn outbound(tx: &mut TenantTx, id: Uuid) -> Result<Option<Outbound>, S
             None => None,
         }
     });
-    Ok(row.map(to_outbound))
+    row.map(to_outbound).transpose()
 }
 
 /// Filters of [`list_outbound`].
@@ -216,7 +228,7 @@ pub async fn list_outbound(
         }
         out
     });
-    Ok(rows.into_iter().map(to_outbound).collect())
+    rows.into_iter().map(to_outbound).collect()
 }
 
 /// Marks the message billable (decided when it is queued).
@@ -462,247 +474,17 @@ pub async fn link_by_callback_data(
     Ok(Some(id))
 }
 
-/// Credits held by billable messages queued but not yet accepted.
-pub async fn reserved_credits(tx: &mut TenantTx) -> Result<i64, StoreError> {
-    Ok(on_tx!(tx.tx(), |c| {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages WHERE billable = $1 AND status = 'QUEUED' AND direction = 'outbound'
-               AND (send_state IS NULL OR send_state = 'sending')",
-        )
-        .bind(true)
-        .fetch_one(&mut *c)
-        .await?
-    }))
-}
-
-/// The balance and the credits held by queued billable messages, read by
-/// one statement so both come from one snapshot. Sends record their
-/// acceptance and charge without the tenant lock, so two statements could
-/// straddle a send's commit — the balance from before its charge, the
-/// reservations from after — and count its credit as free.
-pub async fn balance_and_reserved(tx: &mut TenantTx) -> Result<(i64, i64), StoreError> {
-    let (balance, reserved): (Option<i64>, i64) = on_tx!(tx.tx(), |c| {
-        sqlx::query_as(
-            "SELECT (SELECT balance FROM billing_account WHERE id = 1),
-                    (SELECT COUNT(*) FROM messages WHERE billable = $1 AND status = 'QUEUED' AND direction = 'outbound'
-                       AND (send_state IS NULL OR send_state = 'sending'))",
-        )
-        .bind(true)
-        .fetch_one(&mut *c)
-        .await?
-    });
-    Ok((balance.unwrap_or(0), reserved))
-}
-
 /// Whether a message's status is `FAILED` without any delivery recorded.
 pub fn failed_undelivered(m: &Outbound) -> bool {
-    failed_without_delivery(&m.status, m.delivered_at.is_some() || m.read_at.is_some())
+    failed_without_delivery(
+        m.status.as_str(),
+        m.delivered_at.is_some() || m.read_at.is_some(),
+    )
 }
 
 /// `FAILED` and never delivered nor read: a charge for it is refunded.
 fn failed_without_delivery(status: &str, ever_delivered: bool) -> bool {
     status == MessageStatus::Failed.as_str() && !ever_delivered
-}
-
-/// The tenant's WhatsApp connection row.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Connection {
-    pub state: String,
-    pub reason: Option<String>,
-    pub error_code: Option<i64>,
-    pub waba_id: Option<String>,
-    /// `sandbox` or `meta` (a system-user token is stored).
-    pub credentials: String,
-    pub verified_at: Option<i64>,
-    pub halted_at: Option<i64>,
-    pub updated_at: i64,
-}
-
-pub async fn connection(tx: &mut TenantTx) -> Result<Option<Connection>, StoreError> {
-    let r: Option<(
-        String,
-        Option<String>,
-        Option<i64>,
-        Option<String>,
-        String,
-        Option<i64>,
-        Option<i64>,
-        i64,
-    )> = on_tx!(tx.tx(), |c| {
-        sqlx::query_as(
-            "SELECT state, reason, error_code, waba_id, credentials, verified_at, halted_at, updated_at
-             FROM whatsapp_connection WHERE id = 1",
-        )
-        .fetch_optional(&mut *c)
-        .await?
-    });
-    Ok(r.map(|r| Connection {
-        state: r.0,
-        reason: r.1,
-        error_code: r.2,
-        waba_id: r.3,
-        credentials: r.4,
-        verified_at: r.5,
-        halted_at: r.6,
-        updated_at: r.7,
-    }))
-}
-
-pub async fn put_connection(tx: &mut TenantTx, c0: &Connection) -> Result<(), StoreError> {
-    on_tx!(tx.tx(), |c| {
-        sqlx::query(
-            "INSERT INTO whatsapp_connection (id, state, reason, error_code, waba_id, credentials, verified_at, halted_at, updated_at)
-             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason, error_code = excluded.error_code,
-                 waba_id = excluded.waba_id, credentials = excluded.credentials, verified_at = excluded.verified_at,
-                 halted_at = excluded.halted_at, updated_at = excluded.updated_at",
-        )
-        .bind(&c0.state).bind(&c0.reason).bind(c0.error_code).bind(&c0.waba_id).bind(&c0.credentials)
-        .bind(c0.verified_at).bind(c0.halted_at).bind(c0.updated_at)
-        .execute(&mut *c).await?.rows_affected()
-    });
-    Ok(())
-}
-
-/// A tenant-halting error: the connection needs attention. Returns whether
-/// it changed (it was not already halted).
-pub async fn halt(
-    tx: &mut TenantTx,
-    code: i64,
-    reason: &str,
-    now_ms: i64,
-) -> Result<bool, StoreError> {
-    let current = connection(tx).await?;
-    if current
-        .as_ref()
-        .is_some_and(|c| c.state == "needs_attention")
-    {
-        return Ok(false);
-    }
-    let mut c = current.unwrap_or(Connection {
-        state: "connected".into(),
-        reason: None,
-        error_code: None,
-        waba_id: None,
-        credentials: "sandbox".into(),
-        verified_at: None,
-        halted_at: None,
-        updated_at: now_ms,
-    });
-    c.state = "needs_attention".into();
-    c.reason = Some(reason.to_owned());
-    c.error_code = Some(code);
-    c.halted_at = Some(now_ms);
-    c.updated_at = now_ms;
-    put_connection(tx, &c).await?;
-    Ok(true)
-}
-
-/// Per-number details and pacing.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct NumberSettings {
-    pub phone_number_id: String,
-    pub waba_id: String,
-    pub display_phone_number: Option<String>,
-    pub verified_name: Option<String>,
-    pub quality_rating: Option<String>,
-    pub messages_per_second: i64,
-}
-
-pub async fn numbers(tx: &mut TenantTx) -> Result<Vec<NumberSettings>, StoreError> {
-    let rows: Vec<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        i64,
-    )> = on_tx!(tx.tx(), |c| {
-        sqlx::query_as(
-            "SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating, messages_per_second
-             FROM whatsapp_numbers ORDER BY phone_number_id",
-        )
-        .fetch_all(&mut *c)
-        .await?
-    });
-    Ok(rows
-        .into_iter()
-        .map(|r| NumberSettings {
-            phone_number_id: r.0,
-            waba_id: r.1,
-            display_phone_number: r.2,
-            verified_name: r.3,
-            quality_rating: r.4,
-            messages_per_second: r.5,
-        })
-        .collect())
-}
-
-/// Replaces the set of numbers with `list`.
-pub async fn replace_numbers(
-    tx: &mut TenantTx,
-    list: &[NumberSettings],
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    on_tx!(tx.tx(), |c| {
-        sqlx::query("DELETE FROM whatsapp_numbers")
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-    });
-    for n in list {
-        on_tx!(tx.tx(), |c| {
-            sqlx::query(
-                "INSERT INTO whatsapp_numbers (phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
-                                               messages_per_second, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&n.phone_number_id).bind(&n.waba_id).bind(&n.display_phone_number).bind(&n.verified_name)
-            .bind(&n.quality_rating).bind(n.messages_per_second).bind(now_ms)
-            .execute(&mut *c).await?.rows_affected()
-        });
-    }
-    Ok(())
-}
-
-/// Makes the tenant's snoozed jobs of `kind` due now (after a reconnect,
-/// held sends go at once). Returns how many.
-pub async fn wake_jobs(tx: &mut TenantTx, kind: &str, now_ms: i64) -> Result<u64, StoreError> {
-    let tenant = tx.tenant().as_uuid();
-    // Wake this node's workers of the lane at commit.
-    tx.pending.lanes.insert(galantis_core::Lane::Messages);
-    Ok(on_tx!(
-        tx.tx(),
-        sqlite
-            | c
-            | {
-                sqlx::query(
-                "UPDATE jobs SET run_at = $1 WHERE kind = $2 AND state = 'available' AND run_at > $1",
-            )
-            .bind(now_ms)
-            .bind(kind)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-            },
-        postgres
-            | c
-            | {
-                let n = sqlx::query(
-                "UPDATE public.jobs SET run_at = $1 WHERE tenant_id = $3 AND kind = $2 AND state = 'available' AND run_at > $1",
-            )
-            .bind(now_ms)
-            .bind(kind)
-            .bind(tenant)
-            .execute(&mut *c)
-            .await?
-            .rows_affected();
-                sqlx::query("SELECT pg_notify('galantis_jobs', 'messages')")
-                    .execute(&mut *c)
-                    .await?;
-                n
-            }
-    ))
 }
 
 /// The message recorded under an idempotency key.
@@ -713,4 +495,30 @@ pub async fn message_id_by_key(tx: &mut TenantTx, key: &str) -> Result<Option<Uu
             .fetch_optional(&mut *c)
             .await?
     }))
+}
+
+/// Records an outbound message as QUEUED with its billable flag, once per
+/// idempotency key (the unique index decides, so two sends racing with one
+/// key cannot both insert). Returns the new id, or `None` when the key was
+/// taken: the caller reads that message with [`message_id_by_key`].
+pub async fn insert_queued(
+    tx: &mut TenantTx,
+    m: &messaging::OutboundMessage<'_>,
+    billable: bool,
+    now_ms: i64,
+) -> Result<Option<Uuid>, StoreError> {
+    let id = Uuid::now_v7();
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO messages (id, contact_id, phone_number_id, direction, idempotency_key, kind, body, content, source,
+                                   template_name, template_language, status, is_sandbox, billable, created_at, updated_at)
+             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, 'QUEUED', $11, $12, $13, $13)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+        )
+        .bind(id).bind(m.contact_id).bind(m.phone_number_id).bind(m.idempotency_key).bind(m.kind).bind(m.body)
+        .bind(Json(m.content)).bind(m.source).bind(m.template_name).bind(m.template_language).bind(m.is_sandbox)
+        .bind(billable).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok((n == 1).then_some(id))
 }
