@@ -470,3 +470,80 @@ async fn reset(State(sb): State<MetaSandbox>) -> Response {
     sb.reset();
     ok(json!({ "success": true }))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::meta::{SandboxConfig, router};
+
+    const TOKEN: &str = "control-token-for-unit-tests";
+
+    async fn call(req: Request<Body>) -> (StatusCode, Value) {
+        let app = router(MetaSandbox::new(
+            SandboxConfig::default().with_control_token(TOKEN).locked(),
+        ));
+        let r = app.oneshot(req).await.unwrap();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn request(method: &str, path: &str, token: Option<&str>, id: Option<&str>) -> Request<Body> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(id) = id {
+            b = b.header(REQUEST_ID_HEADER, id);
+        }
+        b.body(Body::from("{}")).unwrap()
+    }
+
+    // Mounted in the server, the request id arrives in `x-request-id`; every
+    // control error names it, as the server's own errors do.
+    #[tokio::test]
+    async fn control_errors_have_the_api_shape_and_the_request_id() {
+        let (s, b) = call(request("GET", "/sandbox", None, Some("req-1.a_B"))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(b["error"]["code"], "sandbox_token_required");
+        assert_eq!(b["error"]["request_id"], "req-1.a_B");
+
+        // Raised inside a handler (the task-local, not the header, carries it).
+        let mut req = request("PATCH", "/sandbox/webhooks", Some(TOKEN), Some("req-2"));
+        *req.body_mut() = Body::from(r#"{"url":"http://elsewhere.example/hook"}"#);
+        let (s, b) = call(req).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_eq!(b["error"]["code"], "sandbox_setting_locked");
+        assert_eq!(b["error"]["request_id"], "req-2");
+
+        let mut req = request("POST", "/sandbox/inbound", Some(TOKEN), Some("req-3"));
+        req.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            (CONTROL_BODY_LIMIT + 1).to_string().parse().unwrap(),
+        );
+        let (s, b) = call(req).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(b["error"]["code"], "payload_too_large");
+        assert_eq!(b["error"]["message"], PAYLOAD_TOO_LARGE_MESSAGE);
+        assert_eq!(b["error"]["request_id"], "req-3");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_malformed_request_id_is_left_empty() {
+        let long = "x".repeat(65);
+        for id in [None, Some("has space"), Some(long.as_str())] {
+            let (s, b) = call(request("GET", "/sandbox", None, id)).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{id:?}");
+            assert_eq!(b["error"]["request_id"], "", "{id:?}");
+        }
+    }
+}
