@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 /// Development secrets used only in embedded mode when none are configured.
 pub const DEV_SHOPIFY_APP_SECRET: &str = "galantis-dev-shopify-app-secret";
-pub const DEV_META_APP_SECRET: &str = "galantis-dev-meta-app-secret";
+/// The sandbox's default signing secret, so `galantis sandbox meta` and a
+/// development server agree without configuration.
+pub const DEV_META_APP_SECRET: &str = galantis_sandbox::meta::DEV_APP_SECRET;
 pub const DEV_META_VERIFY_TOKEN: &str = "galantis-dev-verify-token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

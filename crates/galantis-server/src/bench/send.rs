@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use galantis_core::{MarketingState, ShopDomain, TenantId};
+use galantis_sandbox::meta::{MetaSandbox, NumberConfig, SandboxConfig, TemplateSeed};
 use galantis_store::control::phone_numbers;
 use galantis_store::control::tenants::{self, NewTenant, PhoneNumberLink};
 use galantis_store::tenant::billing;
@@ -22,7 +23,6 @@ use super::write_result;
 use crate::config::Config;
 use crate::jobs::Registry;
 use crate::jobs::worker::Worker;
-use crate::sandbox::{MetaSandbox, NumberConfig, SandboxConfig, TemplateSeed};
 use crate::sending::queue::{NewSend, TemplateSend, queue_message};
 
 pub async fn run(

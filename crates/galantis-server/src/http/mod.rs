@@ -169,7 +169,7 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
     // send to it (status webhooks go to GALANTIS_PUBLIC_URL when set, else
     // back to this listener). Its control routes check the operator token.
     if let Some(sb) = state.sending.embedded_sandbox() {
-        app = app.nest_service("/sandbox-meta", crate::sandbox::router(sb.clone()));
+        app = app.nest_service("/sandbox-meta", galantis_sandbox::meta::router(sb.clone()));
     }
     if role != ServeRole::Worker {
         app = app.merge(crate::webhooks::routes(config.webhook_body_limit_bytes));

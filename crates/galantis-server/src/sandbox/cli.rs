@@ -1,4 +1,7 @@
-//! `galantis sandbox meta`: the Meta Cloud API sandbox as its own process.
+//! `galantis sandbox meta`: the Meta Cloud API sandbox
+//! (`galantis_sandbox::meta`) as its own process. The arguments and the
+//! defaults taken from the server's configuration are read here; the sandbox
+//! crate only gets the resulting `SandboxConfig`.
 
 use std::net::SocketAddr;
 
@@ -6,10 +9,11 @@ use clap::{Args, Subcommand};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::{
+use galantis_sandbox::meta::{
     DEV_DISPLAY_PHONE_NUMBER, DEV_PHONE_NUMBER_ID, DEV_WABA_ID, MetaSandbox, NumberConfig,
     SandboxConfig,
 };
+
 use crate::config::{Config, DEV_META_APP_SECRET};
 
 #[derive(Subcommand, Debug)]

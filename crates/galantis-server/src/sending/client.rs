@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use galantis_core::sending::{Accepted, Lookup, MessageSender, MetaError, SendError, SendRequest};
+use galantis_sandbox::meta::SANDBOX_HEADER;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-use crate::sandbox::SANDBOX_HEADER;
 
 /// Meta's production Graph endpoint.
 pub const GRAPH_BASE_URL: &str = "https://graph.facebook.com";

@@ -29,11 +29,11 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use galantis_core::TenantId;
 use galantis_core::sending::{Rate, Slowdown, number_burst};
+use galantis_sandbox::meta::{MetaSandbox, SandboxConfig};
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, SendingConfig};
-use crate::sandbox::{MetaSandbox, SandboxConfig};
 
 pub use client::CloudApi;
 pub use connection::Resolved;
@@ -97,7 +97,7 @@ impl Sending {
         let embedded = if config.sandbox_mounted() {
             let control_token = crate::sandbox::operator_token(config)?;
             let access_token = format!("sandbox-{}", crate::sandbox::random_hex(16)?);
-            let webhook_secret = SecretString::from(crate::sandbox::webhook_secret_for(
+            let webhook_secret = SecretString::from(galantis_sandbox::meta::webhook_secret_for(
                 control_token.expose_secret(),
             ));
             let sandbox = MetaSandbox::new(

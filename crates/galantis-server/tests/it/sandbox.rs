@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use chrono::TimeZone;
 use galantis_core::FixedClock;
-use galantis_server::sandbox::{
+use galantis_sandbox::meta::{
     DEV_PHONE_NUMBER_ID, DEV_WABA_ID, FailureMode, FailureRule, InboundMessage, MetaSandbox,
     NumberConfig, SandboxConfig, SandboxHandle, TemplateSeed,
 };

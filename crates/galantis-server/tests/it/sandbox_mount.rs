@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use galantis_core::{MarketingState, SecretName};
-use galantis_server::sandbox::{CONTROL_BODY_LIMIT, CONTROL_ROUTES, DEV_PHONE_NUMBER_ID};
+use galantis_sandbox::meta::{CONTROL_BODY_LIMIT, CONTROL_ROUTES, DEV_PHONE_NUMBER_ID};
 use galantis_store::control::tenants::{self, PhoneNumberLink};
 use galantis_store::tenant::contacts::{self, CustomerFields};
 use galantis_store::tenant::webhook_events;
@@ -235,7 +235,7 @@ async fn no_route_under_the_mount_answers_without_its_token() {
     // Graph access token; the operator token is not one.
     let access = app.state.sending.sandbox_access_token().unwrap().to_owned();
     let n = DEV_PHONE_NUMBER_ID;
-    let w = galantis_server::sandbox::DEV_WABA_ID;
+    let w = galantis_sandbox::meta::DEV_WABA_ID;
     let send = json!({"messaging_product": "whatsapp", "to": "15551230002", "type": "template",
                       "template": {"name": "hello_world", "language": {"code": "en_US"}}});
     for (m, path, body) in [
@@ -724,7 +724,7 @@ async fn the_send_path_uses_the_mounts_own_tokens() {
 
 #[tokio::test]
 async fn the_sandbox_signature_is_accepted_only_where_the_sandbox_is_mounted() {
-    use galantis_server::sandbox::{signature, webhook_secret_for};
+    use galantis_sandbox::meta::{signature, webhook_secret_for};
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "200000000000999",
         "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550000999", "phone_number_id": "100000000000999"},

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use galantis_core::{ConsentSource, MarketingState};
+use galantis_sandbox::meta::{
+    FailureMode, FailureRule, MetaSandbox, NumberConfig, SandboxConfig, SandboxHandle, TemplateSeed,
+};
 use galantis_server::config::Config;
 use galantis_server::jobs::Registry;
 use galantis_server::jobs::worker::Worker;
-use galantis_server::sandbox::{
-    FailureMode, FailureRule, MetaSandbox, NumberConfig, SandboxConfig, SandboxHandle, TemplateSeed,
-};
 use galantis_server::webhooks::signature::sign_meta;
 use galantis_store::tenant::contacts::{self, CustomerFields};
 use galantis_store::tenant::{billing, messaging, sending};
@@ -1236,8 +1236,8 @@ async fn the_embedded_default_sends_to_the_mounted_sandbox_and_marks_sends() {
         &mut ctl,
         t.id,
         &galantis_store::control::tenants::PhoneNumberLink {
-            phone_number_id: galantis_server::sandbox::DEV_PHONE_NUMBER_ID.into(),
-            waba_id: galantis_server::sandbox::DEV_WABA_ID.into(),
+            phone_number_id: galantis_sandbox::meta::DEV_PHONE_NUMBER_ID.into(),
+            waba_id: galantis_sandbox::meta::DEV_WABA_ID.into(),
         },
         true,
     )

@@ -10,13 +10,13 @@
 
 use serde_json::{Value, json};
 
+use super::config::FailureMode;
 use super::errors::GraphError;
 use super::limits::Decision;
 use super::params::ParamSpec;
 use super::payloads::status_plan;
 use super::state::{MetaSandbox, SentMessage, new_wamid};
 use super::validate::{parse, str_field, validate_free_form};
-use crate::sandbox::config::FailureMode;
 
 impl MetaSandbox {
     /// Handles one send. `token` is the bearer token (none: missing).

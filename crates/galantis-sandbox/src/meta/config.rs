@@ -10,7 +10,12 @@ use galantis_core::{Clock, SystemClock};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::DEV_META_APP_SECRET;
+/// What the sandbox signs its webhooks with unless told otherwise. It is
+/// also the Meta app secret `galantis serve` accepts in embedded development
+/// mode when none is configured (its `config::DEV_META_APP_SECRET` is this
+/// constant), so a standalone sandbox and a development server agree without
+/// either being configured.
+pub const DEV_APP_SECRET: &str = "galantis-dev-meta-app-secret";
 
 /// The phone number id of the sandbox's built-in development number.
 pub const DEV_PHONE_NUMBER_ID: &str = "100000000000001";
@@ -165,7 +170,7 @@ pub struct SandboxSettings {
 impl Default for SandboxSettings {
     fn default() -> Self {
         Self {
-            app_secret: DEV_META_APP_SECRET.to_owned(),
+            app_secret: DEV_APP_SECRET.to_owned(),
             tokens: Vec::new(),
             pair_interval_ms: 6_000,
             pair_burst: 5,

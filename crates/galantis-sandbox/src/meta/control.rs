@@ -3,7 +3,7 @@
 //! simulation it exposes. Each route
 //! is a thin wrapper over a `MetaSandbox` method of the same purpose, so
 //! Rust tests can do the same without HTTP. The route table is in the
-//! module documentation (`sandbox/mod.rs`).
+//! module documentation (`meta/mod.rs`).
 
 use std::collections::HashMap;
 
@@ -59,6 +59,7 @@ pub(super) fn control_routes(sb: MetaSandbox) -> axum::Router<MetaSandbox> {
 /// Operator token first (nothing about the request is looked at before),
 /// then a declared length over the limit is refused without reading it.
 async fn guard(State(sb): State<MetaSandbox>, req: Request, next: Next) -> Response {
+    let request_id = request_id_of(&req);
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -69,10 +70,11 @@ async fn guard(State(sb): State<MetaSandbox>, req: Request, next: Next) -> Respo
         })
         .map(str::trim);
     if !sb.control_token_ok(token) {
-        let mut r = crate::error::error_response(
+        let mut r = error_response(
             StatusCode::UNAUTHORIZED,
             "sandbox_token_required",
             "the sandbox control API needs `Authorization: Bearer <sandbox token>` (see sandbox.token in the data directory)",
+            &request_id,
         );
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -86,13 +88,70 @@ async fn guard(State(sb): State<MetaSandbox>, req: Request, next: Next) -> Respo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > CONTROL_BODY_LIMIT as u64) {
-        return too_large();
+        return too_large_for(&request_id);
     }
-    next.run(req).await
+    REQUEST_ID.scope(request_id, next.run(req)).await
+}
+
+tokio::task_local! {
+    /// The request id of the control request being handled, for the error
+    /// bodies its handlers build.
+    static REQUEST_ID: String;
+}
+
+/// The `x-request-id` the request carries, if well-formed. Mounted in
+/// `galantis serve`, the server's request-id middleware has already put its
+/// id there, so the sandbox's errors name the same id as the server's; on
+/// its own, the sandbox echoes a client's id or leaves it empty.
+fn request_id_of(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .unwrap_or_default()
+        .to_owned()
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The control API's own errors have the server's API error shape
+/// (`{"error":{"code","message","request_id"}}`), since operators read them
+/// next to the server's; the Graph routes answer in Meta's envelope instead.
+fn error_response(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
+    let body = json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "request_id": request_id,
+        }
+    });
+    (status, Json(body)).into_response()
+}
+
+fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// The sentence of the server's 413 `payload_too_large`, so a client sees one
+/// error whichever limit refused its body.
+const PAYLOAD_TOO_LARGE_MESSAGE: &str = "the request body is larger than allowed";
+
+fn too_large_for(request_id: &str) -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        PAYLOAD_TOO_LARGE_MESSAGE,
+        request_id,
+    )
 }
 
 fn too_large() -> Response {
-    crate::error::AppError::PayloadTooLarge.into_response()
+    too_large_for(&current_request_id())
 }
 
 /// A body the extractor refused: too large stays 413, the rest is a 400.
@@ -107,12 +166,13 @@ fn rejected(e: axum::extract::rejection::JsonRejection) -> Response {
 /// Changes that only `galantis sandbox meta` (or the server itself, through
 /// the Rust API) may make: where webhooks go and what signs them.
 fn locked(what: &str) -> Response {
-    crate::error::error_response(
+    error_response(
         StatusCode::FORBIDDEN,
         "sandbox_setting_locked",
         &format!(
             "{what} of the sandbox mounted in galantis serve cannot be changed (run `galantis sandbox meta` to choose it)"
         ),
+        &current_request_id(),
     )
 }
 
@@ -409,4 +469,81 @@ async fn messages(
 async fn reset(State(sb): State<MetaSandbox>) -> Response {
     sb.reset();
     ok(json!({ "success": true }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::meta::{SandboxConfig, router};
+
+    const TOKEN: &str = "control-token-for-unit-tests";
+
+    async fn call(req: Request<Body>) -> (StatusCode, Value) {
+        let app = router(MetaSandbox::new(
+            SandboxConfig::default().with_control_token(TOKEN).locked(),
+        ));
+        let r = app.oneshot(req).await.unwrap();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn request(method: &str, path: &str, token: Option<&str>, id: Option<&str>) -> Request<Body> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(id) = id {
+            b = b.header(REQUEST_ID_HEADER, id);
+        }
+        b.body(Body::from("{}")).unwrap()
+    }
+
+    // Mounted in the server, the request id arrives in `x-request-id`; every
+    // control error names it, as the server's own errors do.
+    #[tokio::test]
+    async fn control_errors_have_the_api_shape_and_the_request_id() {
+        let (s, b) = call(request("GET", "/sandbox", None, Some("req-1.a_B"))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(b["error"]["code"], "sandbox_token_required");
+        assert_eq!(b["error"]["request_id"], "req-1.a_B");
+
+        // Raised inside a handler (the task-local, not the header, carries it).
+        let mut req = request("PATCH", "/sandbox/webhooks", Some(TOKEN), Some("req-2"));
+        *req.body_mut() = Body::from(r#"{"url":"http://elsewhere.example/hook"}"#);
+        let (s, b) = call(req).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_eq!(b["error"]["code"], "sandbox_setting_locked");
+        assert_eq!(b["error"]["request_id"], "req-2");
+
+        let mut req = request("POST", "/sandbox/inbound", Some(TOKEN), Some("req-3"));
+        req.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            (CONTROL_BODY_LIMIT + 1).to_string().parse().unwrap(),
+        );
+        let (s, b) = call(req).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(b["error"]["code"], "payload_too_large");
+        assert_eq!(b["error"]["message"], PAYLOAD_TOO_LARGE_MESSAGE);
+        assert_eq!(b["error"]["request_id"], "req-3");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_malformed_request_id_is_left_empty() {
+        let long = "x".repeat(65);
+        for id in [None, Some("has space"), Some(long.as_str())] {
+            let (s, b) = call(request("GET", "/sandbox", None, id)).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{id:?}");
+            assert_eq!(b["error"]["request_id"], "", "{id:?}");
+        }
+    }
 }
