@@ -3,8 +3,9 @@
 # variables one sets are there for the next), against a scratch embedded
 # server, and fails when one fails.
 #
-# Checked: every block fenced as ```sh (indented ones too); a block fenced as
-# ```sh not-checked is skipped. While the examples run:
+# Run: every block fenced as ```sh (indented ones too). A block fenced as
+# ```sh not-checked (it starts a server, needs real credentials or runs the
+# tests) is only checked to be valid shell (bash -n). While the examples run:
 #   - `cargo run [-q] --release -- ARGS` runs the debug binary with ARGS (a
 #     release build would take too long on a CI machine); no other cargo
 #     command is allowed;
@@ -21,7 +22,7 @@ shopt -s inherit_errexit 2>/dev/null || true
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 README="$(realpath "${1:-$ROOT/README.md}")"
-# Each example waits at most this long in all (an example that never ends,
+# All the examples together run at most this long (one that never ends,
 # e.g. a status that never arrives, fails the check instead of hanging CI).
 TIMEOUT_SECS="${README_CHECK_TIMEOUT:-600}"
 
@@ -79,7 +80,7 @@ if [ -z "$ready" ]; then
 fi
 
 # The examples, as one script: each block announced with its README line.
-python3 - "$README" "$PORT" >"$WORK/examples.sh" <<'PY'
+python3 - "$README" "$PORT" "$WORK/unchecked.sh" >"$WORK/examples.sh" <<'PY'
 import re
 import shlex
 import sys
@@ -87,7 +88,7 @@ import sys
 readme, port = sys.argv[1], sys.argv[2]
 lines = open(readme, encoding="utf-8").read().split("\n")
 fence = re.compile(r"^(\s*)(`{3,})\s*(\S*)\s*(.*)$")
-blocks, i = [], 0
+blocks, unchecked, i = [], [], 0
 while i < len(lines):
     m = fence.match(lines[i])
     if not m:
@@ -102,7 +103,13 @@ while i < len(lines):
     i += 1
     if lang == "sh" and "not-checked" not in rest.split():
         blocks.append((start, "\n".join(body)))
+    elif lang == "sh":
+        unchecked.append((start, "\n".join(body)))
 
+# The skipped blocks must still parse (written beside, for `bash -n`).
+with open(sys.argv[3], "w", encoding="utf-8") as f:
+    for start, body in unchecked:
+        f.write(f"# README.md:{start}\n{body}\n")
 print(f"# {len(blocks)} examples from {readme}")
 print(f"__README_EXAMPLES={len(blocks)}")
 for start, body in blocks:
@@ -142,6 +149,10 @@ curl() { command curl --show-error --fail-with-body "$@"; }
 trap 'rc=$?; if [ $rc -ne 0 ]; then echo; echo "readme-check: the example at README.md:$__line failed (exit $rc)" >&2; fi' EXIT
 SH
 
+if ! bash -n "$WORK/unchecked.sh"; then
+  echo "readme-check: a \`sh not-checked\` example is not valid shell" >&2
+  exit 1
+fi
 echo "readme-check: $(grep -c '^__example ' "$WORK/examples.sh") examples, server on $GALANTIS_BIND"
 status=0
 (
