@@ -23,40 +23,52 @@ pub enum BenchCommand {
     /// Sustained template sends per second against the Meta sandbox at
     /// each number limit (e.g. 80 and 1,000), achieved/configured ratio.
     Send {
+        /// The number's messages-per-second limits to run at, one run each.
         #[arg(long, value_delimiter = ',', default_value = "80,1000")]
         limits: Vec<u32>,
+        /// How long each run sends.
         #[arg(long, default_value_t = 20)]
         seconds: u32,
+        /// Job workers sending.
         #[arg(long, default_value_t = 8)]
         workers: usize,
     },
     /// Segment preview and full re-evaluation over a synthetic store
     /// (contacts with orders), plus one contact's incremental re-evaluation.
     Audience {
+        /// Synthetic contacts.
         #[arg(long, default_value_t = 100_000)]
         contacts: u32,
+        /// Synthetic orders, spread over the contacts.
         #[arg(long, default_value_t = 300_000)]
         orders: u32,
+        /// Times each measurement is repeated.
         #[arg(long, default_value_t = 5)]
         repeat: u32,
     },
     /// Signed Shopify webhooks persisted and acknowledged per second, p50/p99,
     /// beside a verify-and-ack baseline without storage, in one run.
     Ingest {
+        /// Webhooks posted in total.
         #[arg(long, default_value_t = 50_000)]
         requests: u32,
+        /// Requests in flight at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Tenants the webhooks are spread over.
         #[arg(long, default_value_t = 10)]
         tenants: u32,
     },
     /// Queue throughput (enqueue, then complete N probe jobs with W workers)
     /// and pickup latency (commit to handler start, one job at a time).
     Queue {
+        /// Probe jobs enqueued, then completed.
         #[arg(long, default_value_t = 20_000)]
         jobs: u32,
+        /// Job workers completing them.
         #[arg(long, default_value_t = 8)]
         workers: usize,
+        /// Jobs timed one at a time for pickup latency.
         #[arg(long, default_value_t = 500)]
         latency_samples: u32,
     },
@@ -65,8 +77,11 @@ pub enum BenchCommand {
     /// On SQLite a fresh temporary data directory is used unless --in-place;
     /// on PostgreSQL point DATABASE_URL at a scratch database.
     Tenants {
+        /// Tenants to create.
         #[arg(long, default_value_t = 1000)]
         count: u32,
+        /// On SQLite, use the configured data directory instead of a
+        /// temporary one.
         #[arg(long)]
         in_place: bool,
     },

@@ -30,7 +30,7 @@ use crate::state::AppState;
 /// Which parts of the server a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServeRole {
-    /// HTTP API, webhooks, WebSocket, workers and scheduler.
+    /// HTTP API, webhooks, workers and scheduler.
     All,
     /// HTTP only.
     Api,

@@ -7,7 +7,7 @@ use galantis_store::jobs::admin::{self, RetryError};
 use serde_json::json;
 
 use super::kinds::probe::QueueProbe;
-use crate::cli::{parse_shop, print, tenant_by_shop};
+use crate::cli::common::{parse_shop, print, tenant_by_shop};
 use crate::config::Config;
 
 #[derive(Subcommand, Debug)]
@@ -16,13 +16,16 @@ pub enum JobsCommand {
     Stats,
     /// Dead jobs, newest first (one tenant's with --shop, else global jobs and every tenant's).
     Dead {
+        /// Only this tenant's dead jobs (its Shopify domain).
         #[arg(long)]
         shop: Option<String>,
+        /// At most this many (1 to 1000).
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
     /// Puts a dead job back in the queue.
     Retry {
+        /// The job's id, as listed by `jobs dead`.
         #[arg(long)]
         id: String,
         /// The job's tenant (omit for global jobs).
@@ -32,15 +35,19 @@ pub enum JobsCommand {
     /// Enqueues probe jobs for a tenant: each counts its own runs, so
     /// `probe-report` shows whether any ran twice.
     Probe {
+        /// The tenant whose queue is probed (its Shopify domain).
         #[arg(long)]
         shop: String,
+        /// How many probe jobs to enqueue.
         #[arg(long, default_value_t = 100)]
         count: u32,
+        /// How long each probe job sleeps while it runs.
         #[arg(long, default_value_t = 0)]
         sleep_ms: u64,
     },
     /// How many probe jobs ran, and whether any ran more than once.
     ProbeReport {
+        /// The tenant that was probed (its Shopify domain).
         #[arg(long)]
         shop: String,
     },

@@ -47,10 +47,13 @@ pub struct MetaArgs {
     /// is allowed only on a loopback --bind.
     #[arg(long, value_name = "TOKEN")]
     pub control_token: Option<String>,
+    /// Meta's id of the simulated WhatsApp number.
     #[arg(long, default_value = DEV_PHONE_NUMBER_ID)]
     pub phone_number_id: String,
+    /// Meta's id of the WhatsApp Business Account owning it.
     #[arg(long, default_value = DEV_WABA_ID)]
     pub waba_id: String,
+    /// The number as customers see it (digits, no +).
     #[arg(long, default_value = DEV_DISPLAY_PHONE_NUMBER)]
     pub display_phone_number: String,
     /// Throughput of the number.

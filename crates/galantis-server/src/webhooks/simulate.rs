@@ -19,6 +19,7 @@ pub enum SimulateCommand {
 pub struct ShopifyArgs {
     /// The topic, e.g. customers/create or products/update.
     pub topic: String,
+    /// The shop the webhook comes from, e.g. acme.myshopify.com.
     #[arg(long)]
     pub shop: String,
     /// JSON payload file.

@@ -5,17 +5,21 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use galantis_core::{Email, MemberId, Role, ShopDomain, TokenId};
+use galantis_core::{Email, MemberId, Role, TokenId};
 use galantis_store::control::tenants::{self, NewTenant, PhoneNumberLink};
 use galantis_store::control::{keyring, members, tokens};
 use galantis_store::crypto::MasterKey;
-use galantis_store::{Db, StoreError, migrate};
+use galantis_store::{StoreError, migrate};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::app::{self, KeySource};
 use crate::config::Config;
 use crate::http::ServeRole;
+
+pub(crate) mod common;
+
+use common::{parse_shop, print, store_err, tenant_by_shop};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,7 +37,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the HTTP API, webhooks, WebSocket, workers and scheduler.
+    /// Run the HTTP API, webhooks, job workers and scheduler.
     Serve(ServeArgs),
     /// Apply control and tenant migrations (safe to re-run).
     Migrate,
@@ -68,6 +72,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// What this node runs (several nodes can share one database).
     #[arg(long, value_enum, default_value = "all")]
     pub role: ServeRole,
     /// Listen address (overrides GALANTIS_BIND).
@@ -79,12 +84,20 @@ pub struct ServeArgs {
 pub enum TenantCommand {
     /// Create a tenant and its OWNER; prints the owner's token once.
     Create {
+        /// The tenant's Shopify domain, e.g. acme.myshopify.com.
         #[arg(long)]
         shop: String,
+        /// The OWNER's email address (optional).
         #[arg(long)]
         owner_email: Option<String>,
+        /// Meta's id of the tenant's WhatsApp number (digits), linked at
+        /// creation. With the Meta sandbox's development number
+        /// (100000000000001, WABA 200000000000001) and no Meta token stored,
+        /// the tenant sends to the mounted sandbox.
         #[arg(long, requires = "waba_id")]
         phone_number_id: Option<String>,
+        /// Meta's id of the WhatsApp Business Account owning that number
+        /// (digits).
         #[arg(long, requires = "phone_number_id")]
         waba_id: Option<String>,
     },
@@ -92,6 +105,7 @@ pub enum TenantCommand {
     List,
     /// Deactivate a tenant: its tokens stop working; data is kept.
     Deactivate {
+        /// The tenant's Shopify domain, e.g. acme.myshopify.com.
         #[arg(long)]
         shop: String,
     },
@@ -101,15 +115,21 @@ pub enum TenantCommand {
 pub enum MemberCommand {
     /// Add a team member with a role.
     Add {
+        /// The tenant's Shopify domain, e.g. acme.myshopify.com.
         #[arg(long)]
         shop: String,
+        /// The member's email address (one member per address and tenant).
         #[arg(long)]
         email: String,
+        /// One of ADMIN, MARKETING_MANAGER, CAMPAIGN_OPERATOR,
+        /// CONTENT_CREATOR, ANALYST, DATA_ANALYST, SUPPORT_AGENT, VIEWER (the
+        /// OWNER is created with the tenant).
         #[arg(long)]
         role: String,
     },
     /// List a tenant's members.
     List {
+        /// The tenant's Shopify domain, e.g. acme.myshopify.com.
         #[arg(long)]
         shop: String,
     },
@@ -119,17 +139,22 @@ pub enum MemberCommand {
 pub enum TokenCommand {
     /// Issue a token for a member (id or email); printed once.
     Create {
+        /// The tenant's Shopify domain, e.g. acme.myshopify.com.
         #[arg(long)]
         shop: String,
+        /// The member's id or email address.
         #[arg(long)]
         member: String,
+        /// A note to tell the token apart later (e.g. "zapier").
         #[arg(long)]
         label: Option<String>,
     },
     /// Revoke a token by id.
     Revoke {
+        /// The tenant's Shopify domain, e.g. acme.myshopify.com.
         #[arg(long)]
         shop: String,
+        /// The token's id (`token_id` as printed by `token create`).
         #[arg(long = "token-id")]
         token_id: String,
     },
@@ -140,10 +165,14 @@ pub enum BillingCommand {
     /// Add credits to a tenant, with the reason recorded in its ledger
     /// (`operator_grant`); prints the ledger entry.
     Grant {
+        /// The tenant's Shopify domain, e.g. acme.myshopify.com.
         #[arg(long)]
         shop: String,
+        /// How many credits to add (1 to 1,000,000).
         #[arg(long, allow_negative_numbers = true)]
         credits: i64,
+        /// Why, recorded in the ledger entry (one line, at most 500
+        /// characters).
         #[arg(long)]
         reason: String,
     },
@@ -156,30 +185,6 @@ pub enum KeysCommand {
     /// the key file is replaced; otherwise the new key is printed once and
     /// must be set as GALANTIS_MASTER_KEY.
     Rotate,
-}
-
-pub(crate) fn print(value: serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&value).unwrap_or_default()
-    );
-}
-
-pub(crate) fn parse_shop(s: &str) -> anyhow::Result<ShopDomain> {
-    ShopDomain::parse(s).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-pub(crate) async fn tenant_by_shop(db: &Db, shop: &ShopDomain) -> anyhow::Result<tenants::Tenant> {
-    tenants::find_by_shop(db, shop)
-        .await?
-        .with_context(|| format!("no tenant for shop {shop}"))
-}
-
-fn store_err(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::Conflict(code) => anyhow::anyhow!("{}", crate::error::conflict_message(code)),
-        other => other.into(),
-    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -417,4 +422,98 @@ async fn rotate_keys(config: &Config) -> anyhow::Result<()> {
     }
     db.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every command and subcommand, with its path (`galantis member add`).
+    fn walk(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            // clap's own `help` subcommand documents itself.
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let p = format!("{path} {}", sub.get_name());
+            walk(sub, p.clone(), out);
+            out.push((p, sub.clone()));
+        }
+    }
+
+    fn all_commands() -> Vec<(String, clap::Command)> {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut out = vec![("galantis".to_owned(), cmd.clone())];
+        walk(&cmd, "galantis".into(), &mut out);
+        out
+    }
+
+    fn long_help(path: &[&str]) -> String {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut c = &mut cmd;
+        for name in path {
+            c = c.find_subcommand_mut(name).expect("a subcommand");
+        }
+        c.render_long_help().to_string()
+    }
+
+    #[test]
+    fn the_command_tree_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_and_argument_has_help() {
+        let mut missing = Vec::new();
+        for (path, cmd) in all_commands() {
+            if path != "galantis" && cmd.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let documented = arg
+                    .get_help()
+                    .or(arg.get_long_help())
+                    .is_some_and(|h| !h.to_string().trim().is_empty());
+                if !documented {
+                    let name = arg
+                        .get_long()
+                        .map_or_else(|| id.to_uppercase(), |l| format!("--{l}"));
+                    missing.push(format!("{path} {name}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "arguments without a help line (add a /// doc comment):\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn member_add_lists_every_role_a_member_may_be_given() {
+        let help = long_help(&["member", "add"]);
+        // The OWNER comes with the tenant and is never added.
+        for role in Role::ALL.into_iter().filter(|r| *r != Role::Owner) {
+            assert!(
+                help.contains(role.as_str()),
+                "--role help does not list {}:\n{help}",
+                role.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn serve_help_mentions_nothing_that_does_not_exist_yet() {
+        let help = long_help(&["serve"]);
+        assert!(!help.to_lowercase().contains("websocket"), "{help}");
+        assert!(help.contains("--role") && help.contains("--bind"), "{help}");
+    }
 }
