@@ -144,7 +144,7 @@ pub async fn queue_message(
         .await?
         .filter(|c| !c.deleted)
         .ok_or_else(|| refuse("unknown_contact", "no contact with this id"))?;
-    if contact.redacted || contact.marketing_state == MarketingState::Redacted.as_str() {
+    if contact.redacted || contact.marketing_state == MarketingState::Redacted {
         return Err(refuse(
             "contact_redacted",
             "this contact's data was erased; it cannot be messaged",
@@ -221,7 +221,7 @@ pub async fn queue_message(
             .check(&t.components)
             .map_err(|e| refuse("invalid_template_parameters", e))?;
         if (record.category.eq_ignore_ascii_case("MARKETING") || marketing_source)
-            && contact.marketing_state != MarketingState::Subscribed.as_str()
+            && contact.marketing_state != MarketingState::Subscribed
         {
             return Err(refuse(
                 "not_opted_in",
@@ -233,7 +233,7 @@ pub async fn queue_message(
         }
         (Some(t.name.clone()), Some(t.language.clone()))
     } else {
-        if marketing_source && contact.marketing_state != MarketingState::Subscribed.as_str() {
+        if marketing_source && contact.marketing_state != MarketingState::Subscribed {
             return Err(refuse(
                 "not_opted_in",
                 "campaign, automation and back-in-stock sends go to SUBSCRIBED contacts only",
