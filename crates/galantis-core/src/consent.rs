@@ -122,6 +122,19 @@ impl ConsentSource {
     }
 }
 
+impl fmt::Display for ConsentSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ConsentSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ConsentSource::parse(s).ok_or_else(|| format!("`{s}` is not a consent source"))
+    }
+}
+
 /// Whether an inbound text is an opt-out: one of `keywords`, ignoring case,
 /// surrounding spaces and trailing punctuation ("Stop!", " stop ").
 pub fn is_stop_reply(text: &str, keywords: &[String]) -> bool {
@@ -190,6 +203,21 @@ mod tests {
         for s in MarketingState::ALL {
             assert_eq!(s.as_str().parse::<MarketingState>().unwrap(), s);
         }
+    }
+
+    /// Rows decode through `FromStr` and the API serialises with serde:
+    /// both must spell every value as the database stores it (`as_str`).
+    #[test]
+    fn text_forms_agree() {
+        for s in MarketingState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string().parse::<MarketingState>(), Ok(s));
+        }
+        for s in ConsentSource::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string().parse::<ConsentSource>(), Ok(s));
+        }
+        assert!("meta".parse::<ConsentSource>().is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod files;
 pub mod jobs;
 pub mod like;
 pub mod migrate;
+pub mod parsed_text;
 pub mod secret_store;
 pub mod tenant;
 

@@ -190,7 +190,7 @@ pub async fn run(config: &Config, contacts: u32, orders: u32, repeat: u32) -> an
         }
     }
     let mut tx = db.tenant_tx(tenant).await?;
-    galantis_store::tenant::audience::set_collection_products(
+    galantis_store::tenant::catalog::set_collection_products(
         &mut tx,
         COLLECTION,
         &COLLECTION_PRODUCTS.collect::<Vec<_>>(),

@@ -42,10 +42,12 @@ pub async fn list_contacts(
     auth: Authed<perm::ContactsRead>,
     Query(q): Query<ContactsQuery>,
 ) -> Result<axum::Json<Page<Contact>>, AppError> {
-    if let Some(s) = &q.marketing_state {
-        s.parse::<galantis_core::MarketingState>()
-            .map_err(|e| AppError::bad_request("invalid_query", e))?;
-    }
+    let marketing_state = q
+        .marketing_state
+        .as_deref()
+        .map(str::parse::<galantis_core::MarketingState>)
+        .transpose()
+        .map_err(|e| AppError::bad_request("invalid_query", e))?;
     let (before, limit) = page_args(q.cursor.as_deref(), q.limit)?;
     let mut tx = state.db.tenant_read(auth.tenant_id).await?;
     if q.language.is_some() || q.list_id.is_some() || q.segment_id.is_some() {
@@ -71,7 +73,7 @@ pub async fn list_contacts(
     let rows = contacts::list(
         &mut tx,
         &contacts::Filter {
-            marketing_state: q.marketing_state.map(|s| s.to_ascii_uppercase()),
+            marketing_state,
             tag: q.tag,
             country: q.country,
             search: q.q,

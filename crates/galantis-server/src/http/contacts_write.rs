@@ -7,7 +7,6 @@ use axum::extract::State;
 use galantis_core::audience::consent_change_allowed;
 use galantis_core::text::{FieldError, check_field};
 use galantis_core::{ConsentSource, MarketingState};
-use galantis_store::tenant::audience as store;
 use galantis_store::tenant::contacts::{self, Contact};
 use galantis_store::tenant::domain_events::NewDomainEvent;
 use serde::Deserialize;
@@ -162,10 +161,7 @@ pub async fn update_contact(
     let subject = Some(id.to_string());
 
     if let Some((next, source, reference)) = consent {
-        let current: MarketingState = contact
-            .marketing_state
-            .parse()
-            .unwrap_or(MarketingState::Unknown);
+        let current = contact.marketing_state;
         if current != next {
             consent_change_allowed(current, next, source)
                 .map_err(|r| AppError::unprocessable(r.code(), r.to_string()))?;
@@ -241,7 +237,7 @@ pub async fn update_contact(
     }
 
     if let Some(flag) = body.exclude_from_galantis {
-        store::set_excluded(&mut tx, id, flag, now).await?;
+        contacts::set_excluded(&mut tx, id, flag, now).await?;
     }
 
     audience::contacts_changed(&mut tx, &[id], now, &mut pending).await?;

@@ -33,7 +33,7 @@ pub async fn window_open(
 pub fn contact(c: &Contact) -> ContactFacts {
     ContactFacts {
         redacted: c.redacted,
-        marketing_state: c.marketing_state.parse().unwrap_or(MarketingState::Unknown),
+        marketing_state: c.marketing_state,
         has_e164_phone: c
             .phone
             .as_deref()

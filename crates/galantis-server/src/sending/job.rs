@@ -167,7 +167,7 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
         || template
             .as_ref()
             .is_some_and(|t| t.category == TemplateCategory::Marketing);
-    if marketing && contact.marketing_state != MarketingState::Subscribed.as_str() {
+    if marketing && contact.marketing_state != MarketingState::Subscribed {
         return reject(
             &ctx,
             &m,

@@ -454,10 +454,7 @@ async fn apply_consent_replies(
             Some(c) => c,
             None => contacts::create_from_whatsapp(tx, phone.as_str(), None, now).await?,
         };
-        let current: MarketingState = contact
-            .marketing_state
-            .parse()
-            .unwrap_or(MarketingState::Unknown);
+        let current = contact.marketing_state;
         if galantis_core::audience::consent_change_allowed(current, next, source).is_err() {
             continue;
         }

@@ -7,7 +7,6 @@ use galantis_core::billing::{AppSubscription, Plan, SubscriptionEffect, subscrip
 use galantis_core::{ConsentSource, MarketingState};
 use galantis_store::TenantTx;
 use galantis_store::control::tenants as control_tenants;
-use galantis_store::tenant::audience as store_audience;
 use galantis_store::tenant::catalog::{self, CollectionFields, ProductFields, VariantFields};
 use galantis_store::tenant::contacts::{self, CustomerFields, Upserted};
 use galantis_store::tenant::orders::{self, OrderFields};
@@ -108,7 +107,7 @@ pub async fn handle(
             // Shopify drops a deleted product from its collections: so do
             // the stored contents, and the segments that mention those
             // collections are re-evaluated by their sync.
-            for c in store_audience::remove_product_from_collections(tx, id).await? {
+            for c in catalog::remove_product_from_collections(tx, id).await? {
                 enqueue_sync(tx, c, ctx.now()).await?;
             }
             out.event(
@@ -136,7 +135,7 @@ pub async fn handle(
         "collections/delete" => {
             let id = id_of(p, "id")?;
             catalog::delete_collection(tx, id, now).await?;
-            store_audience::set_collection_products(tx, id, &[]).await?;
+            catalog::set_collection_products(tx, id, &[]).await?;
             // Re-evaluates the segments that mention it.
             enqueue_sync(tx, id, ctx.now()).await?;
         }

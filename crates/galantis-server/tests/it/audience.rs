@@ -16,7 +16,7 @@ use galantis_store::tenant::audience as store_audience;
 use galantis_store::tenant::contacts::{self, CustomerFields};
 use galantis_store::tenant::messaging::{self, InboundMessage, OutboundMessage, StatusUpdate};
 use galantis_store::tenant::orders::{self, OrderFields};
-use galantis_store::tenant::{lists, segments};
+use galantis_store::tenant::{catalog, lists, segments};
 use galantis_testkit::{TestApp, TestTenant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -284,10 +284,10 @@ async fn fixture(app: &TestApp, t: &TestTenant) -> Fixture {
         .unwrap();
     }
 
-    store_audience::set_collection_products(&mut tx, 888, &[555, 777])
+    catalog::set_collection_products(&mut tx, 888, &[555, 777])
         .await
         .unwrap();
-    store_audience::set_collection_products(&mut tx, 999, &[333])
+    catalog::set_collection_products(&mut tx, 999, &[333])
         .await
         .unwrap();
     let l1 = lists::create(&mut tx, "L1", None, NOW).await.unwrap().id;
@@ -763,7 +763,7 @@ async fn purchase_rules_follow_order_updates_through_order_lines() {
     .await;
     settled(&app, &t).await;
     let mut tx = app.db().tenant_tx(t.id).await.unwrap();
-    store_audience::set_collection_products(&mut tx, 888, &[555555])
+    catalog::set_collection_products(&mut tx, 888, &[555555])
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -1150,17 +1150,17 @@ async fn csv_import_reports_every_rejected_row_and_is_idempotent() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ana.marketing_state, "SUBSCRIBED");
+    assert_eq!(ana.marketing_state, MarketingState::Subscribed);
     assert_eq!(ana.last_name.as_deref(), Some("López"));
     let history = contacts::consent_history(&mut tx, ana.id).await.unwrap();
     assert_eq!(history.len(), 1);
-    assert_eq!(history[0].source, ConsentSource::ManualImport.as_str());
+    assert_eq!(history[0].source, ConsentSource::ManualImport);
     assert!(history[0].reference.as_deref().unwrap().ends_with("line:2"));
     let bruno = contacts::by_phone(&mut tx, "+5215550002222")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(bruno.marketing_state, "UNKNOWN");
+    assert_eq!(bruno.marketing_state, MarketingState::Unknown);
     assert!(
         contacts::by_phone(&mut tx, "+5215550004444")
             .await

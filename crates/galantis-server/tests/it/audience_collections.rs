@@ -11,7 +11,7 @@
 use galantis_server::jobs::kinds::collections::ReconcileCollections;
 use galantis_server::shopify_client::{RecordingShopifyClient, ShopifyError};
 use galantis_store::jobs::JobView;
-use galantis_store::tenant::audience as store_audience;
+use galantis_store::tenant::catalog;
 use galantis_store::tenant::segments;
 use galantis_testkit::{TestApp, TestTenant};
 use reqwest::StatusCode;
@@ -90,7 +90,7 @@ async fn synced(app: &TestApp, t: &TestTenant) -> Vec<JobView> {
 
 async fn rows(app: &TestApp, t: &TestTenant, collection: i64) -> Vec<i64> {
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
-    let p = store_audience::collection_products(&mut tx, collection)
+    let p = catalog::collection_products(&mut tx, collection)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -359,7 +359,7 @@ async fn shopify_errors_retry_or_die_and_a_tenant_without_token_is_skipped() {
     let other = app.create_tenant("col-no-token").await;
     fake(&app).without_token(other.id);
     let mut tx = app.db().tenant_tx(other.id).await.unwrap();
-    store_audience::set_collection_products(&mut tx, RUNNING_GEAR, &[7])
+    catalog::set_collection_products(&mut tx, RUNNING_GEAR, &[7])
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -3,6 +3,7 @@
 //! update dated after the opt-out — and the API accepts only the sources a
 //! team member can honestly claim.
 
+use galantis_core::{ConsentSource, MarketingState};
 use galantis_server::webhooks::signature::sign_meta;
 use galantis_store::control::tenants::{self, PhoneNumberLink};
 use galantis_store::tenant::contacts;
@@ -91,7 +92,7 @@ async fn after_stop_only_the_customer_opts_back_in() {
     reply(&app, pnid, "wamid.STOP-1", "Stop!", STOP_AT).await;
     settled_ok(&app, &t).await;
     let (c, history) = contact(&app, &t).await;
-    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Unsubscribed);
     let proofs = history.len();
 
     // A team member cannot undo it, neither by naming a customer's source
@@ -144,7 +145,7 @@ async fn after_stop_only_the_customer_opts_back_in() {
         );
     }
     let (c, history) = contact(&app, &t).await;
-    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Unsubscribed);
     assert_eq!(history.len(), proofs, "refused changes leave no proof");
 
     // A Shopify consent update dated before the STOP is stale.
@@ -158,7 +159,7 @@ async fn after_stop_only_the_customer_opts_back_in() {
     .await;
     settled_ok(&app, &t).await;
     let (c, history) = contact(&app, &t).await;
-    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Unsubscribed);
     assert_eq!(history.len(), proofs);
 
     // So is an old consent carried by a newer customer edit: the consent's
@@ -177,23 +178,26 @@ async fn after_stop_only_the_customer_opts_back_in() {
     settled_ok(&app, &t).await;
     let (c, history) = contact(&app, &t).await;
     assert_eq!(c.first_name.as_deref(), Some("Janet"));
-    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Unsubscribed);
     assert_eq!(history.len(), proofs);
 
     // The customer's own START opts them back in, with the message as proof.
     reply(&app, pnid, "wamid.START-1", "start", STOP_AT + 60).await;
     settled_ok(&app, &t).await;
     let (c, history) = contact(&app, &t).await;
-    assert_eq!(c.marketing_state, "SUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Subscribed);
     let last = history.last().unwrap();
-    assert_eq!(last.source, "start_reply");
+    assert_eq!(last.source, ConsentSource::StartReply);
     assert_eq!(last.reference.as_deref(), Some("message:wamid.START-1"));
-    assert_eq!(last.previous_state.as_deref(), Some("UNSUBSCRIBED"));
+    assert_eq!(last.previous_state, Some(MarketingState::Unsubscribed));
 
     // STOP again; then a Shopify consent update dated after it re-subscribes.
     reply(&app, pnid, "wamid.STOP-2", "STOP", STOP_AT + 120).await;
     settled_ok(&app, &t).await;
-    assert_eq!(contact(&app, &t).await.0.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(
+        contact(&app, &t).await.0.marketing_state,
+        MarketingState::Unsubscribed
+    );
     shopify_ok(
         &app,
         &t,
@@ -204,8 +208,11 @@ async fn after_stop_only_the_customer_opts_back_in() {
     .await;
     settled_ok(&app, &t).await;
     let (c, history) = contact(&app, &t).await;
-    assert_eq!(c.marketing_state, "SUBSCRIBED");
-    assert_eq!(history.last().unwrap().source, "shopify_customer");
+    assert_eq!(c.marketing_state, MarketingState::Subscribed);
+    assert_eq!(
+        history.last().unwrap().source,
+        ConsentSource::ShopifyCustomer
+    );
 }
 
 #[tokio::test]
@@ -265,7 +272,7 @@ async fn a_member_may_unsubscribe_with_a_reason_but_not_undo_it() {
         );
     }
     let (after, history) = contact(&app, &t).await;
-    assert_eq!(after.marketing_state, "SUBSCRIBED");
+    assert_eq!(after.marketing_state, MarketingState::Subscribed);
     assert!(after.tags.is_empty());
     assert_eq!(history.len(), proofs);
 
@@ -275,9 +282,9 @@ async fn a_member_may_unsubscribe_with_a_reason_but_not_undo_it() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let (c, history) = contact(&app, &t).await;
-    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Unsubscribed);
     let last = history.last().unwrap();
-    assert_eq!(last.source, "api");
+    assert_eq!(last.source, ConsentSource::Api);
     assert_eq!(last.reference.as_deref(), Some(reason));
     // The member's own opt-out is the customer's to undo, not theirs.
     let r = patch(json!({"marketing_state": "SUBSCRIBED", "consent_reference": "oops"}))
@@ -288,7 +295,10 @@ async fn a_member_may_unsubscribe_with_a_reason_but_not_undo_it() {
         r.json::<Value>().await.unwrap()["error"]["code"],
         "resubscribe_requires_opt_in"
     );
-    assert_eq!(contact(&app, &t).await.0.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(
+        contact(&app, &t).await.0.marketing_state,
+        MarketingState::Unsubscribed
+    );
 }
 
 async fn preference(app: &TestApp, pnid: &str, value: &str, at_secs: i64) {
@@ -332,8 +342,11 @@ async fn whatsapp_marketing_preferences_stop_and_resume_like_stop_and_start() {
     preference(&app, pnid, "stop", STOP_AT).await;
     settled_ok(&app, &t).await;
     let (c, history) = contact(&app, &t).await;
-    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
-    assert_eq!(history.last().unwrap().source, "meta_user_preferences");
+    assert_eq!(c.marketing_state, MarketingState::Unsubscribed);
+    assert_eq!(
+        history.last().unwrap().source,
+        ConsentSource::MetaUserPreferences
+    );
     let r = app
         .request(
             Method::PATCH,
@@ -348,8 +361,8 @@ async fn whatsapp_marketing_preferences_stop_and_resume_like_stop_and_start() {
     preference(&app, pnid, "resume", STOP_AT + 60).await;
     settled_ok(&app, &t).await;
     let (c, history) = contact(&app, &t).await;
-    assert_eq!(c.marketing_state, "SUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Subscribed);
     let last = history.last().unwrap();
-    assert_eq!(last.source, "meta_user_preferences");
-    assert_eq!(last.previous_state.as_deref(), Some("UNSUBSCRIBED"));
+    assert_eq!(last.source, ConsentSource::MetaUserPreferences);
+    assert_eq!(last.previous_state, Some(MarketingState::Unsubscribed));
 }

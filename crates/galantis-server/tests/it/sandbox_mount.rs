@@ -477,7 +477,7 @@ async fn state_of(app: &TestApp, t: &TestTenant, phone: &str) -> Option<String> 
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
     let c = contacts::by_phone(&mut tx, phone).await.unwrap();
     tx.commit().await.unwrap();
-    c.map(|c| c.marketing_state)
+    c.map(|c| c.marketing_state.to_string())
 }
 
 async fn events(app: &TestApp, t: &TestTenant) -> usize {

@@ -2,6 +2,7 @@
 //! payloads, out-of-order delivery, restocks, Meta messages and statuses,
 //! STOP, compliance erasure, failures and replay.
 
+use galantis_core::{ConsentSource, MarketingState};
 use galantis_server::webhooks::signature::{sign_meta, sign_shopify};
 use galantis_store::control::tenants::{self, PhoneNumberLink};
 use galantis_store::tenant::{contacts, messaging};
@@ -254,7 +255,7 @@ async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
     assert_eq!(c.phone.as_deref(), Some("+521234567890"));
     assert_eq!(c.email.as_deref(), Some("customer@example.com"));
     assert_eq!(c.tags, vec!["vip", "newsletter"]);
-    assert_eq!(c.marketing_state, "SUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Subscribed);
     assert_eq!(
         webhook_events(&app, &t, "").await.len(),
         1,
@@ -265,7 +266,7 @@ async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
     let history = contacts::consent_history(&mut tx, c.id).await.unwrap();
     assert_eq!(history.len(), 1);
-    assert_eq!(history[0].source, "shopify_customer");
+    assert_eq!(history[0].source, ConsentSource::ShopifyCustomer);
 }
 
 #[tokio::test]
@@ -468,7 +469,8 @@ async fn inbound_messages_open_conversations_and_stop_unsubscribes_at_once() {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        c.marketing_state, "UNSUBSCRIBED",
+        c.marketing_state,
+        MarketingState::Unsubscribed,
         "unsubscribed before any processing"
     );
     // Unknown numbers are recorded as ignored, not routed to anyone.
@@ -596,7 +598,7 @@ async fn customers_redact_leaves_no_personal_data_in_any_table() {
     shopify(&app, &t, "customers/redact", "r-1", &redact).await;
     settled_ok(&app, &t).await;
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
-    assert_eq!(c.marketing_state, "REDACTED");
+    assert_eq!(c.marketing_state, MarketingState::Redacted);
     let dump = crate::webhooks_dump::tenant_text(&app, t.id).await;
     for needle in [
         "521234567890",
@@ -915,7 +917,10 @@ async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
     .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(list.len(), 2, "rows stay so aggregate counts do");
-    assert!(list.iter().all(|c| c.marketing_state == "REDACTED"));
+    assert!(
+        list.iter()
+            .all(|c| c.marketing_state == MarketingState::Redacted)
+    );
 }
 
 #[tokio::test]
@@ -1086,7 +1091,7 @@ async fn every_seed_shopify_payload_is_processed_and_unsigned_ones_are_refused()
     }
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert!(c.deleted);
-    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Unsubscribed);
     assert_eq!(c.last_name.as_deref(), Some("Smyth"));
     assert!(c.tags.contains(&"loyalty-gold".to_owned()));
 }
@@ -1109,13 +1114,17 @@ async fn stop_is_stored_as_a_message_events_are_published_and_checkouts_complete
         .unwrap();
     let history = contacts::consent_history(&mut tx, c.id).await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(c.marketing_state, "UNSUBSCRIBED");
+    assert_eq!(c.marketing_state, MarketingState::Unsubscribed);
     assert_eq!(
         m.unwrap().body.as_deref(),
         Some("STOP"),
         "the STOP message itself is kept"
     );
-    assert_eq!(history.last().unwrap().source, "stop_reply", "{history:?}");
+    assert_eq!(
+        history.last().unwrap().source,
+        ConsentSource::StopReply,
+        "{history:?}"
+    );
     // Committed domain events are also published in-process.
     let mut kinds = Vec::new();
     while let Ok(e) = bus.try_recv() {

@@ -107,7 +107,7 @@ pub async fn list_members(
         list_id: Some(id),
         ..Default::default()
     };
-    let rows = store::search(&mut tx, &search, before, limit + 1).await?;
+    let rows = contacts::search(&mut tx, &search, before, limit + 1).await?;
     tx.commit().await?;
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |c| c.id)))
 }
@@ -185,7 +185,7 @@ async fn resolve_members(tx: &mut TenantTx, body: MembersBody) -> Result<Vec<Uui
             {
                 return Err(AppError::NotFound("segment"));
             }
-            Ok(store::search_ids(tx, &search).await?)
+            Ok(contacts::search_ids(tx, &search).await?)
         }
         _ => Err(AppError::unprocessable(
             "invalid_field",
@@ -300,7 +300,7 @@ pub async fn search_contacts(
     .map_err(|_| {
         AppError::bad_request("invalid_query", "marketing_state is not a marketing state")
     })?;
-    Ok(store::search(tx, &search, before, limit).await?)
+    Ok(contacts::search(tx, &search, before, limit).await?)
 }
 
 #[derive(Serialize)]

@@ -149,7 +149,7 @@ pub async fn segment_members(
         segment_id: Some(id),
         ..Default::default()
     };
-    let rows = store::search(&mut tx, &search, before, limit + 1).await?;
+    let rows = contacts::search(&mut tx, &search, before, limit + 1).await?;
     tx.commit().await?;
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |c| c.id)))
 }

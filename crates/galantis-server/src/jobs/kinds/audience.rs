@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use galantis_core::audience::{ImportRow, RejectReason, consent_change_allowed};
-use galantis_core::{ConsentSource, JobKind, Lane, MarketingState, RetrySchedule, UniqueScope};
+use galantis_core::{ConsentSource, JobKind, Lane, RetrySchedule, UniqueScope};
 use galantis_store::control::tenants;
 use galantis_store::tenant::csv_imports::{self, Progress, Reject};
-use galantis_store::tenant::{audience as store_audience, contacts, lists, segments};
+use galantis_store::tenant::{contacts, lists, segments};
 use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -69,7 +69,7 @@ async fn apply_row(
     let existing = contacts::by_phone(tx, &row.phone).await?;
     // Check everything first: a refused row writes nothing.
     if let (Some(c), Some(next)) = (&existing, consent) {
-        let current: MarketingState = c.marketing_state.parse().unwrap_or(MarketingState::Unknown);
+        let current = c.marketing_state;
         if current != next
             && let Err(refusal) = consent_change_allowed(current, next, ConsentSource::ManualImport)
         {
@@ -78,7 +78,7 @@ async fn apply_row(
     }
     let (id, outcome) = match &existing {
         None => {
-            let id = store_audience::create_imported_contact(
+            let id = contacts::create_imported_contact(
                 tx,
                 &row.phone,
                 row.first_name.as_deref(),
@@ -102,7 +102,7 @@ async fn apply_row(
             (id, RowOutcome::Created)
         }
         Some(c) => {
-            let changed = store_audience::update_imported_contact(
+            let changed = contacts::update_imported_contact(
                 tx,
                 c,
                 row.first_name.as_deref(),
@@ -465,10 +465,7 @@ pub async fn run_write_back(ctx: JobContext, job: ShopifyWriteBack) -> Result<()
     let change = match job.field {
         WriteBackField::Consent => WriteBack::Consent {
             customer_id,
-            state: c
-                .marketing_state
-                .parse()
-                .map_err(|e: String| JobError::Permanent(anyhow::anyhow!(e)))?,
+            state: c.marketing_state,
             occurred_at_ms: occurred_at.unwrap_or_else(|| ctx.now().timestamp_millis()),
         },
         WriteBackField::Tags => WriteBack::Tags {

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use galantis_core::segment::SegmentRules;
 use galantis_core::{JobKind, Lane, RetrySchedule, UniqueScope};
 use galantis_store::control::tenants;
-use galantis_store::tenant::{audience as store_audience, catalog, segments};
+use galantis_store::tenant::{catalog, segments};
 use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 
@@ -81,9 +81,7 @@ pub async fn sync_unknown_collections(
     let mut n = 0;
     for id in rules.referenced_collections() {
         if catalog::collection_generation(tx, id).await?.is_none()
-            && store_audience::collection_products(tx, id)
-                .await?
-                .is_empty()
+            && catalog::collection_products(tx, id).await?.is_empty()
         {
             enqueue_sync(tx, id, at).await?;
             n += 1;
@@ -135,8 +133,8 @@ pub async fn run_sync(ctx: JobContext, job: SyncCollection) -> Result<(), JobErr
             continue;
         }
         if let Some(p) = &products {
-            store_audience::set_collection_products(&mut tx, id, p).await?;
-            store_audience::forget_deleted_products(&mut tx, id).await?;
+            catalog::set_collection_products(&mut tx, id, p).await?;
+            catalog::forget_deleted_products(&mut tx, id).await?;
         }
         // Always: `collections/delete` and `products/delete` already changed
         // the rows in their webhook's transaction.
