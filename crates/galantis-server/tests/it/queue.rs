@@ -14,24 +14,9 @@ use galantis_server::jobs::worker::Worker;
 use galantis_server::jobs::{self, JobContext, JobError, Registry};
 use galantis_store::jobs::admin;
 use galantis_store::tenant::probes;
-use galantis_testkit::{TestApp, TestTenant};
+use galantis_testkit::{TestApp, TestTenant, eventually};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-
-/// Polls `check` until it holds (bounded; not a timing assertion).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..1200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 fn only(lanes: &[(Lane, usize)]) -> QueueConfig {
     let mut q = QueueConfig::default();
@@ -543,10 +528,16 @@ async fn a_job_whose_worker_vanished_is_rescued_and_dies_after_its_last_attempt(
     let timeout = Duration::from_secs(30);
     for attempt in 1..=2 {
         // A worker claims it and dies (never heartbeats, never finishes).
-        let claimed =
-            galantis_store::jobs::run::claim(app.db(), Lane::Monitor, "ghost", clock.now(), 10)
-                .await
-                .unwrap();
+        let claimed = galantis_store::jobs::run::claim(
+            app.db(),
+            Lane::Monitor,
+            &[QueueProbe::KIND],
+            "ghost",
+            clock.now(),
+            10,
+        )
+        .await
+        .unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].attempt, attempt);
         let r = admin::rescue(app.db(), clock.now(), timeout).await.unwrap();

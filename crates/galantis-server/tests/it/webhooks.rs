@@ -2,60 +2,15 @@
 //! payloads, out-of-order delivery, restocks, Meta messages and statuses,
 //! STOP, compliance erasure, failures and replay.
 
-use galantis_server::webhooks::signature::{sign_meta, sign_shopify};
+use galantis_server::webhooks::signature::sign_shopify;
 use galantis_store::control::tenants::{self, PhoneNumberLink};
 use galantis_store::tenant::{contacts, messaging};
-use galantis_testkit::{TEST_META_SECRET, TEST_SHOPIFY_SECRET, TestApp, TestTenant};
+use galantis_testkit::{TEST_SHOPIFY_SECRET, TestApp, TestTenant, eventually};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::queue::eventually;
-
-pub(crate) async fn shopify(
-    app: &TestApp,
-    t: &TestTenant,
-    topic: &str,
-    id: &str,
-    body: &Value,
-) -> reqwest::Response {
-    let raw = serde_json::to_vec(body).unwrap();
-    app.client
-        .post(app.url("/webhooks/shopify"))
-        .header("x-shopify-topic", topic)
-        .header("x-shopify-shop-domain", t.shop.as_str())
-        .header("x-shopify-webhook-id", id)
-        .header(
-            "x-shopify-hmac-sha256",
-            sign_shopify(&raw, &SecretString::from(TEST_SHOPIFY_SECRET)),
-        )
-        .header("content-type", "application/json")
-        .body(raw)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// A signed Shopify webhook that must be acknowledged.
-pub(crate) async fn shopify_ok(app: &TestApp, t: &TestTenant, topic: &str, id: &str, body: &Value) {
-    let r = shopify(app, t, topic, id, body).await;
-    assert_eq!(r.status(), StatusCode::OK, "{topic}");
-}
-
-async fn meta(app: &TestApp, body: &Value) -> reqwest::Response {
-    let raw = serde_json::to_vec(body).unwrap();
-    app.client
-        .post(app.url("/webhooks/meta"))
-        .header(
-            "x-hub-signature-256",
-            sign_meta(&raw, &SecretString::from(TEST_META_SECRET)),
-        )
-        .header("content-type", "application/json")
-        .body(raw)
-        .send()
-        .await
-        .unwrap()
-}
+pub(crate) use galantis_testkit::webhooks::{meta, shopify, shopify_ok};
 
 pub(crate) async fn events_of(app: &TestApp, t: &TestTenant, kind: &str) -> Vec<Value> {
     let page: Value = app
