@@ -52,6 +52,16 @@ pub(crate) async fn settled(app: &TestApp, t: &TestTenant) {
     .await;
 }
 
+/// Every webhook processed by draining the queue (no polling: the app runs
+/// no workers), none failed, and no job dead.
+pub(crate) async fn processed_ok(app: &TestApp, t: &TestTenant) {
+    app.run_jobs_until_idle().await;
+    let left = webhook_events(app, t, "status=received").await;
+    assert!(left.is_empty(), "not processed: {left:?}");
+    let failed = webhook_events(app, t, "status=failed").await;
+    assert!(failed.is_empty(), "processing failed: {failed:?}");
+}
+
 /// Settled, and none failed.
 pub(crate) async fn settled_ok(app: &TestApp, t: &TestTenant) {
     settled(app, t).await;
@@ -194,7 +204,7 @@ async fn the_meta_verification_handshake() {
 
 #[tokio::test]
 async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = app.create_tenant("wh-customer").await;
     for _ in 0..3 {
         assert_eq!(
@@ -204,7 +214,7 @@ async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
             StatusCode::OK
         );
     }
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert_eq!(c.phone.as_deref(), Some("+521234567890"));
     assert_eq!(c.email.as_deref(), Some("customer@example.com"));
@@ -225,16 +235,16 @@ async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
 
 #[tokio::test]
 async fn out_of_order_customer_updates_end_in_the_newest_state_and_deletes_stick() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = app.create_tenant("wh-order").await;
     let mut newer = seed_customer();
     newer["first_name"] = json!("Janet");
     newer["updated_at"] = json!("2025-02-01T00:00:00Z");
     // Update before create: applied as an upsert; the older create changes nothing.
     shopify(&app, &t, "customers/update", "u-1", &newer).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     shopify(&app, &t, "customers/create", "c-1", &seed_customer()).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     assert_eq!(
         contact_by_shopify(&app, &t, 123456789)
             .await
@@ -252,12 +262,12 @@ async fn out_of_order_customer_updates_end_in_the_newest_state_and_deletes_stick
         &json!({"id": 123456789}),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let mut later = newer.clone();
     later["updated_at"] = json!("2025-03-01T00:00:00Z");
     later["first_name"] = json!("Zombie");
     shopify(&app, &t, "customers/update", "u-2", &later).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert!(c.deleted);
     assert_eq!(c.first_name.as_deref(), Some("Janet"));
@@ -265,10 +275,10 @@ async fn out_of_order_customer_updates_end_in_the_newest_state_and_deletes_stick
 
 #[tokio::test]
 async fn orders_ship_once_and_cancel() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = app.create_tenant("wh-orders").await;
     shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let order = json!({
         "id": 987654321, "order_number": 1042, "customer": {"id": 123456789, "phone": "+521234567890"},
         "total_price": "149.00", "currency": "MXN",
@@ -285,7 +295,7 @@ async fn orders_ship_once_and_cancel() {
     });
     shopify(&app, &t, "orders/updated", "o-3", &shipped).await;
     shopify(&app, &t, "orders/updated", "o-4", &shipped).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     assert_eq!(events_of(&app, &t, "OrderCreated").await.len(), 1);
     let ships = events_of(&app, &t, "OrderShipped").await;
     assert_eq!(ships.len(), 1, "OrderShipped only once per order");
@@ -295,7 +305,7 @@ async fn orders_ship_once_and_cancel() {
     let cancelled = json!({"id": 987654321, "order_number": 1042, "customer": {"id": 123456789}, "total_price": "149.00",
                            "cancelled_at": "2025-01-16T09:00:00-05:00", "cancel_reason": "customer"});
     shopify(&app, &t, "orders/cancelled", "o-5", &cancelled).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     assert_eq!(events_of(&app, &t, "OrderCancelled").await.len(), 1);
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert_eq!(c.orders_count, 0, "cancelled orders do not count");
@@ -537,7 +547,7 @@ async fn inbound_messages_statuses_and_templates_are_processed() {
 
 #[tokio::test]
 async fn customers_redact_leaves_no_personal_data_in_any_table() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = with_number(&app, "wh-redact").await;
     shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
     meta(
@@ -545,11 +555,11 @@ async fn customers_redact_leaves_no_personal_data_in_any_table() {
         &inbound("pn-wh-redact", "wamid.R1", "Hello from Jane"),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let redact = json!({"shop_id": 12345678, "shop_domain": t.shop.as_str(),
         "customer": {"id": 123456789, "email": "customer@example.com", "phone": "+521234567890"}, "orders_to_redact": [987654321]});
     shopify(&app, &t, "customers/redact", "r-1", &redact).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert_eq!(c.marketing_state, "REDACTED");
     let dump = crate::webhooks_dump::tenant_text(&app, t.id).await;
@@ -786,7 +796,7 @@ async fn a_transient_failure_is_retried_by_the_queue_until_it_succeeds() {
 
 #[tokio::test]
 async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = with_number(&app, "wh-shop").await;
     shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
     let mut other = seed_customer();
@@ -800,10 +810,10 @@ async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
         &inbound("pn-wh-shop", "wamid.S1", "Do you ship to Oaxaca?"),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let export = json!({"shop_id": 1, "shop_domain": t.shop.as_str(), "customer": {"id": 42, "email": "second@example.com", "phone": "+5215550001111"}, "orders_requested": []});
     shopify(&app, &t, "customers/data_request", "dr", &export).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
     let requests = galantis_store::tenant::compliance::list(&mut tx)
         .await
@@ -824,7 +834,7 @@ async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
         &json!({"id": 1, "myshopify_domain": t.shop.as_str()}),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     assert_eq!(
         app.get("/api/v1/tenant", &t.token)
             .send()
@@ -845,7 +855,7 @@ async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
         &json!({"shop_id": 1, "shop_domain": t.shop.as_str()}),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let dump = crate::webhooks_dump::tenant_text(&app, t.id).await;
     for needle in [
         "521234567890",
