@@ -14,7 +14,10 @@ use galantis_server::jobs::worker::Worker;
 use galantis_server::jobs::{self, JobContext, JobError, Registry};
 use galantis_store::jobs::admin;
 use galantis_store::tenant::probes;
-use galantis_testkit::{TestApp, TestTenant, eventually};
+// `eventually` lives in the testkit; re-exported for tests that still
+// import it from here.
+pub(crate) use galantis_testkit::eventually;
+use galantis_testkit::{TestApp, TestTenant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
