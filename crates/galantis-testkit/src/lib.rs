@@ -361,7 +361,7 @@ impl TestApp {
         // `eventually`; without workers nothing else runs and this never waits.
         for _ in 0..1200 {
             ran += worker
-                .run_until_idle(10_000)
+                .run_until_idle(100_000)
                 .await
                 .expect("draining the queue");
             if self.jobs_running().await == 0 {
