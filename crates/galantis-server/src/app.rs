@@ -202,18 +202,12 @@ pub async fn serve(
         None => None,
     };
     let background = workers.map(|registry| {
+        let periodic = registry.periodic_jobs(&state.config);
         let worker = Worker::new(state.clone(), registry);
         tracing::info!(worker = worker.id(), "job workers started");
         (
             tokio::spawn(worker.run(stop_rx.clone())),
-            tokio::spawn(scheduler::run(
-                state.clone(),
-                scheduler::builtin_periodic()
-                    .into_iter()
-                    .chain(crate::sending::templates::periodic(&state.config.sending))
-                    .collect(),
-                stop_rx.clone(),
-            )),
+            tokio::spawn(scheduler::run(state.clone(), periodic, stop_rx.clone())),
         )
     });
     let app = router(state, role);

@@ -150,3 +150,8 @@ pub async fn operator_grant(
     tx.commit().await?;
     Ok(entry)
 }
+
+/// Billing's kinds: reading a purchase's status back from Shopify.
+pub fn register(r: &mut crate::jobs::Registry) {
+    r.register::<CheckPurchase, _, _>(run_check);
+}

@@ -27,6 +27,15 @@ pub struct AppState {
     pub sending: crate::sending::Sending,
 }
 
+impl AppState {
+    /// Replaces the clock of the application and of its store together, so
+    /// every time (handlers, workers, store bookkeeping) comes from one clock.
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.db.set_clock(clock.clone());
+        self.clock = clock;
+    }
+}
+
 /// A committed domain event, as published to in-process subscribers.
 #[derive(Debug, Clone)]
 pub struct PublishedEvent {

@@ -12,11 +12,12 @@
 //! transaction; on SQLite it is a transaction on the tenant's own file.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use galantis_core::TenantId;
+use galantis_core::{Clock, SystemClock, TenantId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Sqlite, SqlitePool};
@@ -53,6 +54,9 @@ pub struct DbConfig {
 pub struct Db {
     backend: Arc<Backend>,
     pub(crate) signals: Arc<JobSignals>,
+    /// The one clock: stamps the store writes that are not given a time
+    /// (job bookkeeping, control rows), so a test's clock rules them too.
+    clock: Arc<RwLock<Arc<dyn Clock>>>,
 }
 
 pub(crate) enum Backend {
@@ -163,6 +167,11 @@ impl Tx {
 pub struct ControlTx(pub(crate) Tx, pub(crate) PendingSignals);
 
 impl ControlTx {
+    /// Now, by the store's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.1.now()
+    }
+
     /// Commits, then wakes the workers of every lane a job was enqueued in.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.0.commit().await?;
@@ -176,14 +185,20 @@ impl ControlTx {
 pub(crate) struct PendingSignals {
     signals: Arc<JobSignals>,
     pub(crate) lanes: LaneSet,
+    clock: Arc<dyn Clock>,
 }
 
 impl PendingSignals {
-    fn new(signals: &Arc<JobSignals>) -> Self {
+    fn new(db: &Db) -> Self {
         Self {
-            signals: signals.clone(),
+            signals: db.signals.clone(),
             lanes: LaneSet::default(),
+            clock: db.clock(),
         }
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     fn fire(&self, tenant: Option<TenantId>) {
@@ -230,6 +245,11 @@ impl TenantTx {
 
     pub fn engine(&self) -> Engine {
         self.tx.engine()
+    }
+
+    /// Now, by the store's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.pending.now()
     }
 
     /// Serialises this transaction with every other that calls it for the
@@ -353,7 +373,23 @@ impl Db {
         Ok(Self {
             backend: Arc::new(backend),
             signals: Arc::new(JobSignals::default()),
+            clock: Arc::new(RwLock::new(Arc::new(SystemClock))),
         })
+    }
+
+    /// Replaces the clock of this store and of every clone of it (the
+    /// application's clock; a test's fixed clock).
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        *self.clock.write().unwrap_or_else(|e| e.into_inner()) = clock;
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Now, by the store's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock().now()
     }
 
     pub fn engine(&self) -> Engine {
@@ -384,7 +420,7 @@ impl Db {
                 Backend::Sqlite(s) => s.begin_write(&s.control, None).await?,
                 Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
             },
-            PendingSignals::new(&self.signals),
+            PendingSignals::new(self),
         ))
     }
 
@@ -395,7 +431,7 @@ impl Db {
                 Backend::Sqlite(s) => Tx::Sqlite(s.control.begin().await?, None),
                 Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
             },
-            PendingSignals::new(&self.signals),
+            PendingSignals::new(self),
         ))
     }
 
@@ -437,7 +473,7 @@ impl Db {
         Ok(TenantTx {
             tenant,
             tx,
-            pending: PendingSignals::new(&self.signals),
+            pending: PendingSignals::new(self),
         })
     }
 
@@ -447,7 +483,7 @@ impl Db {
             Backend::Sqlite(s) => Ok(TenantTx {
                 tenant,
                 tx: Tx::Sqlite(Self::tenant_pool(s, tenant).begin().await?, None),
-                pending: PendingSignals::new(&self.signals),
+                pending: PendingSignals::new(self),
             }),
             Backend::Postgres(_) => self.tenant_tx(tenant).await,
         }

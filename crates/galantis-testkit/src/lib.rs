@@ -2,20 +2,30 @@
 //! store — a temporary SQLite directory, or, when `TEST_DATABASE_URL` is set,
 //! a fresh PostgreSQL database created for the test and dropped after it.
 //! The same tests therefore run on both engines.
+//!
+//! Jobs: [`TestApp::run_jobs_until_idle`] drains the queue in-process by the
+//! app's clock, deterministically, and fails on dead jobs; with
+//! [`TestAppBuilder::fixed_clock`], [`TestApp::advance_clock_and_run`]
+//! reaches scheduled ones. [`eventually`] is for what no job drain covers
+//! (webhook group commits, real workers); [`webhooks`] signs like Shopify
+//! and Meta do.
 
 mod pg;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use galantis_core::{Clock, Email, MemberId, Role, ShopDomain, TenantId};
+use galantis_core::{Clock, Email, FixedClock, JobState, MemberId, Role, ShopDomain, TenantId};
 use galantis_server::app;
 use galantis_server::config::Config;
 use galantis_server::http::ServeRole;
 use galantis_server::jobs::Registry;
+use galantis_server::jobs::worker::Worker;
 use galantis_server::state::AppState;
 use galantis_store::control::{members, tenants, tokens};
 use galantis_store::crypto::MasterKey;
+use galantis_store::jobs::{JobView, admin};
 use galantis_store::{Db, Engine};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
@@ -126,6 +136,11 @@ pub struct TestApp {
     pub base_url: String,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// What [`run_jobs_until_idle`](Self::run_jobs_until_idle) runs: the
+    /// workers' registry (the built-in one unless the test gave its own),
+    /// also when the app runs no workers.
+    pub registry: Registry,
+    fixed_clock: Option<Arc<FixedClock>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Dropped last: the store must outlive the server.
@@ -138,7 +153,9 @@ type ConfigTweak = Box<dyn FnOnce(&mut Config) + Send>;
 pub struct TestAppBuilder {
     tweaks: Vec<ConfigTweak>,
     clock: Option<Arc<dyn Clock>>,
-    registry: Option<Registry>,
+    fixed_clock: Option<Arc<FixedClock>>,
+    registry: Registry,
+    workers: bool,
 }
 
 impl TestAppBuilder {
@@ -148,9 +165,17 @@ impl TestAppBuilder {
         self
     }
 
-    /// Uses `clock` instead of the system clock (e.g. a `FixedClock`).
+    /// Uses `clock` instead of the system clock (e.g. a `FixedClock`), for
+    /// the application and its store alike.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Uses `clock`, and lets [`TestApp::advance_clock_and_run`] move it.
+    pub fn fixed_clock(mut self, clock: Arc<FixedClock>) -> Self {
+        self.clock = Some(clock.clone());
+        self.fixed_clock = Some(clock);
         self
     }
 
@@ -163,15 +188,16 @@ impl TestAppBuilder {
         })
     }
 
-    /// Runs no job workers or scheduler (the test drives the queue itself).
+    /// Runs no job workers or scheduler: the test drives the queue itself,
+    /// e.g. with [`TestApp::run_jobs_until_idle`].
     pub fn without_workers(mut self) -> Self {
-        self.registry = None;
+        self.workers = false;
         self
     }
 
-    /// Runs workers with this registry instead of the built-in one.
+    /// Runs workers (and drains) with this registry instead of the built-in one.
     pub fn registry(mut self, registry: Registry) -> Self {
-        self.registry = Some(registry);
+        self.registry = registry;
         self
     }
 
@@ -192,7 +218,7 @@ impl TestAppBuilder {
         state.shopify =
             Arc::new(galantis_server::shopify_client::RecordingShopifyClient::default());
         if let Some(clock) = self.clock {
-            state.clock = clock;
+            state.set_clock(clock);
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -203,7 +229,7 @@ impl TestAppBuilder {
             state.clone(),
             listener,
             ServeRole::All,
-            self.registry,
+            self.workers.then(|| self.registry.clone()),
             async {
                 let _ = rx.await;
             },
@@ -213,6 +239,8 @@ impl TestAppBuilder {
             base_url: format!("http://{addr}"),
             client: reqwest::Client::new(),
             state,
+            registry: self.registry,
+            fixed_clock: self.fixed_clock,
             shutdown: Some(tx),
             server: Some(server),
             scratch,
@@ -234,7 +262,9 @@ impl TestApp {
         TestAppBuilder {
             tweaks: Vec::new(),
             clock: None,
-            registry: Some(Registry::builtin()),
+            fixed_clock: None,
+            registry: Registry::builtin(),
+            workers: true,
         }
     }
 
@@ -309,6 +339,83 @@ impl TestApp {
         (m.id, t.secret.expose_secret().to_owned())
     }
 
+    /// Runs every due job to completion, in-process and by the app's clock,
+    /// until none is due and none is running; then fails if any job is
+    /// dead, listing them (use [`try_run_jobs_until_idle`](Self::try_run_jobs_until_idle)
+    /// where dead jobs are expected). Jobs scheduled later wait: see
+    /// [`advance_clock_and_run`](Self::advance_clock_and_run).
+    pub async fn run_jobs_until_idle(&self) -> Drained {
+        match self.try_run_jobs_until_idle().await {
+            Ok(d) => d,
+            Err(dead) => panic!("{dead}"),
+        }
+    }
+
+    /// As [`run_jobs_until_idle`](Self::run_jobs_until_idle), returning the
+    /// dead jobs as an error instead of failing.
+    pub async fn try_run_jobs_until_idle(&self) -> Result<Drained, DeadJobs> {
+        let worker = Worker::new(self.state.clone(), self.registry.clone());
+        let mut ran = 0;
+        // Running jobs belong to the app's own workers (when it has them):
+        // wait for them, since they may enqueue more. Bounded, like
+        // `eventually`; without workers nothing else runs and this never waits.
+        for _ in 0..1200 {
+            ran += worker
+                .run_until_idle(100_000)
+                .await
+                .expect("draining the queue");
+            if self.jobs_running().await == 0 {
+                let dead = self.dead_jobs().await;
+                return if dead.is_empty() {
+                    Ok(Drained { ran })
+                } else {
+                    Err(DeadJobs(dead))
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("jobs were still running after a minute");
+    }
+
+    /// Moves the fixed clock forward by `by`, then runs what became due.
+    /// Panics unless the app was built with [`TestAppBuilder::fixed_clock`].
+    pub async fn advance_clock_and_run(&self, by: chrono::Duration) -> Drained {
+        self.fixed_clock
+            .as_ref()
+            .expect("advance_clock_and_run needs TestAppBuilder::fixed_clock")
+            .advance(by);
+        self.run_jobs_until_idle().await
+    }
+
+    async fn jobs_running(&self) -> i64 {
+        admin::stats(self.db(), None, self.state.clock.now())
+            .await
+            .expect("queue stats")
+            .iter()
+            .map(|s| s.running)
+            .sum()
+    }
+
+    /// Every dead job: global ones and every tenant's.
+    pub async fn dead_jobs(&self) -> Vec<JobView> {
+        let mut scopes = vec![None];
+        scopes.extend(
+            tenants::list(self.db())
+                .await
+                .expect("list tenants")
+                .into_iter()
+                .map(|t| Some(t.id)),
+        );
+        let mut out = Vec::new();
+        for scope in scopes {
+            // An erased shop's storage is gone: nothing of it can be dead.
+            if let Ok(jobs) = admin::list(self.db(), scope, Some(JobState::Dead), None, 100).await {
+                out.extend(jobs);
+            }
+        }
+        out
+    }
+
     /// Stops the server (graceful) and waits for it.
     pub async fn stop(mut self) {
         self.stop_inner().await;
@@ -333,4 +440,49 @@ impl Drop for TestApp {
             h.abort();
         }
     }
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Job runs made by the drain itself (retries count again).
+    pub ran: usize,
+}
+
+/// Dead jobs found after a drain.
+#[derive(Debug)]
+pub struct DeadJobs(pub Vec<JobView>);
+
+impl std::fmt::Display for DeadJobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} dead job(s) after draining the queue:", self.0.len())?;
+        for j in &self.0 {
+            writeln!(
+                f,
+                "  {} {} (tenant {:?}, attempt {}): {}",
+                j.kind,
+                j.id,
+                j.tenant_id,
+                j.attempt,
+                j.last_error.as_deref().unwrap_or("-")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Polls `check` until it holds (bounded; not a timing assertion). Prefer
+/// [`TestApp::run_jobs_until_idle`] for job effects.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
 }

@@ -225,14 +225,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::billing::operator_grant_input(credits, &reason)?;
             let (db, _, _) = app::open(&config).await?;
             let tenant = tenant_by_shop(&db, &shop).await?;
-            let entry = crate::billing::operator_grant(
-                &db,
-                tenant.id,
-                credits,
-                &reason,
-                chrono::Utc::now(),
-            )
-            .await?;
+            let entry =
+                crate::billing::operator_grant(&db, tenant.id, credits, &reason, db.now()).await?;
             print(json!({ "shop": shop, "tenant_id": tenant.id, "entry": entry }));
             db.close().await;
             Ok(())

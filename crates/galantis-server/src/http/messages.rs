@@ -299,8 +299,7 @@ pub async fn put_whatsapp(
         },
     )
     .await?;
-    let released =
-        store::wake_jobs(&mut tx, <SendMessage as galantis_core::JobKind>::KIND, now).await?;
+    let released = crate::jobs::wake::<SendMessage>(&mut tx, state.clock.now()).await?;
     tx.commit().await?;
     state.sending.invalidate(tenant);
     let r = connection::resolve(&state, tenant)

@@ -55,7 +55,7 @@ pub enum JobsCommand {
 
 pub async fn run(config: &Config, cmd: JobsCommand) -> anyhow::Result<()> {
     let (db, _, _) = crate::app::open(config).await?;
-    let now = chrono::Utc::now();
+    let now = db.now();
     match cmd {
         JobsCommand::Stats => {
             print(json!({ "lanes": admin::stats(&db, None, now).await? }));

@@ -122,3 +122,9 @@ pub async fn enqueue<K: JobKind>(
     let new = new_job(job, run_at).map_err(|e| StoreError::Config(format!("job payload: {e}")))?;
     galantis_store::jobs::enqueue(tx, &new).await
 }
+
+/// Makes the transaction's tenant's waiting jobs of kind `K` due now, in
+/// `K`'s lane. Returns how many.
+pub async fn wake<K: JobKind>(tx: &mut TenantTx, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    galantis_store::jobs::wake_jobs(tx, K::KIND, K::LANE, now).await
+}

@@ -7,39 +7,19 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use galantis_core::{JobKind, Lane};
+use galantis_core::Lane;
 use galantis_store::jobs::{self, NewJob};
 use tokio::sync::watch;
 
-use super::kinds::prune::PruneJobs;
-use super::new_job;
 use crate::state::AppState;
 
-/// A job enqueued once per `every`.
+/// A job enqueued once per `every`; modules add theirs with
+/// [`Registry::periodic`](super::Registry::periodic).
+#[derive(Clone)]
 pub struct Periodic {
     pub name: &'static str,
     pub every: Duration,
     pub make: fn(DateTime<Utc>) -> NewJob,
-}
-
-pub fn builtin_periodic() -> Vec<Periodic> {
-    vec![
-        Periodic {
-            name: PruneJobs::KIND,
-            every: Duration::from_secs(3600),
-            make: |at| new_job(&PruneJobs::default(), at).expect("empty payload serialises"),
-        },
-        Periodic {
-            name: super::kinds::audience::RefreshAllSegments::KIND,
-            every: super::kinds::audience::REFRESH_EVERY,
-            make: super::kinds::audience::periodic_job,
-        },
-        Periodic {
-            name: super::kinds::collections::ReconcileCollections::KIND,
-            every: super::kinds::collections::RECONCILE_EVERY,
-            make: super::kinds::collections::periodic_job,
-        },
-    ]
 }
 
 pub async fn run(app: AppState, periodic: Vec<Periodic>, mut shutdown: watch::Receiver<bool>) {

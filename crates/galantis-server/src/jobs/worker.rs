@@ -1,6 +1,8 @@
-//! Workers: one claim loop per lane, each running up to the lane's
-//! concurrency of jobs at once, plus a heartbeat loop. Lanes share nothing,
-//! so a flood in one never delays another.
+//! Workers: one claim loop per lane that has registered kinds, each running
+//! up to the lane's concurrency of jobs at once, plus a heartbeat loop.
+//! Lanes share nothing, so a flood in one never delays another. A worker
+//! claims only the kinds its registry has handlers for; the others wait for
+//! a node that has them.
 //!
 //! Shutdown: stop claiming, give running jobs the grace period, then abort
 //! what is left and put those jobs back in the queue (without spending an
@@ -70,7 +72,7 @@ impl Worker {
         let mut lanes = JoinSet::new();
         for lane in Lane::ALL {
             let n = this.config.concurrency.get(lane);
-            if n > 0 {
+            if n > 0 && !this.registry.kinds_in(lane).is_empty() {
                 lanes.spawn(
                     this.clone()
                         .lane_loop(lane, n, running.clone(), shutdown.clone()),
@@ -97,6 +99,7 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut signal = self.app.db.lane_signal(lane);
         let poll = Duration::from_millis(self.config.poll_interval_ms);
+        let kinds = self.registry.kinds_in(lane);
         loop {
             if *shutdown.borrow() {
                 break;
@@ -115,6 +118,7 @@ impl Worker {
             let claimed = run::claim(
                 &self.app.db,
                 lane,
+                &kinds,
                 &self.id,
                 self.app.clock.now(),
                 free as u32,
@@ -191,7 +195,8 @@ impl Worker {
             .cloned()
             .collect();
         for job in left {
-            match run::snooze(&self.app.db, &job, self.app.clock.now()).await {
+            let now = self.app.clock.now();
+            match run::snooze(&self.app.db, &job, now, now).await {
                 Ok(_) => {
                     tracing::warn!(job = %job.id, kind = %job.kind, "released a running job at shutdown")
                 }
@@ -230,35 +235,74 @@ impl Worker {
         }
     }
 
+    /// Runs every due job of this worker's kinds to completion, one at a
+    /// time and in claim order, until none is due by the application's
+    /// clock; returns how many runs it made. No polling and no lanes'
+    /// concurrency: tests drain the queue with it deterministically (a job
+    /// retried or snoozed into the future waits until the clock reaches it).
+    /// Stops with an error after `max_runs`, so a job that keeps snoozing
+    /// for zero time cannot spin forever.
+    pub async fn run_until_idle(&self, max_runs: usize) -> anyhow::Result<usize> {
+        let mut ran = 0;
+        loop {
+            let mut claimed_any = false;
+            for lane in Lane::ALL {
+                let kinds = self.registry.kinds_in(lane);
+                if kinds.is_empty() {
+                    continue;
+                }
+                let jobs = run::claim(
+                    &self.app.db,
+                    lane,
+                    &kinds,
+                    &self.id,
+                    self.app.clock.now(),
+                    16,
+                )
+                .await?;
+                for job in jobs {
+                    claimed_any = true;
+                    if ran >= max_runs {
+                        let now = self.app.clock.now();
+                        run::snooze(&self.app.db, &job, now, now).await?;
+                        anyhow::bail!("the queue was not idle after {max_runs} job runs");
+                    }
+                    ran += 1;
+                    self.execute(Arc::new(job)).await;
+                }
+            }
+            if !claimed_any {
+                return Ok(ran);
+            }
+        }
+    }
+
     async fn execute(&self, job: Arc<ClaimedJob>) {
         let started = Instant::now();
-        let outcome = match self.registry.get(&job.kind) {
-            None => Err(JobError::Permanent(anyhow::anyhow!(
-                "no handler for job kind `{}` on this node",
-                job.kind
-            ))),
-            Some(entry) => {
-                let ctx = JobContext::new(self.app.clone(), job.clone());
-                let fut = (entry.handler)(ctx.clone(), job.payload.clone());
-                let r =
-                    match tokio::time::timeout(job.timeout, AssertUnwindSafe(fut).catch_unwind())
-                        .await
-                    {
-                        Ok(Ok(r)) => r,
-                        Ok(Err(_)) => Err(JobError::Retry(anyhow::anyhow!("the handler panicked"))),
-                        Err(_) => Err(JobError::Retry(anyhow::anyhow!(
-                            "timed out after {:?}",
-                            job.timeout
-                        ))),
-                    };
-                self.record(&job, &ctx, r, entry.retry).await;
-                metrics::histogram!("galantis_job_duration_seconds", "kind" => job.kind.clone())
-                    .record(started.elapsed().as_secs_f64());
-                return;
+        let Some(entry) = self.registry.get(&job.kind) else {
+            // Claims filter on the registered kinds, so this is a bug; hand
+            // the job back unspent rather than kill it.
+            tracing::error!(job = %job.id, kind = %job.kind, "claimed a job of an unregistered kind; releasing it");
+            let now = self.app.clock.now();
+            if let Err(e) = run::snooze(&self.app.db, &job, now, now).await {
+                tracing::error!(job = %job.id, error = %e, "could not release the job; it will be rescued");
             }
+            return;
         };
         let ctx = JobContext::new(self.app.clone(), job.clone());
-        self.record(&job, &ctx, outcome, Default::default()).await;
+        let fut = (entry.handler)(ctx.clone(), job.payload.clone());
+        let r = match tokio::time::timeout(job.timeout, AssertUnwindSafe(fut).catch_unwind()).await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(JobError::Retry(anyhow::anyhow!("the handler panicked"))),
+            Err(_) => Err(JobError::Retry(anyhow::anyhow!(
+                "timed out after {:?}",
+                job.timeout
+            ))),
+        };
+        self.record(&job, &ctx, r, entry.retry).await;
+        metrics::histogram!("galantis_job_duration_seconds", "kind" => job.kind.clone())
+            .record(started.elapsed().as_secs_f64());
     }
 
     async fn record(
@@ -282,7 +326,7 @@ impl Worker {
             }
             Err(JobError::Snooze(d)) => {
                 let until = now + chrono::Duration::from_std(d).unwrap_or_default();
-                run::snooze(&self.app.db, job, until).await
+                run::snooze(&self.app.db, job, until, now).await
             }
             Err(JobError::Permanent(e)) => {
                 tracing::warn!(job = %job.id, kind = %kind, error = %format!("{e:#}"), "job failed permanently");

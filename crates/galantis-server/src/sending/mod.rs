@@ -272,3 +272,12 @@ impl Sending {
             .map_or(1.0, |s| s.factor)
     }
 }
+
+/// Sending's kinds: the send itself and template syncs (with the periodic
+/// sync, unless the configuration switches it off).
+pub fn register(r: &mut crate::jobs::Registry) {
+    r.register::<job::SendMessage, _, _>(job::run);
+    r.register::<templates::SyncTemplates, _, _>(templates::run_sync);
+    r.register::<templates::SyncAllTemplates, _, _>(templates::run_sync_all);
+    r.periodic(|c| templates::periodic(&c.sending));
+}

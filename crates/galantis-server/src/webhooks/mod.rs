@@ -30,3 +30,8 @@ pub fn routes(limit: usize) -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
 }
+
+/// Webhook processing's kind.
+pub fn register(r: &mut crate::jobs::Registry) {
+    r.register::<process::ProcessWebhook, _, _>(process::run);
+}

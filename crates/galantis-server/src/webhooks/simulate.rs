@@ -53,7 +53,10 @@ pub async fn run(config: &Config, cmd: SimulateCommand) -> anyhow::Result<()> {
         .header("x-shopify-topic", &a.topic)
         .header("x-shopify-shop-domain", shop.as_str())
         .header("x-shopify-webhook-id", &id)
-        .header("x-shopify-triggered-at", chrono::Utc::now().to_rfc3339())
+        .header(
+            "x-shopify-triggered-at",
+            galantis_core::Clock::now(&galantis_core::SystemClock).to_rfc3339(),
+        )
         .header(
             "x-shopify-hmac-sha256",
             super::signature::sign_shopify(&raw, &secret),

@@ -22,8 +22,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::queue::eventually;
 use crate::webhooks::{events_of, settled_ok as settled, shopify_ok as shopify};
+use galantis_testkit::eventually;
 
 /// 2026-01-01T00:00:00Z: the fixture's "now".
 const NOW: i64 = 1_767_225_600_000;

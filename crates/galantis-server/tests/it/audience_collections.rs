@@ -19,8 +19,8 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::queue::eventually;
 use crate::webhooks::{events_of, settled_ok as settled, shopify_ok as shopify, webhook_events};
+use galantis_testkit::eventually;
 
 const SYNC: &str = "shopify.collection_sync";
 const RUNNING_GEAR: i64 = 888888;

@@ -8,8 +8,8 @@ use galantis_testkit::{TestApp, TestTenant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::queue::eventually;
 use crate::webhooks::{settled_ok, shopify, webhook_events};
+use galantis_testkit::eventually;
 
 fn fake(app: &TestApp) -> &RecordingShopifyClient {
     app.state

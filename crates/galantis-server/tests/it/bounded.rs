@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::queue::eventually;
+use galantis_testkit::eventually;
 
 async fn new_list(app: &TestApp, t: &TestTenant, name: &str) -> String {
     let r = app

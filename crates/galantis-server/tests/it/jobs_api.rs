@@ -23,9 +23,16 @@ async fn stats_list_and_retry_through_the_api() {
         .unwrap()
         .id();
     tx.commit().await.unwrap();
-    let claimed = run::claim(app.db(), galantis_core::Lane::Monitor, "w", Utc::now(), 1)
-        .await
-        .unwrap();
+    let claimed = run::claim(
+        app.db(),
+        galantis_core::Lane::Monitor,
+        &["queue.probe"],
+        "w",
+        Utc::now(),
+        1,
+    )
+    .await
+    .unwrap();
     run::fail(app.db(), &claimed[0], Utc::now(), "boom", None)
         .await
         .unwrap();
@@ -35,9 +42,16 @@ async fn stats_list_and_retry_through_the_api() {
         .unwrap()
         .id();
     tx.commit().await.unwrap();
-    let claimed = run::claim(app.db(), galantis_core::Lane::Monitor, "w", Utc::now(), 1)
-        .await
-        .unwrap();
+    let claimed = run::claim(
+        app.db(),
+        galantis_core::Lane::Monitor,
+        &["queue.probe"],
+        "w",
+        Utc::now(),
+        1,
+    )
+    .await
+    .unwrap();
     run::complete(app.db(), &claimed[0], Utc::now())
         .await
         .unwrap();

@@ -14,24 +14,12 @@ use galantis_server::jobs::worker::Worker;
 use galantis_server::jobs::{self, JobContext, JobError, Registry};
 use galantis_store::jobs::admin;
 use galantis_store::tenant::probes;
+// `eventually` lives in the testkit; re-exported for tests that still
+// import it from here.
+pub(crate) use galantis_testkit::eventually;
 use galantis_testkit::{TestApp, TestTenant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-
-/// Polls `check` until it holds (bounded; not a timing assertion).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..1200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 fn only(lanes: &[(Lane, usize)]) -> QueueConfig {
     let mut q = QueueConfig::default();
@@ -543,10 +531,16 @@ async fn a_job_whose_worker_vanished_is_rescued_and_dies_after_its_last_attempt(
     let timeout = Duration::from_secs(30);
     for attempt in 1..=2 {
         // A worker claims it and dies (never heartbeats, never finishes).
-        let claimed =
-            galantis_store::jobs::run::claim(app.db(), Lane::Monitor, "ghost", clock.now(), 10)
-                .await
-                .unwrap();
+        let claimed = galantis_store::jobs::run::claim(
+            app.db(),
+            Lane::Monitor,
+            &[QueueProbe::KIND],
+            "ghost",
+            clock.now(),
+            10,
+        )
+        .await
+        .unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].attempt, attempt);
         let r = admin::rescue(app.db(), clock.now(), timeout).await.unwrap();
@@ -615,4 +609,174 @@ async fn shutdown_releases_jobs_that_did_not_finish_in_the_grace_period() {
     let view = admin::get(app.db(), Some(t.id), id).await.unwrap().unwrap();
     assert_eq!(view.state, "available", "released for another worker");
     assert_eq!(view.attempt, 0, "the interrupted run is not counted");
+}
+
+/// A kind only some nodes know, in the probe's lane.
+#[derive(Serialize, Deserialize)]
+struct OtherMonitor;
+
+impl JobKind for OtherMonitor {
+    const KIND: &'static str = "test.other_monitor";
+    const LANE: Lane = Lane::Monitor;
+}
+
+async fn enqueue_probe(app: &TestApp, t: &TestTenant, at: DateTime<Utc>) -> galantis_core::JobId {
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let id = jobs::enqueue(&mut tx, &QueueProbe { sleep_ms: 0 }, at)
+        .await
+        .unwrap()
+        .id();
+    tx.commit().await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn a_node_without_a_kinds_handler_leaves_its_jobs_pending_and_a_node_with_it_runs_them() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = app.create_tenant("q-by-kind").await;
+    let probe = enqueue_probe(&app, &t, Utc::now()).await;
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let other = jobs::enqueue(&mut tx, &OtherMonitor, Utc::now())
+        .await
+        .unwrap()
+        .id();
+    tx.commit().await.unwrap();
+
+    // An older node: it runs the monitor lane, but knows only the other kind.
+    let mut old = Registry::default();
+    old.register::<OtherMonitor, _, _>(|_ctx, _job| async { Ok(()) });
+    assert_eq!(old.kinds_in(Lane::Monitor), vec![OtherMonitor::KIND]);
+    let workers = Running::start(&app, &old, 1, only(&[(Lane::Monitor, 1)]));
+    eventually("the known kind ran", || async {
+        admin::get(app.db(), Some(t.id), other)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            == "completed"
+    })
+    .await;
+    // Its lane loop has claimed since, and a drain on it finds nothing.
+    let drained = Worker::new(app.state.clone(), old.clone())
+        .run_until_idle(100)
+        .await
+        .unwrap();
+    workers.stop().await;
+    assert_eq!(drained, 0);
+    let view = admin::get(app.db(), Some(t.id), probe)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (view.state.as_str(), view.attempt, view.last_error),
+        ("available", 0, None),
+        "left pending, untouched, for a node that has the handler"
+    );
+    assert_eq!(probe_summary(&app, &t).await.jobs, 0);
+
+    // A node with the handler runs it.
+    let drained = app.run_jobs_until_idle().await;
+    assert_eq!(drained.ran, 1);
+    let view = admin::get(app.db(), Some(t.id), probe)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((view.state.as_str(), view.attempt), ("completed", 1));
+    let s = probe_summary(&app, &t).await;
+    assert_eq!((s.jobs, s.runs), (1, 1));
+}
+
+#[tokio::test]
+async fn run_jobs_until_idle_runs_a_delayed_job_only_once_the_clock_reaches_it() {
+    let t0: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+    let clock = Arc::new(FixedClock::new(t0));
+    let app = TestApp::builder()
+        .without_workers()
+        .fixed_clock(clock.clone())
+        .spawn()
+        .await;
+    let t = app.create_tenant("q-drain-delay").await;
+    let now = enqueue_probe(&app, &t, t0).await;
+    let later = enqueue_probe(&app, &t, t0 + chrono::Duration::hours(1)).await;
+    let state = |id| {
+        let app = &app;
+        let t = &t;
+        async move {
+            admin::get(app.db(), Some(t.id), id)
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+        }
+    };
+
+    assert_eq!(app.run_jobs_until_idle().await.ran, 1, "only the due job");
+    assert_eq!(state(now).await, "completed");
+    assert_eq!(state(later).await, "available");
+    assert_eq!(app.run_jobs_until_idle().await.ran, 0, "idle is idle");
+
+    let drained = app
+        .advance_clock_and_run(chrono::Duration::minutes(59))
+        .await;
+    assert_eq!(drained.ran, 0, "not before it is due");
+    assert_eq!(state(later).await, "available");
+
+    let drained = app
+        .advance_clock_and_run(chrono::Duration::minutes(1))
+        .await;
+    assert_eq!(drained.ran, 1);
+    assert_eq!(state(later).await, "completed");
+    let s = probe_summary(&app, &t).await;
+    assert_eq!((s.jobs, s.runs), (2, 2));
+    // The store stamps its rows by the same clock.
+    let view = admin::get(app.db(), Some(t.id), later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.created_at, t0);
+    assert_eq!(view.finished_at, Some(t0 + chrono::Duration::hours(1)));
+}
+
+#[derive(Serialize, Deserialize)]
+struct Doomed;
+
+impl JobKind for Doomed {
+    const KIND: &'static str = "test.doomed";
+    const LANE: Lane = Lane::Sync;
+}
+
+#[tokio::test]
+async fn a_drain_that_ends_with_dead_jobs_fails_and_lists_them() {
+    let mut registry = Registry::builtin();
+    registry.register::<Doomed, _, _>(|_ctx, _job| async {
+        Err(JobError::Permanent(anyhow::anyhow!("cannot ever work")))
+    });
+    let app = TestApp::builder()
+        .without_workers()
+        .registry(registry)
+        .spawn()
+        .await;
+    let t = app.create_tenant("q-drain-dead").await;
+    enqueue_probe(&app, &t, Utc::now()).await;
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let id = jobs::enqueue(&mut tx, &Doomed, Utc::now())
+        .await
+        .unwrap()
+        .id();
+    tx.commit().await.unwrap();
+
+    let dead = app.try_run_jobs_until_idle().await.unwrap_err();
+    assert_eq!(dead.0.len(), 1);
+    assert_eq!(dead.0[0].id, id);
+    let text = dead.to_string();
+    assert!(
+        text.contains("test.doomed") && text.contains("cannot ever work"),
+        "{text}"
+    );
+    assert_eq!(probe_summary(&app, &t).await.jobs, 1, "the rest still ran");
+    let panicked = tokio::spawn(async move {
+        app.run_jobs_until_idle().await;
+    })
+    .await;
+    assert!(panicked.is_err(), "run_jobs_until_idle fails on dead jobs");
 }

@@ -7,7 +7,7 @@ use galantis_testkit::Scratch;
 use serde_json::Value;
 
 use crate::cli::command;
-use crate::queue::eventually;
+use galantis_testkit::eventually;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::queue::eventually;
+use galantis_testkit::eventually;
 
 async fn call(
     app: &TestApp,

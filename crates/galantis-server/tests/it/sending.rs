@@ -22,7 +22,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::queue::eventually;
+use galantis_testkit::eventually;
 
 const TOKEN: &str = "EAAG-sending-test-token";
 const NUMBER: &str = "100000000000777";

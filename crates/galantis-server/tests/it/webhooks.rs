@@ -3,60 +3,15 @@
 //! STOP, compliance erasure, failures and replay.
 
 use galantis_core::{ConsentSource, MarketingState};
-use galantis_server::webhooks::signature::{sign_meta, sign_shopify};
+use galantis_server::webhooks::signature::sign_shopify;
 use galantis_store::control::tenants::{self, PhoneNumberLink};
 use galantis_store::tenant::{contacts, messaging};
-use galantis_testkit::{TEST_META_SECRET, TEST_SHOPIFY_SECRET, TestApp, TestTenant};
+use galantis_testkit::{TEST_SHOPIFY_SECRET, TestApp, TestTenant, eventually};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::queue::eventually;
-
-pub(crate) async fn shopify(
-    app: &TestApp,
-    t: &TestTenant,
-    topic: &str,
-    id: &str,
-    body: &Value,
-) -> reqwest::Response {
-    let raw = serde_json::to_vec(body).unwrap();
-    app.client
-        .post(app.url("/webhooks/shopify"))
-        .header("x-shopify-topic", topic)
-        .header("x-shopify-shop-domain", t.shop.as_str())
-        .header("x-shopify-webhook-id", id)
-        .header(
-            "x-shopify-hmac-sha256",
-            sign_shopify(&raw, &SecretString::from(TEST_SHOPIFY_SECRET)),
-        )
-        .header("content-type", "application/json")
-        .body(raw)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// A signed Shopify webhook that must be acknowledged.
-pub(crate) async fn shopify_ok(app: &TestApp, t: &TestTenant, topic: &str, id: &str, body: &Value) {
-    let r = shopify(app, t, topic, id, body).await;
-    assert_eq!(r.status(), StatusCode::OK, "{topic}");
-}
-
-async fn meta(app: &TestApp, body: &Value) -> reqwest::Response {
-    let raw = serde_json::to_vec(body).unwrap();
-    app.client
-        .post(app.url("/webhooks/meta"))
-        .header(
-            "x-hub-signature-256",
-            sign_meta(&raw, &SecretString::from(TEST_META_SECRET)),
-        )
-        .header("content-type", "application/json")
-        .body(raw)
-        .send()
-        .await
-        .unwrap()
-}
+pub(crate) use galantis_testkit::webhooks::{meta, shopify, shopify_ok};
 
 pub(crate) async fn events_of(app: &TestApp, t: &TestTenant, kind: &str) -> Vec<Value> {
     let page: Value = app
@@ -96,6 +51,16 @@ pub(crate) async fn settled(app: &TestApp, t: &TestTenant) {
         webhook_events(app, t, "status=received").await.is_empty()
     })
     .await;
+}
+
+/// Every webhook processed by draining the queue (no polling: the app runs
+/// no workers), none failed, and no job dead.
+pub(crate) async fn processed_ok(app: &TestApp, t: &TestTenant) {
+    app.run_jobs_until_idle().await;
+    let left = webhook_events(app, t, "status=received").await;
+    assert!(left.is_empty(), "not processed: {left:?}");
+    let failed = webhook_events(app, t, "status=failed").await;
+    assert!(failed.is_empty(), "processing failed: {failed:?}");
 }
 
 /// Settled, and none failed.
@@ -240,7 +205,7 @@ async fn the_meta_verification_handshake() {
 
 #[tokio::test]
 async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = app.create_tenant("wh-customer").await;
     for _ in 0..3 {
         assert_eq!(
@@ -250,7 +215,7 @@ async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
             StatusCode::OK
         );
     }
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert_eq!(c.phone.as_deref(), Some("+521234567890"));
     assert_eq!(c.email.as_deref(), Some("customer@example.com"));
@@ -271,16 +236,16 @@ async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
 
 #[tokio::test]
 async fn out_of_order_customer_updates_end_in_the_newest_state_and_deletes_stick() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = app.create_tenant("wh-order").await;
     let mut newer = seed_customer();
     newer["first_name"] = json!("Janet");
     newer["updated_at"] = json!("2025-02-01T00:00:00Z");
     // Update before create: applied as an upsert; the older create changes nothing.
     shopify(&app, &t, "customers/update", "u-1", &newer).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     shopify(&app, &t, "customers/create", "c-1", &seed_customer()).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     assert_eq!(
         contact_by_shopify(&app, &t, 123456789)
             .await
@@ -298,12 +263,12 @@ async fn out_of_order_customer_updates_end_in_the_newest_state_and_deletes_stick
         &json!({"id": 123456789}),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let mut later = newer.clone();
     later["updated_at"] = json!("2025-03-01T00:00:00Z");
     later["first_name"] = json!("Zombie");
     shopify(&app, &t, "customers/update", "u-2", &later).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert!(c.deleted);
     assert_eq!(c.first_name.as_deref(), Some("Janet"));
@@ -311,10 +276,10 @@ async fn out_of_order_customer_updates_end_in_the_newest_state_and_deletes_stick
 
 #[tokio::test]
 async fn orders_ship_once_and_cancel() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = app.create_tenant("wh-orders").await;
     shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let order = json!({
         "id": 987654321, "order_number": 1042, "customer": {"id": 123456789, "phone": "+521234567890"},
         "total_price": "149.00", "currency": "MXN",
@@ -331,7 +296,7 @@ async fn orders_ship_once_and_cancel() {
     });
     shopify(&app, &t, "orders/updated", "o-3", &shipped).await;
     shopify(&app, &t, "orders/updated", "o-4", &shipped).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     assert_eq!(events_of(&app, &t, "OrderCreated").await.len(), 1);
     let ships = events_of(&app, &t, "OrderShipped").await;
     assert_eq!(ships.len(), 1, "OrderShipped only once per order");
@@ -341,7 +306,7 @@ async fn orders_ship_once_and_cancel() {
     let cancelled = json!({"id": 987654321, "order_number": 1042, "customer": {"id": 123456789}, "total_price": "149.00",
                            "cancelled_at": "2025-01-16T09:00:00-05:00", "cancel_reason": "customer"});
     shopify(&app, &t, "orders/cancelled", "o-5", &cancelled).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     assert_eq!(events_of(&app, &t, "OrderCancelled").await.len(), 1);
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert_eq!(c.orders_count, 0, "cancelled orders do not count");
@@ -584,7 +549,7 @@ async fn inbound_messages_statuses_and_templates_are_processed() {
 
 #[tokio::test]
 async fn customers_redact_leaves_no_personal_data_in_any_table() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = with_number(&app, "wh-redact").await;
     shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
     meta(
@@ -592,11 +557,11 @@ async fn customers_redact_leaves_no_personal_data_in_any_table() {
         &inbound("pn-wh-redact", "wamid.R1", "Hello from Jane"),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let redact = json!({"shop_id": 12345678, "shop_domain": t.shop.as_str(),
         "customer": {"id": 123456789, "email": "customer@example.com", "phone": "+521234567890"}, "orders_to_redact": [987654321]});
     shopify(&app, &t, "customers/redact", "r-1", &redact).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert_eq!(c.marketing_state, MarketingState::Redacted);
     let dump = crate::webhooks_dump::tenant_text(&app, t.id).await;
@@ -799,7 +764,12 @@ async fn synced_data_is_readable_through_the_api_and_simulate_posts_like_shopify
 
 #[tokio::test]
 async fn a_transient_failure_is_retried_by_the_queue_until_it_succeeds() {
-    let app = TestApp::spawn().await;
+    let clock = std::sync::Arc::new(galantis_core::FixedClock::new(chrono::Utc::now()));
+    let app = TestApp::builder()
+        .without_workers()
+        .fixed_clock(clock)
+        .spawn()
+        .await;
     let t = app.create_tenant("wh-retry").await;
     // Tags before the customer: fails (customer unknown), is retried.
     shopify(
@@ -810,10 +780,11 @@ async fn a_transient_failure_is_retried_by_the_queue_until_it_succeeds() {
         &json!({"customer_id": 123456789, "tags_added": ["loyalty-gold"]}),
     )
     .await;
-    eventually("first attempt failed", || async {
-        !webhook_events(&app, &t, "status=failed").await.is_empty()
-    })
-    .await;
+    let drained = app.run_jobs_until_idle().await;
+    assert_eq!(
+        drained.ran, 1,
+        "the first attempt, and no retry before it is due"
+    );
     let failed = webhook_events(&app, &t, "status=failed").await;
     assert!(
         failed[0]["failure_reason"]
@@ -822,18 +793,19 @@ async fn a_transient_failure_is_retried_by_the_queue_until_it_succeeds() {
             .contains("not synced yet")
     );
     shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
-    eventually("the retry succeeded", || async {
-        webhook_events(&app, &t, "status=failed").await.is_empty()
-            && webhook_events(&app, &t, "status=received").await.is_empty()
-    })
-    .await;
+    app.run_jobs_until_idle().await;
+    // The retry is due within the first step of the kind's schedule.
+    app.advance_clock_and_run(chrono::Duration::seconds(10))
+        .await;
+    assert!(webhook_events(&app, &t, "status=failed").await.is_empty());
+    assert!(webhook_events(&app, &t, "status=received").await.is_empty());
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert!(c.tags.contains(&"loyalty-gold".to_owned()));
 }
 
 #[tokio::test]
 async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().without_workers().spawn().await;
     let t = with_number(&app, "wh-shop").await;
     shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
     let mut other = seed_customer();
@@ -847,10 +819,10 @@ async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
         &inbound("pn-wh-shop", "wamid.S1", "Do you ship to Oaxaca?"),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let export = json!({"shop_id": 1, "shop_domain": t.shop.as_str(), "customer": {"id": 42, "email": "second@example.com", "phone": "+5215550001111"}, "orders_requested": []});
     shopify(&app, &t, "customers/data_request", "dr", &export).await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
     let requests = galantis_store::tenant::compliance::list(&mut tx)
         .await
@@ -871,7 +843,7 @@ async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
         &json!({"id": 1, "myshopify_domain": t.shop.as_str()}),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     assert_eq!(
         app.get("/api/v1/tenant", &t.token)
             .send()
@@ -892,7 +864,7 @@ async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
         &json!({"shop_id": 1, "shop_domain": t.shop.as_str()}),
     )
     .await;
-    settled_ok(&app, &t).await;
+    processed_ok(&app, &t).await;
     let dump = crate::webhooks_dump::tenant_text(&app, t.id).await;
     for needle in [
         "521234567890",

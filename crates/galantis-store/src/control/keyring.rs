@@ -1,6 +1,5 @@
 //! The master key check and tenant data keys.
 
-use chrono::Utc;
 use galantis_core::TenantId;
 use uuid::Uuid;
 
@@ -43,7 +42,7 @@ pub async fn verify_or_init(db: &Db, master: &MasterKey) -> Result<(), StoreErro
                     "INSERT INTO keyring (id, master_key_check, created_at) VALUES (1, $1, $2)",
                 )
                 .bind(&check)
-                .bind(Utc::now())
+                .bind(tx.1.now())
                 .execute(&mut *c)
                 .await?
                 .rows_affected()
@@ -115,7 +114,7 @@ pub async fn rotate(db: &Db, old: &MasterKey, new: &MasterKey) -> Result<u64, St
     on_tx!(&mut tx.0, |c| {
         sqlx::query("UPDATE keyring SET master_key_check = $1, rotated_at = $2 WHERE id = 1")
             .bind(&check)
-            .bind(Utc::now())
+            .bind(tx.1.now())
             .execute(&mut *c)
             .await?
             .rows_affected()

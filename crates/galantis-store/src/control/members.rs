@@ -60,7 +60,7 @@ pub async fn insert(
     email: Option<Email>,
     role: Role,
 ) -> Result<Member, StoreError> {
-    let now = Utc::now();
+    let now = tx.now();
     let id = MemberId::new();
     let r = on_tx!(&mut tx.0, |c| {
         sqlx::query(
@@ -178,7 +178,7 @@ pub async fn set_role(
     if current.role == Role::Owner || role == Role::Owner {
         return Err(StoreError::Conflict("owner_role_fixed"));
     }
-    let now = Utc::now();
+    let now = db.now();
     let mut tx = db.control_tx().await?;
     on_tx!(&mut tx.0, |c| {
         sqlx::query(

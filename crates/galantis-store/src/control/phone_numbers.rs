@@ -1,7 +1,6 @@
 //! A tenant's WhatsApp phone numbers as the control tables route them
 //! (webhooks find their tenant by `phone_number_id`, templates by WABA id).
 
-use chrono::Utc;
 use galantis_core::TenantId;
 use serde::Serialize;
 
@@ -65,7 +64,7 @@ pub async fn replace_for_tenant(
             .bind(tenant.as_uuid())
             .bind(&l.waba_id)
             .bind(l.phone_number_id == default_id)
-            .bind(Utc::now())
+            .bind(tx.1.now())
             .execute(&mut *c)
             .await
             .map(|r| r.rows_affected())

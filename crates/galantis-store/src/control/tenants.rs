@@ -130,7 +130,7 @@ async fn insert_rows(
     version: i64,
     new: &NewTenant,
 ) -> Result<CreatedTenant, StoreError> {
-    let now = Utc::now();
+    let now = db.now();
     let wrapped = master.wrap(id, &DataKey::generate()?)?;
     let mut tx = db.control_tx().await?;
     let inserted = on_tx!(&mut tx.0, |c| {
@@ -196,7 +196,7 @@ pub async fn link_phone_number(
         .bind(tenant.as_uuid())
         .bind(&link.waba_id)
         .bind(is_default)
-        .bind(Utc::now())
+        .bind(tx.1.now())
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected())
@@ -283,7 +283,7 @@ async fn set_status(
     shop: &ShopDomain,
     status: TenantStatus,
 ) -> Result<Tenant, StoreError> {
-    let now = Utc::now();
+    let now = db.now();
     let (status_text, deactivated_at) = match status {
         TenantStatus::Active => ("active", None),
         TenantStatus::Deactivated => ("deactivated", Some(now)),

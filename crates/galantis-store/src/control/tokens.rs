@@ -79,7 +79,7 @@ pub async fn issue(
         .bind(hash(&token))
         .bind(&display_prefix)
         .bind(label)
-        .bind(Utc::now())
+        .bind(tx.1.now())
         .execute(&mut *c)
         .await?
         .rows_affected()
@@ -155,7 +155,7 @@ pub async fn authenticate(
 /// Records use of a token, at most once a minute, so the hot auth path does
 /// not write on every request.
 pub async fn touch(db: &Db, principal: &Principal) -> Result<(), StoreError> {
-    let now = Utc::now();
+    let now = db.now();
     if principal
         .last_used_at
         .is_some_and(|t| now - t < chrono::Duration::minutes(1))
@@ -182,7 +182,7 @@ pub async fn revoke(db: &Db, tenant: TenantId, token: TokenId) -> Result<(), Sto
         sqlx::query(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
         )
-        .bind(Utc::now())
+        .bind(tx.1.now())
         .bind(tenant.as_uuid())
         .bind(token.as_uuid())
         .execute(&mut *c)

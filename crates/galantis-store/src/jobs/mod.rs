@@ -79,7 +79,8 @@ fn namespaced(tenant: Option<TenantId>, key: &str) -> String {
 pub async fn enqueue(tx: &mut TenantTx, job: &NewJob) -> Result<Enqueued, StoreError> {
     let tenant = tx.tenant();
     let notify = !tx.pending.lanes.contains(job.lane);
-    let r = insert(tx.tx(), Some(tenant), job, notify).await?;
+    let now = tx.now();
+    let r = insert(tx.tx(), Some(tenant), job, notify, now).await?;
     tx.pending.lanes.insert(job.lane);
     Ok(r)
 }
@@ -91,7 +92,7 @@ pub async fn enqueue_many(tx: &mut TenantTx, jobs: &[NewJob]) -> Result<(), Stor
         return Ok(());
     }
     let tenant = tx.tenant();
-    let now = ms(Utc::now());
+    let now = ms(tx.now());
     let rows: Vec<(Uuid, Option<String>, bool, i64)> = jobs
         .iter()
         .map(|j| {
@@ -187,7 +188,8 @@ pub async fn enqueue_many(tx: &mut TenantTx, jobs: &[NewJob]) -> Result<(), Stor
 /// Enqueues a global (not tenant-scoped) job.
 pub async fn enqueue_global(tx: &mut ControlTx, job: &NewJob) -> Result<Enqueued, StoreError> {
     let notify = !tx.1.lanes.contains(job.lane);
-    let r = insert(&mut tx.0, None, job, notify).await?;
+    let now = tx.now();
+    let r = insert(&mut tx.0, None, job, notify, now).await?;
     tx.1.lanes.insert(job.lane);
     Ok(r)
 }
@@ -206,9 +208,10 @@ async fn insert(
     tenant: Option<TenantId>,
     job: &NewJob,
     notify: bool,
+    now: DateTime<Utc>,
 ) -> Result<Enqueued, StoreError> {
     let id = JobId::new();
-    let now = ms(Utc::now());
+    let now = ms(now);
     let key = job.unique.as_ref().map(|(k, _)| namespaced(tenant, k));
     let while_active = matches!(job.unique, Some((_, UniqueScope::WhileActive)));
     let timeout_ms = i64::try_from(job.timeout.as_millis()).unwrap_or(i64::MAX);
@@ -291,6 +294,51 @@ async fn insert(
         }
     );
     Ok(Enqueued::Duplicate(JobId::from_uuid(existing)))
+}
+
+/// Makes the tenant's waiting jobs of `kind` (in `lane`) due now, e.g. held
+/// sends after a reconnect. Returns how many. The lane's workers here are
+/// woken at commit, other nodes' by NOTIFY.
+pub async fn wake_jobs(
+    tx: &mut TenantTx,
+    kind: &str,
+    lane: Lane,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let tenant = tx.tenant().as_uuid();
+    tx.pending.lanes.insert(lane);
+    Ok(on_tx!(
+        tx.tx(),
+        sqlite
+            | c
+            | {
+                sqlx::query(
+                "UPDATE jobs SET run_at = $1 WHERE kind = $2 AND state = 'available' AND run_at > $1",
+            )
+            .bind(ms(now))
+            .bind(kind)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            },
+        postgres | c | {
+            let n = sqlx::query(
+                "UPDATE public.jobs SET run_at = $1
+                 WHERE tenant_id = $3 AND kind = $2 AND state = 'available' AND run_at > $1",
+            )
+            .bind(ms(now))
+            .bind(kind)
+            .bind(tenant)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
+                .bind(lane.as_str())
+                .execute(&mut *c)
+                .await?;
+            n
+        }
+    ))
 }
 
 /// A job as operators see it.

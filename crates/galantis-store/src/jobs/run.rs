@@ -80,11 +80,14 @@ fn to_claimed(r: ClaimRow, tenant: Option<TenantId>, worker: &str) -> Option<Cla
 }
 
 macro_rules! claim_sql {
-    ($lock:literal, $tenant_col:literal) => {
+    ($kinds:literal, $lock:literal, $tenant_col:literal) => {
         concat!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, claimed_by = $1,
                     heartbeat_at = $2, updated_at = $2
              WHERE id IN (SELECT id FROM jobs WHERE lane = $3 AND state = 'available' AND run_at <= $2
+                          AND ",
+            $kinds,
+            "
                           ORDER BY priority, run_at, id LIMIT $4 ",
             $lock,
             ")
@@ -94,21 +97,25 @@ macro_rules! claim_sql {
     };
 }
 
-/// Claims up to `limit` due jobs of `lane`, highest priority and oldest
-/// first. On SQLite the known sources are visited round-robin from a
-/// rotating start, so one busy tenant cannot starve the others.
+/// Claims up to `limit` due jobs of `lane` whose kind is one of `kinds`
+/// (the kinds this node has handlers for), highest priority and oldest
+/// first. Jobs of other kinds stay pending for a node that knows them: in a
+/// rolling deploy an old node must not take, and so cannot kill, a new kind.
+/// On SQLite the known sources are visited round-robin from a rotating
+/// start, so one busy tenant cannot starve the others.
 pub async fn claim(
     db: &Db,
     lane: Lane,
+    kinds: &[&str],
     worker: &str,
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
-    if limit == 0 {
+    if limit == 0 || kinds.is_empty() {
         return Ok(Vec::new());
     }
     if db.engine() == Engine::Postgres {
-        return claim_from(db, JobSource::Global, lane, worker, now, limit).await;
+        return claim_from(db, JobSource::Global, lane, kinds, worker, now, limit).await;
     }
     let sources = db.signals.sources();
     if sources.is_empty() {
@@ -118,7 +125,7 @@ pub async fn claim(
     let mut out = Vec::new();
     for (source, epoch) in sources.iter().cycle().skip(start).take(sources.len()) {
         let want = limit - out.len() as u32;
-        match claim_from(db, *source, lane, worker, now, want).await {
+        match claim_from(db, *source, lane, kinds, worker, now, want).await {
             Ok(got) if got.is_empty() => {
                 if !has_pending(db, *source).await.unwrap_or(true) {
                     db.signals.forget_source(*source, *epoch);
@@ -143,6 +150,7 @@ async fn claim_from(
     db: &Db,
     source: JobSource,
     lane: Lane,
+    kinds: &[&str],
     worker: &str,
     now: DateTime<Utc>,
     limit: u32,
@@ -151,26 +159,35 @@ async fn claim_from(
     let mut jobs: Vec<ClaimedJob> = on_tx!(
         &mut tx,
         sqlite | c | {
-            let rows: Vec<ClaimRow> = sqlx::query_as(claim_sql!("", ""))
-                .bind(worker)
-                .bind(ms(now))
-                .bind(lane.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&mut *c)
-                .await?;
+            let rows: Vec<ClaimRow> = sqlx::query_as(claim_sql!(
+                "kind IN (SELECT value FROM json_each($5))",
+                "",
+                ""
+            ))
+            .bind(worker)
+            .bind(ms(now))
+            .bind(lane.as_str())
+            .bind(i64::from(limit))
+            .bind(Json(kinds))
+            .fetch_all(&mut *c)
+            .await?;
             rows.into_iter()
                 .filter_map(|r| to_claimed(r, source.tenant(), worker))
                 .collect()
         },
         postgres | c | {
-            let rows: Vec<PgClaimRow> =
-                sqlx::query_as(claim_sql!("FOR UPDATE SKIP LOCKED", ", tenant_id"))
-                    .bind(worker)
-                    .bind(ms(now))
-                    .bind(lane.as_str())
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *c)
-                    .await?;
+            let rows: Vec<PgClaimRow> = sqlx::query_as(claim_sql!(
+                "kind = ANY($5)",
+                "FOR UPDATE SKIP LOCKED",
+                ", tenant_id"
+            ))
+            .bind(worker)
+            .bind(ms(now))
+            .bind(lane.as_str())
+            .bind(i64::from(limit))
+            .bind(kinds)
+            .fetch_all(&mut *c)
+            .await?;
             rows.into_iter()
                 .filter_map(|r| {
                     let tenant = r.10.map(TenantId::from_uuid);
@@ -335,7 +352,12 @@ pub async fn fail(
 
 /// Puts the job back to run at `until` without counting this attempt (rate
 /// limit waits, shutdown release).
-pub async fn snooze(db: &Db, job: &ClaimedJob, until: DateTime<Utc>) -> Result<bool, StoreError> {
+pub async fn snooze(
+    db: &Db,
+    job: &ClaimedJob,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
     let mut tx = db.jobs_tx(job.tenant).await?;
     let n = on_tx!(&mut tx, |c| {
         sqlx::query(
@@ -344,7 +366,7 @@ pub async fn snooze(db: &Db, job: &ClaimedJob, until: DateTime<Utc>) -> Result<b
              WHERE id = $3 AND state = 'running' AND claimed_by = $4",
         )
         .bind(ms(until))
-        .bind(ms(Utc::now()))
+        .bind(ms(now))
         .bind(job.id.as_uuid())
         .bind(&job.worker)
         .execute(&mut *c)

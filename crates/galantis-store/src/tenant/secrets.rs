@@ -1,6 +1,5 @@
 //! A tenant's encrypted secrets (Shopify, Meta and catalog tokens).
 
-use chrono::Utc;
 use galantis_core::SecretName;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -16,6 +15,7 @@ pub async fn put(
     value: &SecretString,
 ) -> Result<(), StoreError> {
     let sealed = key.encrypt(tx.tenant(), name.as_str(), value.expose_secret().as_bytes())?;
+    let now = tx.now();
     on_tx!(tx.tx(), |c| {
         sqlx::query(
             "INSERT INTO secrets (name, ciphertext, updated_at) VALUES ($1, $2, $3)
@@ -23,7 +23,7 @@ pub async fn put(
         )
         .bind(name.as_str())
         .bind(&sealed)
-        .bind(Utc::now())
+        .bind(now)
         .execute(&mut *c)
         .await?
         .rows_affected()

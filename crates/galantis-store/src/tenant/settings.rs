@@ -1,6 +1,5 @@
 //! A tenant's settings: small JSON values by key (quiet hours, defaults, …).
 
-use chrono::Utc;
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -19,6 +18,7 @@ pub async fn get(tx: &mut TenantTx, key: &str) -> Result<Option<Value>, StoreErr
 }
 
 pub async fn put(tx: &mut TenantTx, key: &str, value: &Value) -> Result<(), StoreError> {
+    let now = tx.now();
     on_tx!(tx.tx(), |c| {
         sqlx::query(
             "INSERT INTO tenant_settings (key, value, updated_at) VALUES ($1, $2, $3)
@@ -26,7 +26,7 @@ pub async fn put(tx: &mut TenantTx, key: &str, value: &Value) -> Result<(), Stor
         )
         .bind(key)
         .bind(Json(value))
-        .bind(Utc::now())
+        .bind(now)
         .execute(&mut *c)
         .await?
         .rows_affected()

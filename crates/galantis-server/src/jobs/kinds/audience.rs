@@ -430,13 +430,14 @@ pub async fn enqueue_write_back(
     contact: Uuid,
     field: WriteBackField,
 ) -> Result<(), StoreError> {
+    let now = tx.now();
     enqueue(
         tx,
         &ShopifyWriteBack {
             contact_id: contact,
             field,
         },
-        Utc::now(),
+        now,
     )
     .await?;
     Ok(())
@@ -482,4 +483,21 @@ pub async fn run_write_back(ctx: JobContext, job: ShopifyWriteBack) -> Result<()
         Err(ShopifyError::Retryable(e)) => Err(JobError::Retry(anyhow::anyhow!(e))),
         Err(ShopifyError::Permanent(e)) => Err(JobError::Permanent(anyhow::anyhow!(e))),
     }
+}
+
+/// The audience's kinds: imports, segment refreshes (and their periodic
+/// sweep) and consent write-backs.
+pub fn register(r: &mut crate::jobs::Registry) {
+    r.register::<CsvImport, _, _>(run_csv_import);
+    r.register::<ImportUploadDeadline, _, _>(run_import_upload_deadline);
+    r.register::<RefreshSegments, _, _>(run_refresh_segments);
+    r.register::<RefreshAllSegments, _, _>(run_refresh_all);
+    r.register::<ShopifyWriteBack, _, _>(run_write_back);
+    r.periodic(|_| {
+        Some(crate::jobs::scheduler::Periodic {
+            name: RefreshAllSegments::KIND,
+            every: REFRESH_EVERY,
+            make: periodic_job,
+        })
+    });
 }

@@ -206,3 +206,16 @@ pub async fn run_reconcile(ctx: JobContext, _job: ReconcileCollections) -> Resul
 pub fn periodic_job(at: DateTime<Utc>) -> galantis_store::jobs::NewJob {
     crate::jobs::new_job(&ReconcileCollections::default(), at).expect("empty payload serialises")
 }
+
+/// Collection syncs and their daily reconciliation.
+pub fn register(r: &mut crate::jobs::Registry) {
+    r.register::<SyncCollection, _, _>(run_sync);
+    r.register::<ReconcileCollections, _, _>(run_reconcile);
+    r.periodic(|_| {
+        Some(crate::jobs::scheduler::Periodic {
+            name: ReconcileCollections::KIND,
+            every: RECONCILE_EVERY,
+            make: periodic_job,
+        })
+    });
+}

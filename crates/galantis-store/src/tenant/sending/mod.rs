@@ -1,7 +1,7 @@
 //! The send path's records, split by concern: here an outbound message's
 //! send state and attempts; [`reservations`] the credits queued messages
-//! hold; [`connection`] the WhatsApp connection and its numbers; [`jobs`]
-//! the job SQL (waking held sends).
+//! hold; [`connection`] the WhatsApp connection and its numbers. Waking
+//! held sends is the queue's `galantis_store::jobs::wake_jobs`.
 //!
 //! A send is recorded in steps so that a retried job can tell what happened:
 //! `mark_sending` commits *before* the call to Meta, and `record_acceptance`
@@ -22,13 +22,11 @@ use crate::on_tx;
 use crate::tenant::messaging;
 
 pub mod connection;
-pub mod jobs;
 pub mod reservations;
 
 pub use connection::{
     Connection, NumberSettings, connection, halt, numbers, put_connection, replace_numbers,
 };
-pub use jobs::wake_jobs;
 pub use reservations::{balance_and_reserved, reserved_credits};
 
 /// An outbound message as the send job needs it.
