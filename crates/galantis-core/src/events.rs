@@ -25,6 +25,11 @@ pub enum DomainEvent {
         contact_id: Uuid,
         shopify_customer_id: i64,
     },
+    /// A contact Shopify does not know yet (a WhatsApp sender).
+    ContactCreated {
+        contact_id: Uuid,
+        source: String,
+    },
     CustomerUpdated {
         contact_id: Uuid,
         /// The contact fields that changed.
@@ -172,13 +177,13 @@ pub enum DomainEvent {
     // Billing and the app.
     CreditsLow {
         period: String,
-        threshold_percent: u8,
+        threshold_percent: u32,
         used: i64,
         granted: i64,
     },
     CreditsExhausted {
         period: String,
-        threshold_percent: u8,
+        threshold_percent: u32,
         used: i64,
         granted: i64,
     },
@@ -206,6 +211,7 @@ impl DomainEvent {
     /// Every kind, for documentation and for checks that each is handled.
     pub const KINDS: &'static [&'static str] = &[
         "CustomerCreated",
+        "ContactCreated",
         "CustomerUpdated",
         "CustomerDeleted",
         "CustomerTagged",
@@ -241,6 +247,7 @@ impl DomainEvent {
         use DomainEvent::*;
         match self {
             CustomerCreated { .. } => "CustomerCreated",
+            ContactCreated { .. } => "ContactCreated",
             CustomerUpdated { .. } => "CustomerUpdated",
             CustomerDeleted { .. } => "CustomerDeleted",
             CustomerTagged { .. } => "CustomerTagged",
@@ -279,6 +286,7 @@ impl DomainEvent {
         let id = |u: &Uuid| Some(u.to_string());
         match self {
             CustomerCreated { contact_id, .. }
+            | ContactCreated { contact_id, .. }
             | CustomerUpdated { contact_id, .. }
             | CustomerTagged { contact_id, .. }
             | CustomerUntagged { contact_id, .. }
@@ -353,6 +361,10 @@ mod tests {
             CustomerCreated {
                 contact_id: u(1),
                 shopify_customer_id: 7,
+            },
+            ContactCreated {
+                contact_id: u(1),
+                source: "whatsapp".into(),
             },
             CustomerUpdated {
                 contact_id: u(1),

@@ -53,6 +53,7 @@ pub struct DbConfig {
 pub struct Db {
     backend: Arc<Backend>,
     pub(crate) signals: Arc<JobSignals>,
+    events: Arc<crate::events::EventBus>,
 }
 
 pub(crate) enum Backend {
@@ -164,7 +165,7 @@ pub struct ControlTx(pub(crate) Tx, pub(crate) PendingSignals);
 
 impl ControlTx {
     /// Commits, then wakes the workers of every lane a job was enqueued in.
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
         self.0.commit().await?;
         self.1.fire(None);
         Ok(())
@@ -173,23 +174,27 @@ impl ControlTx {
 
 /// Lanes that received jobs in a transaction: their workers are woken only
 /// after the commit, when the jobs are visible.
+/// Domain events recorded in it are published then too.
 pub(crate) struct PendingSignals {
     signals: Arc<JobSignals>,
     pub(crate) lanes: LaneSet,
+    pub(crate) events: crate::events::PendingEvents,
 }
 
 impl PendingSignals {
-    fn new(signals: &Arc<JobSignals>) -> Self {
+    fn new(signals: &Arc<JobSignals>, events: &Arc<crate::events::EventBus>) -> Self {
         Self {
             signals: signals.clone(),
             lanes: LaneSet::default(),
+            events: crate::events::PendingEvents::new(events),
         }
     }
 
-    fn fire(&self, tenant: Option<TenantId>) {
+    fn fire(&mut self, tenant: Option<TenantId>) {
         if !self.lanes.is_empty() {
             self.signals.jobs_committed(tenant, self.lanes);
         }
+        self.events.publish();
     }
 }
 
@@ -266,7 +271,7 @@ impl TenantTx {
     }
 
     /// Commits, then wakes the workers of every lane a job was enqueued in.
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         self.pending.fire(Some(self.tenant));
         Ok(())
@@ -353,7 +358,17 @@ impl Db {
         Ok(Self {
             backend: Arc::new(backend),
             signals: Arc::new(JobSignals::default()),
+            events: Arc::default(),
         })
+    }
+
+    /// Domain event subscribers and the in-process feed of committed events.
+    pub fn events(&self) -> &crate::events::EventBus {
+        &self.events
+    }
+
+    fn pending(&self) -> PendingSignals {
+        PendingSignals::new(&self.signals, &self.events)
     }
 
     pub fn engine(&self) -> Engine {
@@ -384,7 +399,7 @@ impl Db {
                 Backend::Sqlite(s) => s.begin_write(&s.control, None).await?,
                 Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
             },
-            PendingSignals::new(&self.signals),
+            self.pending(),
         ))
     }
 
@@ -395,7 +410,7 @@ impl Db {
                 Backend::Sqlite(s) => Tx::Sqlite(s.control.begin().await?, None),
                 Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
             },
-            PendingSignals::new(&self.signals),
+            self.pending(),
         ))
     }
 
@@ -437,7 +452,7 @@ impl Db {
         Ok(TenantTx {
             tenant,
             tx,
-            pending: PendingSignals::new(&self.signals),
+            pending: self.pending(),
         })
     }
 
@@ -447,7 +462,7 @@ impl Db {
             Backend::Sqlite(s) => Ok(TenantTx {
                 tenant,
                 tx: Tx::Sqlite(Self::tenant_pool(s, tenant).begin().await?, None),
-                pending: PendingSignals::new(&self.signals),
+                pending: self.pending(),
             }),
             Backend::Postgres(_) => self.tenant_tx(tenant).await,
         }
