@@ -109,7 +109,7 @@ async fn an_event_and_its_subscriber_jobs_commit_together_or_not_at_all() {
     let jobs = follow_ups(&app, &t).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["payload"]["event_id"], id.to_string());
-    assert_eq!(jobs[0]["state"], "pending");
+    assert_eq!(jobs[0]["state"], "available");
 
     let published = feed.try_recv().unwrap();
     assert_eq!((published.tenant, published.id), (t.id, id));
