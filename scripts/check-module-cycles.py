@@ -56,6 +56,35 @@ def resolve(files, parts):
     return None
 
 
+def expand_use_tree(tree):
+    """`a::{b, c::{d}}, e` -> ["a::b", "a::c::d", "e"] (`self` names the prefix)."""
+    items, depth, cur = [], 0, ""
+    for ch in tree:
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+            continue
+        depth += ch == "{"
+        depth -= ch == "}"
+        cur += ch
+    items.append(cur)
+    out = []
+    for item in (i.strip() for i in items):
+        item = re.sub(r"\s+as\s+\w+$", "", item)
+        if not item:
+            continue
+        if "{" in item:
+            head, _, rest = item.partition("{")
+            head = head.rstrip(":").strip()
+            for leaf in expand_use_tree(rest[: rest.rindex("}")]):
+                out.append("::".join(x for x in (head, leaf) if x))
+        elif item == "self":
+            out.append("")
+        elif item != "*":
+            out.append(item[: -len("::self")] if item.endswith("::self") else item)
+    return out
+
+
 def strip_comments(src):
     src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
     return re.sub(r"//[^\n]*", "", src)
@@ -71,12 +100,8 @@ def edges(files):
 
         paths = []
         for anchor, prefix, group in USE_GROUP.findall(src):
-            for item in re.split(r"[,{}\s]+", group):
-                item = item.strip()
-                if item and item not in ("self", "as") and re.match(r"^[A-Za-z_]", item):
-                    paths.append((anchor, prefix + "::" + item.split("::")[0]))
-                elif item == "self":
-                    paths.append((anchor, prefix))
+            for leaf in expand_use_tree(group):
+                paths.append((anchor, prefix + ("::" + leaf if leaf else "")))
         paths += PATH.findall(src)
         for anchor, tail in paths:
             segs = [s for s in tail.split("::") if s]
