@@ -133,7 +133,7 @@ async fn an_event_and_its_subscriber_jobs_commit_together_or_not_at_all() {
 }
 
 #[tokio::test]
-async fn a_subscriber_job_is_enqueued_in_the_transaction_of_a_webhook_change() {
+async fn a_subscriber_job_is_enqueued_in_the_transaction_of_an_api_change() {
     // The same outbox under a real handler: a tag added through the API.
     let app = TestApp::builder().without_workers().spawn().await;
     let t = app.create_tenant("events-api").await;
@@ -185,4 +185,65 @@ async fn a_subscriber_job_is_enqueued_in_the_transaction_of_a_webhook_change() {
         1
     );
     assert_eq!(follow_ups(&app, &t).await.len(), 1);
+}
+
+#[tokio::test]
+async fn events_recorded_by_webhook_handlers_decode_into_their_variants() {
+    use crate::webhooks::{settled_ok, shopify_ok, webhook_events};
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("events-decode").await;
+    let customer = json!({"id": 41, "email": "ana@example.com", "phone": "+14155550141",
+        "first_name": "Ana", "tags": "vip", "updated_at": "2025-01-15T10:00:00Z",
+        "sms_marketing_consent": {"state": "subscribed", "consent_updated_at": "2025-01-15T10:00:00Z"}});
+    shopify_ok(&app, &t, "customers/create", "d1", &customer).await;
+    settled_ok(&app, &t).await;
+    let order = json!({"id": 42, "order_number": 1, "customer": {"id": 41}, "total_price": "10.00",
+        "checkout_token": "tok-42", "created_at": "2025-01-15T11:00:00Z", "updated_at": "2025-01-15T11:00:00Z",
+        "fulfillments": [{"status": "success", "tracking_company": "DHL", "created_at": "2025-01-15T12:00:00Z"}]});
+    let checkout = json!({"id": 43, "token": "tok-43", "phone": "+14155550141", "customer": {"id": 41},
+        "total_price": "10.00", "updated_at": "2025-01-15T10:30:00Z"});
+    let product = json!({"id": 44, "title": "Shoe", "updated_at": "2025-01-15T10:00:00Z",
+        "variants": [{"id": 45, "inventory_quantity": 0}]});
+    shopify_ok(&app, &t, "orders/create", "d2", &order).await;
+    shopify_ok(&app, &t, "checkouts/create", "d3", &checkout).await;
+    shopify_ok(&app, &t, "products/create", "d4", &product).await;
+    shopify_ok(&app, &t, "carts/create", "d5", &json!({"id": 46})).await;
+    settled_ok(&app, &t).await;
+
+    let stored = page(&app, &t, "/api/v1/events?limit=200").await;
+    let mut kinds: Vec<&str> = Vec::new();
+    for e in &stored {
+        let kind = e["kind"].as_str().unwrap();
+        let event = DomainEvent::from_stored(kind, &e["payload"])
+            .unwrap_or_else(|err| panic!("{kind} does not decode: {err}: {e}"));
+        assert_eq!(event.kind(), kind);
+        assert_eq!(
+            event.subject_id().as_deref(),
+            e["subject_id"].as_str(),
+            "{e}"
+        );
+        assert!(
+            e["webhook_event_id"].is_string(),
+            "caused by a webhook: {e}"
+        );
+        kinds.push(event.kind());
+    }
+    for k in [
+        "CustomerCreated",
+        "CustomerTagged",
+        "OrderCreated",
+        "OrderShipped",
+        "CheckoutUpdated",
+        "ProductCreated",
+    ] {
+        assert_eq!(
+            kinds.iter().filter(|s| **s == k).count(),
+            1,
+            "{k} in {kinds:?}"
+        );
+    }
+    // A topic Galantis does not handle is still stored, as ignored.
+    let ignored = webhook_events(&app, &t, "status=ignored").await;
+    assert_eq!(ignored.len(), 1, "{ignored:?}");
+    assert_eq!(ignored[0]["topic"], "carts/create");
 }
