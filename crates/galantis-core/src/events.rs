@@ -207,75 +207,158 @@ pub enum DomainEvent {
     },
 }
 
-impl DomainEvent {
-    /// Every kind, for documentation and for checks that each is handled.
-    pub const KINDS: &'static [&'static str] = &[
-        "CustomerCreated",
-        "ContactCreated",
-        "CustomerUpdated",
-        "CustomerDeleted",
-        "CustomerTagged",
-        "CustomerUntagged",
-        "MarketingConsentChanged",
-        "CustomerRedacted",
-        "CustomerDataRequested",
-        "OrderCreated",
-        "OrderCancelled",
-        "OrderShipped",
-        "CheckoutUpdated",
-        "CheckoutCompleted",
-        "CheckoutAbandoned",
-        "ProductCreated",
-        "ProductUpdated",
-        "ProductDeleted",
-        "VariantRestocked",
-        "USER_ADDED_TO_SEGMENT",
-        "USER_ADDED_TO_LIST",
-        "ConversationMessageCreated",
-        "MessageStatusUpdated",
-        "TemplateStatusUpdated",
-        "CreditsLow",
-        "CreditsExhausted",
-        "CreditPurchaseUpdated",
-        "AppSubscriptionUpdated",
-        "AppUninstalled",
-        "ShopRedacted",
+/// The kind of a [`DomainEvent`], without its payload: what subscribers
+/// register for and what `kind` holds in storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    CustomerCreated,
+    ContactCreated,
+    CustomerUpdated,
+    CustomerDeleted,
+    CustomerTagged,
+    CustomerUntagged,
+    MarketingConsentChanged,
+    CustomerRedacted,
+    CustomerDataRequested,
+    OrderCreated,
+    OrderCancelled,
+    OrderShipped,
+    CheckoutUpdated,
+    CheckoutCompleted,
+    CheckoutAbandoned,
+    ProductCreated,
+    ProductUpdated,
+    ProductDeleted,
+    VariantRestocked,
+    UserAddedToSegment,
+    UserAddedToList,
+    ConversationMessageCreated,
+    MessageStatusUpdated,
+    TemplateStatusUpdated,
+    CreditsLow,
+    CreditsExhausted,
+    CreditPurchaseUpdated,
+    AppSubscriptionUpdated,
+    AppUninstalled,
+    ShopRedacted,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 30] = [
+        EventKind::CustomerCreated,
+        EventKind::ContactCreated,
+        EventKind::CustomerUpdated,
+        EventKind::CustomerDeleted,
+        EventKind::CustomerTagged,
+        EventKind::CustomerUntagged,
+        EventKind::MarketingConsentChanged,
+        EventKind::CustomerRedacted,
+        EventKind::CustomerDataRequested,
+        EventKind::OrderCreated,
+        EventKind::OrderCancelled,
+        EventKind::OrderShipped,
+        EventKind::CheckoutUpdated,
+        EventKind::CheckoutCompleted,
+        EventKind::CheckoutAbandoned,
+        EventKind::ProductCreated,
+        EventKind::ProductUpdated,
+        EventKind::ProductDeleted,
+        EventKind::VariantRestocked,
+        EventKind::UserAddedToSegment,
+        EventKind::UserAddedToList,
+        EventKind::ConversationMessageCreated,
+        EventKind::MessageStatusUpdated,
+        EventKind::TemplateStatusUpdated,
+        EventKind::CreditsLow,
+        EventKind::CreditsExhausted,
+        EventKind::CreditPurchaseUpdated,
+        EventKind::AppSubscriptionUpdated,
+        EventKind::AppUninstalled,
+        EventKind::ShopRedacted,
     ];
 
-    /// The stored name of this event's kind (its serde tag).
-    pub fn kind(&self) -> &'static str {
+    /// The stored name (the serde tag of the variant).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::CustomerCreated => "CustomerCreated",
+            EventKind::ContactCreated => "ContactCreated",
+            EventKind::CustomerUpdated => "CustomerUpdated",
+            EventKind::CustomerDeleted => "CustomerDeleted",
+            EventKind::CustomerTagged => "CustomerTagged",
+            EventKind::CustomerUntagged => "CustomerUntagged",
+            EventKind::MarketingConsentChanged => "MarketingConsentChanged",
+            EventKind::CustomerRedacted => "CustomerRedacted",
+            EventKind::CustomerDataRequested => "CustomerDataRequested",
+            EventKind::OrderCreated => "OrderCreated",
+            EventKind::OrderCancelled => "OrderCancelled",
+            EventKind::OrderShipped => "OrderShipped",
+            EventKind::CheckoutUpdated => "CheckoutUpdated",
+            EventKind::CheckoutCompleted => "CheckoutCompleted",
+            EventKind::CheckoutAbandoned => "CheckoutAbandoned",
+            EventKind::ProductCreated => "ProductCreated",
+            EventKind::ProductUpdated => "ProductUpdated",
+            EventKind::ProductDeleted => "ProductDeleted",
+            EventKind::VariantRestocked => "VariantRestocked",
+            EventKind::UserAddedToSegment => "USER_ADDED_TO_SEGMENT",
+            EventKind::UserAddedToList => "USER_ADDED_TO_LIST",
+            EventKind::ConversationMessageCreated => "ConversationMessageCreated",
+            EventKind::MessageStatusUpdated => "MessageStatusUpdated",
+            EventKind::TemplateStatusUpdated => "TemplateStatusUpdated",
+            EventKind::CreditsLow => "CreditsLow",
+            EventKind::CreditsExhausted => "CreditsExhausted",
+            EventKind::CreditPurchaseUpdated => "CreditPurchaseUpdated",
+            EventKind::AppSubscriptionUpdated => "AppSubscriptionUpdated",
+            EventKind::AppUninstalled => "AppUninstalled",
+            EventKind::ShopRedacted => "ShopRedacted",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl DomainEvent {
+    /// This event's kind.
+    pub fn kind(&self) -> EventKind {
         use DomainEvent::*;
         match self {
-            CustomerCreated { .. } => "CustomerCreated",
-            ContactCreated { .. } => "ContactCreated",
-            CustomerUpdated { .. } => "CustomerUpdated",
-            CustomerDeleted { .. } => "CustomerDeleted",
-            CustomerTagged { .. } => "CustomerTagged",
-            CustomerUntagged { .. } => "CustomerUntagged",
-            MarketingConsentChanged { .. } => "MarketingConsentChanged",
-            CustomerRedacted { .. } => "CustomerRedacted",
-            CustomerDataRequested { .. } => "CustomerDataRequested",
-            OrderCreated { .. } => "OrderCreated",
-            OrderCancelled { .. } => "OrderCancelled",
-            OrderShipped { .. } => "OrderShipped",
-            CheckoutUpdated { .. } => "CheckoutUpdated",
-            CheckoutCompleted { .. } => "CheckoutCompleted",
-            CheckoutAbandoned { .. } => "CheckoutAbandoned",
-            ProductCreated { .. } => "ProductCreated",
-            ProductUpdated { .. } => "ProductUpdated",
-            ProductDeleted { .. } => "ProductDeleted",
-            VariantRestocked { .. } => "VariantRestocked",
-            UserAddedToSegment { .. } => "USER_ADDED_TO_SEGMENT",
-            UserAddedToList { .. } => "USER_ADDED_TO_LIST",
-            ConversationMessageCreated { .. } => "ConversationMessageCreated",
-            MessageStatusUpdated { .. } => "MessageStatusUpdated",
-            TemplateStatusUpdated { .. } => "TemplateStatusUpdated",
-            CreditsLow { .. } => "CreditsLow",
-            CreditsExhausted { .. } => "CreditsExhausted",
-            CreditPurchaseUpdated { .. } => "CreditPurchaseUpdated",
-            AppSubscriptionUpdated { .. } => "AppSubscriptionUpdated",
-            AppUninstalled { .. } => "AppUninstalled",
-            ShopRedacted { .. } => "ShopRedacted",
+            CustomerCreated { .. } => EventKind::CustomerCreated,
+            ContactCreated { .. } => EventKind::ContactCreated,
+            CustomerUpdated { .. } => EventKind::CustomerUpdated,
+            CustomerDeleted { .. } => EventKind::CustomerDeleted,
+            CustomerTagged { .. } => EventKind::CustomerTagged,
+            CustomerUntagged { .. } => EventKind::CustomerUntagged,
+            MarketingConsentChanged { .. } => EventKind::MarketingConsentChanged,
+            CustomerRedacted { .. } => EventKind::CustomerRedacted,
+            CustomerDataRequested { .. } => EventKind::CustomerDataRequested,
+            OrderCreated { .. } => EventKind::OrderCreated,
+            OrderCancelled { .. } => EventKind::OrderCancelled,
+            OrderShipped { .. } => EventKind::OrderShipped,
+            CheckoutUpdated { .. } => EventKind::CheckoutUpdated,
+            CheckoutCompleted { .. } => EventKind::CheckoutCompleted,
+            CheckoutAbandoned { .. } => EventKind::CheckoutAbandoned,
+            ProductCreated { .. } => EventKind::ProductCreated,
+            ProductUpdated { .. } => EventKind::ProductUpdated,
+            ProductDeleted { .. } => EventKind::ProductDeleted,
+            VariantRestocked { .. } => EventKind::VariantRestocked,
+            UserAddedToSegment { .. } => EventKind::UserAddedToSegment,
+            UserAddedToList { .. } => EventKind::UserAddedToList,
+            ConversationMessageCreated { .. } => EventKind::ConversationMessageCreated,
+            MessageStatusUpdated { .. } => EventKind::MessageStatusUpdated,
+            TemplateStatusUpdated { .. } => EventKind::TemplateStatusUpdated,
+            CreditsLow { .. } => EventKind::CreditsLow,
+            CreditsExhausted { .. } => EventKind::CreditsExhausted,
+            CreditPurchaseUpdated { .. } => EventKind::CreditPurchaseUpdated,
+            AppSubscriptionUpdated { .. } => EventKind::AppSubscriptionUpdated,
+            AppUninstalled { .. } => EventKind::AppUninstalled,
+            ShopRedacted { .. } => EventKind::ShopRedacted,
         }
     }
 
@@ -510,14 +593,14 @@ mod tests {
             },
             ShopRedacted { contacts: 3 },
         ];
-        assert_eq!(all.len(), DomainEvent::KINDS.len());
+        assert_eq!(all.len(), EventKind::ALL.len());
         all
     }
 
     #[test]
     fn every_variant_round_trips_through_its_stored_form() {
         for e in samples() {
-            let (kind, payload) = (e.kind(), e.payload());
+            let (kind, payload) = (e.kind().as_str(), e.payload());
             assert!(
                 payload.get("kind").is_none(),
                 "{kind}: the tag is not payload"
@@ -534,14 +617,18 @@ mod tests {
     }
 
     #[test]
-    fn kinds_are_unique_and_listed() {
-        let mut seen: Vec<&str> = samples().iter().map(DomainEvent::kind).collect();
+    fn every_kind_has_a_sample_and_a_unique_name() {
+        let mut seen: Vec<EventKind> = samples().iter().map(DomainEvent::kind).collect();
         seen.sort_unstable();
-        let mut listed = DomainEvent::KINDS.to_vec();
-        listed.sort_unstable();
-        assert_eq!(seen, listed);
         seen.dedup();
-        assert_eq!(seen.len(), DomainEvent::KINDS.len());
+        assert_eq!(seen, EventKind::ALL.to_vec());
+        let mut names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventKind::ALL.len());
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
     }
 
     #[test]
@@ -555,7 +642,7 @@ mod tests {
         // The message type keeps its payload key even though it is a Rust keyword.
         let m = samples()
             .into_iter()
-            .find(|e| e.kind() == "ConversationMessageCreated")
+            .find(|e| e.kind() == EventKind::ConversationMessageCreated)
             .unwrap();
         assert_eq!(m.payload()["type"], "text");
     }

@@ -25,7 +25,7 @@ pub mod text;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use consent::{ConsentSource, MarketingState};
 pub use email::Email;
-pub use events::DomainEvent;
+pub use events::{DomainEvent, EventKind};
 pub use ids::{JobId, MemberId, TenantId, TokenId};
 pub use messaging::MessageStatus;
 pub use phone::PhoneE164;

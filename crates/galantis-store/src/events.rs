@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use galantis_core::{DomainEvent, TenantId};
+use galantis_core::{DomainEvent, EventKind, TenantId};
 use uuid::Uuid;
 
 use crate::db::TenantTx;
@@ -45,18 +45,14 @@ pub type Subscriber = Arc<dyn Fn(&Recorded<'_>) -> Option<NewJob> + Send + Sync>
 /// feature modules at start-up, before the first event.
 #[derive(Default)]
 pub struct Subscribers {
-    by_kind: RwLock<HashMap<&'static str, Vec<(&'static str, Subscriber)>>>,
+    by_kind: RwLock<HashMap<EventKind, Vec<(&'static str, Subscriber)>>>,
 }
 
 impl Subscribers {
-    /// Subscribes `name` to events of `kind` (a [`DomainEvent::KINDS`] name).
-    /// Registering the same name for a kind again replaces it, so building
-    /// the app twice in one process does not enqueue twice.
-    pub fn subscribe(&self, kind: &'static str, name: &'static str, make: Subscriber) {
-        assert!(
-            DomainEvent::KINDS.contains(&kind),
-            "`{kind}` is not a domain event kind"
-        );
+    /// Subscribes `name` to events of `kind`. Registering the same name for
+    /// a kind again replaces it, so building the app twice in one process
+    /// does not enqueue twice.
+    pub fn subscribe(&self, kind: EventKind, name: &'static str, make: Subscriber) {
         let mut map = self.by_kind.write().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(kind).or_default();
         list.retain(|(n, _)| *n != name);
@@ -64,16 +60,16 @@ impl Subscribers {
     }
 
     /// The subscriber names of `kind`, for diagnostics.
-    pub fn of(&self, kind: &str) -> Vec<&'static str> {
+    pub fn of(&self, kind: EventKind) -> Vec<&'static str> {
         let map = self.by_kind.read().unwrap_or_else(|p| p.into_inner());
-        map.get(kind)
+        map.get(&kind)
             .map(|l| l.iter().map(|(n, _)| *n).collect())
             .unwrap_or_default()
     }
 
     fn jobs(&self, r: &Recorded<'_>) -> Vec<NewJob> {
         let map = self.by_kind.read().unwrap_or_else(|p| p.into_inner());
-        map.get(r.event.kind())
+        map.get(&r.event.kind())
             .into_iter()
             .flatten()
             .filter_map(|(_, make)| make(r))
@@ -130,7 +126,7 @@ pub async fn record_caused_by(
     let subject_id = event.subject_id();
     let id = domain_events::insert(
         tx,
-        event.kind(),
+        event.kind().as_str(),
         subject_id.as_deref(),
         &event.payload(),
         webhook_event_id,
@@ -150,7 +146,7 @@ pub async fn record_caused_by(
     tx.pending.events.queued.push(PublishedEvent {
         tenant: tx.tenant(),
         id,
-        kind: event.kind(),
+        kind: event.kind().as_str(),
         subject_id,
         event: Arc::new(event.clone()),
     });

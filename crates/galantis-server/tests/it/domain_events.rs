@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use galantis_core::{DomainEvent, Lane};
+use galantis_core::{DomainEvent, EventKind, Lane};
 use galantis_store::events::{self, Recorded};
 use galantis_store::jobs::NewJob;
 use galantis_testkit::{TestApp, TestTenant};
@@ -19,7 +19,7 @@ const FOLLOW_UP: &str = "test.tag_follow_up";
 /// A subscriber of `CustomerTagged` that enqueues one job per event.
 fn subscribe(app: &TestApp) {
     app.db().events().subscribers.subscribe(
-        "CustomerTagged",
+        EventKind::CustomerTagged,
         FOLLOW_UP,
         Arc::new(|r: &Recorded<'_>| {
             let DomainEvent::CustomerTagged { tag, .. } = r.event else {
@@ -127,7 +127,7 @@ async fn an_event_and_its_subscriber_jobs_commit_together_or_not_at_all() {
     tx.commit().await.unwrap();
     assert_eq!(follow_ups(&app, &t).await.len(), 1);
     assert_eq!(
-        app.db().events().subscribers.of("CustomerTagged"),
+        app.db().events().subscribers.of(EventKind::CustomerTagged),
         [FOLLOW_UP]
     );
 }
@@ -216,7 +216,7 @@ async fn events_recorded_by_webhook_handlers_decode_into_their_variants() {
         let kind = e["kind"].as_str().unwrap();
         let event = DomainEvent::from_stored(kind, &e["payload"])
             .unwrap_or_else(|err| panic!("{kind} does not decode: {err}: {e}"));
-        assert_eq!(event.kind(), kind);
+        assert_eq!(event.kind().as_str(), kind);
         assert_eq!(
             event.subject_id().as_deref(),
             e["subject_id"].as_str(),
@@ -226,7 +226,7 @@ async fn events_recorded_by_webhook_handlers_decode_into_their_variants() {
             e["webhook_event_id"].is_string(),
             "caused by a webhook: {e}"
         );
-        kinds.push(event.kind());
+        kinds.push(event.kind().as_str());
     }
     for k in [
         "CustomerCreated",
