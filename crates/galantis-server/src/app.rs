@@ -159,7 +159,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         clock: Arc::new(SystemClock),
         shop_cache: Default::default(),
         ingest: crate::webhooks::batcher::IngestBatcher::new(db.clone()),
-        events: tokio::sync::broadcast::channel(1024).0,
+        events: db.events().sender(),
         shopify,
         sending,
     })

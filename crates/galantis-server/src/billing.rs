@@ -10,12 +10,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use galantis_core::{JobKind, Lane, TenantId, UniqueScope};
+use galantis_core::{DomainEvent, JobKind, Lane, TenantId, UniqueScope};
 use galantis_store::tenant::billing::{self, PurchaseUpdate};
-use galantis_store::tenant::domain_events::{self, NewDomainEvent};
 use galantis_store::{Db, StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::jobs::{JobContext, JobError};
@@ -24,9 +22,6 @@ use crate::shopify_client::{Read, ShopifyError};
 /// Shopify expires a purchase nobody approved after two days; past this
 /// age a purchase Shopify still calls PENDING is no longer asked about.
 const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::days(3);
-
-/// The domain event of a purchase whose status moved.
-pub const PURCHASE_EVENT: &str = "CreditPurchaseUpdated";
 
 /// Reads one PENDING purchase's status back from Shopify.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,16 +48,16 @@ pub async fn apply_status(
     shopify_id: &str,
     status: &str,
     now: DateTime<Utc>,
-) -> Result<(PurchaseUpdate, Option<serde_json::Value>), StoreError> {
+) -> Result<(PurchaseUpdate, Option<DomainEvent>), StoreError> {
     let update = billing::apply_purchase_status(tx, shopify_id, status, now).await?;
     let event = match &update {
-        PurchaseUpdate::Updated { purchase, granted } => Some(json!({
-            "purchase_id": purchase.id,
-            "shopify_id": purchase.shopify_id,
-            "pack": purchase.pack,
-            "status": purchase.status,
-            "credits_granted": if *granted { purchase.credits } else { 0 },
-        })),
+        PurchaseUpdate::Updated { purchase, granted } => Some(DomainEvent::CreditPurchaseUpdated {
+            purchase_id: purchase.id,
+            shopify_id: purchase.shopify_id.clone(),
+            pack: purchase.pack.clone(),
+            status: purchase.status.clone(),
+            credits_granted: if *granted { purchase.credits } else { 0 },
+        }),
         _ => None,
     };
     Ok((update, event))
@@ -103,13 +98,8 @@ pub async fn run_check(ctx: JobContext, job: CheckPurchase) -> Result<(), JobErr
     }
     let mut tx = db.tenant_tx(tenant).await?;
     let (_, event) = apply_status(&mut tx, &p.shopify_id, &status, ctx.now()).await?;
-    if let Some(payload) = event {
-        let e = NewDomainEvent {
-            kind: PURCHASE_EVENT,
-            subject_id: Some(p.id.to_string()),
-            payload,
-        };
-        domain_events::insert(&mut tx, &e, None, ctx.now().timestamp_millis()).await?;
+    if let Some(e) = event {
+        galantis_store::events::record(&mut tx, &e, ctx.now()).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -19,7 +19,8 @@ pub struct AppState {
     pub shop_cache: Arc<dashmap::DashMap<galantis_core::ShopDomain, galantis_core::TenantId>>,
     /// Group commit of incoming webhooks, one writer per tenant.
     pub ingest: crate::webhooks::batcher::IngestBatcher,
-    /// Domain events, published in-process after they are committed.
+    /// Domain events, published in-process after they are committed (the
+    /// store's feed, `db.events().sender()`; realtime only, lossy).
     pub events: tokio::sync::broadcast::Sender<PublishedEvent>,
     /// Shopify Admin API (write-backs); a recording fake in tests.
     pub shopify: Arc<dyn crate::shopify_client::ShopifyClient>,
@@ -36,11 +37,4 @@ impl AppState {
     }
 }
 
-/// A committed domain event, as published to in-process subscribers.
-#[derive(Debug, Clone)]
-pub struct PublishedEvent {
-    pub tenant: galantis_core::TenantId,
-    pub id: uuid::Uuid,
-    pub kind: &'static str,
-    pub subject_id: Option<String>,
-}
+pub use galantis_store::events::PublishedEvent;

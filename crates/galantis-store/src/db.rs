@@ -57,6 +57,7 @@ pub struct Db {
     /// The one clock: stamps the store writes that are not given a time
     /// (job bookkeeping, control rows), so a test's clock rules them too.
     clock: Arc<RwLock<Arc<dyn Clock>>>,
+    events: Arc<crate::events::EventBus>,
 }
 
 pub(crate) enum Backend {
@@ -173,7 +174,7 @@ impl ControlTx {
     }
 
     /// Commits, then wakes the workers of every lane a job was enqueued in.
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
         self.0.commit().await?;
         self.1.fire(None);
         Ok(())
@@ -182,9 +183,11 @@ impl ControlTx {
 
 /// Lanes that received jobs in a transaction: their workers are woken only
 /// after the commit, when the jobs are visible.
+/// Domain events recorded in it are published then too.
 pub(crate) struct PendingSignals {
     signals: Arc<JobSignals>,
     pub(crate) lanes: LaneSet,
+    pub(crate) events: crate::events::PendingEvents,
     clock: Arc<dyn Clock>,
 }
 
@@ -193,6 +196,7 @@ impl PendingSignals {
         Self {
             signals: db.signals.clone(),
             lanes: LaneSet::default(),
+            events: crate::events::PendingEvents::new(&db.events),
             clock: db.clock(),
         }
     }
@@ -201,10 +205,11 @@ impl PendingSignals {
         self.clock.now()
     }
 
-    fn fire(&self, tenant: Option<TenantId>) {
+    fn fire(&mut self, tenant: Option<TenantId>) {
         if !self.lanes.is_empty() {
             self.signals.jobs_committed(tenant, self.lanes);
         }
+        self.events.publish();
     }
 }
 
@@ -286,7 +291,7 @@ impl TenantTx {
     }
 
     /// Commits, then wakes the workers of every lane a job was enqueued in.
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         self.pending.fire(Some(self.tenant));
         Ok(())
@@ -374,6 +379,7 @@ impl Db {
             backend: Arc::new(backend),
             signals: Arc::new(JobSignals::default()),
             clock: Arc::new(RwLock::new(Arc::new(SystemClock))),
+            events: Arc::default(),
         })
     }
 
@@ -390,6 +396,11 @@ impl Db {
     /// Now, by the store's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock().now()
+    }
+
+    /// Domain event subscribers and the in-process feed of committed events.
+    pub fn events(&self) -> &crate::events::EventBus {
+        &self.events
     }
 
     pub fn engine(&self) -> Engine {

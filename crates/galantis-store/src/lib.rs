@@ -10,6 +10,7 @@ pub mod control;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod jobs;
 pub mod like;

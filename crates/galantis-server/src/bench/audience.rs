@@ -14,7 +14,7 @@ use galantis_core::ShopDomain;
 use galantis_core::segment::{DAY_MS, SegmentRules};
 use galantis_store::control::tenants::{self, NewTenant};
 use galantis_store::tenant::audience_seed::{self, SeedContact, SeedOrder};
-use galantis_store::tenant::{domain_events, segments};
+use galantis_store::tenant::segments;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -254,7 +254,8 @@ pub async fn run(config: &Config, contacts: u32, orders: u32, repeat: u32) -> an
             segment_name: name.to_string(),
             contact_id: *c,
         });
-        domain_events::insert(&mut tx, &e, None, later).await?;
+        let at = chrono::DateTime::from_timestamp_millis(later).unwrap_or_default();
+        galantis_store::events::record(&mut tx, &e, at).await?;
     }
     tx.commit().await?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;

@@ -6,14 +6,13 @@
 use axum::extract::State;
 use galantis_core::audience::consent_change_allowed;
 use galantis_core::text::{FieldError, check_field};
-use galantis_core::{ConsentSource, MarketingState};
+use galantis_core::{ConsentSource, DomainEvent, MarketingState};
+use galantis_store::events::record;
 use galantis_store::tenant::contacts::{self, Contact};
-use galantis_store::tenant::domain_events::NewDomainEvent;
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
-use crate::audience::{self, Pending};
+use crate::audience;
 use crate::error::AppError;
 use crate::http::auth::{Authed, perm};
 use crate::http::extract::{Json, Path};
@@ -157,8 +156,6 @@ pub async fn update_contact(
             "the contact's data was erased on request; it cannot be changed",
         ));
     }
-    let mut pending = Pending::default();
-    let subject = Some(id.to_string());
 
     if let Some((next, source, reference)) = consent {
         let current = contact.marketing_state;
@@ -176,17 +173,13 @@ pub async fn update_contact(
             )
             .await?
             {
-                pending
-                    .record(
-                        &mut tx,
-                        NewDomainEvent {
-                            kind: "MarketingConsentChanged",
-                            subject_id: subject.clone(),
-                            payload: json!({ "from": current.as_str(), "to": next.as_str(), "source": source.as_str() }),
-                        },
-                        now,
-                    )
-                    .await?;
+                let e = DomainEvent::MarketingConsentChanged {
+                    contact_id: id,
+                    from: Some(current.as_str().to_owned()),
+                    to: next.as_str().to_owned(),
+                    source: Some(source.as_str().to_owned()),
+                };
+                record(&mut tx, &e, audience::at(now)).await?;
                 if contact.shopify_customer_id.is_some() {
                     enqueue_write_back(&mut tx, id, WriteBackField::Consent).await?;
                 }
@@ -219,17 +212,11 @@ pub async fn update_contact(
             .filter(|t| !before.iter().any(|b| b.eq_ignore_ascii_case(t)))
             .collect();
         for t in &added {
-            pending
-                .record(
-                    &mut tx,
-                    NewDomainEvent {
-                        kind: "CustomerTagged",
-                        subject_id: subject.clone(),
-                        payload: json!({ "tag": t }),
-                    },
-                    now,
-                )
-                .await?;
+            let e = DomainEvent::CustomerTagged {
+                contact_id: id,
+                tag: (*t).clone(),
+            };
+            record(&mut tx, &e, audience::at(now)).await?;
         }
         if after != before && contact.shopify_customer_id.is_some() {
             enqueue_write_back(&mut tx, id, WriteBackField::Tags).await?;
@@ -240,11 +227,10 @@ pub async fn update_contact(
         contacts::set_excluded(&mut tx, id, flag, now).await?;
     }
 
-    audience::contacts_changed(&mut tx, &[id], now, &mut pending).await?;
+    audience::contacts_changed(&mut tx, &[id], now).await?;
     let updated = contacts::get(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound("contact"))?;
     tx.commit().await?;
-    pending.publish(&state);
     Ok(axum::Json(updated))
 }

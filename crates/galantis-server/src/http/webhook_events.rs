@@ -3,7 +3,7 @@
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use galantis_store::tenant::domain_events::{self, DomainEvent};
+use galantis_store::tenant::domain_events::{self, StoredEvent};
 use galantis_store::tenant::webhook_events::{self, Filter, WebhookEvent};
 use serde::Deserialize;
 use serde_json::json;
@@ -120,7 +120,7 @@ pub async fn events(
     State(state): State<AppState>,
     auth: Authed<perm::EventsRead>,
     Query(q): Query<EventsQuery>,
-) -> Result<axum::Json<Page<DomainEvent>>, AppError> {
+) -> Result<axum::Json<Page<StoredEvent>>, AppError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let before = q
         .cursor

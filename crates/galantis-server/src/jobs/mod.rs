@@ -100,16 +100,7 @@ impl JobContext {
 
 /// The stored form of a job of kind `K`, to run at `run_at`.
 pub fn new_job<K: JobKind>(job: &K, run_at: DateTime<Utc>) -> Result<NewJob, serde_json::Error> {
-    Ok(NewJob {
-        kind: K::KIND,
-        lane: K::LANE,
-        priority: K::PRIORITY,
-        max_attempts: K::MAX_ATTEMPTS,
-        timeout: K::TIMEOUT,
-        payload: serde_json::to_value(job)?,
-        run_at,
-        unique: job.unique_key().map(|k| (k, K::UNIQUE_SCOPE)),
-    })
+    NewJob::of(job, run_at)
 }
 
 /// Enqueues `job` for the transaction's tenant, committed with the rest of

@@ -1,5 +1,5 @@
 //! Job kinds and their handlers, and the periodic jobs, as each feature
-//! module registers them (`sending::register`, `audience::register`, …).
+//! module registers them (`sending::kinds::register`, `audience::register`, …).
 //!
 //! A node claims only the kinds in its registry (see
 //! `galantis_store::jobs::run::claim`): during a rolling deploy that adds a
@@ -43,7 +43,7 @@ impl Registry {
         let mut r = Self::default();
         super::kinds::register(&mut r);
         crate::webhooks::register(&mut r);
-        crate::sending::register(&mut r);
+        crate::sending::kinds::register(&mut r);
         super::kinds::audience::register(&mut r);
         super::kinds::collections::register(&mut r);
         crate::billing::register(&mut r);

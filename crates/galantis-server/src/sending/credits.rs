@@ -3,12 +3,11 @@
 //! usage warnings at 80 % and 90 %, and the check before queueing.
 
 use chrono::{DateTime, Utc};
+use galantis_core::DomainEvent;
 use galantis_core::billing::threshold_reached;
 use galantis_store::tenant::billing::{self, Totals};
-use galantis_store::tenant::domain_events::{self, NewDomainEvent};
 use galantis_store::tenant::sending::{self as store, Settling, failed_undelivered};
 use galantis_store::{StoreError, TenantTx};
-use serde_json::json;
 use uuid::Uuid;
 
 /// Credits a new billable send may use: the balance less what queued
@@ -120,27 +119,23 @@ async fn warn_if_needed(
         return Ok(());
     }
     if billing::raise_warning(tx, i64::from(level)).await? {
-        let kind = if level >= 100 {
-            "CreditsExhausted"
+        let (period, threshold_percent) = (period.to_owned(), level);
+        let e = if level >= 100 {
+            DomainEvent::CreditsExhausted {
+                period,
+                threshold_percent,
+                used,
+                granted,
+            }
         } else {
-            "CreditsLow"
+            DomainEvent::CreditsLow {
+                period,
+                threshold_percent,
+                used,
+                granted,
+            }
         };
-        domain_events::insert(
-            tx,
-            &NewDomainEvent {
-                kind,
-                subject_id: Some(period.to_owned()),
-                payload: json!({
-                    "threshold_percent": level,
-                    "used": used,
-                    "granted": granted,
-                    "period": period,
-                }),
-            },
-            None,
-            now.timestamp_millis(),
-        )
-        .await?;
+        galantis_store::events::record(tx, &e, now).await?;
         tracing::info!(level, "credit usage warning");
     }
     Ok(())

@@ -2,11 +2,11 @@
 //! and the send job (`job`), which re-checks before calling Meta.
 
 use chrono::{DateTime, Utc};
+use galantis_core::PhoneE164;
 use galantis_core::sending::check::{
     ConnectionFacts, ContactFacts, NumberFacts, StoredTemplate, TemplateFacts,
 };
 use galantis_core::templates::ParamSpec;
-use galantis_core::PhoneE164;
 use galantis_store::tenant::contacts::Contact;
 use galantis_store::tenant::{messaging, templates};
 use galantis_store::{StoreError, TenantTx};

@@ -9,6 +9,7 @@
 //! - [`facts`]: what queueing and the send job read about a send.
 //! - [`job`]: `message.send`, the job that paces, calls Meta and records
 //!   the outcome exactly once.
+//! - [`kinds`]: registers the job kinds above with a node's runtime.
 //! - [`connection`]: a tenant's WhatsApp connection, resolved and cached.
 //! - [`templates`]: submit, sync, the periodic sync job.
 //! - [`credits`]: charges, refunds and warnings.
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod credits;
 pub mod facts;
 pub mod job;
+pub mod kinds;
 pub mod limiter;
 pub mod queue;
 pub mod templates;
@@ -271,13 +273,4 @@ impl Sending {
             .filter(|s| s.until > now)
             .map_or(1.0, |s| s.factor)
     }
-}
-
-/// Sending's kinds: the send itself and template syncs (with the periodic
-/// sync, unless the configuration switches it off).
-pub fn register(r: &mut crate::jobs::Registry) {
-    r.register::<job::SendMessage, _, _>(job::run);
-    r.register::<templates::SyncTemplates, _, _>(templates::run_sync);
-    r.register::<templates::SyncAllTemplates, _, _>(templates::run_sync_all);
-    r.periodic(|c| templates::periodic(&c.sending));
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use galantis_core::templates::{TemplateCategory, TemplateStatus};
 use galantis_core::{JobKind, Lane, TenantId};
 use galantis_store::control::tenants::{self, TenantStatus};
-use galantis_store::tenant::domain_events::{self, NewDomainEvent};
 use galantis_store::tenant::templates::{self as store, SyncedTemplate, TemplateRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -139,17 +138,16 @@ pub async fn sync(app: &AppState, tenant: TenantId) -> Result<SyncReport, AppErr
             Some(_) if prev != Some(status) => report.changed += 1,
             _ => continue,
         }
-        domain_events::insert(
-            &mut tx,
-            &NewDomainEvent {
-                kind: "TemplateStatusUpdated",
-                subject_id: Some(id.to_string()),
-                payload: json!({"name": name, "language": language, "from": prev.map(|p| p.as_str()), "to": status.as_str(), "source": "sync"}),
-            },
-            None,
-            now,
-        )
-        .await?;
+        let e = galantis_core::DomainEvent::TemplateStatusUpdated {
+            template_id: id,
+            name: name.to_owned(),
+            language: language.to_owned(),
+            from: prev.map(|p| p.as_str().to_owned()),
+            to: status.as_str().to_owned(),
+            reason: None,
+            source: Some("sync".into()),
+        };
+        galantis_store::events::record(&mut tx, &e, app.clock.now()).await?;
     }
     tx.commit().await?;
     Ok(report)

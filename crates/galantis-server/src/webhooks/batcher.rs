@@ -13,7 +13,7 @@ use galantis_store::tenant::webhook_events::{self, NewWebhookEvent};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::process::ProcessWebhook;
+use super::job::ProcessWebhook;
 
 /// Largest number of webhooks written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -160,7 +160,7 @@ async fn write(
                     event_id: id,
                     replay: None,
                 };
-                jobs.push(crate::jobs::new_job(&job, run_at).map_err(|e| {
+                jobs.push(galantis_store::jobs::NewJob::of(&job, run_at).map_err(|e| {
                     galantis_store::StoreError::Config(format!("job payload: {e}"))
                 })?);
                 Stored::Accepted

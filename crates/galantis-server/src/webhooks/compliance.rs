@@ -3,7 +3,7 @@
 //! leaves no phone, email, name, address or message body behind, including
 //! in stored webhook payloads and domain events; row counts stay.
 
-use galantis_core::SecretName;
+use galantis_core::{DomainEvent, SecretName};
 use galantis_store::TenantTx;
 use galantis_store::tenant::webhook_events::WebhookEvent;
 use galantis_store::tenant::{
@@ -11,8 +11,8 @@ use galantis_store::tenant::{
 };
 use serde_json::{Value, json};
 
+use super::outcome::{HandlerError, Outcome};
 use super::parse::{int, string};
-use super::process::{HandlerError, Outcome};
 use crate::jobs::JobContext;
 
 /// Every identifier of a contact that may appear in stored payloads.
@@ -103,11 +103,12 @@ pub async fn customer_redact(
         None,
     )
     .await?;
-    out.event(
-        "CustomerRedacted",
-        customer_id.map(|c| c.to_string()),
-        json!({ "contacts": found.len(), "orders": order_ids.len() }),
-    );
+    let ev = DomainEvent::CustomerRedacted {
+        shopify_customer_id: customer_id,
+        contacts: found.len() as u64,
+        orders: order_ids.len() as u64,
+    };
+    out.event(tx, ev).await?;
     Ok(())
 }
 
@@ -156,7 +157,10 @@ pub async fn shop_redact(
         None,
     )
     .await?;
-    out.event("ShopRedacted", None, json!({ "contacts": erased }));
+    let ev = DomainEvent::ShopRedacted {
+        contacts: erased as u64,
+    };
+    out.event(tx, ev).await?;
     Ok(())
 }
 
@@ -191,10 +195,10 @@ pub async fn data_request(
         Some(&export),
     )
     .await?;
-    out.event(
-        "CustomerDataRequested",
-        customer_id.map(|c| c.to_string()),
-        json!({ "found": contact.is_some() }),
-    );
+    let ev = DomainEvent::CustomerDataRequested {
+        shopify_customer_id: customer_id,
+        found: contact.is_some(),
+    };
+    out.event(tx, ev).await?;
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! Meta change handlers: inbound messages, status updates, template status.
 
-use galantis_core::{MessageStatus, PhoneE164};
+use galantis_core::{DomainEvent, MessageStatus, PhoneE164};
 use galantis_store::TenantTx;
 use galantis_store::tenant::contacts;
 use galantis_store::tenant::messaging::{self, InboundMessage, StatusUpdate};
 use galantis_store::tenant::webhook_events::WebhookEvent;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::outcome::{HandlerError, Outcome};
 use super::parse::{int, string};
-use super::process::{HandlerError, Outcome};
 use crate::jobs::JobContext;
 
 pub async fn handle(
@@ -22,7 +22,7 @@ pub async fn handle(
         .pointer("/change/value")
         .cloned()
         .unwrap_or(Value::Null);
-    let mut out = Outcome::default();
+    let mut out = Outcome::new(e.id, ctx.now());
     match e.topic.as_str() {
         "messages" => {
             let pnid = value
@@ -114,11 +114,16 @@ pub async fn handle(
                 now,
             )
             .await?;
-            out.event(
-                "TemplateStatusUpdated",
-                Some(id.to_string()),
-                json!({ "name": name, "language": language, "from": previous, "to": status, "reason": reason }),
-            );
+            let ev = DomainEvent::TemplateStatusUpdated {
+                template_id: id,
+                name,
+                language,
+                from: previous,
+                to: status,
+                reason,
+                source: None,
+            };
+            out.event(tx, ev).await?;
         }
         // A marketing stop/resume took effect at ingress, with the event as proof.
         "user_preferences" => {}
@@ -152,11 +157,11 @@ async fn inbound(
         Some(c) => c,
         None => {
             let c = contacts::create_from_whatsapp(tx, phone.as_str(), profile, now).await?;
-            out.event(
-                "ContactCreated",
-                Some(c.id.to_string()),
-                json!({ "source": "whatsapp" }),
-            );
+            let ev = DomainEvent::ContactCreated {
+                contact_id: c.id,
+                source: "whatsapp".into(),
+            };
+            out.event(tx, ev).await?;
             c
         }
     };
@@ -186,19 +191,18 @@ async fn inbound(
     )
     .await?;
     if let Some(message_id) = inserted {
-        out.event(
-            "ConversationMessageCreated",
-            Some(conversation.id.to_string()),
-            json!({
-                "message_id": message_id,
-                "contact_id": contact.id,
-                "wamid": wamid,
-                "type": kind,
-                "button_reply_id": m.pointer("/interactive/button_reply/id"),
-                "context_wamid": m.pointer("/context/id"),
-                "reopened": conversation.reopened,
-            }),
-        );
+        let text = |path: &str| m.pointer(path).and_then(Value::as_str).map(str::to_owned);
+        let ev = DomainEvent::ConversationMessageCreated {
+            conversation_id: conversation.id,
+            message_id,
+            contact_id: contact.id,
+            wamid: wamid.to_string(),
+            message_type: kind,
+            button_reply_id: text("/interactive/button_reply/id"),
+            context_wamid: text("/context/id"),
+            reopened: conversation.reopened,
+        };
+        out.event(tx, ev).await?;
     }
     Ok(())
 }
@@ -265,11 +269,14 @@ async fn status(
     if let Some(applied) = applied
         && applied.advanced
     {
-        out.event(
-                "MessageStatusUpdated",
-                Some(applied.message_id.to_string()),
-                json!({ "wamid": wamid, "from": applied.previous, "to": applied.status, "error_code": update.error_code }),
-            );
+        let ev = DomainEvent::MessageStatusUpdated {
+            message_id: applied.message_id,
+            wamid: wamid.to_string(),
+            from: applied.previous,
+            to: applied.status,
+            error_code: update.error_code,
+        };
+        out.event(tx, ev).await?;
     }
     Ok(())
 }

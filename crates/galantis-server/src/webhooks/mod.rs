@@ -5,7 +5,9 @@
 pub mod batcher;
 pub mod compliance;
 pub mod ingress;
+pub mod job;
 pub mod meta;
+pub mod outcome;
 pub mod parse;
 pub mod process;
 pub mod shopify;

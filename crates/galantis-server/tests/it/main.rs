@@ -9,6 +9,7 @@ mod billing_purchases;
 mod bounded;
 mod cli;
 mod consent;
+mod domain_events;
 mod http_basics;
 mod isolation;
 mod jobs_api;

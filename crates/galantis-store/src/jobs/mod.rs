@@ -49,6 +49,26 @@ pub enum Enqueued {
     Duplicate(JobId),
 }
 
+impl NewJob {
+    /// The stored form of a job of kind `K`, to run at `run_at`, with the
+    /// kind's policy (lane, priority, attempts, timeout, unique key).
+    pub fn of<K: galantis_core::JobKind>(
+        job: &K,
+        run_at: DateTime<Utc>,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(NewJob {
+            kind: K::KIND,
+            lane: K::LANE,
+            priority: K::PRIORITY,
+            max_attempts: K::MAX_ATTEMPTS,
+            timeout: K::TIMEOUT,
+            payload: serde_json::to_value(job)?,
+            run_at,
+            unique: job.unique_key().map(|k| (k, K::UNIQUE_SCOPE)),
+        })
+    }
+}
+
 impl Enqueued {
     pub fn id(self) -> JobId {
         match self {

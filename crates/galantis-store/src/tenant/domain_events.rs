@@ -1,5 +1,6 @@
 //! Domain events, persisted per tenant so consumers (automations, campaigns,
-//! back in stock) can catch up after a restart.
+//! back in stock) can catch up after a restart. Written only through
+//! [`crate::events::record`], which also enqueues their subscribers.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -11,17 +12,10 @@ use crate::error::StoreError;
 use crate::jobs::from_ms;
 use crate::on_tx;
 
-/// A domain event to record.
+/// A recorded event as stored (its payload decodes into
+/// [`galantis_core::DomainEvent`] with `from_stored`).
 #[derive(Debug, Clone, Serialize)]
-pub struct NewDomainEvent {
-    pub kind: &'static str,
-    /// What it is about (contact, order, variant id…), for filtering.
-    pub subject_id: Option<String>,
-    pub payload: Value,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DomainEvent {
+pub struct StoredEvent {
     pub id: Uuid,
     pub kind: String,
     pub subject_id: Option<String>,
@@ -30,9 +24,11 @@ pub struct DomainEvent {
     pub occurred_at: chrono::DateTime<chrono::Utc>,
 }
 
-pub async fn insert(
+pub(crate) async fn insert(
     tx: &mut TenantTx,
-    e: &NewDomainEvent,
+    kind: &str,
+    subject_id: Option<&str>,
+    payload: &Value,
     webhook_event_id: Option<Uuid>,
     now_ms: i64,
 ) -> Result<Uuid, StoreError> {
@@ -43,9 +39,9 @@ pub async fn insert(
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
-        .bind(e.kind)
-        .bind(&e.subject_id)
-        .bind(Json(&e.payload))
+        .bind(kind)
+        .bind(subject_id)
+        .bind(Json(payload))
         .bind(webhook_event_id)
         .bind(now_ms)
         .execute(&mut *c)
@@ -62,7 +58,7 @@ pub async fn list(
     kind: Option<&str>,
     before: Option<Uuid>,
     limit: u32,
-) -> Result<Vec<DomainEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows: Vec<Row> = on_tx!(tx.tx(), |c| {
         sqlx::query_as(
             "SELECT id, kind, subject_id, payload, webhook_event_id, occurred_at FROM domain_events
@@ -76,7 +72,7 @@ pub async fn list(
     });
     Ok(rows
         .into_iter()
-        .map(|r| DomainEvent {
+        .map(|r| StoredEvent {
             id: r.0,
             kind: r.1,
             subject_id: r.2,

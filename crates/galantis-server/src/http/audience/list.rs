@@ -228,10 +228,8 @@ pub async fn add_members(
             already += 1;
         }
     }
-    let mut pending = Pending::default();
-    audience::list_membership_changed(&mut tx, id, &joined, &[], source, now, &mut pending).await?;
+    audience::list_membership_changed(&mut tx, id, &joined, &[], source, now).await?;
     tx.commit().await?;
-    pending.publish(&state);
     Ok(axum::Json(MembersAdded {
         added: joined.len(),
         already_members: already,
@@ -253,10 +251,8 @@ pub async fn remove_members(
     }
     let ids = resolve_members(&mut tx, body).await?;
     let left = lists::remove_members(&mut tx, id, &ids).await?;
-    let mut pending = Pending::default();
-    audience::list_membership_changed(&mut tx, id, &[], &left, "api", now, &mut pending).await?;
+    audience::list_membership_changed(&mut tx, id, &[], &left, "api", now).await?;
     tx.commit().await?;
-    pending.publish(&state);
     Ok(axum::Json(json!({ "removed": left.len() })))
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::audience::{self, Pending};
+use crate::audience;
 use crate::error::AppError;
 use crate::http::auth::{Authed, perm};
 use crate::http::extract::{Json, Path};

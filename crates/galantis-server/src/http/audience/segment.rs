@@ -114,10 +114,8 @@ pub async fn update_segment(
     let (seg, entered) = segments::update(&mut tx, id, &changes, now)
         .await
         .map_err(conflict)?;
-    let mut pending = Pending::default();
-    pending.entered(&mut tx, &entered, now).await?;
+    audience::entered(&mut tx, &entered, now, None).await?;
     tx.commit().await?;
-    pending.publish(&state);
     Ok(axum::Json(seg))
 }
 
@@ -174,13 +172,11 @@ pub async fn refresh_segment(
     };
     let entered =
         segments::evaluate_many(&mut tx, std::slice::from_ref(&loaded), None, now).await?;
-    let mut pending = Pending::default();
-    pending.entered(&mut tx, &entered, now).await?;
+    audience::entered(&mut tx, &entered, now, None).await?;
     let seg = segments::get(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound("segment"))?;
     tx.commit().await?;
-    pending.publish(&state);
     Ok(axum::Json(
         json!({ "entered": entered.len(), "segment": seg }),
     ))

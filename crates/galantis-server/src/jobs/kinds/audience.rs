@@ -19,7 +19,7 @@ use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::audience::{self, Pending};
+use crate::audience;
 use crate::jobs::{JobContext, JobError, enqueue};
 use crate::shopify_client::{ShopifyError, WriteBack, Written};
 
@@ -61,7 +61,6 @@ async fn apply_row(
     row: &ImportRow,
     now: i64,
     touched: &mut Vec<Uuid>,
-    pending: &mut Pending,
     progress: &mut Progress,
 ) -> Result<RowOutcome, StoreError> {
     let reference = format!("import:{import}:line:{}", row.line);
@@ -141,9 +140,8 @@ async fn apply_row(
     };
     let joined = lists::add_members(tx, list, &[id], IMPORT_SOURCE, now).await?;
     for c in &joined {
-        pending
-            .record(tx, audience::list_event(list, *c, IMPORT_SOURCE), now)
-            .await?;
+        let e = audience::list_event(list, *c, IMPORT_SOURCE);
+        galantis_store::events::record(tx, &e, audience::at(now)).await?;
     }
     progress.added_to_list += joined.len() as i64;
     touched.push(id);
@@ -187,7 +185,6 @@ pub async fn run_csv_import(ctx: JobContext, job: CsvImport) -> Result<(), JobEr
             continue;
         };
         let mut progress = Progress::default();
-        let mut pending = Pending::default();
         let mut touched = Vec::with_capacity(rows.len());
         let mut rejects = Vec::new();
         for row in &rows {
@@ -198,7 +195,6 @@ pub async fn run_csv_import(ctx: JobContext, job: CsvImport) -> Result<(), JobEr
                 row,
                 now,
                 &mut touched,
-                &mut pending,
                 &mut progress,
             )
             .await?
@@ -218,10 +214,9 @@ pub async fn run_csv_import(ctx: JobContext, job: CsvImport) -> Result<(), JobEr
             progress.processed += 1;
         }
         csv_imports::add_rejects(&mut tx, import.id, &rejects).await?;
-        audience::contacts_changed(&mut tx, &touched, now, &mut pending).await?;
+        audience::contacts_changed(&mut tx, &touched, now).await?;
         csv_imports::record_batch(&mut tx, import.id, seq, &progress, now).await?;
         tx.commit().await?;
-        pending.publish(&ctx.app);
         // A large import must not starve the tenant's own requests of the
         // runtime between its batches (each batch is its own transaction, so
         // no lock is held here).
@@ -338,11 +333,9 @@ pub async fn run_refresh_segments(ctx: JobContext, _job: RefreshSegments) -> Res
         let now = ctx.now().timestamp_millis();
         let mut tx = db.tenant_tx(tenant).await?;
         tx.serialize_tenant_writes().await?;
-        let mut pending = Pending::default();
         let entered = segments::evaluate_many(&mut tx, std::slice::from_ref(&s), None, now).await?;
-        pending.entered(&mut tx, &entered, now).await?;
+        audience::entered(&mut tx, &entered, now, None).await?;
         tx.commit().await?;
-        pending.publish(&ctx.app);
     }
     Ok(())
 }

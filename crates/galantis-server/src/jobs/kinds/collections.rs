@@ -26,7 +26,7 @@ use galantis_store::tenant::{catalog, segments};
 use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 
-use crate::audience::{self, Pending};
+use crate::audience;
 use crate::jobs::{JobContext, JobError, enqueue};
 use crate::shopify_client::{Read, ShopifyError};
 
@@ -138,18 +138,16 @@ pub async fn run_sync(ctx: JobContext, job: SyncCollection) -> Result<(), JobErr
         }
         // Always: `collections/delete` and `products/delete` already changed
         // the rows in their webhook's transaction.
-        let mut pending = Pending::default();
-        audience::collection_changed(&mut tx, id, now, &mut pending).await?;
+        let (_, entered) = audience::collection_changed(&mut tx, id, now).await?;
         ctx.complete_in(&mut tx).await?;
         tx.commit().await?;
-        if !pending.is_empty() {
+        if entered > 0 {
             tracing::info!(
                 collection = id,
-                entered = pending.len(),
+                entered,
                 "collection sync moved contacts into segments"
             );
         }
-        pending.publish(&ctx.app);
         return Ok(());
     }
     Err(JobError::Retry(anyhow::anyhow!(

@@ -1,0 +1,176 @@
+//! The one way domain events are recorded: a transactional outbox.
+//!
+//! [`record`] writes the event and, in the same tenant transaction, enqueues
+//! the job of every subscriber of its kind (automation triggers, segment
+//! re-evaluation…): the event, its consequences and the change that caused
+//! them commit together or not at all, and a subscriber never misses an
+//! event because nothing was listening. Only after the commit is the event
+//! handed to the in-process [`EventBus`], which is for realtime clients: it
+//! may drop events when a listener lags, so nothing durable hangs off it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use galantis_core::{DomainEvent, EventKind, TenantId};
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::jobs::NewJob;
+use crate::tenant::domain_events;
+
+/// A committed domain event, as published in-process.
+#[derive(Debug, Clone)]
+pub struct PublishedEvent {
+    pub tenant: TenantId,
+    pub id: Uuid,
+    pub kind: &'static str,
+    pub subject_id: Option<String>,
+    pub event: Arc<DomainEvent>,
+}
+
+/// What a subscriber is given to build its job.
+pub struct Recorded<'a> {
+    pub tenant: TenantId,
+    pub id: Uuid,
+    pub event: &'a DomainEvent,
+    pub at: DateTime<Utc>,
+}
+
+/// Builds the job a subscriber wants for an event, or `None` to skip it.
+pub type Subscriber = Arc<dyn Fn(&Recorded<'_>) -> Option<NewJob> + Send + Sync>;
+
+/// Event kind → the subscribers enqueued when one is recorded; filled by
+/// feature modules at start-up, before the first event.
+#[derive(Default)]
+pub struct Subscribers {
+    by_kind: RwLock<HashMap<EventKind, Vec<(&'static str, Subscriber)>>>,
+}
+
+impl Subscribers {
+    /// Subscribes `name` to events of `kind`. Registering the same name for
+    /// a kind again replaces it, so building the app twice in one process
+    /// does not enqueue twice.
+    pub fn subscribe(&self, kind: EventKind, name: &'static str, make: Subscriber) {
+        let mut map = self.by_kind.write().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(kind).or_default();
+        list.retain(|(n, _)| *n != name);
+        list.push((name, make));
+    }
+
+    /// The subscriber names of `kind`, for diagnostics.
+    pub fn of(&self, kind: EventKind) -> Vec<&'static str> {
+        let map = self.by_kind.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&kind)
+            .map(|l| l.iter().map(|(n, _)| *n).collect())
+            .unwrap_or_default()
+    }
+
+    fn jobs(&self, r: &Recorded<'_>) -> Vec<NewJob> {
+        let map = self.by_kind.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&r.event.kind())
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, make)| make(r))
+            .collect()
+    }
+}
+
+/// The store's event plumbing, shared by every clone of a [`crate::Db`].
+pub struct EventBus {
+    pub subscribers: Subscribers,
+    sender: tokio::sync::broadcast::Sender<PublishedEvent>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self {
+            subscribers: Subscribers::default(),
+            sender: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl EventBus {
+    /// The in-process feed of committed events (realtime only: lossy).
+    pub fn sender(&self) -> tokio::sync::broadcast::Sender<PublishedEvent> {
+        self.sender.clone()
+    }
+
+    pub(crate) fn publish(&self, events: Vec<PublishedEvent>) {
+        for e in events {
+            metrics::counter!("galantis_domain_events_total", "kind" => e.kind).increment(1);
+            // Nobody listening is normal: the event is already durable.
+            let _ = self.sender.send(e);
+        }
+    }
+}
+
+/// Records `event` in the transaction, with its subscribers' jobs.
+pub async fn record(
+    tx: &mut TenantTx,
+    event: &DomainEvent,
+    now: DateTime<Utc>,
+) -> Result<Uuid, StoreError> {
+    record_caused_by(tx, event, None, now).await
+}
+
+/// [`record`], linked to the stored webhook event that caused it.
+pub async fn record_caused_by(
+    tx: &mut TenantTx,
+    event: &DomainEvent,
+    webhook_event_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Uuid, StoreError> {
+    let subject_id = event.subject_id();
+    let id = domain_events::insert(
+        tx,
+        event.kind().as_str(),
+        subject_id.as_deref(),
+        &event.payload(),
+        webhook_event_id,
+        now.timestamp_millis(),
+    )
+    .await?;
+    let bus = tx.pending.events.bus.clone();
+    let recorded = Recorded {
+        tenant: tx.tenant(),
+        id,
+        event,
+        at: now,
+    };
+    for job in bus.subscribers.jobs(&recorded) {
+        crate::jobs::enqueue(tx, &job).await?;
+    }
+    tx.pending.events.queued.push(PublishedEvent {
+        tenant: tx.tenant(),
+        id,
+        kind: event.kind().as_str(),
+        subject_id,
+        event: Arc::new(event.clone()),
+    });
+    Ok(id)
+}
+
+/// Events recorded in a transaction, published once it commits (and
+/// forgotten if it rolls back).
+pub(crate) struct PendingEvents {
+    bus: Arc<EventBus>,
+    queued: Vec<PublishedEvent>,
+}
+
+impl PendingEvents {
+    pub(crate) fn new(bus: &Arc<EventBus>) -> Self {
+        Self {
+            bus: bus.clone(),
+            queued: Vec::new(),
+        }
+    }
+
+    pub(crate) fn publish(&mut self) {
+        if !self.queued.is_empty() {
+            self.bus.publish(std::mem::take(&mut self.queued));
+        }
+    }
+}
