@@ -23,7 +23,8 @@ fn page_args(cursor: Option<&str>, limit: Option<u32>) -> Result<(Option<Uuid>, 
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ContactsQuery {
     marketing_state: Option<String>,
@@ -37,6 +38,14 @@ pub struct ContactsQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/contacts",
+    tag = "contacts",
+    summary = "Contacts, filtered",
+    params(ContactsQuery),
+    responses((status = 200, description = "a page of contacts", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_contacts(
     State(state): State<AppState>,
     auth: Authed<perm::ContactsRead>,
@@ -84,6 +93,14 @@ pub async fn list_contacts(
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |c| c.id)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/contacts/{id}",
+    tag = "contacts",
+    summary = "A contact with its orders, consent and memberships",
+    params(("id" = uuid::Uuid, Path, description = "contact id")),
+    responses((status = 200, description = "the contact", body = Object))
+)]
 pub async fn get_contact(
     State(state): State<AppState>,
     auth: Authed<perm::ContactsRead>,
@@ -109,7 +126,8 @@ pub async fn get_contact(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersQuery {
     contact_id: Option<Uuid>,
@@ -117,6 +135,14 @@ pub struct OrdersQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/orders",
+    tag = "commerce",
+    summary = "Orders",
+    params(OrdersQuery),
+    responses((status = 200, description = "a page of orders", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_orders(
     State(state): State<AppState>,
     auth: Authed<perm::OrdersRead>,
@@ -129,13 +155,22 @@ pub async fn list_orders(
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |o| o.id)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     cursor: Option<String>,
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "commerce",
+    summary = "Products with their variants",
+    params(PageQuery),
+    responses((status = 200, description = "a page of products", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_products(
     State(state): State<AppState>,
     auth: Authed<perm::CatalogRead>,
@@ -148,6 +183,14 @@ pub async fn list_products(
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |p| p.id)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/collections",
+    tag = "commerce",
+    summary = "Collections",
+    params(PageQuery),
+    responses((status = 200, description = "a page of collections", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_collections(
     State(state): State<AppState>,
     auth: Authed<perm::CatalogRead>,

@@ -25,7 +25,7 @@ const MAX_TAGS: usize = 250;
 const MAX_TAG_CHARS: usize = 255;
 const MAX_CONSENT_REFERENCE_CHARS: usize = 255;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
     /// SUBSCRIBED, PENDING, NOT_SUBSCRIBED or UNSUBSCRIBED.
@@ -78,6 +78,15 @@ fn clean_tags(field: &str, tags: &[String]) -> Result<Vec<String>, AppError> {
     Ok(out)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/contacts/{id}",
+    tag = "contacts",
+    summary = "Change a contact's consent, tags or language",
+    params(("id" = uuid::Uuid, Path, description = "contact id")),
+    request_body = ContactPatch,
+    responses((status = 200, description = "the contact", body = Object))
+)]
 pub async fn update_contact(
     State(state): State<AppState>,
     auth: Authed<perm::ContactsWrite>,

@@ -21,6 +21,13 @@ pub struct TenantView {
     pub permissions: Vec<&'static str>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenant",
+    tag = "tenant",
+    summary = "The tenant and the caller's role",
+    responses((status = 200, description = "the tenant", body = Object))
+)]
 pub async fn get_tenant(
     State(state): State<AppState>,
     auth: Authed<perm::TenantRead>,

@@ -129,9 +129,7 @@ pub async fn shopify(
         )
         .await
         // The writer logged the cause; the platform retries a 503.
-        .map_err(|_| {
-            AppError::Unavailable("the webhook could not be stored; retry later".into())
-        })?;
+        .map_err(|_| AppError::unavailable_plain("the webhook could not be stored; retry later"))?;
     let outcome = stored.as_str();
     metrics::counter!("galantis_webhooks_received_total", "source" => "shopify", "outcome" => outcome).increment(1);
     metrics::histogram!("galantis_webhook_ingest_seconds", "source" => "shopify")

@@ -100,7 +100,8 @@ fn parse_rules(v: &Value) -> Result<SegmentRules, AppError> {
 }
 
 /// `?cursor=&limit=` of the audience lists.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub(super) cursor: Option<String>,
