@@ -71,6 +71,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct LedgerQuery {
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
@@ -210,6 +211,7 @@ pub async fn purchase(
 #[serde(deny_unknown_fields)]
 pub struct PurchasesQuery {
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 

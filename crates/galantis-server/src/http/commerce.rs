@@ -27,6 +27,7 @@ fn page_args(cursor: Option<&str>, limit: Option<u32>) -> Result<(Option<Uuid>, 
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ContactsQuery {
+    #[param(value_type = Option<crate::http::openapi::MarketingStateName>)]
     marketing_state: Option<String>,
     tag: Option<String>,
     country: Option<String>,
@@ -35,6 +36,7 @@ pub struct ContactsQuery {
     list_id: Option<Uuid>,
     segment_id: Option<Uuid>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
@@ -132,6 +134,7 @@ pub async fn get_contact(
 pub struct OrdersQuery {
     contact_id: Option<Uuid>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
@@ -160,6 +163,7 @@ pub async fn list_orders(
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 

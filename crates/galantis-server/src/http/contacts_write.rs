@@ -30,12 +30,14 @@ const MAX_CONSENT_REFERENCE_CHARS: usize = 255;
 pub struct ContactPatch {
     /// SUBSCRIBED, PENDING, NOT_SUBSCRIBED or UNSUBSCRIBED.
     #[serde(default)]
+    #[schema(value_type = Option<crate::http::openapi::SettableMarketingState>)]
     marketing_state: Option<String>,
     /// `api` (default) or `manual_import`: the only sources a team member can
     /// honestly claim. The others (`shopify_checkout`, the widgets,
     /// `stop_reply`, `start_reply`, …) record what the customer did through a
     /// system, and only Galantis's ingress writes them.
     #[serde(default)]
+    #[schema(value_type = Option<crate::http::openapi::ManualConsentSource>)]
     consent_source: Option<String>,
     /// The proof or the reason (e.g. "asked by phone to stop", a form id):
     /// at most 255 characters, single line.

@@ -38,8 +38,10 @@ pub async fn stats(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[param(value_type = Option<crate::http::openapi::JobStateName>)]
     state: Option<String>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 

@@ -25,12 +25,14 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     email: String,
+    #[schema(value_type = crate::http::openapi::RoleName)]
     role: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
+    #[schema(value_type = crate::http::openapi::RoleName)]
     role: String,
 }
 

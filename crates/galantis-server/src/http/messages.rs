@@ -99,6 +99,7 @@ pub struct ListQuery {
     status: Option<String>,
     contact_id: Option<Uuid>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required, Schema};
 use utoipa::{OpenApi as _, ToSchema};
 
 /// The body of every 4xx and 5xx (see `crate::error`).
@@ -43,6 +43,81 @@ pub struct PageBody {
     pub next_cursor: Option<String>,
 }
 
+// The values a string field takes, where the handler parses it into a core
+// enum: documented here so clients (and fuzzers) see the choices.
+
+/// A member's role.
+#[derive(ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RoleName {
+    Owner,
+    Admin,
+    MarketingManager,
+    CampaignOperator,
+    ContentCreator,
+    Analyst,
+    DataAnalyst,
+    SupportAgent,
+    Viewer,
+}
+
+/// A contact's WhatsApp marketing consent.
+#[derive(ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MarketingStateName {
+    Subscribed,
+    Pending,
+    NotSubscribed,
+    Unsubscribed,
+    Unknown,
+    Invalid,
+    Redacted,
+}
+
+/// The consent states a team member may set.
+#[derive(ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SettableMarketingState {
+    Subscribed,
+    Pending,
+    NotSubscribed,
+    Unsubscribed,
+}
+
+/// The consent sources a team member may claim; the others record what the
+/// customer did and only the ingress writes them.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ManualConsentSource {
+    Api,
+    ManualImport,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum JobStateName {
+    Available,
+    Running,
+    Completed,
+    Dead,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum WebhookStatus {
+    Received,
+    Processed,
+    Ignored,
+    Failed,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum WebhookSource {
+    Shopify,
+    Meta,
+}
+
 const BEARER: &str = "bearer";
 
 #[derive(utoipa::OpenApi)]
@@ -54,7 +129,20 @@ const BEARER: &str = "bearer";
             are `{\"error\":{\"code\",\"message\",\"request_id\"}}`.",
         license(name = "MIT"),
     ),
-    components(schemas(ErrorBody, ErrorDetail, PageBody))
+    // Listed because query parameters refer to them and `IntoParams` does
+    // not collect its references.
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        PageBody,
+        RoleName,
+        MarketingStateName,
+        SettableMarketingState,
+        ManualConsentSource,
+        JobStateName,
+        WebhookStatus,
+        WebhookSource
+    ))
 )]
 struct ApiDoc;
 
@@ -120,6 +208,7 @@ fn finish(op: &mut Operation, authed: bool) {
                 .build(),
         )
     };
+    optional_bodies_are_absent_not_null(op);
     let responses = &mut op.responses.responses;
     responses
         .entry("4XX".to_owned())
@@ -132,6 +221,31 @@ fn finish(op: &mut Operation, authed: bool) {
         responses
             .entry("401".to_owned())
             .or_insert_with(|| error("missing, invalid or revoked token (`unauthenticated`)"));
+    }
+}
+
+/// `request_body = Option<T>` (a body that may be left out, `OptionalJson`)
+/// comes out as "`T` or JSON `null`", but a `null` body is refused: say "`T`,
+/// not required" instead.
+fn optional_bodies_are_absent_not_null(op: &mut Operation) {
+    let Some(body) = op.request_body.as_mut() else {
+        return;
+    };
+    let null = serde_json::json!({"type": "null"});
+    for content in body.content.values_mut() {
+        let Some(RefOr::T(Schema::OneOf(one))) = &content.schema else {
+            continue;
+        };
+        let mut rest = one
+            .items
+            .iter()
+            .filter(|s| serde_json::to_value(s).ok().as_ref() != Some(&null));
+        if let (Some(only), None) = (rest.next(), rest.next())
+            && one.items.len() == 2
+        {
+            content.schema = Some(only.clone());
+            body.required = Some(Required::False);
+        }
     }
 }
 

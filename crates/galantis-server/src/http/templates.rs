@@ -28,6 +28,7 @@ fn view(t: &TemplateRecord) -> Value {
 pub struct ListQuery {
     status: Option<String>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 

@@ -20,10 +20,13 @@ use crate::webhooks::process::ProcessWebhook;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[param(value_type = Option<crate::http::openapi::WebhookStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<crate::http::openapi::WebhookSource>)]
     source: Option<String>,
     topic: Option<String>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
@@ -131,6 +134,7 @@ pub async fn replay(
 pub struct EventsQuery {
     kind: Option<String>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 

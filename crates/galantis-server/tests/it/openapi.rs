@@ -132,8 +132,24 @@ async fn the_document_is_openapi_3_1_with_errors_security_and_schemas() {
     let create = &paths["/api/v1/members"]["post"]["requestBody"]["content"]["application/json"]["schema"]
         ["$ref"];
     assert_eq!(create, "#/components/schemas/NewMember");
+    // A body that may be left out is not required, and is never `null`.
+    let token = &paths["/api/v1/tokens"]["post"]["requestBody"];
+    assert_ne!(token["required"], true, "{token}");
+    assert_eq!(
+        token["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/NewToken",
+        "{token}"
+    );
     let member = &doc["components"]["schemas"]["NewMember"];
     assert_eq!(member["additionalProperties"], false, "{member}");
+    assert_eq!(
+        member["properties"]["role"]["$ref"],
+        "#/components/schemas/RoleName"
+    );
+    let roles = &doc["components"]["schemas"]["RoleName"]["enum"];
+    assert!(
+        roles.as_array().unwrap().contains(&"SUPPORT_AGENT".into()),
+        "{roles}"
+    );
 }
 
 /// Each documented operation is served (401 without a token under

@@ -305,6 +305,7 @@ async fn finish(
 pub struct ImportsQuery {
     list_id: Uuid,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 

@@ -171,6 +171,7 @@ pub struct SearchBody {
     tag: Option<String>,
     country: Option<String>,
     language: Option<String>,
+    #[schema(value_type = Option<crate::http::openapi::MarketingStateName>)]
     marketing_state: Option<String>,
     list_id: Option<Uuid>,
     segment_id: Option<Uuid>,

@@ -105,6 +105,7 @@ fn parse_rules(v: &Value) -> Result<SegmentRules, AppError> {
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub(super) cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     pub(super) limit: Option<u32>,
 }
 
