@@ -50,6 +50,8 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "$BASE/readyz" >/dev/null
 
+# The webhooks in are signed with secrets the fuzzer cannot know: every case
+# would be a 401 (tests/it/webhooks.rs covers them).
 status=0
 "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
   --url "$BASE" \
@@ -57,6 +59,7 @@ status=0
   --max-examples "$MAX_EXAMPLES" \
   --checks all \
   --seed "${SEED:-1}" \
+  --exclude-path-regex '^/webhooks/' \
   "$@" || status=$?
 
 # 5xx are logged with their cause: show them next to the findings.

@@ -128,8 +128,8 @@ fn audience_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audience::estimate))
 }
 
-/// The documented routes: health, and (unless `worker`) `/api/v1`, with
-/// their body limits. `router` serves them; `openapi` describes them.
+/// The documented routes: health, and (unless `worker`) the webhooks in and
+/// `/api/v1`, with their body limits. `router` serves them; `openapi` describes them.
 fn documented_routes(config: &Config, role: ServeRole) -> OpenApiRouter<AppState> {
     let mut app = OpenApiRouter::new()
         .routes(routes!(health::healthz))
@@ -142,7 +142,9 @@ fn documented_routes(config: &Config, role: ServeRole) -> OpenApiRouter<AppState
                 routes!(audience::upload_import)
                     .layer(RequestBodyLimitLayer::new(config.imports.max_bytes)),
             );
-        app = app.nest("/api/v1", api);
+        app = app
+            .merge(crate::webhooks::routes(config.webhook_body_limit_bytes))
+            .nest("/api/v1", api);
     }
     app
 }
@@ -179,9 +181,6 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
     // back to this listener). Its control routes check the operator token.
     if let Some(sb) = state.sending.embedded_sandbox() {
         app = app.nest_service("/sandbox-meta", crate::sandbox::router(sb.clone()));
-    }
-    if role != ServeRole::Worker {
-        app = app.merge(crate::webhooks::routes(config.webhook_body_limit_bytes));
     }
     app.fallback(not_found)
         .with_state(state)
