@@ -226,3 +226,57 @@ pub fn conflict_message(code: &str) -> &'static str {
         _ => "the request conflicts with the current state",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn unavailable_logs_its_cause_and_sends_only_its_message() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let cause = "error connecting to server at db.internal:5432: connection refused";
+        let resp = tracing::subscriber::with_default(subscriber, || {
+            AppError::unavailable("database unreachable", cause).into_response()
+        });
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body =
+            futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 1 << 16)).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "service_unavailable");
+        assert_eq!(body["error"]["message"], "database unreachable");
+        assert!(!body.to_string().contains("db.internal"), "{body}");
+        let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("database unreachable"), "{logged}");
+        assert!(logged.contains(cause), "{logged}");
+    }
+
+    #[test]
+    fn a_store_outage_is_a_503_without_the_drivers_text() {
+        let e = AppError::from(StoreError::Unavailable(
+            "cannot connect to PostgreSQL: password authentication failed for user app".into(),
+        ));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.to_string(), "the database is unavailable; try again");
+    }
+}
