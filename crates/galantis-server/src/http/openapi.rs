@@ -61,6 +61,13 @@ pub enum RoleName {
     Viewer,
 }
 
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum TenantStatusName {
+    Active,
+    Deactivated,
+}
+
 /// A contact's WhatsApp marketing consent.
 #[derive(ToSchema)]
 #[schema(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -141,7 +148,8 @@ const BEARER: &str = "bearer";
         ManualConsentSource,
         JobStateName,
         WebhookStatus,
-        WebhookSource
+        WebhookSource,
+        TenantStatusName
     ))
 )]
 struct ApiDoc;

@@ -145,7 +145,35 @@ async fn the_document_is_openapi_3_1_with_errors_security_and_schemas() {
         member["properties"]["role"]["$ref"],
         "#/components/schemas/RoleName"
     );
+    // A typed response matches what is served.
+    let t = app.create_tenant("openapi-tenant").await;
+    let served: Value = app
+        .get("/api/v1/tenant", &t.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant = &doc["components"]["schemas"]["Tenant"];
+    let documented: BTreeSet<&str> = tenant["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let got: BTreeSet<&str> = served
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(got, documented, "{served} vs {tenant}");
     let roles = &doc["components"]["schemas"]["RoleName"]["enum"];
+    assert!(
+        roles.as_array().unwrap().contains(&served["role"]),
+        "{served}"
+    );
     assert!(
         roles.as_array().unwrap().contains(&"SUPPORT_AGENT".into()),
         "{roles}"

@@ -246,7 +246,7 @@ async fn resolve_members(tx: &mut TenantTx, body: MembersBody) -> Result<Vec<Uui
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MembersAdded {
     pub added: usize,
     pub already_members: usize,
@@ -260,7 +260,7 @@ pub struct MembersAdded {
     summary = "Add contacts (by id or by search) to a list",
     params(("id" = uuid::Uuid, Path, description = "list id")),
     request_body = MembersBody,
-    responses((status = 200, description = "how many were added", body = Object))
+    responses((status = 200, description = "how many were added", body = MembersAdded))
 )]
 pub async fn add_members(
     State(state): State<AppState>,
