@@ -59,8 +59,13 @@ pub enum AppError {
     PaymentRequired { code: &'static str, message: String },
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
-    #[error("{0}")]
-    Unavailable(String),
+    /// 503: a dependency is down. `message` is all the client reads; `cause`
+    /// (driver errors, addresses, upstream text) is logged here, never sent.
+    #[error("{message}")]
+    Unavailable {
+        message: &'static str,
+        cause: Option<String>,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -94,6 +99,22 @@ impl AppError {
         }
     }
 
+    /// A 503 whose `cause` is logged and never leaves.
+    pub fn unavailable(message: &'static str, cause: impl std::fmt::Display) -> Self {
+        Self::Unavailable {
+            message,
+            cause: Some(cause.to_string()),
+        }
+    }
+
+    /// A 503 with nothing more to log than its message.
+    pub fn unavailable_plain(message: &'static str) -> Self {
+        Self::Unavailable {
+            message,
+            cause: None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -106,7 +127,7 @@ impl AppError {
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,7 +147,7 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::RateLimited { .. } => "rate_limited",
-            AppError::Unavailable(_) => "service_unavailable",
+            AppError::Unavailable { .. } => "service_unavailable",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -159,9 +180,14 @@ impl IntoResponse for AppError {
                 tracing::error!(error = ?err, "internal error");
                 "an internal error occurred; it has been logged".to_owned()
             }
-            AppError::Unavailable(why) => {
-                tracing::warn!(reason = %why, "dependency unavailable");
-                why.clone()
+            AppError::Unavailable { message, cause } => {
+                match cause {
+                    Some(cause) => {
+                        tracing::warn!(reason = %message, %cause, "dependency unavailable")
+                    }
+                    None => tracing::warn!(reason = %message, "dependency unavailable"),
+                }
+                (*message).to_owned()
             }
             other => other.to_string(),
         };
@@ -180,7 +206,9 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::NotFound => AppError::NotFound("resource"),
             StoreError::Conflict(code) => AppError::conflict(code, conflict_message(code)),
-            StoreError::Unavailable(why) => AppError::Unavailable(why),
+            StoreError::Unavailable(why) => {
+                AppError::unavailable("the database is unavailable; try again", why)
+            }
             other => AppError::Internal(anyhow::Error::new(other)),
         }
     }
@@ -196,5 +224,59 @@ pub fn conflict_message(code: &str) -> &'static str {
         "phone_number_taken" => "this WhatsApp phone number is already connected to a tenant",
         "template_exists" => "a template with this name and language already exists",
         _ => "the request conflicts with the current state",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn unavailable_logs_its_cause_and_sends_only_its_message() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let cause = "error connecting to server at db.internal:5432: connection refused";
+        let resp = tracing::subscriber::with_default(subscriber, || {
+            AppError::unavailable("database unreachable", cause).into_response()
+        });
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body =
+            futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 1 << 16)).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "service_unavailable");
+        assert_eq!(body["error"]["message"], "database unreachable");
+        assert!(!body.to_string().contains("db.internal"), "{body}");
+        let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("database unreachable"), "{logged}");
+        assert!(logged.contains(cause), "{logged}");
+    }
+
+    #[test]
+    fn a_store_outage_is_a_503_without_the_drivers_text() {
+        let e = AppError::from(StoreError::Unavailable(
+            "cannot connect to PostgreSQL: password authentication failed for user app".into(),
+        ));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.to_string(), "the database is unavailable; try again");
     }
 }

@@ -52,6 +52,13 @@ async fn summary(state: &AppState, tenant: galantis_core::TenantId) -> Result<Va
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/billing",
+    tag = "billing",
+    summary = "Credit balance and plan",
+    responses((status = 200, description = "the balance", body = Object))
+)]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authed<perm::BillingRead>,
@@ -59,13 +66,23 @@ pub async fn get(
     Ok(axum::Json(summary(&state, auth.tenant_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerQuery {
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/billing/ledger",
+    tag = "billing",
+    summary = "The credit ledger",
+    params(LedgerQuery),
+    responses((status = 200, description = "a page of ledger entries", body = crate::http::openapi::PageBody))
+)]
 pub async fn ledger(
     State(state): State<AppState>,
     auth: Authed<perm::BillingRead>,
@@ -83,7 +100,7 @@ pub async fn ledger(
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |e| e.id)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPurchase {
     pack: String,
@@ -92,6 +109,14 @@ pub struct NewPurchase {
 /// Creates a one-time Shopify app charge for a credit pack and returns the
 /// URL where the merchant approves it. Nothing is granted here: credits
 /// arrive when Shopify reports the purchase ACTIVE.
+#[utoipa::path(
+    post,
+    path = "/billing/purchases",
+    tag = "billing",
+    summary = "Buy a credit pack through Shopify",
+    request_body = NewPurchase,
+    responses((status = 201, description = "the pending purchase, with its confirmation URL", body = Object))
+)]
 pub async fn purchase(
     State(state): State<AppState>,
     auth: Authed<perm::BillingWrite>,
@@ -148,8 +173,8 @@ pub async fn purchase(
         }
         Err(ShopifyError::Retryable(m)) => {
             tracing::warn!(tenant = %auth.tenant_id, error = %m, "creating a Shopify purchase failed");
-            return Err(AppError::Unavailable(
-                "Shopify could not be reached; try again".into(),
+            return Err(AppError::unavailable_plain(
+                "Shopify could not be reached; try again",
             ));
         }
     };
@@ -181,13 +206,23 @@ pub async fn purchase(
     Ok((StatusCode::CREATED, axum::Json(row)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PurchasesQuery {
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/billing/purchases",
+    tag = "billing",
+    summary = "Credit purchases",
+    params(PurchasesQuery),
+    responses((status = 200, description = "a page of purchases", body = crate::http::openapi::PageBody))
+)]
 pub async fn purchases(
     State(state): State<AppState>,
     auth: Authed<perm::BillingRead>,

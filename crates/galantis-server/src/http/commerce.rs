@@ -23,9 +23,11 @@ fn page_args(cursor: Option<&str>, limit: Option<u32>) -> Result<(Option<Uuid>, 
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ContactsQuery {
+    #[param(value_type = Option<crate::http::openapi::MarketingStateName>)]
     marketing_state: Option<String>,
     tag: Option<String>,
     country: Option<String>,
@@ -34,9 +36,18 @@ pub struct ContactsQuery {
     list_id: Option<Uuid>,
     segment_id: Option<Uuid>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/contacts",
+    tag = "contacts",
+    summary = "Contacts, filtered",
+    params(ContactsQuery),
+    responses((status = 200, description = "a page of contacts", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_contacts(
     State(state): State<AppState>,
     auth: Authed<perm::ContactsRead>,
@@ -86,6 +97,14 @@ pub async fn list_contacts(
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |c| c.id)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/contacts/{id}",
+    tag = "contacts",
+    summary = "A contact with its orders, consent and memberships",
+    params(("id" = uuid::Uuid, Path, description = "contact id")),
+    responses((status = 200, description = "the contact", body = Object))
+)]
 pub async fn get_contact(
     State(state): State<AppState>,
     auth: Authed<perm::ContactsRead>,
@@ -111,14 +130,24 @@ pub async fn get_contact(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersQuery {
     contact_id: Option<Uuid>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/orders",
+    tag = "commerce",
+    summary = "Orders",
+    params(OrdersQuery),
+    responses((status = 200, description = "a page of orders", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_orders(
     State(state): State<AppState>,
     auth: Authed<perm::OrdersRead>,
@@ -131,13 +160,23 @@ pub async fn list_orders(
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |o| o.id)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "commerce",
+    summary = "Products with their variants",
+    params(PageQuery),
+    responses((status = 200, description = "a page of products", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_products(
     State(state): State<AppState>,
     auth: Authed<perm::CatalogRead>,
@@ -150,6 +189,14 @@ pub async fn list_products(
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |p| p.id)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/collections",
+    tag = "commerce",
+    summary = "Collections",
+    params(PageQuery),
+    responses((status = 200, description = "a page of collections", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_collections(
     State(state): State<AppState>,
     auth: Authed<perm::CatalogRead>,

@@ -23,17 +23,19 @@ const MAX_TAGS: usize = 250;
 const MAX_TAG_CHARS: usize = 255;
 const MAX_CONSENT_REFERENCE_CHARS: usize = 255;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
     /// SUBSCRIBED, PENDING, NOT_SUBSCRIBED or UNSUBSCRIBED.
     #[serde(default)]
+    #[schema(value_type = Option<crate::http::openapi::SettableMarketingState>)]
     marketing_state: Option<String>,
     /// `api` (default) or `manual_import`: the only sources a team member can
     /// honestly claim. The others (`shopify_checkout`, the widgets,
     /// `stop_reply`, `start_reply`, …) record what the customer did through a
     /// system, and only Galantis's ingress writes them.
     #[serde(default)]
+    #[schema(value_type = Option<crate::http::openapi::ManualConsentSource>)]
     consent_source: Option<String>,
     /// The proof or the reason (e.g. "asked by phone to stop", a form id):
     /// at most 255 characters, single line.
@@ -76,6 +78,15 @@ fn clean_tags(field: &str, tags: &[String]) -> Result<Vec<String>, AppError> {
     Ok(out)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/contacts/{id}",
+    tag = "contacts",
+    summary = "Change a contact's consent, tags or language",
+    params(("id" = uuid::Uuid, Path, description = "contact id")),
+    request_body = ContactPatch,
+    responses((status = 200, description = "the contact", body = Object))
+)]
 pub async fn update_contact(
     State(state): State<AppState>,
     auth: Authed<perm::ContactsWrite>,

@@ -9,19 +9,39 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The process is up",
+    responses((status = 200, description = "up", body = Object))
+)]
 pub async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// The database is reachable and every migration (control and tenants) is applied.
+/// The database is reachable and every migration (control and tenants) is
+/// applied. Unauthenticated callers learn only which of the two failed: the
+/// driver's text (host, port, file path) goes to the log.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "The database is reachable and migrations are current",
+    responses((status = 200, description = "ready", body = Object))
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, AppError> {
+    const UNREACHABLE: &str = "database unreachable";
     if let Err(e) = state.db.ping().await {
-        return Err(AppError::Unavailable(format!("database unreachable: {e}")));
+        return Err(AppError::unavailable(UNREACHABLE, e));
     }
-    let current = galantis_store::migrate::migrations_current(&state.db).await?;
+    let current = galantis_store::migrate::migrations_current(&state.db)
+        .await
+        .map_err(|e| AppError::unavailable(UNREACHABLE, e))?;
     if !current {
-        return Err(AppError::Unavailable(
-            "migrations pending: run `galantis migrate`".into(),
+        return Err(AppError::unavailable(
+            "migrations pending",
+            "run `galantis migrate`",
         ));
     }
     Ok((

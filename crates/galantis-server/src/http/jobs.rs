@@ -19,6 +19,13 @@ pub struct StatsView {
     pub lanes: Vec<LaneStats>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/jobs/stats",
+    tag = "jobs",
+    summary = "Job counts by lane and state",
+    responses((status = 200, description = "the counts", body = Object))
+)]
 pub async fn stats(
     State(state): State<AppState>,
     auth: Authed<perm::JobsRead>,
@@ -27,14 +34,25 @@ pub async fn stats(
     Ok(axum::Json(StatsView { lanes }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[param(value_type = Option<crate::http::openapi::JobStateName>)]
     state: Option<String>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    summary = "Background jobs",
+    params(ListQuery),
+    responses((status = 200, description = "a page of jobs", body = crate::http::openapi::PageBody))
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authed<perm::JobsRead>,
@@ -63,6 +81,14 @@ pub async fn list(
     Ok(axum::Json(Page::from_rows(jobs, limit as usize, |j| j.id)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    summary = "A job",
+    params(("id" = uuid::Uuid, Path, description = "job id")),
+    responses((status = 200, description = "the job", body = Object))
+)]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authed<perm::JobsRead>,
@@ -74,6 +100,14 @@ pub async fn get(
         .ok_or(AppError::NotFound("job"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/retry",
+    tag = "jobs",
+    summary = "Retry a dead job",
+    params(("id" = uuid::Uuid, Path, description = "job id")),
+    responses((status = 200, description = "the job", body = Object))
+)]
 pub async fn retry(
     State(state): State<AppState>,
     auth: Authed<perm::JobsWrite>,

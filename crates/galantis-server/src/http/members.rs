@@ -21,20 +21,22 @@ use crate::http::auth::{Authed, perm};
 use crate::http::extract::{Json, OptionalJson, Path};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     email: String,
+    #[schema(value_type = crate::http::openapi::RoleName)]
     role: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
+    #[schema(value_type = crate::http::openapi::RoleName)]
     role: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     label: Option<String>,
@@ -71,6 +73,13 @@ fn may_manage(actor: Role, target: Role) -> Result<(), AppError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/members",
+    tag = "members",
+    summary = "Members of the tenant",
+    responses((status = 200, description = "the members", body = Object))
+)]
 pub async fn list_members(
     State(state): State<AppState>,
     auth: Authed<perm::MembersRead>,
@@ -79,6 +88,14 @@ pub async fn list_members(
     Ok(axum::Json(json!({ "data": members })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/members",
+    tag = "members",
+    summary = "Add a member",
+    request_body = NewMember,
+    responses((status = 201, description = "the member", body = Object))
+)]
 pub async fn add_member(
     State(state): State<AppState>,
     auth: Authed<perm::MembersWrite>,
@@ -104,6 +121,15 @@ async fn member_of(
         .ok_or(AppError::NotFound("member"))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/members/{id}",
+    tag = "members",
+    summary = "Change a member's role",
+    params(("id" = uuid::Uuid, Path, description = "member id")),
+    request_body = RoleChange,
+    responses((status = 200, description = "the member", body = Object))
+)]
 pub async fn change_role(
     State(state): State<AppState>,
     auth: Authed<perm::MembersWrite>,
@@ -125,6 +151,14 @@ pub async fn change_role(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/members/{id}",
+    tag = "members",
+    summary = "Remove a member (and revoke their tokens)",
+    params(("id" = uuid::Uuid, Path, description = "member id")),
+    responses((status = 204, description = "removed"))
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     auth: Authed<perm::MembersWrite>,
@@ -164,6 +198,14 @@ fn validate_label(label: Option<&str>) -> Result<(), AppError> {
 }
 
 /// `POST /api/v1/tokens`: a new token for the caller.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = "tokens",
+    summary = "Issue an API token for the caller",
+    request_body = Option<NewToken>,
+    responses((status = 201, description = "the token; its secret is shown once", body = Object))
+)]
 pub async fn create_own_token(
     State(state): State<AppState>,
     auth: Authed<perm::TenantRead>,
@@ -176,6 +218,15 @@ pub async fn create_own_token(
 }
 
 /// `POST /api/v1/members/{id}/tokens`: a token for another member.
+#[utoipa::path(
+    post,
+    path = "/members/{id}/tokens",
+    tag = "members",
+    summary = "Issue an API token for a member",
+    params(("id" = uuid::Uuid, Path, description = "member id")),
+    request_body = Option<NewToken>,
+    responses((status = 201, description = "the token; its secret is shown once", body = Object))
+)]
 pub async fn create_member_token(
     State(state): State<AppState>,
     auth: Authed<perm::MembersWrite>,
@@ -193,6 +244,13 @@ pub async fn create_member_token(
 }
 
 /// `GET /api/v1/tokens`: the caller's tokens (metadata only).
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    tag = "tokens",
+    summary = "The caller's API tokens",
+    responses((status = 200, description = "the tokens", body = Object))
+)]
 pub async fn list_own_tokens(
     State(state): State<AppState>,
     auth: Authed<perm::TenantRead>,
@@ -204,6 +262,14 @@ pub async fn list_own_tokens(
 
 /// `DELETE /api/v1/tokens/{id}`: revoke one of the caller's tokens, or, with
 /// `members.write`, a token of a member whose role the caller may assign.
+#[utoipa::path(
+    delete,
+    path = "/tokens/{id}",
+    tag = "tokens",
+    summary = "Revoke a token",
+    params(("id" = uuid::Uuid, Path, description = "token id")),
+    responses((status = 204, description = "revoked"))
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     auth: Authed<perm::TenantRead>,

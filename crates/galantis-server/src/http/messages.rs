@@ -35,6 +35,14 @@ fn view(m: &Outbound) -> Value {
 
 /// 202 with the QUEUED message (200 with the earlier one for a repeated
 /// idempotency key).
+#[utoipa::path(
+    post,
+    path = "/messages",
+    tag = "messages",
+    summary = "Queue a message (template or free-form) to a contact",
+    request_body = Object,
+    responses((status = 202, description = "queued", body = Object), (status = 200, description = "the message of an idempotency key already used", body = Object))
+)]
 pub async fn send(
     State(state): State<AppState>,
     auth: Authed<perm::MessagesSend>,
@@ -55,6 +63,14 @@ pub async fn send(
     Ok((status, axum::Json(view(&q.message))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/messages/{id}",
+    tag = "messages",
+    summary = "A message with its status",
+    params(("id" = uuid::Uuid, Path, description = "message id")),
+    responses((status = 200, description = "the message", body = Object))
+)]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authed<perm::InboxRead>,
@@ -76,15 +92,25 @@ pub async fn get(
     Ok(axum::Json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
     contact_id: Option<Uuid>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/messages",
+    tag = "messages",
+    summary = "Messages, newest first",
+    params(ListQuery),
+    responses((status = 200, description = "a page of messages", body = crate::http::openapi::PageBody))
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authed<perm::InboxRead>,
@@ -115,6 +141,13 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/settings/whatsapp",
+    tag = "settings",
+    summary = "The WhatsApp connection",
+    responses((status = 200, description = "the connection", body = Object))
+)]
 pub async fn get_whatsapp(
     State(state): State<AppState>,
     auth: Authed<perm::SettingsRead>,
@@ -126,7 +159,7 @@ pub async fn get_whatsapp(
     Ok(axum::Json(connection::view(&r)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NumberInput {
     phone_number_id: String,
@@ -136,12 +169,13 @@ pub struct NumberInput {
     default: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsAppSettings {
     /// The system-user token; omitted: keep the stored one (or, with none
     /// stored, use the sandbox).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     access_token: Option<SecretString>,
     waba_id: String,
     phone_numbers: Vec<NumberInput>,
@@ -157,13 +191,23 @@ fn meta_refusal(e: SendError) -> AppError {
                 m.code
             ),
         ),
-        other => AppError::Unavailable(format!("Meta could not be reached to verify: {other}")),
+        other => {
+            AppError::unavailable("Meta could not be reached to verify the credentials", other)
+        }
     }
 }
 
 /// Connects (or reconnects) WhatsApp: verified by calling Meta with the
 /// token for the WABA and every number before anything is stored. A
 /// reconnect releases held sends at once.
+#[utoipa::path(
+    put,
+    path = "/settings/whatsapp",
+    tag = "settings",
+    summary = "Connect WhatsApp (verified with Meta before anything is stored)",
+    request_body = WhatsAppSettings,
+    responses((status = 200, description = "the connection", body = Object))
+)]
 pub async fn put_whatsapp(
     State(state): State<AppState>,
     auth: Authed<perm::SettingsWrite>,
@@ -241,8 +285,8 @@ pub async fn put_whatsapp(
         ));
     }
     let Some(base) = state.sending.base_url(has_token) else {
-        return Err(AppError::Unavailable(
-            "the Meta sandbox is not listening yet".into(),
+        return Err(AppError::unavailable_plain(
+            "the Meta sandbox is not listening yet",
         ));
     };
     let api = state.sending.api(&base);
@@ -312,6 +356,13 @@ pub async fn put_whatsapp(
 
 /// Disconnects WhatsApp: the token is deleted and the numbers unlinked.
 /// Queued sends wait until a number is connected again.
+#[utoipa::path(
+    delete,
+    path = "/settings/whatsapp",
+    tag = "settings",
+    summary = "Disconnect WhatsApp",
+    responses((status = 204, description = "disconnected"))
+)]
 pub async fn delete_whatsapp(
     State(state): State<AppState>,
     auth: Authed<perm::SettingsWrite>,

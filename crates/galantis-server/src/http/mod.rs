@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod members;
 pub mod messages;
 pub mod middleware;
+pub mod openapi;
 pub mod pagination;
 pub mod request_id;
 pub mod templates;
@@ -20,10 +21,14 @@ pub mod webhook_events;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
+use crate::config::Config;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -43,105 +48,111 @@ async fn not_found() -> AppError {
 }
 
 /// Sending: messages, the WhatsApp connection, templates, billing.
-fn sending_routes() -> Router<AppState> {
-    Router::new()
-        .route("/messages", get(messages::list).post(messages::send))
-        .route("/messages/{id}", get(messages::get))
-        .route(
-            "/settings/whatsapp",
-            get(messages::get_whatsapp)
-                .put(messages::put_whatsapp)
-                .delete(messages::delete_whatsapp),
-        )
-        .route("/templates", get(templates::list).post(templates::create))
-        .route("/templates/sync", post(templates::sync))
-        .route(
-            "/templates/{id}",
-            get(templates::get)
-                .put(templates::update)
-                .patch(templates::update)
-                .delete(templates::delete),
-        )
-        .route("/templates/{id}/submit", post(templates::submit))
-        .route("/billing", get(billing::get))
-        .route("/billing/ledger", get(billing::ledger))
-        .route(
-            "/billing/purchases",
-            get(billing::purchases).post(billing::purchase),
-        )
+fn sending_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(messages::list, messages::send))
+        .routes(routes!(messages::get))
+        .routes(routes!(
+            messages::get_whatsapp,
+            messages::put_whatsapp,
+            messages::delete_whatsapp
+        ))
+        .routes(routes!(templates::list, templates::create))
+        .routes(routes!(templates::sync))
+        .routes(routes!(
+            templates::get,
+            templates::update,
+            templates::delete
+        ))
+        .routes(routes!(templates::submit))
+        .routes(routes!(billing::get))
+        .routes(routes!(billing::ledger))
+        .routes(routes!(billing::purchases, billing::purchase))
 }
 
-fn api_routes() -> Router<AppState> {
-    Router::new()
+/// Every `/api/v1` route but the CSV upload (its own body limit). Registered
+/// only through `routes!`, which reads each handler's `#[utoipa::path]`: what
+/// is served is what `/openapi.json` documents.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(sending_routes())
-        .route("/tenant", get(tenant::get_tenant))
-        .route(
-            "/members",
-            get(members::list_members).post(members::add_member),
-        )
-        .route(
-            "/members/{id}",
-            patch(members::change_role).delete(members::remove_member),
-        )
-        .route("/members/{id}/tokens", post(members::create_member_token))
-        .route(
-            "/tokens",
-            get(members::list_own_tokens).post(members::create_own_token),
-        )
-        .route("/tokens/{id}", delete(members::revoke_token))
-        .route("/jobs", get(jobs::list))
-        .route("/jobs/stats", get(jobs::stats))
-        .route("/jobs/{id}", get(jobs::get))
-        .route("/jobs/{id}/retry", post(jobs::retry))
-        .route("/webhook-events", get(webhook_events::list))
-        .route("/webhook-events/{id}/replay", post(webhook_events::replay))
-        .route("/events", get(webhook_events::events))
-        .route("/contacts", get(commerce::list_contacts))
-        .route(
-            "/contacts/{id}",
-            get(commerce::get_contact).patch(contacts_write::update_contact),
-        )
-        .route("/orders", get(commerce::list_orders))
-        .route("/products", get(commerce::list_products))
-        .route("/collections", get(commerce::list_collections))
+        .routes(routes!(tenant::get_tenant))
+        .routes(routes!(members::list_members, members::add_member))
+        .routes(routes!(members::change_role, members::remove_member))
+        .routes(routes!(members::create_member_token))
+        .routes(routes!(members::list_own_tokens, members::create_own_token))
+        .routes(routes!(members::revoke_token))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::stats))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(webhook_events::list))
+        .routes(routes!(webhook_events::replay))
+        .routes(routes!(webhook_events::events))
+        .routes(routes!(commerce::list_contacts))
+        .routes(routes!(
+            commerce::get_contact,
+            contacts_write::update_contact
+        ))
+        .routes(routes!(commerce::list_orders))
+        .routes(routes!(commerce::list_products))
+        .routes(routes!(commerce::list_collections))
         .merge(audience_routes())
 }
 
-fn audience_routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/lists",
-            get(audience::list_lists).post(audience::create_list),
-        )
-        .route(
-            "/lists/{id}",
-            get(audience::get_list)
-                .patch(audience::update_list)
-                .delete(audience::delete_list),
-        )
-        .route(
-            "/lists/{id}/members",
-            get(audience::list_members)
-                .post(audience::add_members)
-                .delete(audience::remove_members),
-        )
-        .route("/imports", get(audience::list_imports))
-        .route("/imports/{id}", get(audience::get_import))
-        .route("/imports/{id}/report", get(audience::import_report))
-        .route(
-            "/segments",
-            get(audience::list_segments).post(audience::create_segment),
-        )
-        .route("/segments/preview", post(audience::preview))
-        .route(
-            "/segments/{id}",
-            get(audience::get_segment)
-                .patch(audience::update_segment)
-                .delete(audience::delete_segment),
-        )
-        .route("/segments/{id}/members", get(audience::segment_members))
-        .route("/segments/{id}/refresh", post(audience::refresh_segment))
-        .route("/audiences/estimate", post(audience::estimate))
+fn audience_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(audience::list_lists, audience::create_list))
+        .routes(routes!(
+            audience::get_list,
+            audience::update_list,
+            audience::delete_list
+        ))
+        .routes(routes!(
+            audience::list_members,
+            audience::add_members,
+            audience::remove_members
+        ))
+        .routes(routes!(audience::list_imports))
+        .routes(routes!(audience::get_import))
+        .routes(routes!(audience::import_report))
+        .routes(routes!(audience::list_segments, audience::create_segment))
+        .routes(routes!(audience::preview))
+        .routes(routes!(
+            audience::get_segment,
+            audience::update_segment,
+            audience::delete_segment
+        ))
+        .routes(routes!(audience::segment_members))
+        .routes(routes!(audience::refresh_segment))
+        .routes(routes!(audience::estimate))
+}
+
+/// The documented routes: health, and (unless `worker`) the webhooks in and
+/// `/api/v1`, with their body limits. `router` serves them; `openapi` describes them.
+fn documented_routes(config: &Config, role: ServeRole) -> OpenApiRouter<AppState> {
+    let mut app = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz));
+    if role != ServeRole::Worker {
+        let api = api_routes()
+            .layer(RequestBodyLimitLayer::new(config.api_body_limit_bytes))
+            // CSV uploads stream in under their own, larger limit.
+            .routes(
+                routes!(audience::upload_import)
+                    .layer(RequestBodyLimitLayer::new(config.imports.max_bytes)),
+            );
+        app = app
+            .merge(crate::webhooks::routes(config.webhook_body_limit_bytes))
+            .nest("/api/v1", api);
+    }
+    app
+}
+
+/// The OpenAPI document of an `all` node (what `GET /openapi.json` serves).
+pub fn openapi(config: &Config) -> utoipa::openapi::OpenApi {
+    let (_, paths) = documented_routes(config, ServeRole::All).split_for_parts();
+    openapi::document(paths)
 }
 
 /// The router of the separate metrics listener (`[metrics] bind`).
@@ -157,9 +168,9 @@ pub fn metrics_router(state: AppState) -> Router {
 /// Builds the router for `role`, with its middleware.
 pub fn router(state: AppState, role: ServeRole) -> Router {
     let config = state.config.clone();
-    let mut app = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+    let (mut app, paths) = documented_routes(&config, role).split_for_parts();
+    let doc = openapi::document(paths);
+    app = app.route("/openapi.json", get(openapi::handler(&doc)));
     // With its own address, /metrics is not on this listener at all.
     if config.metrics.bind.is_none() {
         app = app.route("/metrics", get(health::metrics));
@@ -170,19 +181,6 @@ pub fn router(state: AppState, role: ServeRole) -> Router {
     // back to this listener). Its control routes check the operator token.
     if let Some(sb) = state.sending.embedded_sandbox() {
         app = app.nest_service("/sandbox-meta", galantis_sandbox::meta::router(sb.clone()));
-    }
-    if role != ServeRole::Worker {
-        app = app.merge(crate::webhooks::routes(config.webhook_body_limit_bytes));
-        app = app.nest(
-            "/api/v1",
-            api_routes().layer(RequestBodyLimitLayer::new(config.api_body_limit_bytes)),
-        );
-        // CSV uploads stream in under their own, larger limit.
-        app = app.route(
-            "/api/v1/lists/{id}/imports",
-            post(audience::upload_import)
-                .layer(RequestBodyLimitLayer::new(config.imports.max_bytes)),
-        );
     }
     app.fallback(not_found)
         .with_state(state)

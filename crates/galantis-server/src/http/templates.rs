@@ -22,14 +22,24 @@ fn view(t: &TemplateRecord) -> Value {
     v
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/templates",
+    tag = "templates",
+    summary = "Message templates",
+    params(ListQuery),
+    responses((status = 200, description = "a page of templates", body = crate::http::openapi::PageBody))
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authed<perm::TemplatesRead>,
@@ -62,6 +72,14 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/templates/{id}",
+    tag = "templates",
+    summary = "A template",
+    params(("id" = uuid::Uuid, Path, description = "template id")),
+    responses((status = 200, description = "the template", body = Object))
+)]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authed<perm::TemplatesRead>,
@@ -75,12 +93,14 @@ pub async fn get(
     Ok(axum::Json(view(&t)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateInput {
     name: String,
     language: String,
     category: String,
+    /// Meta's components (HEADER, BODY, FOOTER, BUTTONS), as Meta takes them.
+    #[schema(value_type = Vec<Object>, min_items = 1)]
     components: Value,
     #[serde(default)]
     format: Option<String>,
@@ -125,6 +145,14 @@ fn validate(t: &TemplateInput) -> Result<&'static str, AppError> {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/templates",
+    tag = "templates",
+    summary = "Create a draft template",
+    request_body = TemplateInput,
+    responses((status = 201, description = "the template", body = Object))
+)]
 pub async fn create(
     State(state): State<AppState>,
     auth: Authed<perm::TemplatesWrite>,
@@ -154,6 +182,15 @@ pub async fn create(
 }
 
 /// Edits a DRAFT or REJECTED template (it becomes a DRAFT again).
+#[utoipa::path(
+    method(put, patch),
+    path = "/templates/{id}",
+    tag = "templates",
+    summary = "Replace a draft template",
+    params(("id" = uuid::Uuid, Path, description = "template id")),
+    request_body = TemplateInput,
+    responses((status = 200, description = "the template", body = Object))
+)]
 pub async fn update(
     State(state): State<AppState>,
     auth: Authed<perm::TemplatesWrite>,
@@ -195,6 +232,14 @@ pub async fn update(
 }
 
 /// Deletes a template; one known to Meta is deleted there too.
+#[utoipa::path(
+    delete,
+    path = "/templates/{id}",
+    tag = "templates",
+    summary = "Delete a template",
+    params(("id" = uuid::Uuid, Path, description = "template id")),
+    responses((status = 204, description = "deleted"))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     auth: Authed<perm::TemplatesWrite>,
@@ -227,6 +272,14 @@ pub async fn delete(
 }
 
 /// Submits a DRAFT (or edited REJECTED) template to Meta for review.
+#[utoipa::path(
+    post,
+    path = "/templates/{id}/submit",
+    tag = "templates",
+    summary = "Submit a template to Meta for review",
+    params(("id" = uuid::Uuid, Path, description = "template id")),
+    responses((status = 200, description = "the template", body = Object))
+)]
 pub async fn submit(
     State(state): State<AppState>,
     auth: Authed<perm::TemplatesWrite>,
@@ -249,6 +302,13 @@ pub async fn submit(
     Ok(axum::Json(view(&out)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/templates/sync",
+    tag = "templates",
+    summary = "Sync templates from Meta",
+    responses((status = 200, description = "what changed", body = Object))
+)]
 pub async fn sync(
     State(state): State<AppState>,
     auth: Authed<perm::TemplatesWrite>,

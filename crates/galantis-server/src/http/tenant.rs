@@ -10,17 +10,33 @@ use crate::error::AppError;
 use crate::http::auth::{Authed, perm};
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Tenant)]
 pub struct TenantView {
+    #[schema(value_type = uuid::Uuid)]
     pub id: TenantId,
+    /// `*.myshopify.com`
+    #[schema(value_type = String)]
     pub shop: ShopDomain,
+    #[schema(value_type = crate::http::openapi::TenantStatusName)]
     pub status: TenantStatus,
     pub created_at: DateTime<Utc>,
+    /// The caller.
+    #[schema(value_type = uuid::Uuid)]
     pub member_id: MemberId,
+    #[schema(value_type = crate::http::openapi::RoleName)]
     pub role: Role,
+    /// What the caller's role may do, e.g. `messages:send`.
     pub permissions: Vec<&'static str>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenant",
+    tag = "tenant",
+    summary = "The tenant and the caller's role",
+    responses((status = 200, description = "the tenant", body = TenantView))
+)]
 pub async fn get_tenant(
     State(state): State<AppState>,
     auth: Authed<perm::TenantRead>,

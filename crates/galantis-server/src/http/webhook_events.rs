@@ -16,16 +16,28 @@ use crate::http::pagination::{Cursor, Page};
 use crate::state::AppState;
 use crate::webhooks::process::ProcessWebhook;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[param(value_type = Option<crate::http::openapi::WebhookStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<crate::http::openapi::WebhookSource>)]
     source: Option<String>,
     topic: Option<String>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/webhook-events",
+    tag = "webhooks",
+    summary = "Received webhooks",
+    params(ListQuery),
+    responses((status = 200, description = "a page of webhook events", body = crate::http::openapi::PageBody))
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authed<perm::WebhooksRead>,
@@ -70,6 +82,14 @@ pub async fn list(
 }
 
 /// Processes a stored event again (e.g. after fixing what made it fail).
+#[utoipa::path(
+    post,
+    path = "/webhook-events/{id}/replay",
+    tag = "webhooks",
+    summary = "Process a stored webhook again",
+    params(("id" = uuid::Uuid, Path, description = "webhook event id")),
+    responses((status = 202, description = "queued for processing", body = Object))
+)]
 pub async fn replay(
     State(state): State<AppState>,
     auth: Authed<perm::WebhooksReplay>,
@@ -108,14 +128,24 @@ pub async fn replay(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     kind: Option<String>,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    summary = "Domain events",
+    params(EventsQuery),
+    responses((status = 200, description = "a page of events", body = crate::http::openapi::PageBody))
+)]
 pub async fn events(
     State(state): State<AppState>,
     auth: Authed<perm::EventsRead>,

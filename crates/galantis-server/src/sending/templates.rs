@@ -22,7 +22,7 @@ fn meta_failure(e: galantis_core::sending::SendError) -> AppError {
             "meta_error",
             format!("Meta refused: {} ({})", m.reason(), m.code),
         ),
-        other => AppError::Unavailable(format!("Meta could not be reached: {other}")),
+        other => AppError::unavailable("Meta could not be reached", other),
     }
 }
 

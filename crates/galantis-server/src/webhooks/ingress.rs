@@ -79,6 +79,20 @@ fn unknown_shop() -> AppError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/shopify",
+    tag = "webhooks in",
+    summary = "A Shopify webhook (signed with the app's secret)",
+    params(
+        ("x-shopify-hmac-sha256" = String, Header, description = "base64 HMAC-SHA256 of the raw body"),
+        ("x-shopify-topic" = String, Header, description = "e.g. customers/create"),
+        ("x-shopify-shop-domain" = String, Header, description = "the shop, *.myshopify.com"),
+        ("x-shopify-webhook-id" = Option<String>, Header, description = "deduplicates redeliveries"),
+    ),
+    request_body(content = Object, description = "Shopify's payload for the topic"),
+    responses((status = 200, description = "stored (or a redelivery already stored); processing is queued"))
+)]
 pub async fn shopify(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -129,9 +143,7 @@ pub async fn shopify(
         )
         .await
         // The writer logged the cause; the platform retries a 503.
-        .map_err(|_| {
-            AppError::Unavailable("the webhook could not be stored; retry later".into())
-        })?;
+        .map_err(|_| AppError::unavailable_plain("the webhook could not be stored; retry later"))?;
     let outcome = stored.as_str();
     metrics::counter!("galantis_webhooks_received_total", "source" => "shopify", "outcome" => outcome).increment(1);
     metrics::histogram!("galantis_webhook_ingest_seconds", "source" => "shopify")
@@ -139,7 +151,8 @@ pub async fn shopify(
     Ok((StatusCode::OK, axum::Json(json!({ "status": outcome }))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Handshake {
     #[serde(rename = "hub.mode")]
     mode: Option<String>,
@@ -150,6 +163,14 @@ pub struct Handshake {
 }
 
 /// Meta's subscription handshake: echo the raw challenge for the right token.
+#[utoipa::path(
+    get,
+    path = "/webhooks/meta",
+    tag = "webhooks in",
+    summary = "Meta's subscription handshake",
+    params(Handshake),
+    responses((status = 200, description = "the challenge, echoed", body = String, content_type = "text/plain"))
+)]
 pub async fn meta_verify(State(state): State<AppState>, Query(q): Query<Handshake>) -> Response {
     let expected = state
         .config
@@ -182,6 +203,15 @@ struct RoutedChange {
     payload: Value,
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/meta",
+    tag = "webhooks in",
+    summary = "A Meta (WhatsApp Cloud API) webhook (signed with the app secret)",
+    params(("x-hub-signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body>")),
+    request_body(content = Object, description = "Meta's `whatsapp_business_account` payload"),
+    responses((status = 200, description = "stored; processing is queued"))
+)]
 pub async fn meta(
     State(state): State<AppState>,
     headers: HeaderMap,

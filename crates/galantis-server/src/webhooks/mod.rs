@@ -15,20 +15,19 @@ pub mod signature;
 pub mod simulate;
 pub mod topics;
 
-use axum::Router;
-use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 /// `/webhooks/…`, with the webhook body limit (3 MB by default).
-pub fn routes(limit: usize) -> Router<AppState> {
-    Router::new()
-        .route("/webhooks/shopify", post(ingress::shopify))
-        .route(
-            "/webhooks/meta",
-            get(ingress::meta_verify).post(ingress::meta),
-        )
+/// Registered through `routes!` like the API, so `/openapi.json` documents
+/// them (ADR 0015).
+pub fn routes(limit: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ingress::shopify))
+        .routes(routes!(ingress::meta_verify, ingress::meta))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
 }

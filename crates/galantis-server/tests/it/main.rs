@@ -16,6 +16,7 @@ mod jobs_api;
 mod listener;
 mod members;
 mod migrate;
+mod openapi;
 mod queue;
 mod queue_crash;
 mod sandbox;

@@ -4,7 +4,8 @@
 use super::*;
 use crate::jobs::kinds::audience::{ImportUploadDeadline, UPLOAD_INTERRUPTED, upload_deadline};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     filename: Option<String>,
@@ -119,6 +120,15 @@ async fn fail_upload(
 /// leaves nothing behind. An upload over the row or byte cap, or cut off
 /// (error, disconnect, timeout, crash), ends `failed` with its reason and
 /// nothing of it is applied.
+#[utoipa::path(
+    post,
+    path = "/lists/{id}/imports",
+    tag = "audience",
+    summary = "Import contacts from a CSV body into a list",
+    params(("id" = uuid::Uuid, Path, description = "list id"), UploadQuery),
+    request_body(content = String, content_type = "text/csv", description = "the CSV file: a header row, then one contact a row"),
+    responses((status = 202, description = "the import, validated and staged", body = Object))
+)]
 pub async fn upload_import(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -289,14 +299,24 @@ async fn finish(
     Ok(view)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportsQuery {
     list_id: Uuid,
     cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/imports",
+    tag = "audience",
+    summary = "CSV imports of a list",
+    params(ImportsQuery),
+    responses((status = 200, description = "a page of imports", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_imports(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,
@@ -312,6 +332,14 @@ pub async fn list_imports(
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |i| i.id)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/imports/{id}",
+    tag = "audience",
+    summary = "An import",
+    params(("id" = uuid::Uuid, Path, description = "import id")),
+    responses((status = 200, description = "the import", body = Object))
+)]
 pub async fn get_import(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,
@@ -325,6 +353,14 @@ pub async fn get_import(
     Ok(axum::Json(import))
 }
 
+#[utoipa::path(
+    get,
+    path = "/imports/{id}/report",
+    tag = "audience",
+    summary = "Rows an import rejected, with reasons",
+    params(("id" = uuid::Uuid, Path, description = "import id"), crate::http::audience::PageQuery),
+    responses((status = 200, description = "a page of rejected rows", body = crate::http::openapi::PageBody))
+)]
 pub async fn import_report(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,

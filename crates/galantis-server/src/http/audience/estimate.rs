@@ -2,14 +2,14 @@
 
 use super::*;
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SetKind {
     List,
     Segment,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRef {
     #[serde(rename = "type")]
@@ -17,7 +17,7 @@ pub struct SetRef {
     id: Uuid,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EstimateBody {
     #[serde(default)]
@@ -44,6 +44,14 @@ pub fn audience_spec(include: &[SetRef], exclude: &[SetRef]) -> AudienceSpec {
 
 /// `POST /audiences/estimate`: included, excluded, duplicates, not
 /// subscribed and final reach of an audience of lists and segments.
+#[utoipa::path(
+    post,
+    path = "/audiences/estimate",
+    tag = "audience",
+    summary = "Count an audience of lists and segments (include minus exclude)",
+    request_body = EstimateBody,
+    responses((status = 200, description = "the estimate", body = Object))
+)]
 pub async fn estimate(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,

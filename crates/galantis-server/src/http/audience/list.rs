@@ -3,6 +3,14 @@
 
 use super::*;
 
+#[utoipa::path(
+    get,
+    path = "/lists",
+    tag = "audience",
+    summary = "Contact lists",
+    params(crate::http::audience::PageQuery),
+    responses((status = 200, description = "a page of lists", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_lists(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,
@@ -15,7 +23,7 @@ pub async fn list_lists(
     Ok(axum::Json(Page::from_rows(rows, limit as usize, |l| l.id)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewList {
     name: String,
@@ -23,6 +31,14 @@ pub struct NewList {
     description: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/lists",
+    tag = "audience",
+    summary = "Create a list",
+    request_body = NewList,
+    responses((status = 201, description = "the list", body = Object))
+)]
 pub async fn create_list(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -38,6 +54,14 @@ pub async fn create_list(
     Ok((StatusCode::CREATED, axum::Json(list)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/lists/{id}",
+    tag = "audience",
+    summary = "A list",
+    params(("id" = uuid::Uuid, Path, description = "list id")),
+    responses((status = 200, description = "the list", body = Object))
+)]
 pub async fn get_list(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,
@@ -51,15 +75,26 @@ pub async fn get_list(
     Ok(axum::Json(list))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListPatch {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
+    /// A string sets it; `null` clears it.
+    #[schema(value_type = Option<String>)]
     description: Option<Value>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/lists/{id}",
+    tag = "audience",
+    summary = "Rename or describe a list",
+    params(("id" = uuid::Uuid, Path, description = "list id")),
+    request_body = ListPatch,
+    responses((status = 200, description = "the list", body = Object))
+)]
 pub async fn update_list(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -79,6 +114,14 @@ pub async fn update_list(
     Ok(axum::Json(list))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/lists/{id}",
+    tag = "audience",
+    summary = "Delete a list",
+    params(("id" = uuid::Uuid, Path, description = "list id")),
+    responses((status = 204, description = "deleted"))
+)]
 pub async fn delete_list(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -92,6 +135,14 @@ pub async fn delete_list(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/lists/{id}/members",
+    tag = "audience",
+    summary = "Contacts in a list",
+    params(("id" = uuid::Uuid, Path, description = "list id"), crate::http::audience::PageQuery),
+    responses((status = 200, description = "a page of contacts", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_members(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,
@@ -113,13 +164,14 @@ pub async fn list_members(
 }
 
 /// A contact search in a request body (same filters as `GET /contacts`).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
     q: Option<String>,
     tag: Option<String>,
     country: Option<String>,
     language: Option<String>,
+    #[schema(value_type = Option<crate::http::openapi::MarketingStateName>)]
     marketing_state: Option<String>,
     list_id: Option<Uuid>,
     segment_id: Option<Uuid>,
@@ -146,7 +198,7 @@ fn to_search(s: SearchBody) -> Result<ContactSearch, AppError> {
     Ok(search)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MembersBody {
     #[serde(default)]
@@ -194,13 +246,22 @@ async fn resolve_members(tx: &mut TenantTx, body: MembersBody) -> Result<Vec<Uui
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MembersAdded {
     pub added: usize,
     pub already_members: usize,
     pub not_found: usize,
 }
 
+#[utoipa::path(
+    post,
+    path = "/lists/{id}/members",
+    tag = "audience",
+    summary = "Add contacts (by id or by search) to a list",
+    params(("id" = uuid::Uuid, Path, description = "list id")),
+    request_body = MembersBody,
+    responses((status = 200, description = "how many were added", body = MembersAdded))
+)]
 pub async fn add_members(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -237,6 +298,15 @@ pub async fn add_members(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/lists/{id}/members",
+    tag = "audience",
+    summary = "Remove contacts from a list",
+    params(("id" = uuid::Uuid, Path, description = "list id")),
+    request_body = MembersBody,
+    responses((status = 200, description = "how many were removed", body = Object))
+)]
 pub async fn remove_members(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,

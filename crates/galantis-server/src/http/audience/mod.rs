@@ -100,10 +100,12 @@ fn parse_rules(v: &Value) -> Result<SegmentRules, AppError> {
 }
 
 /// `?cursor=&limit=` of the audience lists.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub(super) cursor: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     pub(super) limit: Option<u32>,
 }
 

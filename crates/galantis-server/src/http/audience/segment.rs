@@ -3,6 +3,14 @@
 use super::*;
 use crate::jobs::kinds::collections::sync_unknown_collections;
 
+#[utoipa::path(
+    get,
+    path = "/segments",
+    tag = "audience",
+    summary = "Segments",
+    params(crate::http::audience::PageQuery),
+    responses((status = 200, description = "a page of segments", body = crate::http::openapi::PageBody))
+)]
 pub async fn list_segments(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,
@@ -28,15 +36,26 @@ async fn check_lists(tx: &mut TenantTx, rules: &SegmentRules) -> Result<(), AppE
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSegment {
     name: String,
     #[serde(default)]
     description: Option<String>,
+    /// `{"groups": [{"conditions": […]}, …]}`: groups are OR-ed, a group's
+    /// conditions AND-ed (422 `invalid_segment_rules` says what is wrong).
+    #[schema(value_type = Object)]
     rules: Value,
 }
 
+#[utoipa::path(
+    post,
+    path = "/segments",
+    tag = "audience",
+    summary = "Create a segment from rules",
+    request_body = NewSegment,
+    responses((status = 201, description = "the segment", body = Object))
+)]
 pub async fn create_segment(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -63,6 +82,14 @@ pub async fn create_segment(
     Ok((StatusCode::CREATED, axum::Json(seg)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/segments/{id}",
+    tag = "audience",
+    summary = "A segment",
+    params(("id" = uuid::Uuid, Path, description = "segment id")),
+    responses((status = 200, description = "the segment", body = Object))
+)]
 pub async fn get_segment(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,
@@ -76,17 +103,29 @@ pub async fn get_segment(
     Ok(axum::Json(seg))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentPatch {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
+    /// A string sets it; `null` clears it.
+    #[schema(value_type = Option<String>)]
     description: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     rules: Option<Value>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/segments/{id}",
+    tag = "audience",
+    summary = "Change a segment",
+    params(("id" = uuid::Uuid, Path, description = "segment id")),
+    request_body = SegmentPatch,
+    responses((status = 200, description = "the segment", body = Object))
+)]
 pub async fn update_segment(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -119,6 +158,14 @@ pub async fn update_segment(
     Ok(axum::Json(seg))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/segments/{id}",
+    tag = "audience",
+    summary = "Delete a segment",
+    params(("id" = uuid::Uuid, Path, description = "segment id")),
+    responses((status = 204, description = "deleted"))
+)]
 pub async fn delete_segment(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -132,6 +179,14 @@ pub async fn delete_segment(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/segments/{id}/members",
+    tag = "audience",
+    summary = "Contacts a segment matches",
+    params(("id" = uuid::Uuid, Path, description = "segment id"), crate::http::audience::PageQuery),
+    responses((status = 200, description = "a page of contacts", body = crate::http::openapi::PageBody))
+)]
 pub async fn segment_members(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,
@@ -153,6 +208,14 @@ pub async fn segment_members(
 }
 
 /// Re-evaluates a segment now over every contact.
+#[utoipa::path(
+    post,
+    path = "/segments/{id}/refresh",
+    tag = "audience",
+    summary = "Re-evaluate a segment now",
+    params(("id" = uuid::Uuid, Path, description = "segment id")),
+    responses((status = 200, description = "the new count", body = Object))
+)]
 pub async fn refresh_segment(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceWrite>,
@@ -182,9 +245,12 @@ pub async fn refresh_segment(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewBody {
+    /// `{"groups": [{"conditions": […]}, …]}`: groups are OR-ed, a group's
+    /// conditions AND-ed (422 `invalid_segment_rules` says what is wrong).
+    #[schema(value_type = Object)]
     rules: Value,
     #[serde(default)]
     sample_size: Option<u32>,
@@ -197,6 +263,14 @@ pub struct PreviewView {
 }
 
 /// `POST /segments/preview`: who unsaved rules select now.
+#[utoipa::path(
+    post,
+    path = "/segments/preview",
+    tag = "audience",
+    summary = "Count and sample the contacts that rules match",
+    request_body = PreviewBody,
+    responses((status = 200, description = "the count and a sample", body = Object))
+)]
 pub async fn preview(
     State(state): State<AppState>,
     auth: Authed<perm::AudienceRead>,
