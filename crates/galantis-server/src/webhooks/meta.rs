@@ -1,15 +1,17 @@
 //! Meta change handlers: inbound messages, status updates, template status.
 
-use galantis_core::{DomainEvent, MessageStatus, PhoneE164};
+use galantis_core::{DomainEvent, MessageStatus};
 use galantis_store::TenantTx;
-use galantis_store::tenant::contacts;
-use galantis_store::tenant::messaging::{self, InboundMessage, StatusUpdate};
+use galantis_store::tenant::messaging::{self, StatusUpdate};
 use galantis_store::tenant::webhook_events::WebhookEvent;
 use serde_json::Value;
 
 use super::outcome::{HandlerError, Outcome};
 use super::parse::{int, string};
 use crate::jobs::JobContext;
+
+mod inbound;
+use inbound::inbound;
 
 pub async fn handle(
     ctx: &JobContext,
@@ -130,81 +132,6 @@ pub async fn handle(
         other => out.ignored = Some(format!("no handler for field {other}")),
     }
     Ok(out)
-}
-
-async fn inbound(
-    tx: &mut TenantTx,
-    pnid: &str,
-    m: &Value,
-    profiles: &[(String, String)],
-    now: i64,
-    out: &mut Outcome,
-) -> Result<(), HandlerError> {
-    let Some(from) = string(m.get("from")) else {
-        return Err(HandlerError::Invalid("message without `from`".into()));
-    };
-    let Some(wamid) = string(m.get("id")) else {
-        return Err(HandlerError::Invalid("message without `id`".into()));
-    };
-    let phone = PhoneE164::parse(&format!("+{from}"))
-        .map_err(|err| HandlerError::Invalid(format!("sender: {err}")))?;
-    let at = int(m.get("timestamp")).map(|s| s * 1000).unwrap_or(now);
-    let profile = profiles
-        .iter()
-        .find(|(w, _)| *w == from)
-        .map(|(_, n)| n.as_str());
-    let contact = match contacts::by_phone(tx, phone.as_str()).await? {
-        Some(c) => c,
-        None => {
-            let c = contacts::create_from_whatsapp(tx, phone.as_str(), profile, now).await?;
-            let ev = DomainEvent::ContactCreated {
-                contact_id: c.id,
-                source: "whatsapp".into(),
-            };
-            out.event(tx, ev).await?;
-            c
-        }
-    };
-    let conversation = messaging::touch_conversation_inbound(tx, contact.id, pnid, at, now).await?;
-    let kind = string(m.get("type")).unwrap_or_else(|| "unknown".into());
-    let body = match kind.as_str() {
-        "text" => string(m.pointer("/text/body")),
-        "interactive" => string(m.pointer("/interactive/button_reply/title"))
-            .or(string(m.pointer("/interactive/list_reply/title"))),
-        "button" => string(m.pointer("/button/text")),
-        _ => string(m.pointer(&format!("/{kind}/caption"))),
-    };
-    let inserted = messaging::insert_inbound(
-        tx,
-        &InboundMessage {
-            conversation_id: conversation.id,
-            contact_id: contact.id,
-            phone_number_id: pnid,
-            wamid: &wamid,
-            kind: &kind,
-            body: body.as_deref(),
-            content: m,
-            context_wamid: m.pointer("/context/id").and_then(Value::as_str),
-            at_ms: at,
-        },
-        now,
-    )
-    .await?;
-    if let Some(message_id) = inserted {
-        let text = |path: &str| m.pointer(path).and_then(Value::as_str).map(str::to_owned);
-        let ev = DomainEvent::ConversationMessageCreated {
-            conversation_id: conversation.id,
-            message_id,
-            contact_id: contact.id,
-            wamid: wamid.to_string(),
-            message_type: kind,
-            button_reply_id: text("/interactive/button_reply/id"),
-            context_wamid: text("/context/id"),
-            reopened: conversation.reopened,
-        };
-        out.event(tx, ev).await?;
-    }
-    Ok(())
 }
 
 async fn status(

@@ -11,6 +11,7 @@ mod cli;
 mod consent;
 mod domain_events;
 mod http_basics;
+mod inbound_messages;
 mod isolation;
 mod jobs_api;
 mod listener;

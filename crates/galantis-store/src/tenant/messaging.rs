@@ -94,25 +94,265 @@ pub struct InboundMessage<'a> {
     pub at_ms: i64,
 }
 
-/// Stores an inbound message once per wamid; `None` for a duplicate.
+/// Stores an inbound message once per wamid; `None` for a duplicate. Its
+/// media id and type (from `content`, as Meta sent it) are kept for a later
+/// download, and reactions, edits or a revoke that arrived before it apply.
 pub async fn insert_inbound(
     tx: &mut TenantTx,
     m: &InboundMessage<'_>,
     now_ms: i64,
 ) -> Result<Option<Uuid>, StoreError> {
     let id = Uuid::now_v7();
+    let media = galantis_core::messaging::inbound::media(m.content);
     let n = on_tx!(tx.tx(), |c| {
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, contact_id, phone_number_id, direction, wamid, kind, body, content,
-                                   context_wamid, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, 'RECEIVED', $10, $11)
+                                   context_wamid, status, media_id, media_mime_type, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, 'RECEIVED', $10, $11, $12, $13)
              ON CONFLICT (wamid) WHERE wamid IS NOT NULL DO NOTHING",
         )
         .bind(id).bind(m.conversation_id).bind(m.contact_id).bind(m.phone_number_id).bind(m.wamid).bind(m.kind)
-        .bind(m.body).bind(Json(m.content)).bind(m.context_wamid).bind(m.at_ms).bind(now_ms)
+        .bind(m.body).bind(Json(m.content)).bind(m.context_wamid).bind(media.as_ref().map(|x| x.id))
+        .bind(media.as_ref().and_then(|x| x.mime_type)).bind(m.at_ms).bind(now_ms)
         .execute(&mut *c).await?.rows_affected()
     });
+    if n == 1 {
+        apply_amendments(tx, m.wamid, now_ms).await?;
+    }
     Ok((n == 1).then_some(id))
+}
+
+/// The conversation of a contact on a number, created OPEN if there is none,
+/// without touching the service window: for messages that are not the
+/// customer writing (system notices).
+pub async fn ensure_conversation(
+    tx: &mut TenantTx,
+    contact: Uuid,
+    phone_number_id: &str,
+    now_ms: i64,
+) -> Result<Uuid, StoreError> {
+    let existing: Option<Uuid> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE contact_id = $1 AND phone_number_id = $2",
+        )
+        .bind(contact)
+        .bind(phone_number_id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let id = Uuid::now_v7();
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO conversations (id, contact_id, phone_number_id, status, created_at, updated_at)
+             VALUES ($1, $2, $3, 'OPEN', $4, $4)",
+        )
+        .bind(id).bind(contact).bind(phone_number_id).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(id)
+}
+
+/// A reaction, edit or revoke: its own wamid, changing `target_wamid`.
+#[derive(Debug, Clone)]
+pub struct Amendment<'a> {
+    pub wamid: &'a str,
+    pub target_wamid: &'a str,
+    pub contact_id: Uuid,
+    /// `reaction`, `edit` or `revoke`.
+    pub kind: &'a str,
+    /// The reaction's emoji (`None` removes it) or the edit's new summary.
+    pub text: Option<&'a str>,
+    /// As Meta sent it (the edit's new message object).
+    pub payload: &'a Value,
+    pub at_ms: i64,
+}
+
+/// Keeps an amendment once per wamid and applies it if its message is
+/// known; `false` for a duplicate.
+pub async fn amend(tx: &mut TenantTx, a: &Amendment<'_>, now_ms: i64) -> Result<bool, StoreError> {
+    let payload = serde_json::json!({"text": a.text, "message": a.payload});
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO message_amendments (id, wamid, target_wamid, contact_id, kind, payload, occurred_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (wamid) DO NOTHING",
+        )
+        .bind(Uuid::now_v7()).bind(a.wamid).bind(a.target_wamid).bind(a.contact_id).bind(a.kind)
+        .bind(Json(&payload)).bind(a.at_ms).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    if n == 1 {
+        apply_amendments(tx, a.target_wamid, now_ms).await?;
+    }
+    Ok(n == 1)
+}
+
+/// Applies the pending amendments of `target` in the order they happened:
+/// the latest reaction wins, an edit keeps the text it replaces, a deleted
+/// message is neither edited nor shown again. Only the contact's own
+/// messages (and, for a reaction, those sent to the contact) are changed.
+async fn apply_amendments(tx: &mut TenantTx, target: &str, now_ms: i64) -> Result<(), StoreError> {
+    type Pending = (Uuid, Uuid, String, Json<Value>, i64);
+    let pending: Vec<Pending> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, contact_id, kind, payload, occurred_at FROM message_amendments
+             WHERE target_wamid = $1 AND applied_at IS NULL ORDER BY occurred_at, id",
+        )
+        .bind(target)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    for (id, contact, kind, Json(payload), at) in pending {
+        type Target = (Uuid, String, Option<String>, Option<i64>, Option<i64>);
+        let row: Option<Target> = on_tx!(tx.tx(), |c| {
+            sqlx::query_as(
+                "SELECT id, direction, body, edited_at, deleted_at FROM messages WHERE wamid = $1 AND contact_id = $2",
+            )
+            .bind(target).bind(contact).fetch_optional(&mut *c).await?
+        });
+        let Some((message, direction, body, edited_at, deleted_at)) = row else {
+            continue;
+        };
+        let text = payload.get("text").and_then(Value::as_str);
+        let mut previous_body = None;
+        on_tx!(tx.tx(), |c| {
+            match kind.as_str() {
+                "reaction" => {
+                    sqlx::query(
+                        "UPDATE messages SET reaction = $1, reacted_at = $2, updated_at = $3
+                         WHERE id = $4 AND (reacted_at IS NULL OR reacted_at <= $2)",
+                    )
+                    .bind(text)
+                    .bind(at)
+                    .bind(now_ms)
+                    .bind(message)
+                    .execute(&mut *c)
+                    .await?;
+                }
+                "edit"
+                    if direction == "inbound"
+                        && deleted_at.is_none()
+                        && edited_at.is_none_or(|e| e <= at) =>
+                {
+                    previous_body = body;
+                    sqlx::query(
+                        "UPDATE messages SET body = $1, edited_at = $2, updated_at = $3 WHERE id = $4",
+                    )
+                    .bind(text).bind(at).bind(now_ms).bind(message)
+                    .execute(&mut *c).await?;
+                }
+                "revoke" if direction == "inbound" => {
+                    // The sender deleted it for everyone: the text goes, from
+                    // the message and from the edits that kept older text.
+                    sqlx::query(
+                        "UPDATE messages SET body = NULL, content = $1, media_id = NULL, deleted_at = COALESCE(deleted_at, $2),
+                                updated_at = $3
+                         WHERE id = $4",
+                    )
+                    .bind(Json(serde_json::json!({"revoked": true}))).bind(at).bind(now_ms).bind(message)
+                    .execute(&mut *c).await?;
+                    sqlx::query(
+                        "UPDATE message_amendments SET previous_body = NULL, payload = $1
+                         WHERE target_wamid = $2 AND kind = 'edit'",
+                    )
+                    .bind(Json(serde_json::json!({})))
+                    .bind(target)
+                    .execute(&mut *c)
+                    .await?;
+                }
+                _ => {}
+            }
+            sqlx::query(
+                "UPDATE message_amendments SET applied_at = $1, previous_body = COALESCE($2, previous_body) WHERE id = $3",
+            )
+            .bind(now_ms).bind(&previous_body).bind(id)
+            .execute(&mut *c).await?.rows_affected()
+        });
+    }
+    Ok(())
+}
+
+/// Erasure: amendments keep text (reactions, edits) of the contact.
+pub async fn scrub_amendments_for(tx: &mut TenantTx, contact: Uuid) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE message_amendments SET payload = $1, previous_body = NULL WHERE contact_id = $2",
+        )
+        .bind(Json(serde_json::json!({})))
+        .bind(contact)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// An inbound message's type-specific state, beyond [`MessageView`].
+#[derive(Debug, Clone, Serialize)]
+pub struct InboundDetail {
+    pub contact_id: Uuid,
+    pub conversation_id: Option<Uuid>,
+    pub kind: String,
+    pub body: Option<String>,
+    pub content: Value,
+    pub media_id: Option<String>,
+    pub media_mime_type: Option<String>,
+    pub reaction: Option<String>,
+    pub edited: bool,
+    pub deleted: bool,
+    /// Texts an edit replaced, oldest first.
+    pub previous_bodies: Vec<String>,
+}
+
+pub async fn inbound_detail(
+    tx: &mut TenantTx,
+    wamid: &str,
+) -> Result<Option<InboundDetail>, StoreError> {
+    type Row = (
+        Uuid,
+        Option<Uuid>,
+        String,
+        Option<String>,
+        Json<Value>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let row: Option<Row> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT contact_id, conversation_id, kind, body, content, media_id, media_mime_type, reaction, edited_at, deleted_at
+             FROM messages WHERE wamid = $1",
+        )
+        .bind(wamid).fetch_optional(&mut *c).await?
+    });
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let previous: Vec<Option<String>> =
+        on_tx!(tx.tx(), |c| {
+            sqlx::query_scalar(
+            "SELECT previous_body FROM message_amendments WHERE target_wamid = $1 AND kind = 'edit'
+             AND applied_at IS NOT NULL ORDER BY occurred_at, id",
+        )
+        .bind(wamid).fetch_all(&mut *c).await?
+        });
+    Ok(Some(InboundDetail {
+        contact_id: r.0,
+        conversation_id: r.1,
+        kind: r.2,
+        body: r.3,
+        content: r.4.0,
+        media_id: r.5,
+        media_mime_type: r.6,
+        reaction: r.7,
+        edited: r.8.is_some(),
+        deleted: r.9.is_some(),
+        previous_bodies: previous.into_iter().flatten().collect(),
+    }))
 }
 
 /// A status update from Meta.

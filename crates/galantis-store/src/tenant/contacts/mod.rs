@@ -93,6 +93,7 @@ macro_rules! columns {
 }
 
 mod consent;
+pub mod phone_changes;
 mod search;
 mod write;
 

@@ -278,6 +278,8 @@ pub async fn redact(tx: &mut TenantTx, contact: Uuid, now_ms: i64) -> Result<(),
             .await?
             .rows_affected()
     });
+    crate::tenant::messaging::scrub_amendments_for(tx, contact).await?;
+    super::phone_changes::scrub(tx, contact).await?;
     Ok(())
 }
 
