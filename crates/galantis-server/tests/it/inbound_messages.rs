@@ -674,3 +674,56 @@ async fn malformed_inbound_messages_fail_with_a_reason_and_change_nothing() {
     );
     tx.commit().await.unwrap();
 }
+
+#[tokio::test]
+async fn erasure_reaches_edits_reactions_and_the_phone_history() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = tenant(&app, "in-erase").await;
+    send(
+        &app,
+        &t,
+        WA,
+        msg(
+            "wamid.x0",
+            1_767_225_600,
+            "text",
+            json!({"body": "call me at home"}),
+        ),
+    )
+    .await;
+    send(
+        &app,
+        &t,
+        WA,
+        edit("wamid.x1", 1_767_225_610, "wamid.x0", "call me at work"),
+    )
+    .await;
+    send(
+        &app,
+        &t,
+        WA,
+        msg(
+            "wamid.x2",
+            1_767_225_620,
+            "reaction",
+            json!({"message_id": "wamid.x0", "emoji": "🙏"}),
+        ),
+    )
+    .await;
+    send(&app, &t, WA, changed_number("wamid.x3", WA, "34698765432")).await;
+    processed_ok(&app, &t).await;
+    let c = contact(&app, &t, "+34698765432").await.unwrap();
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    contacts::redact(&mut tx, c.id, 1_767_300_000_000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let d = detail(&app, &t, "wamid.x0").await.unwrap();
+    assert_eq!(d.body, None);
+    assert!(d.previous_bodies.is_empty(), "{:?}", d.previous_bodies);
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let history = phone_changes::phone_history(&mut tx, c.id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert!(history[0].previous_phone.is_none() && history[0].phone.is_none());
+}
