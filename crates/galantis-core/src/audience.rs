@@ -48,7 +48,9 @@ impl ConsentSource {
     pub fn parse(s: &str) -> Option<ConsentSource> {
         // Issue 13 names WhatsApp's marketing preference this way; one
         // source, stored under its first name.
-        if s.trim().eq_ignore_ascii_case("whatsapp_marketing_preference") {
+        if s.trim()
+            .eq_ignore_ascii_case("whatsapp_marketing_preference")
+        {
             return Some(ConsentSource::MetaUserPreferences);
         }
         ConsentSource::ALL

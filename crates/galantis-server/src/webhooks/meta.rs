@@ -342,7 +342,9 @@ async fn named_template(
     value: &Value,
 ) -> Result<Result<(uuid::Uuid, String), String>, HandlerError> {
     let Some(name) = string(value.get("message_template_name")) else {
-        return Err(HandlerError::Invalid("template event without a name".into()));
+        return Err(HandlerError::Invalid(
+            "template event without a name".into(),
+        ));
     };
     let language = string(value.get("message_template_language")).unwrap_or_else(|| "en".into());
     let meta_id = string(value.get("message_template_id"));
@@ -359,9 +361,10 @@ async fn template_quality(
     now: i64,
     out: &mut Outcome,
 ) -> Result<(), HandlerError> {
-    let Some(score) = string(value.get("new_quality_score")).map(|s| s.to_ascii_uppercase())
-    else {
-        return Err(HandlerError::Invalid("quality update without new_quality_score".into()));
+    let Some(score) = string(value.get("new_quality_score")).map(|s| s.to_ascii_uppercase()) else {
+        return Err(HandlerError::Invalid(
+            "quality update without new_quality_score".into(),
+        ));
     };
     match named_template(tx, value).await? {
         Ok((id, _)) => templates::set_quality(tx, id, &score, now).await?,
@@ -406,7 +409,9 @@ async fn template_category(
         }
         (None, Some(_)) => out.ignored = Some("the category is unchanged".into()),
         (None, None) => {
-            return Err(HandlerError::Invalid("category update without a category".into()));
+            return Err(HandlerError::Invalid(
+                "category update without a category".into(),
+            ));
         }
     }
     Ok(())
@@ -525,7 +530,9 @@ async fn number_quality(
     out: &mut Outcome,
 ) -> Result<(), HandlerError> {
     let Some(display) = string(value.get("display_phone_number")) else {
-        return Err(HandlerError::Invalid("quality update without display_phone_number".into()));
+        return Err(HandlerError::Invalid(
+            "quality update without display_phone_number".into(),
+        ));
     };
     let event = string(value.get("event")).unwrap_or_default();
     // `current_limit` is being replaced by `max_daily_conversations_per_business`.
@@ -552,7 +559,9 @@ async fn number_quality(
 /// A message the merchant sent from the WhatsApp Business app (coexistence).
 async fn echo(tx: &mut TenantTx, pnid: &str, m: &Value, now: i64) -> Result<(), HandlerError> {
     let (Some(to), Some(wamid)) = (string(m.get("to")), string(m.get("id"))) else {
-        return Err(HandlerError::Invalid("message echo without `to` or `id`".into()));
+        return Err(HandlerError::Invalid(
+            "message echo without `to` or `id`".into(),
+        ));
     };
     let digits = to.trim_start_matches('+');
     let phone = PhoneE164::parse(&format!("+{digits}"))
@@ -562,7 +571,8 @@ async fn echo(tx: &mut TenantTx, pnid: &str, m: &Value, now: i64) -> Result<(), 
         Some(c) => c,
         None => contacts::create_from_whatsapp(tx, phone.as_str(), None, now).await?,
     };
-    let conversation = messaging::touch_conversation_outbound(tx, contact.id, pnid, at, now).await?;
+    let conversation =
+        messaging::touch_conversation_outbound(tx, contact.id, pnid, at, now).await?;
     let kind = string(m.get("type")).unwrap_or_else(|| "unknown".into());
     let body = match kind.as_str() {
         "text" => string(m.pointer("/text/body")),

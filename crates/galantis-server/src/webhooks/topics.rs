@@ -142,11 +142,15 @@ pub const META_FIELDS: &[(&str, MetaHandling)] = {
         ),
         (
             "account_alerts",
-            Ignore("informational for the business portfolio (limit increase decisions, profile); shown in Meta's tools"),
+            Ignore(
+                "informational for the business portfolio (limit increase decisions, profile); shown in Meta's tools",
+            ),
         ),
         (
             "account_review_update",
-            Ignore("WABA review outcomes arrive again as account_update when they restrict the account"),
+            Ignore(
+                "WABA review outcomes arrive again as account_update when they restrict the account",
+            ),
         ),
         (
             "business_capability_update",
@@ -154,7 +158,9 @@ pub const META_FIELDS: &[(&str, MetaHandling)] = {
         ),
         (
             "phone_number_name_update",
-            Ignore("display name review: the name is read from Meta when the connection is verified"),
+            Ignore(
+                "display name review: the name is read from Meta when the connection is verified",
+            ),
         ),
         (
             "security",
@@ -166,7 +172,9 @@ pub const META_FIELDS: &[(&str, MetaHandling)] = {
         ),
         (
             "smb_app_state_sync",
-            Ignore("WhatsApp Business app contact sync (coexistence) is not imported; contacts come from Shopify and conversations"),
+            Ignore(
+                "WhatsApp Business app contact sync (coexistence) is not imported; contacts come from Shopify and conversations",
+            ),
         ),
         (
             "automatic_events",
@@ -243,7 +251,10 @@ mod tests {
         ] {
             assert_eq!(meta_handling(f), Some(MetaHandling::Process), "{f}");
         }
-        assert!(matches!(meta_handling("calls"), Some(MetaHandling::Ignore(_))));
+        assert!(matches!(
+            meta_handling("calls"),
+            Some(MetaHandling::Ignore(_))
+        ));
         assert_eq!(meta_handling("carts"), None);
     }
 }

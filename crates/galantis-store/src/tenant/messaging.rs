@@ -510,7 +510,10 @@ pub async fn set_pricing(
     Ok(n > 0)
 }
 
-pub async fn pricing_of(tx: &mut TenantTx, wamid: &str) -> Result<Option<MessagePricing>, StoreError> {
+pub async fn pricing_of(
+    tx: &mut TenantTx,
+    wamid: &str,
+) -> Result<Option<MessagePricing>, StoreError> {
     type R = (
         Option<bool>,
         Option<String>,
@@ -624,4 +627,15 @@ pub async fn touch_conversation_outbound(
         .execute(&mut *c).await?.rows_affected()
     });
     Ok(id)
+}
+
+/// Where a message came from (`campaign`, `api`, `whatsapp_business_app`, …).
+pub async fn source_of(tx: &mut TenantTx, wamid: &str) -> Result<Option<String>, StoreError> {
+    let r: Option<Option<String>> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT source FROM messages WHERE wamid = $1")
+            .bind(wamid)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(r.flatten())
 }
