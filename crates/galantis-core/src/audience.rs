@@ -46,6 +46,13 @@ impl ConsentSource {
     }
 
     pub fn parse(s: &str) -> Option<ConsentSource> {
+        // Issue 13 names WhatsApp's marketing preference this way; one
+        // source, stored under its first name.
+        if s.trim()
+            .eq_ignore_ascii_case("whatsapp_marketing_preference")
+        {
+            return Some(ConsentSource::MetaUserPreferences);
+        }
         ConsentSource::ALL
             .into_iter()
             .find(|c| c.as_str().eq_ignore_ascii_case(s.trim()))
@@ -993,6 +1000,10 @@ mod tests {
             assert_eq!(ConsentSource::parse(s.as_str()), Some(s));
         }
         assert_eq!(ConsentSource::parse("meta"), None);
+        assert_eq!(
+            ConsentSource::parse("whatsapp_marketing_preference"),
+            Some(ConsentSource::MetaUserPreferences)
+        );
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct Config {
     pub sending: SendingConfig,
     /// CSV imports: what one upload may hold.
     pub imports: ImportsConfig,
+    /// Consent signals beyond typed keywords.
+    pub consent: ConsentConfig,
     /// The Meta sandbox mounted at `/sandbox-meta` (development and staging).
     pub sandbox: SandboxMount,
     /// Credit packs merchants buy through Shopify.
@@ -108,6 +110,25 @@ impl Default for ListenerConfig {
             idle_timeout_secs: 60,
             max_connections: 10_000,
             body_read_timeout_secs: 15,
+        }
+    }
+}
+
+/// `[consent]`; environment: `GALANTIS_CONSENT__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// Quick-reply button payloads (or texts) that unsubscribe the contact
+    /// who taps them, compared ignoring case. Meta's marketing opt-out
+    /// button sends "Stop promotions"; templates with their own opt-out
+    /// button add its payload here.
+    pub stop_button_payloads: Vec<String>,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        Self {
+            stop_button_payloads: vec!["Stop promotions".to_owned()],
         }
     }
 }
@@ -425,6 +446,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             sending: SendingConfig::default(),
             imports: ImportsConfig::default(),
+            consent: ConsentConfig::default(),
             sandbox: SandboxMount::default(),
             billing: BillingConfig::default(),
             listener: ListenerConfig::default(),

@@ -271,7 +271,13 @@ pub async fn meta(
                 .to_owned();
             let digest = hex::encode(Sha256::digest(format!("{waba}|{change}").as_bytes()));
             let routed = json!({ "entry_id": waba, "change": change });
-            let targets: Vec<TenantId> = if field == "messages" || field == "user_preferences" {
+            // Per-number fields go to the number's owner; account-level ones
+            // to every tenant on the WABA.
+            let per_number = matches!(
+                field.as_str(),
+                "messages" | "user_preferences" | "smb_message_echoes"
+            );
+            let targets: Vec<TenantId> = if per_number {
                 let pnid = change
                     .pointer("/value/metadata/phone_number_id")
                     .and_then(Value::as_str)
@@ -331,7 +337,13 @@ pub async fn meta(
     for (tenant, changes) in by_tenant {
         let mut tx = state.db.tenant_tx(tenant).await?;
         for c in &changes {
-            let known = topics::is_known_meta(&c.field);
+            let handling = topics::meta_handling(&c.field);
+            let (status, reason) = match handling {
+                Some(topics::MetaHandling::Process) => ("received", None),
+                Some(topics::MetaHandling::Ignore(why)) => ("ignored", Some(why)),
+                None => ("ignored", Some("unknown field")),
+            };
+            let known = status == "received";
             let origin = c
                 .payload
                 .pointer("/change/value/metadata/phone_number_id")
@@ -347,8 +359,8 @@ pub async fn meta(
                     payload: &c.payload,
                     triggered_at: None,
                     received_at: now,
-                    status: if known { "received" } else { "ignored" },
-                    failure_reason: (!known).then_some("unknown field"),
+                    status,
+                    failure_reason: reason,
                 },
             )
             .await?;
@@ -401,7 +413,8 @@ async fn sandbox_only(state: &AppState, targets: Vec<TenantId>) -> Result<Vec<Te
     Ok(out)
 }
 
-/// An opt-out (STOP, or "stop" in WhatsApp's marketing preferences) or an
+/// An opt-out (STOP, a tap on a stop button such as Meta's "Stop promotions",
+/// or "stop" in WhatsApp's marketing preferences) or an
 /// opt-in (START, "resume") takes effect in the same transaction that stores
 /// the change, before any later send can be prepared (processing then
 /// stores the message). The message or preference event is the proof.
@@ -423,15 +436,33 @@ async fn apply_consent_replies(
     };
     // (wa_id, new state, source, reference, seconds)
     let mut changes = Vec::new();
+    let stop_buttons = &state.config.consent.stop_button_payloads;
     for m in each("messages") {
-        if m.get("type").and_then(Value::as_str) != Some("text") {
+        let str_at = |p: &str| m.pointer(p).and_then(Value::as_str);
+        // A quick-reply tap: `button` on a template, `interactive` on a
+        // session message. Either its payload (id) or its label may be the
+        // configured one; Meta's own opt-out button carries "Stop promotions".
+        let tapped = match m.get("type").and_then(Value::as_str) {
+            Some("button") => vec![str_at("/button/payload"), str_at("/button/text")],
+            Some("interactive") => vec![
+                str_at("/interactive/button_reply/id"),
+                str_at("/interactive/button_reply/title"),
+            ],
+            _ => vec![],
+        };
+        let stop_tap = tapped.into_iter().flatten().any(|t| {
+            stop_buttons
+                .iter()
+                .any(|p| p.trim().to_lowercase() == t.trim().to_lowercase())
+        });
+        let text = if stop_tap {
+            ""
+        } else if m.get("type").and_then(Value::as_str) == Some("text") {
+            str_at("/text/body").unwrap_or_default()
+        } else {
             continue;
-        }
-        let text = m
-            .pointer("/text/body")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let (next, source) = if galantis_core::consent::is_stop_reply(text, stop) {
+        };
+        let (next, source) = if stop_tap || galantis_core::consent::is_stop_reply(text, stop) {
             (MarketingState::Unsubscribed, ConsentSource::StopReply)
         } else if galantis_core::consent::is_start_reply(text, start) {
             (MarketingState::Subscribed, ConsentSource::StartReply)

@@ -43,6 +43,9 @@ pub async fn run(ctx: JobContext, job: ProcessWebhook) -> Result<(), JobError> {
             ctx.complete_in(&mut tx).await?;
             // Publishes the recorded domain events once they are durable.
             tx.commit().await?;
+            if event.source == "meta" && super::meta::changes_connection(&event.topic) {
+                ctx.app.sending.invalidate(tenant);
+            }
             Ok(())
         }
         Err(err) => {

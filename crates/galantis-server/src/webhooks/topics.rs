@@ -111,18 +111,103 @@ impl std::fmt::Display for ShopifyTopic {
     }
 }
 
-pub const META_FIELDS: &[&str] = &[
-    "messages",
-    "message_template_status_update",
-    "user_preferences",
-];
+/// What Galantis does with a Meta webhook field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaHandling {
+    /// Stored and processed by `webhooks::meta`.
+    Process,
+    /// Stored as `ignored` with this reason at once (nothing to do, and no
+    /// reason to queue a job for it).
+    Ignore(&'static str),
+}
+
+/// Every `whatsapp_business_account` field Meta documents that a Galantis
+/// app may be subscribed to, with its handling. A field not listed is stored
+/// as `ignored: unknown field`.
+pub const META_FIELDS: &[(&str, MetaHandling)] = {
+    use MetaHandling::*;
+    &[
+        ("messages", Process),
+        ("message_template_status_update", Process),
+        ("message_template_quality_update", Process),
+        ("message_template_components_update", Process),
+        ("template_category_update", Process),
+        ("user_preferences", Process),
+        ("account_update", Process),
+        ("phone_number_quality_update", Process),
+        ("smb_message_echoes", Process),
+        (
+            "calls",
+            Ignore("Galantis does not handle WhatsApp calls; the call stays in WhatsApp"),
+        ),
+        (
+            "account_alerts",
+            Ignore(
+                "informational for the business portfolio (limit increase decisions, profile); shown in Meta's tools",
+            ),
+        ),
+        (
+            "account_review_update",
+            Ignore(
+                "WABA review outcomes arrive again as account_update when they restrict the account",
+            ),
+        ),
+        (
+            "business_capability_update",
+            Ignore("portfolio limits; a number's own limit arrives as phone_number_quality_update"),
+        ),
+        (
+            "phone_number_name_update",
+            Ignore(
+                "display name review: the name is read from Meta when the connection is verified",
+            ),
+        ),
+        (
+            "security",
+            Ignore("two-step verification changes need no action from Galantis"),
+        ),
+        (
+            "history",
+            Ignore("WhatsApp Business app history sync (coexistence onboarding) is not imported"),
+        ),
+        (
+            "smb_app_state_sync",
+            Ignore(
+                "WhatsApp Business app contact sync (coexistence) is not imported; contacts come from Shopify and conversations",
+            ),
+        ),
+        (
+            "automatic_events",
+            Ignore("ad attribution events: Galantis runs no Click-to-WhatsApp ads"),
+        ),
+        (
+            "partner_solutions",
+            Ignore("multi-partner solution status: not used"),
+        ),
+        (
+            "payment_configuration_update",
+            Ignore("WhatsApp payments are not used; Shopify takes payment"),
+        ),
+        (
+            "flows",
+            Ignore("Flow health notifications: Galantis publishes no Flows"),
+        ),
+    ]
+};
+
+pub fn meta_handling(field: &str) -> Option<MetaHandling> {
+    META_FIELDS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, h)| *h)
+}
 
 pub fn is_known_shopify(topic: &str) -> bool {
     ShopifyTopic::parse(topic).is_some()
 }
 
 pub fn is_known_meta(field: &str) -> bool {
-    META_FIELDS.contains(&field)
+    meta_handling(field).is_some()
 }
 
 #[cfg(test)]
@@ -140,5 +225,36 @@ mod tests {
         assert_eq!(names.len(), ShopifyTopic::ALL.len());
         assert_eq!(ShopifyTopic::parse("carts/create"), None);
         assert_eq!(ShopifyTopic::parse("Customers/Create"), None);
+    }
+
+    #[test]
+    fn every_meta_field_is_listed_once_with_a_handling() {
+        let mut names: Vec<&str> = META_FIELDS.iter().map(|(f, _)| *f).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), META_FIELDS.len());
+        for (field, handling) in META_FIELDS {
+            assert!(is_known_meta(field));
+            if let MetaHandling::Ignore(reason) = handling {
+                assert!(reason.len() > 10, "{field}: a real reason");
+            }
+        }
+        // Issue 13's list: each of these is handled, none is `unknown field`.
+        for f in [
+            "account_update",
+            "message_template_quality_update",
+            "template_category_update",
+            "message_template_components_update",
+            "phone_number_quality_update",
+            "smb_message_echoes",
+            "user_preferences",
+        ] {
+            assert_eq!(meta_handling(f), Some(MetaHandling::Process), "{f}");
+        }
+        assert!(matches!(
+            meta_handling("calls"),
+            Some(MetaHandling::Ignore(_))
+        ));
+        assert_eq!(meta_handling("carts"), None);
     }
 }

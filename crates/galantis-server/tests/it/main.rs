@@ -16,6 +16,7 @@ mod isolation;
 mod jobs_api;
 mod listener;
 mod members;
+mod meta_fields;
 mod migrate;
 mod openapi;
 mod queue;

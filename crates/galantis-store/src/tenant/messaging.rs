@@ -714,3 +714,168 @@ pub async fn apply_pending(
     }
     Ok(applied)
 }
+
+/// What Meta says a message costs and under which conversation it went
+/// (a status's `pricing` and `conversation`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MessagePricing {
+    pub billable: Option<bool>,
+    pub category: Option<String>,
+    pub pricing_model: Option<String>,
+    pub conversation_id: Option<String>,
+    pub conversation_origin: Option<String>,
+    pub conversation_expires_at: Option<i64>,
+}
+
+/// Keeps what is known; a later status without pricing clears nothing.
+pub async fn set_pricing(
+    tx: &mut TenantTx,
+    wamid: &str,
+    p: &MessagePricing,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE messages SET pricing_billable = COALESCE($1, pricing_billable),
+                 pricing_category = COALESCE($2, pricing_category), pricing_model = COALESCE($3, pricing_model),
+                 meta_conversation_id = COALESCE($4, meta_conversation_id),
+                 conversation_origin = COALESCE($5, conversation_origin),
+                 conversation_expires_at = COALESCE($6, conversation_expires_at), updated_at = $7
+             WHERE wamid = $8",
+        )
+        .bind(p.billable).bind(&p.category).bind(&p.pricing_model).bind(&p.conversation_id)
+        .bind(&p.conversation_origin).bind(p.conversation_expires_at).bind(now_ms).bind(wamid)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(n > 0)
+}
+
+pub async fn pricing_of(
+    tx: &mut TenantTx,
+    wamid: &str,
+) -> Result<Option<MessagePricing>, StoreError> {
+    type R = (
+        Option<bool>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let r: Option<R> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT pricing_billable, pricing_category, pricing_model, meta_conversation_id, conversation_origin,
+                    conversation_expires_at FROM messages WHERE wamid = $1",
+        )
+        .bind(wamid)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(r.map(|r| MessagePricing {
+        billable: r.0,
+        category: r.1,
+        pricing_model: r.2,
+        conversation_id: r.3,
+        conversation_origin: r.4,
+        conversation_expires_at: r.5,
+    }))
+}
+
+/// A message the merchant sent from the WhatsApp Business app on a
+/// coexistence number (Meta's `smb_message_echoes`): outbound, already sent,
+/// once per wamid. Returns the new id, or `None` for a repeated echo.
+#[derive(Debug, Clone)]
+pub struct EchoMessage<'a> {
+    pub conversation_id: Uuid,
+    pub contact_id: Uuid,
+    pub phone_number_id: &'a str,
+    pub wamid: &'a str,
+    pub kind: &'a str,
+    pub body: Option<&'a str>,
+    pub content: &'a Value,
+    pub source: &'a str,
+    pub at_ms: i64,
+}
+
+pub async fn insert_echo(
+    tx: &mut TenantTx,
+    m: &EchoMessage<'_>,
+    now_ms: i64,
+) -> Result<Option<Uuid>, StoreError> {
+    let exists: Option<Uuid> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT id FROM messages WHERE wamid = $1")
+            .bind(m.wamid)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    if exists.is_some() {
+        return Ok(None);
+    }
+    let id = Uuid::now_v7();
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, contact_id, phone_number_id, direction, wamid, kind, body, content,
+                                   source, status, sent_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, $8, $9, 'SENT', $10, $11, $11)",
+        )
+        .bind(id).bind(m.conversation_id).bind(m.contact_id).bind(m.phone_number_id).bind(m.wamid).bind(m.kind)
+        .bind(m.body).bind(Json(m.content)).bind(m.source).bind(m.at_ms).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(Some(id))
+}
+
+/// A message went out from the business (an echo from the WhatsApp
+/// Business app): the conversation exists, its last message moves, and the
+/// service window is left alone (only the customer opens it).
+pub async fn touch_conversation_outbound(
+    tx: &mut TenantTx,
+    contact: Uuid,
+    phone_number_id: &str,
+    at_ms: i64,
+    now_ms: i64,
+) -> Result<Uuid, StoreError> {
+    let existing: Option<Uuid> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE contact_id = $1 AND phone_number_id = $2",
+        )
+        .bind(contact)
+        .bind(phone_number_id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    if let Some(id) = existing {
+        on_tx!(tx.tx(), |c| {
+            sqlx::query(
+                "UPDATE conversations SET
+                    last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < $1 THEN $1 ELSE last_message_at END,
+                    updated_at = $2
+                 WHERE id = $3",
+            )
+            .bind(at_ms).bind(now_ms).bind(id)
+            .execute(&mut *c).await?.rows_affected()
+        });
+        return Ok(id);
+    }
+    let id = Uuid::now_v7();
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO conversations (id, contact_id, phone_number_id, status, last_message_at, created_at, updated_at)
+             VALUES ($1, $2, $3, 'OPEN', $4, $5, $5)",
+        )
+        .bind(id).bind(contact).bind(phone_number_id).bind(at_ms).bind(now_ms)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(id)
+}
+
+/// Where a message came from (`campaign`, `api`, `whatsapp_business_app`, …).
+pub async fn source_of(tx: &mut TenantTx, wamid: &str) -> Result<Option<String>, StoreError> {
+    let r: Option<Option<String>> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT source FROM messages WHERE wamid = $1")
+            .bind(wamid)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(r.flatten())
+}

@@ -265,3 +265,169 @@ pub async fn upsert_synced(
     });
     Ok((id, existing.map(|e| e.1)))
 }
+
+/// What Meta's template webhooks say beyond status (issue 13): quality,
+/// category changes, edited components and a rejection's details.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TemplateMetaFacts {
+    pub quality_score: Option<String>,
+    pub rejection_info: Option<Value>,
+    pub previous_category: Option<String>,
+    pub upcoming_category: Option<String>,
+    pub upcoming_category_at: Option<i64>,
+    pub meta_components: Option<Value>,
+}
+
+/// The template Meta names: by its id when known (a template may be
+/// renamed locally), else by name and language.
+pub async fn find_for_meta(
+    tx: &mut TenantTx,
+    name: &str,
+    language: &str,
+    meta_template_id: Option<&str>,
+) -> Result<Option<(Uuid, String)>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, category FROM templates WHERE ($3 IS NOT NULL AND meta_template_id = $3)
+                 OR (name = $1 AND language = $2)
+             ORDER BY CASE WHEN meta_template_id = $3 THEN 0 ELSE 1 END LIMIT 1",
+        )
+        .bind(name)
+        .bind(language)
+        .bind(meta_template_id)
+        .fetch_optional(&mut *c)
+        .await?
+    }))
+}
+
+pub async fn meta_facts(tx: &mut TenantTx, id: Uuid) -> Result<TemplateMetaFacts, StoreError> {
+    type R = (
+        Option<String>,
+        Option<Json<Value>>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<Json<Value>>,
+    );
+    let r: Option<R> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT quality_score, rejection_info, previous_category, upcoming_category, upcoming_category_at, meta_components
+             FROM templates WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(r.map(|r| TemplateMetaFacts {
+        quality_score: r.0,
+        rejection_info: r.1.map(|j| j.0),
+        previous_category: r.2,
+        upcoming_category: r.3,
+        upcoming_category_at: r.4,
+        meta_components: r.5.map(|j| j.0),
+    })
+    .unwrap_or_default())
+}
+
+pub async fn set_quality(
+    tx: &mut TenantTx,
+    id: Uuid,
+    score: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE templates SET quality_score = $1, updated_at = $2 WHERE id = $3")
+            .bind(score)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    Ok(())
+}
+
+/// Meta recategorised the template: the new category applies from now on
+/// (the send path derives marketing or not from it), the old one is kept.
+pub async fn set_category(
+    tx: &mut TenantTx,
+    id: Uuid,
+    category: TemplateCategory,
+    previous: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE templates SET category = $1, previous_category = $2, upcoming_category = NULL,
+                 upcoming_category_at = NULL, updated_at = $3 WHERE id = $4",
+        )
+        .bind(category.as_str())
+        .bind(previous)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// Meta will recategorise the template at `at_ms`.
+pub async fn set_upcoming_category(
+    tx: &mut TenantTx,
+    id: Uuid,
+    category: TemplateCategory,
+    at_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE templates SET upcoming_category = $1, upcoming_category_at = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(category.as_str())
+        .bind(at_ms)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// The template as Meta now has it after an edit (Meta's own shape).
+pub async fn set_meta_components(
+    tx: &mut TenantTx,
+    id: Uuid,
+    components: &Value,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE templates SET meta_components = $1, updated_at = $2 WHERE id = $3")
+            .bind(Json(components))
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    Ok(())
+}
+
+/// A rejection's details (`rejection_info`); cleared with `None` when the
+/// template leaves the rejected state.
+pub async fn set_rejection_info(
+    tx: &mut TenantTx,
+    id: Uuid,
+    info: Option<&Value>,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE templates SET rejection_info = $1 WHERE id = $2")
+            .bind(info.map(Json))
+            .bind(id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    Ok(())
+}

@@ -166,3 +166,116 @@ pub async fn replace_numbers(
     }
     Ok(())
 }
+
+/// Meta restricted, disabled or disconnected the account (`account_update`):
+/// the connection needs attention, with Meta's event as the reason and no
+/// error code (none was returned to a send). Returns whether it changed.
+pub async fn halt_for_account(
+    tx: &mut TenantTx,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let current = connection(tx).await?;
+    if current
+        .as_ref()
+        .is_some_and(|c| c.state == "needs_attention" && c.reason.as_deref() == Some(reason))
+    {
+        return Ok(false);
+    }
+    let mut c = current.unwrap_or(Connection {
+        state: "connected".into(),
+        reason: None,
+        error_code: None,
+        waba_id: None,
+        credentials: "sandbox".into(),
+        verified_at: None,
+        halted_at: None,
+        updated_at: now_ms,
+    });
+    c.state = "needs_attention".into();
+    c.reason = Some(reason.to_owned());
+    c.error_code = None;
+    c.halted_at = Some(now_ms);
+    c.updated_at = now_ms;
+    put_connection(tx, &c).await?;
+    Ok(true)
+}
+
+/// Meta reinstated the account: a halt that an account event caused (no
+/// error code) is lifted; one a send error caused stays until reconnected.
+pub async fn reinstate_account(tx: &mut TenantTx, now_ms: i64) -> Result<bool, StoreError> {
+    let Some(mut c) = connection(tx).await? else {
+        return Ok(false);
+    };
+    if c.state != "needs_attention" || c.error_code.is_some() {
+        return Ok(false);
+    }
+    c.state = "connected".into();
+    c.reason = None;
+    c.halted_at = None;
+    c.updated_at = now_ms;
+    put_connection(tx, &c).await?;
+    Ok(true)
+}
+
+/// A number's messaging limit and throughput as Meta last reported them
+/// (`phone_number_quality_update`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberQuality<'a> {
+    pub display_phone_number: &'a str,
+    pub event: &'a str,
+    pub messaging_limit: Option<&'a str>,
+    /// Set when Meta raised or lowered the number's throughput.
+    pub messages_per_second: Option<i64>,
+}
+
+/// Returns the phone number id updated, if the number is one of the tenant's.
+pub async fn set_number_quality(
+    tx: &mut TenantTx,
+    q: &NumberQuality<'_>,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    // Meta sends the display number as digits; stored ones may carry a `+`.
+    let digits: String = q
+        .display_phone_number
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let found: Option<String> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT phone_number_id FROM whatsapp_numbers
+             WHERE REPLACE(REPLACE(REPLACE(display_phone_number, '+', ''), ' ', ''), '-', '') = $1",
+        )
+        .bind(&digits)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    let Some(id) = found else {
+        return Ok(None);
+    };
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE whatsapp_numbers SET quality_event = $1, messaging_limit = COALESCE($2, messaging_limit),
+                 messages_per_second = COALESCE($3, messages_per_second), updated_at = $4
+             WHERE phone_number_id = $5",
+        )
+        .bind(q.event).bind(q.messaging_limit).bind(q.messages_per_second).bind(now_ms).bind(&id)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    Ok(Some(id))
+}
+
+/// (messaging limit, last quality event) of a number.
+pub async fn number_quality(
+    tx: &mut TenantTx,
+    phone_number_id: &str,
+) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT messaging_limit, quality_event FROM whatsapp_numbers WHERE phone_number_id = $1",
+        )
+        .bind(phone_number_id)
+        .fetch_optional(&mut *c)
+        .await?
+    }))
+}
