@@ -26,3 +26,4 @@ mod secrets;
 mod sending;
 mod webhooks;
 mod webhooks_dump;
+mod webhooks_identity;

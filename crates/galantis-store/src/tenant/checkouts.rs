@@ -109,7 +109,11 @@ pub async fn upsert(
 
 /// Marks a checkout deleted; a delete before the create leaves a tombstone
 /// so a late create does not bring it back.
-pub async fn delete(tx: &mut TenantTx, key: CheckoutKey<'_>, now_ms: i64) -> Result<(), StoreError> {
+pub async fn delete(
+    tx: &mut TenantTx,
+    key: CheckoutKey<'_>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     match find(tx, key).await? {
         Some((id, ..)) => on_tx!(tx.tx(), |c| {
             sqlx::query("UPDATE checkouts SET deleted_at = COALESCE(deleted_at, $1), updated_at = $1 WHERE id = $2")
@@ -140,7 +144,14 @@ pub struct StoredCheckout {
 }
 
 pub async fn by_token(tx: &mut TenantTx, token: &str) -> Result<Vec<StoredCheckout>, StoreError> {
-    let rows: Vec<(Uuid, Option<i64>, Option<String>, Option<Uuid>, Option<String>, Option<i64>)> = on_tx!(tx.tx(), |c| {
+    let rows: Vec<(
+        Uuid,
+        Option<i64>,
+        Option<String>,
+        Option<Uuid>,
+        Option<String>,
+        Option<i64>,
+    )> = on_tx!(tx.tx(), |c| {
         sqlx::query_as("SELECT id, shopify_checkout_id, token, contact_id, phone, deleted_at FROM checkouts WHERE token = $1 ORDER BY created_at")
             .bind(token).fetch_all(&mut *c).await?
     });

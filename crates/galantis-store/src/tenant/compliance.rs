@@ -50,11 +50,13 @@ pub async fn find_by_key(
     request_key: &str,
 ) -> Result<Option<Uuid>, StoreError> {
     Ok(on_tx!(tx.tx(), |c| {
-        sqlx::query_scalar("SELECT id FROM compliance_requests WHERE kind = $1 AND request_key = $2")
-            .bind(kind)
-            .bind(request_key)
-            .fetch_optional(&mut *c)
-            .await?
+        sqlx::query_scalar(
+            "SELECT id FROM compliance_requests WHERE kind = $1 AND request_key = $2",
+        )
+        .bind(kind)
+        .bind(request_key)
+        .fetch_optional(&mut *c)
+        .await?
     }))
 }
 

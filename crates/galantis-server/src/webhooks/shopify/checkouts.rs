@@ -18,9 +18,14 @@ pub(super) async fn upsert(
     let key = key(p)?;
     // The first usable number wins: the buyer's own entry at checkout, then
     // the addresses they typed, then what their customer record holds.
-    let phone_e164 = ["/phone", "/billing_address/phone", "/shipping_address/phone", "/customer/phone"]
-        .iter()
-        .find_map(|ptr| phone(p.pointer(ptr).and_then(Value::as_str)).0);
+    let phone_e164 = [
+        "/phone",
+        "/billing_address/phone",
+        "/shipping_address/phone",
+        "/customer/phone",
+    ]
+    .iter()
+    .find_map(|ptr| phone(p.pointer(ptr).and_then(Value::as_str)).0);
     let contact = match int(p.pointer("/customer/id")) {
         Some(cid) => contacts::by_shopify_id(tx, cid).await?.map(|c| c.id),
         None => None,
@@ -67,7 +72,10 @@ pub(super) async fn delete(tx: &mut TenantTx, p: &Value, now: i64) -> Result<(),
 fn key(p: &Value) -> Result<checkouts::CheckoutKey<'_>, HandlerError> {
     let k = checkouts::CheckoutKey {
         shopify_checkout_id: int(p.get("id")),
-        token: p.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()),
+        token: p
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty()),
     };
     if k.shopify_checkout_id.is_none() && k.token.is_none() {
         return Err(HandlerError::Invalid(

@@ -114,7 +114,10 @@ pub(super) async fn delete(
     out: &mut Outcome,
 ) -> Result<(), HandlerError> {
     let id = id_of(p, "id")?;
-    if contacts::by_shopify_id(tx, id).await?.is_some_and(|c| c.deleted) {
+    if contacts::by_shopify_id(tx, id)
+        .await?
+        .is_some_and(|c| c.deleted)
+    {
         out.ignored = Some(format!("customer {id} is already deleted"));
         return Ok(());
     }

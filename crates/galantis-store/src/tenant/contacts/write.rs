@@ -92,7 +92,13 @@ pub async fn upsert_customer(
         .rows_affected()
     });
     if let Some(holder) = phone_kept_by {
-        identity_note(tx, id, &format!("phone_kept_by:customer:{holder}"), f.updated_at).await?;
+        identity_note(
+            tx,
+            id,
+            &format!("phone_kept_by:customer:{holder}"),
+            f.updated_at,
+        )
+        .await?;
     }
     if crate::tenant::orders::adopt_orphans(tx, id, f.shopify_customer_id).await? > 0 {
         refresh_order_stats(tx, id, now_ms).await?;
@@ -137,8 +143,7 @@ async fn claim_phone(
     let Some(holder) = by_phone(tx, phone).await? else {
         return Ok(None);
     };
-    let Some(holder_customer) = holder.shopify_customer_id.filter(|_| holder.id != claimant)
-    else {
+    let Some(holder_customer) = holder.shopify_customer_id.filter(|_| holder.id != claimant) else {
         return Ok(None);
     };
     let held_since: Option<i64> = on_tx!(tx.tx(), |c| {
