@@ -220,7 +220,6 @@ pub async fn product_deleted(tx: &mut TenantTx, shopify_id: i64) -> Result<bool,
 
 /// Marks a product (and its variants) deleted; a later update will not
 /// bring it back. A delete before the create leaves a tombstone.
-
 pub async fn delete_product(
     tx: &mut TenantTx,
     shopify_id: i64,
