@@ -38,8 +38,9 @@ fn needles(c: &contacts::Contact, extra: &[Option<String>]) -> Vec<String> {
     v
 }
 
-/// A request's identity without personal data: the customer id and the
-/// orders it names, or a digest of the identifiers when there is no id.
+/// A request's identity: the customer id and the orders it names, or, when
+/// there is no id, a SHA-256 digest of the identifiers (never the
+/// identifiers themselves, which erasure scrubs everywhere else).
 fn request_key(customer_id: Option<i64>, identifiers: &[Option<String>], orders: &[i64]) -> String {
     let mut orders = orders.to_vec();
     orders.sort_unstable();

@@ -171,6 +171,15 @@ async fn a_checkout_with_only_a_token_is_stored_and_updated_by_its_token() {
         &token_checkout("2026-03-01T10:05:00-05:00", "25.00"),
     )
     .await;
+    // A redelivery (new webhook id, same body) is no new version.
+    shopify_ok(
+        &app,
+        &t,
+        "checkouts/update",
+        "ck-2b",
+        &token_checkout("2026-03-01T10:05:00-05:00", "25.00"),
+    )
+    .await;
     processed_ok(&app, &t).await;
     let token = "b1946ac92492d2347c6235b4d2611184";
     let mut tx = app.db().tenant_read(t.id).await.unwrap();

@@ -62,7 +62,8 @@ async fn find(tx: &mut TenantTx, key: CheckoutKey<'_>) -> Result<Option<Existing
     Ok(row)
 }
 
-/// Upserts; `None` when skipped (stale or deleted), else whether it was new.
+/// Upserts; `None` when skipped (stale, identical to the stored payload, or
+/// deleted), else whether it was new.
 /// The caller guarantees an id or a token.
 pub async fn upsert(
     tx: &mut TenantTx,
@@ -78,6 +79,18 @@ pub async fn upsert(
         && (d.is_some() || v.is_some_and(|v| v > f.version))
     {
         return Ok(None);
+    }
+    if let Some((id, ..)) = existing {
+        // A redelivery (same body, new webhook id) is no new version.
+        let stored: Json<Value> = on_tx!(tx.tx(), |c| {
+            sqlx::query_scalar("SELECT payload FROM checkouts WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *c)
+                .await?
+        });
+        if stored.0 == f.payload {
+            return Ok(None);
+        }
     }
     let id = match existing {
         Some(e) => e.0,

@@ -12,8 +12,8 @@ use crate::on_tx;
 
 pub const DEADLINE_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// Logs a request. `request_key` identifies the request at Shopify (free of
-/// personal data): a second request with the same kind and key is refused
+/// Logs a request. `request_key` identifies the request at Shopify (an id,
+/// or a digest; never a raw identifier): a second request with the same kind and key is refused
 /// with [`StoreError::Conflict`]; check [`find_by_key`] first.
 #[allow(clippy::too_many_arguments)]
 pub async fn record(

@@ -46,7 +46,7 @@ pub(super) async fn upsert(
         version,
     };
     let Some((id, _)) = checkouts::upsert(tx, &f, now).await? else {
-        out.ignored = Some("stale update, or the checkout was deleted".into());
+        out.ignored = Some("stale or repeated update, or the checkout was deleted".into());
         return Ok(());
     };
     if f.completed_at.is_none() && phone_e164.is_some() {
