@@ -29,6 +29,26 @@ impl StoreError {
     pub fn is_unique_violation(err: &sqlx::Error) -> bool {
         matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
     }
+
+    /// The rule a write broke, when it broke one: a [`StoreError::Conflict`]
+    /// or a constraint violation the database reported (unique, foreign key,
+    /// check, not null). Retrying the same write breaks it again, so callers
+    /// treat it as permanent, never as an outage. The text names the
+    /// constraint (PostgreSQL) or the columns (SQLite), never the values.
+    pub fn conflict(&self) -> Option<String> {
+        match self {
+            StoreError::Conflict(rule) => Some((*rule).to_owned()),
+            StoreError::Database(sqlx::Error::Database(db))
+                if !matches!(db.kind(), sqlx::error::ErrorKind::Other) =>
+            {
+                Some(match db.constraint() {
+                    Some(name) => format!("constraint `{name}` violated"),
+                    None => db.message().to_owned(),
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Decodes a stored name into its core type; a name the code does not know

@@ -38,6 +38,29 @@ fn needles(c: &contacts::Contact, extra: &[Option<String>]) -> Vec<String> {
     v
 }
 
+/// A request's identity: the customer id and the orders it names, or, when
+/// there is no id, a SHA-256 digest of the identifiers (never the
+/// identifiers themselves, which erasure scrubs everywhere else).
+fn request_key(customer_id: Option<i64>, identifiers: &[Option<String>], orders: &[i64]) -> String {
+    let mut orders = orders.to_vec();
+    orders.sort_unstable();
+    orders.dedup();
+    let orders: Vec<String> = orders.iter().map(i64::to_string).collect();
+    match customer_id {
+        Some(id) => format!("customer:{id}|orders:{}", orders.join(",")),
+        None => {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for i in identifiers {
+                h.update(i.as_deref().unwrap_or("").as_bytes());
+                h.update(b"|");
+            }
+            h.update(orders.join(",").as_bytes());
+            format!("digest:{}", hex::encode(h.finalize()))
+        }
+    }
+}
+
 async fn erase_contact(
     tx: &mut TenantTx,
     c: &contacts::Contact,
@@ -87,15 +110,25 @@ pub async fn customer_redact(
         .filter_map(|v| int(Some(v)))
         .collect();
     orders::redact(tx, None, &order_ids).await?;
+    let key = request_key(customer_id, &extra, &order_ids);
     // The request itself carries the identifiers: scrub it too.
     let needles: Vec<String> = extra.into_iter().flatten().collect();
     webhook_events::scrub_mentions(tx, &needles).await?;
     if customer_id.is_some() {
         compliance::clear_exports(tx, customer_id).await?;
     }
+    // A redelivered request is erased again above (harmless, and it covers
+    // anything synced in between) but answered, and announced, once.
+    if compliance::find_by_key(tx, "customers_redact", &key)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
     compliance::record(
         tx,
         "customers_redact",
+        Some(&key),
         customer_id,
         Some(e.id),
         e.received_at.timestamp_millis(),
@@ -151,6 +184,7 @@ pub async fn shop_redact(
         tx,
         "shop_redact",
         None,
+        None,
         Some(e.id),
         e.received_at.timestamp_millis(),
         now,
@@ -172,6 +206,29 @@ pub async fn data_request(
 ) -> Result<(), HandlerError> {
     let p = &e.payload;
     let customer_id = int(p.pointer("/customer/id"));
+    // One export per request: Shopify names it by `data_request.id`.
+    let key = match p.pointer("/data_request/id") {
+        Some(Value::Number(n)) => format!("data_request:{n}"),
+        Some(Value::String(s)) if !s.is_empty() => format!("data_request:{s}"),
+        _ => {
+            let ids = [
+                string(p.pointer("/customer/email")).map(|s| s.to_lowercase()),
+                string(p.pointer("/customer/phone")),
+            ];
+            let orders: Vec<i64> = p
+                .get("orders_requested")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| int(Some(v)))
+                .collect();
+            request_key(customer_id, &ids, &orders)
+        }
+    };
+    if let Some(id) = compliance::find_by_key(tx, "customers_data_request", &key).await? {
+        out.ignored = Some(format!("data request already answered (request {id})"));
+        return Ok(());
+    }
     let contact = match customer_id {
         Some(id) => contacts::by_shopify_id(tx, id).await?,
         None => None,
@@ -188,6 +245,7 @@ pub async fn data_request(
     compliance::record(
         tx,
         "customers_data_request",
+        Some(&key),
         customer_id,
         Some(e.id),
         e.received_at.timestamp_millis(),

@@ -42,8 +42,15 @@ pub enum HandlerError {
     Invalid(String),
 }
 
+/// A broken constraint fails the event for good, with the rule in its
+/// reason: the same payload breaks it again on every retry, so retrying
+/// would only hide the conflict behind a job that never succeeds.
+/// Everything else from the store (an outage, a timeout) is retried.
 impl From<StoreError> for HandlerError {
     fn from(e: StoreError) -> Self {
-        HandlerError::Transient(e.into())
+        match e.conflict() {
+            Some(rule) => HandlerError::Invalid(format!("conflict: {rule}")),
+            None => HandlerError::Transient(e.into()),
+        }
     }
 }

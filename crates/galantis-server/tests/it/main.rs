@@ -28,3 +28,4 @@ mod secrets;
 mod sending;
 mod webhooks;
 mod webhooks_dump;
+mod webhooks_identity;

@@ -10,7 +10,8 @@ use crate::on_tx;
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutFields {
-    pub shopify_checkout_id: i64,
+    /// Shopify's numeric id; current payloads may carry only the token.
+    pub shopify_checkout_id: Option<i64>,
     pub token: Option<String>,
     pub contact_id: Option<Uuid>,
     pub email: Option<String>,
@@ -25,53 +26,159 @@ pub struct CheckoutFields {
     pub version: i64,
 }
 
-/// Upserts; `None` when skipped (stale or deleted), else whether it was new.
+/// How a webhook names a checkout: by id, by token, or both.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckoutKey<'a> {
+    pub shopify_checkout_id: Option<i64>,
+    pub token: Option<&'a str>,
+}
+
+type Existing = (Uuid, Option<i64>, Option<i64>, Option<i64>);
+
+/// The stored checkout a key names: by id first, else by token (a checkout
+/// first seen without an id is the same checkout once one arrives).
+async fn find(tx: &mut TenantTx, key: CheckoutKey<'_>) -> Result<Option<Existing>, StoreError> {
+    if let Some(sid) = key.shopify_checkout_id {
+        let row: Option<Existing> = on_tx!(tx.tx(), |c| {
+            sqlx::query_as("SELECT id, shopify_checkout_id, shopify_updated_at, deleted_at FROM checkouts WHERE shopify_checkout_id = $1")
+                .bind(sid).fetch_optional(&mut *c).await?
+        });
+        if row.is_some() {
+            return Ok(row);
+        }
+    }
+    let Some(token) = key.token else {
+        return Ok(None);
+    };
+    // A token row that already has another id is another checkout.
+    let row: Option<Existing> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, shopify_checkout_id, shopify_updated_at, deleted_at FROM checkouts
+             WHERE token = $1 AND (shopify_checkout_id IS NULL OR $2 IS NULL OR shopify_checkout_id = $2)
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(token).bind(key.shopify_checkout_id).fetch_optional(&mut *c).await?
+    });
+    Ok(row)
+}
+
+/// Upserts; `None` when skipped (stale, identical to the stored payload, or
+/// deleted), else whether it was new.
+/// The caller guarantees an id or a token.
 pub async fn upsert(
     tx: &mut TenantTx,
     f: &CheckoutFields,
     now_ms: i64,
 ) -> Result<Option<(Uuid, bool)>, StoreError> {
-    let existing: Option<(Uuid, Option<i64>, Option<i64>)> = on_tx!(tx.tx(), |c| {
-        sqlx::query_as("SELECT id, shopify_updated_at, deleted_at FROM checkouts WHERE shopify_checkout_id = $1")
-            .bind(f.shopify_checkout_id).fetch_optional(&mut *c).await?
-    });
-    if let Some((_, v, d)) = existing
+    let key = CheckoutKey {
+        shopify_checkout_id: f.shopify_checkout_id,
+        token: f.token.as_deref(),
+    };
+    let existing = find(tx, key).await?;
+    if let Some((_, _, v, d)) = existing
         && (d.is_some() || v.is_some_and(|v| v > f.version))
     {
         return Ok(None);
     }
-    let id = existing.map(|e| e.0).unwrap_or_else(Uuid::now_v7);
+    if let Some((id, ..)) = existing {
+        // A redelivery (same body, new webhook id) is no new version.
+        let stored: Json<Value> = on_tx!(tx.tx(), |c| {
+            sqlx::query_scalar("SELECT payload FROM checkouts WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *c)
+                .await?
+        });
+        if stored.0 == f.payload {
+            return Ok(None);
+        }
+    }
+    let id = match existing {
+        Some(e) => e.0,
+        None => {
+            let id = Uuid::now_v7();
+            on_tx!(tx.tx(), |c| {
+                sqlx::query("INSERT INTO checkouts (id, shopify_checkout_id, token, payload, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+                    .bind(id).bind(f.shopify_checkout_id).bind(&f.token).bind(Json(&f.payload)).bind(now_ms)
+                    .execute(&mut *c).await?.rows_affected()
+            });
+            id
+        }
+    };
     on_tx!(tx.tx(), |c| {
         sqlx::query(
-            "INSERT INTO checkouts (id, shopify_checkout_id, token, contact_id, email, phone, total_price, total_price_cents,
-                                    currency, abandoned_checkout_url, line_items, completed_at, payload, shopify_updated_at,
-                                    created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
-             ON CONFLICT (shopify_checkout_id) DO UPDATE SET token = excluded.token, contact_id = excluded.contact_id,
-                 email = excluded.email, phone = excluded.phone, total_price = excluded.total_price,
-                 total_price_cents = excluded.total_price_cents, currency = excluded.currency,
-                 abandoned_checkout_url = excluded.abandoned_checkout_url, line_items = excluded.line_items,
-                 completed_at = COALESCE(checkouts.completed_at, excluded.completed_at), payload = excluded.payload,
-                 shopify_updated_at = excluded.shopify_updated_at, updated_at = excluded.updated_at",
+            "UPDATE checkouts SET shopify_checkout_id = COALESCE($1, shopify_checkout_id), token = COALESCE($2, token),
+                 contact_id = $3, email = $4, phone = $5, total_price = $6, total_price_cents = $7, currency = $8,
+                 abandoned_checkout_url = $9, line_items = $10, completed_at = COALESCE(completed_at, $11), payload = $12,
+                 shopify_updated_at = $13, updated_at = $14
+             WHERE id = $15",
         )
-        .bind(id).bind(f.shopify_checkout_id).bind(&f.token).bind(f.contact_id).bind(&f.email).bind(&f.phone)
+        .bind(f.shopify_checkout_id).bind(&f.token).bind(f.contact_id).bind(&f.email).bind(&f.phone)
         .bind(&f.total_price).bind(f.total_price_cents).bind(&f.currency).bind(&f.abandoned_checkout_url)
-        .bind(Json(&f.line_items)).bind(f.completed_at).bind(Json(&f.payload)).bind(f.version).bind(now_ms)
+        .bind(Json(&f.line_items)).bind(f.completed_at).bind(Json(&f.payload)).bind(f.version).bind(now_ms).bind(id)
         .execute(&mut *c).await?.rows_affected()
     });
     Ok(Some((id, existing.is_none())))
 }
 
-pub async fn delete(tx: &mut TenantTx, shopify_id: i64, now_ms: i64) -> Result<(), StoreError> {
-    on_tx!(tx.tx(), |c| {
-        sqlx::query(
-            "INSERT INTO checkouts (id, shopify_checkout_id, payload, deleted_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $4, $4)
-             ON CONFLICT (shopify_checkout_id) DO UPDATE SET deleted_at = COALESCE(checkouts.deleted_at, excluded.deleted_at)",
-        )
-        .bind(Uuid::now_v7()).bind(shopify_id).bind(Json(serde_json::json!({}))).bind(now_ms)
-        .execute(&mut *c).await?.rows_affected()
-    });
+/// Marks a checkout deleted; a delete before the create leaves a tombstone
+/// so a late create does not bring it back.
+pub async fn delete(
+    tx: &mut TenantTx,
+    key: CheckoutKey<'_>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    match find(tx, key).await? {
+        Some((id, ..)) => on_tx!(tx.tx(), |c| {
+            sqlx::query("UPDATE checkouts SET deleted_at = COALESCE(deleted_at, $1), updated_at = $1 WHERE id = $2")
+                .bind(now_ms).bind(id).execute(&mut *c).await?.rows_affected()
+        }),
+        None => on_tx!(tx.tx(), |c| {
+            sqlx::query(
+                "INSERT INTO checkouts (id, shopify_checkout_id, token, payload, deleted_at, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5, $5)",
+            )
+            .bind(Uuid::now_v7()).bind(key.shopify_checkout_id).bind(key.token)
+            .bind(Json(serde_json::json!({}))).bind(now_ms)
+            .execute(&mut *c).await?.rows_affected()
+        }),
+    };
     Ok(())
+}
+
+/// A stored checkout, for tests and the API.
+#[derive(Debug, Clone)]
+pub struct StoredCheckout {
+    pub id: Uuid,
+    pub shopify_checkout_id: Option<i64>,
+    pub token: Option<String>,
+    pub contact_id: Option<Uuid>,
+    pub phone: Option<String>,
+    pub deleted: bool,
+}
+
+pub async fn by_token(tx: &mut TenantTx, token: &str) -> Result<Vec<StoredCheckout>, StoreError> {
+    let rows: Vec<(
+        Uuid,
+        Option<i64>,
+        Option<String>,
+        Option<Uuid>,
+        Option<String>,
+        Option<i64>,
+    )> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as("SELECT id, shopify_checkout_id, token, contact_id, phone, deleted_at FROM checkouts WHERE token = $1 ORDER BY created_at")
+            .bind(token).fetch_all(&mut *c).await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|r| StoredCheckout {
+            id: r.0,
+            shopify_checkout_id: r.1,
+            token: r.2,
+            contact_id: r.3,
+            phone: r.4,
+            deleted: r.5.is_some(),
+        })
+        .collect())
 }
 
 /// Marks checkouts with `token` completed (an order arrived for it).

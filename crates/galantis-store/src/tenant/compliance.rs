@@ -12,9 +12,14 @@ use crate::on_tx;
 
 pub const DEADLINE_MS: i64 = 30 * 24 * 3600 * 1000;
 
+/// Logs a request. `request_key` identifies the request at Shopify (an id,
+/// or a digest; never a raw identifier): a second request with the same kind and key is refused
+/// with [`StoreError::Conflict`]; check [`find_by_key`] first.
+#[allow(clippy::too_many_arguments)]
 pub async fn record(
     tx: &mut TenantTx,
     kind: &str,
+    request_key: Option<&str>,
     shopify_customer_id: Option<i64>,
     webhook_event_id: Option<Uuid>,
     received_at: i64,
@@ -22,16 +27,37 @@ pub async fn record(
     export: Option<&Value>,
 ) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
-    on_tx!(tx.tx(), |c| {
+    let inserted = on_tx!(tx.tx(), |c| {
         sqlx::query(
-            "INSERT INTO compliance_requests (id, kind, shopify_customer_id, webhook_event_id, received_at, deadline_at, completed_at, export)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO compliance_requests (id, kind, request_key, shopify_customer_id, webhook_event_id, received_at, deadline_at, completed_at, export)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (kind, request_key) WHERE request_key IS NOT NULL DO NOTHING",
         )
-        .bind(id).bind(kind).bind(shopify_customer_id).bind(webhook_event_id).bind(received_at)
+        .bind(id).bind(kind).bind(request_key).bind(shopify_customer_id).bind(webhook_event_id).bind(received_at)
         .bind(received_at + DEADLINE_MS).bind(completed_at).bind(export.map(Json))
         .execute(&mut *c).await?.rows_affected()
     });
+    if inserted == 0 {
+        return Err(StoreError::Conflict("compliance_request_already_recorded"));
+    }
     Ok(id)
+}
+
+/// The request already logged with this kind and key, if any.
+pub async fn find_by_key(
+    tx: &mut TenantTx,
+    kind: &str,
+    request_key: &str,
+) -> Result<Option<Uuid>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT id FROM compliance_requests WHERE kind = $1 AND request_key = $2",
+        )
+        .bind(kind)
+        .bind(request_key)
+        .fetch_optional(&mut *c)
+        .await?
+    }))
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -13,6 +13,9 @@ use super::{HandlerError, Outcome, version};
 use crate::jobs::JobContext;
 
 const APP_SUBSCRIPTION: &str = "app_subscription";
+/// The subscription versions already acted on (newest last, bounded).
+const APP_SUBSCRIPTION_SEEN: &str = "app_subscription_seen";
+const SEEN_KEPT: usize = 50;
 
 /// `app_subscriptions/update`: the plan follows the shop's app subscription
 /// (design.md §4 "Billing"). Only a change that is newer than the one acted
@@ -21,7 +24,7 @@ pub(super) async fn subscription(
     ctx: &JobContext,
     tx: &mut TenantTx,
     e: &WebhookEvent,
-    out: &Outcome,
+    out: &mut Outcome,
 ) -> Result<(), HandlerError> {
     let s = e
         .payload
@@ -37,6 +40,26 @@ pub(super) async fn subscription(
         status: text("status")?,
         updated_at_ms: version(s, e),
     };
+    // One version of the subscription, one event: a redelivery (or the same
+    // version arriving again after a newer one) is recorded as ignored.
+    let seen_key = format!(
+        "{}|{}|{}",
+        incoming.id,
+        incoming.status.to_ascii_uppercase(),
+        incoming.updated_at_ms
+    );
+    let mut seen: Vec<String> = settings::get(tx, APP_SUBSCRIPTION_SEEN)
+        .await?
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    if seen.contains(&seen_key) {
+        out.ignored = Some("this subscription version was already processed".into());
+        return Ok(());
+    }
+    seen.push(seen_key);
+    let drop = seen.len().saturating_sub(SEEN_KEPT);
+    seen.drain(..drop);
+    settings::put(tx, APP_SUBSCRIPTION_SEEN, &serde_json::json!(seen)).await?;
     let current: Option<AppSubscription> = settings::get(tx, APP_SUBSCRIPTION)
         .await?
         .and_then(|v| serde_json::from_value(v).ok());

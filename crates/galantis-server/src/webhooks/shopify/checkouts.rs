@@ -6,7 +6,7 @@ use galantis_store::tenant::{checkouts, contacts};
 use serde_json::{Value, json};
 
 use super::super::parse::{cents, int, phone, string, time_ms};
-use super::{HandlerError, Outcome, id_of};
+use super::{HandlerError, Outcome};
 
 pub(super) async fn upsert(
     tx: &mut TenantTx,
@@ -15,18 +15,24 @@ pub(super) async fn upsert(
     now: i64,
     out: &mut Outcome,
 ) -> Result<(), HandlerError> {
-    let raw_phone = p
-        .get("phone")
-        .and_then(Value::as_str)
-        .or_else(|| p.pointer("/shipping_address/phone").and_then(Value::as_str));
-    let (phone_e164, _, _) = phone(raw_phone);
+    let key = key(p)?;
+    // The first usable number wins: the buyer's own entry at checkout, then
+    // the addresses they typed, then what their customer record holds.
+    let phone_e164 = [
+        "/phone",
+        "/billing_address/phone",
+        "/shipping_address/phone",
+        "/customer/phone",
+    ]
+    .iter()
+    .find_map(|ptr| phone(p.pointer(ptr).and_then(Value::as_str)).0);
     let contact = match int(p.pointer("/customer/id")) {
         Some(cid) => contacts::by_shopify_id(tx, cid).await?.map(|c| c.id),
         None => None,
     };
     let f = checkouts::CheckoutFields {
-        shopify_checkout_id: id_of(p, "id")?,
-        token: string(p.get("token")),
+        shopify_checkout_id: key.shopify_checkout_id,
+        token: key.token.map(str::to_owned),
         contact_id: contact,
         email: string(p.get("email")),
         phone: phone_e164.clone(),
@@ -40,7 +46,7 @@ pub(super) async fn upsert(
         version,
     };
     let Some((id, _)) = checkouts::upsert(tx, &f, now).await? else {
-        out.ignored = Some("stale update, or the checkout was deleted".into());
+        out.ignored = Some("stale or repeated update, or the checkout was deleted".into());
         return Ok(());
     };
     if f.completed_at.is_none() && phone_e164.is_some() {
@@ -56,6 +62,25 @@ pub(super) async fn upsert(
 }
 
 pub(super) async fn delete(tx: &mut TenantTx, p: &Value, now: i64) -> Result<(), HandlerError> {
-    checkouts::delete(tx, id_of(p, "id")?, now).await?;
+    checkouts::delete(tx, key(p)?, now).await?;
     Ok(())
+}
+
+/// Current API versions may send a checkout with its `token` and no
+/// numeric `id` (older ones send both); either identifies it. `cart_token`
+/// names the cart, not the checkout, and several checkouts can share it.
+fn key(p: &Value) -> Result<checkouts::CheckoutKey<'_>, HandlerError> {
+    let k = checkouts::CheckoutKey {
+        shopify_checkout_id: int(p.get("id")),
+        token: p
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty()),
+    };
+    if k.shopify_checkout_id.is_none() && k.token.is_none() {
+        return Err(HandlerError::Invalid(
+            "payload has neither a numeric `id` nor a `token`".into(),
+        ));
+    }
+    Ok(k)
 }

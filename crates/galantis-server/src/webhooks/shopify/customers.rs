@@ -111,9 +111,16 @@ pub(super) async fn delete(
     tx: &mut TenantTx,
     p: &Value,
     now: i64,
-    out: &Outcome,
+    out: &mut Outcome,
 ) -> Result<(), HandlerError> {
     let id = id_of(p, "id")?;
+    if contacts::by_shopify_id(tx, id)
+        .await?
+        .is_some_and(|c| c.deleted)
+    {
+        out.ignored = Some(format!("customer {id} is already deleted"));
+        return Ok(());
+    }
     let contact = contacts::mark_deleted(tx, id, now).await?;
     let ev = DomainEvent::CustomerDeleted {
         contact_id: contact,

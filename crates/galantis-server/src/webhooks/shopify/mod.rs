@@ -48,7 +48,7 @@ pub async fn handle(
         CustomersCreate | CustomersUpdate => {
             customers::upsert(tx, p, version(p, e), now, &mut out).await?
         }
-        CustomersDelete => customers::delete(tx, p, now, &out).await?,
+        CustomersDelete => customers::delete(tx, p, now, &mut out).await?,
         CustomersMarketingConsentUpdate | CustomersMarketingConsentUpdated => {
             customers::consent(tx, p, version(p, e), now, &mut out).await?
         }
@@ -60,7 +60,7 @@ pub async fn handle(
         ProductsCreate | ProductsUpdate => {
             products::upsert(tx, p, version(p, e), now, &mut out).await?
         }
-        ProductsDelete => products::delete(ctx, tx, p, now, &out).await?,
+        ProductsDelete => products::delete(ctx, tx, p, now, &mut out).await?,
         InventoryLevelsUpdate => products::inventory_level(tx, p, version(p, e), &out).await?,
         CollectionsCreate | CollectionsUpdate => {
             collections::upsert(ctx, tx, p, version(p, e), now, &mut out).await?
@@ -70,7 +70,7 @@ pub async fn handle(
             checkouts::upsert(tx, p, version(p, e), now, &mut out).await?
         }
         CheckoutsDelete => checkouts::delete(tx, p, now).await?,
-        AppSubscriptionsUpdate => app::subscription(ctx, tx, e, &out).await?,
+        AppSubscriptionsUpdate => app::subscription(ctx, tx, e, &mut out).await?,
         AppPurchasesOneTimeUpdate => app::purchase(ctx, tx, e, &mut out).await?,
         AppUninstalled => app::uninstalled(ctx, tx, e, &out).await?,
         CustomersRedact => super::compliance::customer_redact(tx, e, now, &mut out).await?,

@@ -70,6 +70,10 @@ pub(super) async fn upsert(
         out.ignored = Some("stale update, or the product was deleted".into());
         return Ok(());
     }
+    if r.unchanged {
+        out.ignored = Some("identical to the stored product: no new version".into());
+        return Ok(());
+    }
     let shopify_product_id = f.shopify_product_id;
     let ev = if r.created {
         DomainEvent::ProductCreated { shopify_product_id }
@@ -89,9 +93,13 @@ pub(super) async fn delete(
     tx: &mut TenantTx,
     p: &Value,
     now: i64,
-    out: &Outcome,
+    out: &mut Outcome,
 ) -> Result<(), HandlerError> {
     let id = id_of(p, "id")?;
+    if catalog::product_deleted(tx, id).await? {
+        out.ignored = Some(format!("product {id} is already deleted"));
+        return Ok(());
+    }
     catalog::delete_product(tx, id, now).await?;
     // Shopify drops a deleted product from its collections: so do the
     // stored contents, and the segments that mention those collections are

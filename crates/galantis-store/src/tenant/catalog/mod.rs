@@ -69,6 +69,8 @@ pub struct ProductOutcome {
     pub product_id: Option<Uuid>,
     pub created: bool,
     pub skipped: bool,
+    /// The payload is the one already stored (a redelivery): nothing written.
+    pub unchanged: bool,
     pub restocks: Vec<Restock>,
 }
 
@@ -101,6 +103,23 @@ pub async fn upsert_product(
             skipped: true,
             ..Default::default()
         });
+    }
+    if let Some((id, _, _)) = existing {
+        // Shopify redelivers (and sends the same product again on unrelated
+        // shop changes): an identical payload is no new version of it.
+        let stored: Json<Value> = on_tx!(tx.tx(), |c| {
+            sqlx::query_scalar("SELECT payload FROM products WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *c)
+                .await?
+        });
+        if stored.0 == p.payload {
+            return Ok(ProductOutcome {
+                product_id: Some(id),
+                unchanged: true,
+                ..Default::default()
+            });
+        }
     }
     let id = existing.map(|e| e.0).unwrap_or_else(Uuid::now_v7);
     if existing.is_none() {
@@ -187,8 +206,16 @@ pub async fn upsert_product(
         product_id: Some(id),
         created: existing.is_none(),
         skipped: false,
+        unchanged: false,
         restocks,
     })
+}
+
+/// Whether the product is stored as deleted (a tombstone counts).
+pub async fn product_deleted(tx: &mut TenantTx, shopify_id: i64) -> Result<bool, StoreError> {
+    Ok(product_row(tx, shopify_id)
+        .await?
+        .is_some_and(|(_, _, deleted)| deleted.is_some()))
 }
 
 /// Marks a product (and its variants) deleted; a later update will not

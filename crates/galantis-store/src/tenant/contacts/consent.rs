@@ -37,7 +37,8 @@ pub async fn set_marketing_state(
     // The latest proof wins: a consent change older than the one in force
     // (e.g. a lagging Shopify update after a STOP reply) changes nothing.
     let latest: Option<i64> = on_tx!(tx.tx(), |c| {
-        sqlx::query_scalar("SELECT MAX(occurred_at) FROM consent_events WHERE contact_id = $1")
+        // Identity notes (state unchanged, e.g. a phone that moved) prove no consent.
+        sqlx::query_scalar("SELECT MAX(occurred_at) FROM consent_events WHERE contact_id = $1 AND (previous_state IS NULL OR previous_state <> state)")
             .bind(contact)
             .fetch_one(&mut *c)
             .await?

@@ -53,6 +53,10 @@ pub async fn upsert_customer(
     };
     let target = existing.clone().or(phone_owner);
     let id = target.as_ref().map(|c| c.id).unwrap_or_else(Uuid::now_v7);
+    let phone_kept_by = match &f.phone {
+        Some(p) => claim_phone(tx, p, id, f.shopify_customer_id, f.updated_at).await?,
+        None => None,
+    };
     if target.is_none() {
         on_tx!(tx.tx(), |c| {
             sqlx::query("INSERT INTO contacts (id, marketing_state, created_at, updated_at) VALUES ($1, 'UNKNOWN', $2, $2)")
@@ -74,9 +78,9 @@ pub async fn upsert_customer(
         .bind(&f.first_name)
         .bind(&f.last_name)
         .bind(&f.email)
-        .bind(&f.phone)
+        .bind(f.phone.as_ref().filter(|_| phone_kept_by.is_none()))
         .bind(&f.phone_raw)
-        .bind(f.phone_status)
+        .bind(f.phone_status.filter(|_| phone_kept_by.is_none()))
         .bind(&f.locale)
         .bind(&f.country)
         .bind(Json(&f.tags))
@@ -87,6 +91,15 @@ pub async fn upsert_customer(
         .await?
         .rows_affected()
     });
+    if let Some(holder) = phone_kept_by {
+        identity_note(
+            tx,
+            id,
+            &format!("phone_kept_by:customer:{holder}"),
+            f.updated_at,
+        )
+        .await?;
+    }
     if crate::tenant::orders::adopt_orphans(tx, id, f.shopify_customer_id).await? > 0 {
         refresh_order_stats(tx, id, now_ms).await?;
     }
@@ -112,6 +125,76 @@ pub async fn upsert_customer(
         },
         None => Upserted::Created(Box::new(after)),
     })
+}
+
+/// One phone, one contact: when another Shopify customer's contact holds
+/// `phone`, the later customer record (by Shopify's `updated_at`) holds it.
+/// If this update is the later one, the other contact loses the phone, with
+/// a note in its history; otherwise this contact stays without it and the
+/// holder's Shopify id is returned. Either delivery order ends the same way,
+/// and the unique phone index is never hit (a retry could not fix that).
+async fn claim_phone(
+    tx: &mut TenantTx,
+    phone: &str,
+    claimant: Uuid,
+    shopify_customer_id: i64,
+    version: i64,
+) -> Result<Option<i64>, StoreError> {
+    let Some(holder) = by_phone(tx, phone).await? else {
+        return Ok(None);
+    };
+    let Some(holder_customer) = holder.shopify_customer_id.filter(|_| holder.id != claimant) else {
+        return Ok(None);
+    };
+    let held_since: Option<i64> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT shopify_updated_at FROM contacts WHERE id = $1")
+            .bind(holder.id)
+            .fetch_one(&mut *c)
+            .await?
+    });
+    if held_since.is_some_and(|h| h > version) {
+        return Ok(Some(holder_customer));
+    }
+    on_tx!(tx.tx(), |c| {
+        sqlx::query("UPDATE contacts SET phone = NULL, phone_status = NULL WHERE id = $1")
+            .bind(holder.id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    identity_note(
+        tx,
+        holder.id,
+        &format!("phone_moved_to:customer:{shopify_customer_id}"),
+        version,
+    )
+    .await?;
+    Ok(None)
+}
+
+/// Records an identity change (not a consent change: the state stays) in
+/// the contact's consent history, where its proof of reachability lives.
+async fn identity_note(
+    tx: &mut TenantTx,
+    contact: Uuid,
+    reference: &str,
+    occurred_at: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO consent_events (id, contact_id, state, previous_state, source, reference, occurred_at)
+             SELECT $1, id, marketing_state, marketing_state, $2, $3, $4 FROM contacts WHERE id = $5",
+        )
+        .bind(Uuid::now_v7())
+        .bind(ConsentSource::ShopifyCustomer.as_str())
+        .bind(reference)
+        .bind(occurred_at)
+        .bind(contact)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
 }
 
 /// Creates a contact known only by its WhatsApp number (an inbound message
