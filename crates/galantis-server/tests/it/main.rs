@@ -24,5 +24,6 @@ mod sandbox_mount;
 mod search;
 mod secrets;
 mod sending;
+mod shopify_shapes;
 mod webhooks;
 mod webhooks_dump;
