@@ -418,6 +418,23 @@ async fn a_current_customer_update_without_tags_or_consent_keeps_them() {
     assert_eq!(updated[0]["payload"]["changed"], json!(["first_name"]));
     assert!(events_of(&app, &t, "CustomerUntagged").await.is_empty());
 
+    // A partial payload: the keys it lacks are unknown, not cleared.
+    shopify_ok(
+        &app,
+        &t,
+        "customers/update",
+        "u-partial",
+        &json!({"id": ID, "last_name": "Billerton", "updated_at": "2026-01-12T11:00:00-05:00"}),
+    )
+    .await;
+    processed_ok(&app, &t).await;
+    let (after, _) = contact(&app, &t).await;
+    assert_eq!(after.first_name.as_deref(), Some("Robert"));
+    assert_eq!(after.last_name.as_deref(), Some("Billerton"));
+    assert_eq!(after.email.as_deref(), Some("bob@biller.com"));
+    assert_eq!(after.phone.as_deref(), Some(PHONE));
+    assert_eq!(after.phone_status.as_deref(), Some("valid"));
+
     // An explicit empty `tags` still clears them: present and empty is known.
     let mut cleared = current_customer("2026-01-13T10:00:00-05:00");
     cleared["tags"] = json!("");

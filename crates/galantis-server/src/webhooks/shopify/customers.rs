@@ -45,6 +45,37 @@ pub(super) fn customer_fields(p: &Value, version: i64) -> Result<CustomerFields,
     })
 }
 
+/// A key absent from the payload is unknown: the stored value stays (a
+/// present `null` or `""` does clear it). Tags and consent are handled by
+/// the store ([`CustomerFields::tags_absent`], `None` consent).
+fn keep_absent(p: &Value, f: &mut CustomerFields, known: &Contact) {
+    let absent = |key: &str| p.get(key).is_none();
+    if absent("first_name") {
+        f.first_name.clone_from(&known.first_name);
+    }
+    if absent("last_name") {
+        f.last_name.clone_from(&known.last_name);
+    }
+    if absent("email") {
+        f.email.clone_from(&known.email);
+    }
+    if absent("locale") {
+        f.locale.clone_from(&known.locale);
+    }
+    if absent("phone") {
+        // The raw form is not kept on the contact; the E.164 one is what
+        // was derived from it.
+        f.phone.clone_from(&known.phone);
+        f.phone_raw.clone_from(&known.phone);
+        f.phone_status = match known.phone_status.as_deref() {
+            Some("valid") => Some("valid"),
+            Some("missing_calling_code") => Some("missing_calling_code"),
+            Some("invalid") => Some("invalid"),
+            _ => None,
+        };
+    }
+}
+
 /// `customers/create` and `customers/update`.
 pub(super) async fn upsert(
     tx: &mut TenantTx,
@@ -53,7 +84,10 @@ pub(super) async fn upsert(
     now: i64,
     out: &mut Outcome,
 ) -> Result<(), HandlerError> {
-    let f = customer_fields(p, version)?;
+    let mut f = customer_fields(p, version)?;
+    if let Some(known) = contacts::by_shopify_id(tx, f.shopify_customer_id).await? {
+        keep_absent(p, &mut f, &known);
+    }
     match contacts::upsert_customer(tx, &f, now).await? {
         Upserted::Created(c) => {
             let ev = DomainEvent::CustomerCreated {
