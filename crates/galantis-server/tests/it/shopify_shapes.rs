@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::webhooks::{events_of, processed_ok, shopify, shopify_ok, webhook_events};
+use crate::webhooks::{events_of, meta, processed_ok, shopify, shopify_ok, webhook_events};
 
 const ID: i64 = 706405506930370084;
 const PHONE: &str = "+525512345678";
@@ -592,4 +592,87 @@ async fn a_webhook_of_another_api_version_is_processed() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A STOP in WhatsApp outranks an older Shopify WhatsApp consent; only a
+/// consent Shopify dates after it (the customer's own later action) opts the
+/// contact back in.
+#[tokio::test]
+async fn after_a_stop_only_a_later_whatsapp_consent_resubscribes() {
+    use galantis_store::control::tenants::{self, PhoneNumberLink};
+    let (app, t) = app_and_tenant("shapes-stop").await;
+    let mut tx = app.db().control_tx().await.unwrap();
+    let link = PhoneNumberLink {
+        phone_number_id: "pn-shapes-stop".into(),
+        waba_id: "waba-shapes-stop".into(),
+    };
+    tenants::link_phone_number(&mut tx, t.id, &link, true)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let topic = "customers_whats_app_marketing_consent/update";
+    shopify_ok(
+        &app,
+        &t,
+        "customers/create",
+        "c-1",
+        &current_customer("2025-12-01T10:00:00Z"),
+    )
+    .await;
+    shopify_ok(
+        &app,
+        &t,
+        topic,
+        "wa-1",
+        &whatsapp_consent("subscribed", "2025-12-31T00:00:00Z"),
+    )
+    .await;
+    processed_ok(&app, &t).await;
+    assert_eq!(
+        contact(&app, &t).await.0.marketing_state,
+        MarketingState::Subscribed
+    );
+
+    // STOP at 2026-01-01T00:00:00Z.
+    let stop = json!({"object": "whatsapp_business_account", "entry": [{"id": "waba-shapes-stop", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "pn-shapes-stop"},
+        "contacts": [{"profile": {"name": "Bob Biller"}, "wa_id": "525512345678"}],
+        "messages": [{"from": "525512345678", "id": "wamid.STOP", "timestamp": "1767225600", "type": "text", "text": {"body": "STOP"}}]}}]}]});
+    assert_eq!(meta(&app, &stop).await.status(), StatusCode::OK);
+    processed_ok(&app, &t).await;
+    assert_eq!(
+        contact(&app, &t).await.0.marketing_state,
+        MarketingState::Unsubscribed
+    );
+
+    // Delivered after the STOP, but dated before it: changes nothing.
+    shopify_ok(
+        &app,
+        &t,
+        topic,
+        "wa-2",
+        &whatsapp_consent("subscribed", "2025-12-31T12:00:00Z"),
+    )
+    .await;
+    processed_ok(&app, &t).await;
+    let (c, h) = contact(&app, &t).await;
+    assert_eq!(c.marketing_state, MarketingState::Unsubscribed);
+    assert_eq!(h.last().unwrap().source, ConsentSource::StopReply);
+
+    // Dated after it: the customer opted in again.
+    shopify_ok(
+        &app,
+        &t,
+        topic,
+        "wa-3",
+        &whatsapp_consent("subscribed", "2026-01-01T00:05:00Z"),
+    )
+    .await;
+    processed_ok(&app, &t).await;
+    let (c, h) = contact(&app, &t).await;
+    assert_eq!(c.marketing_state, MarketingState::Subscribed);
+    let last = h.last().unwrap();
+    assert_eq!(last.source, ConsentSource::ShopifyWhatsappConsent);
+    assert_eq!(last.previous_state, Some(MarketingState::Unsubscribed));
 }
