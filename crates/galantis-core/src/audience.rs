@@ -8,9 +8,11 @@ use std::fmt;
 use crate::{ConsentSource, Email, MarketingState, PhoneE164};
 
 impl ConsentSource {
-    pub const ALL: [ConsentSource; 10] = [
+    pub const ALL: [ConsentSource; 12] = [
         ConsentSource::ShopifyCheckout,
         ConsentSource::ShopifyCustomer,
+        ConsentSource::ShopifySmsConsent,
+        ConsentSource::ShopifyWhatsappConsent,
         ConsentSource::BackInStockWidget,
         ConsentSource::ChatWidget,
         ConsentSource::ManualImport,
@@ -22,14 +24,16 @@ impl ConsentSource {
     ];
 
     /// Sources that carry the customer's own, explicit opt-in (a checkbox at
-    /// checkout, the storefront widgets, Shopify's recorded SMS consent, an
-    /// inbound START, "resume" in WhatsApp's own settings). Only these may
-    /// re-subscribe someone who opted out.
+    /// checkout, the storefront widgets, Shopify's recorded SMS or WhatsApp
+    /// consent, an inbound START, "resume" in WhatsApp's own settings). Only
+    /// these may re-subscribe someone who opted out.
     pub fn is_explicit_opt_in(self) -> bool {
         matches!(
             self,
             ConsentSource::ShopifyCheckout
                 | ConsentSource::ShopifyCustomer
+                | ConsentSource::ShopifySmsConsent
+                | ConsentSource::ShopifyWhatsappConsent
                 | ConsentSource::BackInStockWidget
                 | ConsentSource::ChatWidget
                 | ConsentSource::StartReply

@@ -44,7 +44,8 @@ impl MarketingState {
         }
     }
 
-    /// Shopify's `sms_marketing_consent.state` (lower case) to ours.
+    /// Shopify's consent `state` (lower case; the same values for SMS, email
+    /// and WhatsApp consent) to ours.
     pub fn from_shopify_sms(state: &str) -> Self {
         match state.trim().to_ascii_lowercase().as_str() {
             "subscribed" => MarketingState::Subscribed,
@@ -91,7 +92,16 @@ impl FromStr for MarketingState {
 #[serde(rename_all = "snake_case")]
 pub enum ConsentSource {
     ShopifyCheckout,
+    /// Consent carried inline by a `customers/create|update` payload (the
+    /// pre-2025-01 shape).
     ShopifyCustomer,
+    /// Shopify's recorded SMS consent (`customers_marketing_consent/update`
+    /// and the seed's `customers/marketing_consent_update(d)`).
+    ShopifySmsConsent,
+    /// Shopify's recorded WhatsApp consent
+    /// (`customers_whats_app_marketing_consent/update`): authoritative over
+    /// SMS consent once present (ADR 0018).
+    ShopifyWhatsappConsent,
     BackInStockWidget,
     ChatWidget,
     ManualImport,
@@ -110,6 +120,8 @@ impl ConsentSource {
         match self {
             ConsentSource::ShopifyCheckout => "shopify_checkout",
             ConsentSource::ShopifyCustomer => "shopify_customer",
+            ConsentSource::ShopifySmsConsent => "shopify_sms_consent",
+            ConsentSource::ShopifyWhatsappConsent => "shopify_whatsapp_consent",
             ConsentSource::BackInStockWidget => "back_in_stock_widget",
             ConsentSource::ChatWidget => "chat_widget",
             ConsentSource::ManualImport => "manual_import",

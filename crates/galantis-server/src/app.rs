@@ -149,6 +149,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         db.clone(),
         secrets.clone(),
         config.shopify_base_url.clone(),
+        config.shopify.api_version.clone(),
     ));
     let sending = crate::sending::Sending::new(&config).await?;
     Ok(AppState {

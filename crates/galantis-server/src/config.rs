@@ -85,6 +85,45 @@ pub struct Config {
     pub listener: ListenerConfig,
     /// Who may read `/metrics`, and where.
     pub metrics: MetricsConfig,
+    /// The Shopify API version Galantis speaks.
+    pub shopify: ShopifyConfig,
+}
+
+/// `[shopify]`; environment: `GALANTIS_SHOPIFY_API_VERSION` (or
+/// `GALANTIS_SHOPIFY__API_VERSION`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShopifyConfig {
+    /// The pinned API version (`YYYY-MM`): Admin API calls use it, and a
+    /// webhook sent with another version is logged (still processed: the
+    /// handlers accept the older and the current payload shapes).
+    pub api_version: String,
+}
+
+impl Default for ShopifyConfig {
+    fn default() -> Self {
+        Self {
+            api_version: crate::shopify_client::ADMIN_API_VERSION.into(),
+        }
+    }
+}
+
+impl ShopifyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let v = self.api_version.as_bytes();
+        let shaped = v.len() == 7
+            && v[4] == b'-'
+            && v[..4].iter().chain(&v[5..]).all(u8::is_ascii_digit)
+            && matches!(self.api_version[5..].parse::<u8>(), Ok(1..=12));
+        if shaped {
+            Ok(())
+        } else {
+            Err(ConfigError(
+                "GALANTIS_SHOPIFY_API_VERSION must be a Shopify API version like 2026-01 (YYYY-MM)"
+                    .into(),
+            ))
+        }
+    }
 }
 
 /// `[listener]`; environment: `GALANTIS_LISTENER__<SETTING>`. Applies to
@@ -451,6 +490,7 @@ impl Default for Config {
             billing: BillingConfig::default(),
             listener: ListenerConfig::default(),
             metrics: MetricsConfig::default(),
+            shopify: ShopifyConfig::default(),
         }
     }
 }
@@ -584,6 +624,7 @@ impl Config {
             ));
         }
         self.billing.validate()?;
+        self.shopify.validate()?;
         let l = &self.listener;
         if l.header_read_timeout_secs == 0
             || l.idle_timeout_secs == 0
@@ -684,13 +725,15 @@ impl Config {
     }
 }
 
-/// `GALANTIS_SANDBOX_ENABLED` and `GALANTIS_SANDBOX_TOKEN` are the documented
-/// names; `__` is the section separator elsewhere, so map them by hand
+/// `GALANTIS_SANDBOX_ENABLED`, `GALANTIS_SANDBOX_TOKEN` and
+/// `GALANTIS_SHOPIFY_API_VERSION` are the documented names; `__` is the section separator elsewhere, so map them by hand
 /// (`GALANTIS_SANDBOX__ENABLED` keeps working through the split).
 fn sandbox_env_key(key: &figment::value::UncasedStr) -> figment::value::Uncased<'_> {
     match key.as_str().to_ascii_lowercase().as_str() {
         "sandbox_enabled" => "sandbox.enabled".into(),
         "sandbox_token" => "sandbox.token".into(),
+        // design.md §2 names it so, beside the top-level `shopify_api_key`.
+        "shopify_api_version" => "shopify.api_version".into(),
         _ => key.into(),
     }
 }
@@ -811,12 +854,32 @@ mod tests {
     }
 
     #[test]
+    fn the_shopify_api_version_is_pinned_and_validated() {
+        assert_eq!(Config::default().shopify.api_version, "2026-01");
+        for good in ["2025-01", "2026-10", "2027-12"] {
+            let mut c = Config::default();
+            c.shopify.api_version = good.into();
+            assert!(c.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "", "2026-13", "2026-00", "2026-1", "26-01", "unstable", "2026_01", "2026-01 ",
+        ] {
+            let mut c = Config::default();
+            c.shopify.api_version = bad.into();
+            let e = c.validate().unwrap_err().0;
+            assert!(e.contains("GALANTIS_SHOPIFY_API_VERSION"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn sandbox_environment_names_map_to_the_section() {
         use figment::value::UncasedStr;
         for (raw, mapped) in [
             ("sandbox_enabled", "sandbox.enabled"),
             ("SANDBOX_TOKEN", "sandbox.token"),
             ("sandbox.enabled", "sandbox.enabled"),
+            ("SHOPIFY_API_VERSION", "shopify.api_version"),
+            ("shopify_api_key", "shopify_api_key"),
             ("bind", "bind"),
         ] {
             assert_eq!(sandbox_env_key(UncasedStr::new(raw)).as_str(), mapped);

@@ -349,13 +349,29 @@ pub struct HttpShopifyClient {
     db: Db,
     secrets: SecretStore,
     base_url: Option<String>,
+    /// `[shopify] api_version`, in every Admin API URL.
+    api_version: String,
     http: reqwest::Client,
 }
 
-pub const ADMIN_API_VERSION: &str = "2025-01";
+/// The default of `[shopify] api_version`: the Admin API version pinned
+/// unless configured otherwise.
+pub const ADMIN_API_VERSION: &str = "2026-01";
+
+fn admin_url(base: &str, api_version: &str) -> String {
+    format!(
+        "{}/admin/api/{api_version}/graphql.json",
+        base.trim_end_matches('/')
+    )
+}
 
 impl HttpShopifyClient {
-    pub fn new(db: Db, secrets: SecretStore, base_url: Option<String>) -> Self {
+    pub fn new(
+        db: Db,
+        secrets: SecretStore,
+        base_url: Option<String>,
+        api_version: String,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .build()
@@ -364,6 +380,7 @@ impl HttpShopifyClient {
             db,
             secrets,
             base_url,
+            api_version,
             http,
         }
     }
@@ -540,10 +557,7 @@ impl HttpShopifyClient {
             .base_url
             .clone()
             .unwrap_or_else(|| format!("https://{}", shop.as_str()));
-        let url = format!(
-            "{}/admin/api/{ADMIN_API_VERSION}/graphql.json",
-            base.trim_end_matches('/')
-        );
+        let url = admin_url(&base, &self.api_version);
         let resp = self
             .http
             .post(&url)
@@ -840,5 +854,13 @@ mod tests {
             collection_products_page(&odd),
             Err(ShopifyError::Permanent(_))
         ));
+    }
+
+    #[test]
+    fn admin_calls_use_the_pinned_version() {
+        assert_eq!(
+            admin_url("https://shop.myshopify.com/", "2025-10"),
+            "https://shop.myshopify.com/admin/api/2025-10/graphql.json"
+        );
     }
 }

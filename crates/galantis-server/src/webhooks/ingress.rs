@@ -89,6 +89,7 @@ fn unknown_shop() -> AppError {
         ("x-shopify-topic" = String, Header, description = "e.g. customers/create"),
         ("x-shopify-shop-domain" = String, Header, description = "the shop, *.myshopify.com"),
         ("x-shopify-webhook-id" = Option<String>, Header, description = "deduplicates redeliveries"),
+        ("x-shopify-api-version" = Option<String>, Header, description = "the payload's API version; another than the pinned one is logged, never rejected"),
     ),
     request_body(content = Object, description = "Shopify's payload for the topic"),
     responses((status = 200, description = "stored (or a redelivery already stored); processing is queued"))
@@ -116,6 +117,21 @@ pub async fn shopify(
     let payload: Value = serde_json::from_slice(&body)
         .map_err(|_| AppError::bad_request("invalid_json", "the webhook body is not valid JSON"))?;
     let tenant = tenant_of_shop(&state, &shop).await?;
+    // A subscription registered under another version (the Partner
+    // Dashboard's, or one made before the pin moved) still gets processed:
+    // handlers accept the older and the current shapes. Logged so the
+    // operator can align it.
+    if let Some(v) = header(&headers, "x-shopify-api-version")
+        && v != state.config.shopify.api_version
+    {
+        tracing::info!(
+            shop = shop.as_str(),
+            topic = %topic,
+            api_version = v,
+            pinned = %state.config.shopify.api_version,
+            "Shopify webhook sent with another API version than the pinned one"
+        );
+    }
     // Shopify always sends a webhook id; without one, the body's digest keeps
     // redeliveries idempotent.
     let external_id = header(&headers, "x-shopify-webhook-id")

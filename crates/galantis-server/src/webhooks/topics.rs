@@ -7,11 +7,20 @@ pub enum ShopifyTopic {
     CustomersCreate,
     CustomersUpdate,
     CustomersDelete,
-    /// Shopify has sent both spellings over time.
+    /// The seed's names for SMS consent (Shopify has sent both spellings
+    /// over time); still accepted.
     CustomersMarketingConsentUpdate,
     CustomersMarketingConsentUpdated,
+    /// Since API 2025-01 customers carry no consent: one topic per channel.
+    SmsMarketingConsentUpdate,
+    EmailMarketingConsentUpdate,
+    WhatsAppMarketingConsentUpdate,
+    /// The seed's tag topics (numeric `customer_id`); still accepted.
     CustomerTagsAdded,
     CustomerTagsRemoved,
+    /// Since API 2025-01: `customerId` as a GraphQL gid, `tags`, `occurredAt`.
+    CustomerTagsAddedEvent,
+    CustomerTagsRemovedEvent,
     OrdersCreate,
     OrdersUpdated,
     OrdersCancelled,
@@ -34,7 +43,7 @@ pub enum ShopifyTopic {
 }
 
 impl ShopifyTopic {
-    pub const ALL: [ShopifyTopic; 26] = {
+    pub const ALL: [ShopifyTopic; 31] = {
         use ShopifyTopic::*;
         [
             CustomersCreate,
@@ -42,8 +51,13 @@ impl ShopifyTopic {
             CustomersDelete,
             CustomersMarketingConsentUpdate,
             CustomersMarketingConsentUpdated,
+            SmsMarketingConsentUpdate,
+            EmailMarketingConsentUpdate,
+            WhatsAppMarketingConsentUpdate,
             CustomerTagsAdded,
             CustomerTagsRemoved,
+            CustomerTagsAddedEvent,
+            CustomerTagsRemovedEvent,
             OrdersCreate,
             OrdersUpdated,
             OrdersCancelled,
@@ -75,8 +89,13 @@ impl ShopifyTopic {
             CustomersDelete => "customers/delete",
             CustomersMarketingConsentUpdate => "customers/marketing_consent_update",
             CustomersMarketingConsentUpdated => "customers/marketing_consent_updated",
+            SmsMarketingConsentUpdate => "customers_marketing_consent/update",
+            EmailMarketingConsentUpdate => "customers_email_marketing_consent/update",
+            WhatsAppMarketingConsentUpdate => "customers_whats_app_marketing_consent/update",
             CustomerTagsAdded => "customer_tags/added",
             CustomerTagsRemoved => "customer_tags/removed",
+            CustomerTagsAddedEvent => "customer.tags_added",
+            CustomerTagsRemovedEvent => "customer.tags_removed",
             OrdersCreate => "orders/create",
             OrdersUpdated => "orders/updated",
             OrdersCancelled => "orders/cancelled",
@@ -225,6 +244,14 @@ mod tests {
         assert_eq!(names.len(), ShopifyTopic::ALL.len());
         assert_eq!(ShopifyTopic::parse("carts/create"), None);
         assert_eq!(ShopifyTopic::parse("Customers/Create"), None);
+        assert_eq!(
+            ShopifyTopic::parse("customers_whats_app_marketing_consent/update"),
+            Some(ShopifyTopic::WhatsAppMarketingConsentUpdate)
+        );
+        assert_eq!(
+            ShopifyTopic::parse("customer.tags_added"),
+            Some(ShopifyTopic::CustomerTagsAddedEvent)
+        );
     }
 
     #[test]

@@ -579,7 +579,12 @@ async fn the_http_client_pages_through_a_collection_and_classifies_errors() {
         .await
         .unwrap();
     let (url, seen) = fake_admin_api().await;
-    let client = HttpShopifyClient::new(app.db().clone(), app.state.secrets.clone(), Some(url));
+    let client = HttpShopifyClient::new(
+        app.db().clone(),
+        app.state.secrets.clone(),
+        Some(url),
+        galantis_server::shopify_client::ADMIN_API_VERSION.into(),
+    );
 
     // Three pages, a duplicate across pages kept once, Shopify's order.
     let read = client

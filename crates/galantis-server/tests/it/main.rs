@@ -26,6 +26,7 @@ mod sandbox_mount;
 mod search;
 mod secrets;
 mod sending;
+mod shopify_shapes;
 mod webhooks;
 mod webhooks_dump;
 mod webhooks_identity;

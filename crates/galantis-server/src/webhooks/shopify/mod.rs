@@ -50,10 +50,21 @@ pub async fn handle(
         }
         CustomersDelete => customers::delete(tx, p, now, &mut out).await?,
         CustomersMarketingConsentUpdate | CustomersMarketingConsentUpdated => {
-            customers::consent(tx, p, version(p, e), now, &mut out).await?
+            customers::sms_consent(tx, p, true, version(p, e), now, &mut out).await?
         }
-        CustomerTagsAdded => customers::tags(tx, p, true, now, &out).await?,
-        CustomerTagsRemoved => customers::tags(tx, p, false, now, &out).await?,
+        SmsMarketingConsentUpdate => {
+            customers::sms_consent(tx, p, false, version(p, e), now, &mut out).await?
+        }
+        EmailMarketingConsentUpdate => {
+            customers::email_consent(tx, p, version(p, e), now, &mut out).await?
+        }
+        WhatsAppMarketingConsentUpdate => {
+            customers::whatsapp_consent(tx, p, version(p, e), now, &mut out).await?
+        }
+        CustomerTagsAdded => customers::seed_tags(tx, p, true, now, &out).await?,
+        CustomerTagsRemoved => customers::seed_tags(tx, p, false, now, &out).await?,
+        CustomerTagsAddedEvent => customers::tags(tx, p, true, now, &out).await?,
+        CustomerTagsRemovedEvent => customers::tags(tx, p, false, now, &out).await?,
         OrdersCreate | OrdersUpdated | OrdersCancelled => {
             orders::upsert(tx, p, version(p, e), now, &mut out).await?
         }

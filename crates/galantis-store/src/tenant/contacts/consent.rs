@@ -71,6 +71,121 @@ pub async fn set_marketing_state(
     Ok(true)
 }
 
+/// What a Shopify consent update did to `marketing_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShopifyConsent {
+    Changed,
+    /// Same state, an older proof than the one in force, or REDACTED.
+    Unchanged,
+    /// SMS consent for a contact whose WhatsApp consent Shopify has sent:
+    /// WhatsApp consent decides (ADR 0018), so the SMS state is not applied.
+    Superseded,
+}
+
+impl From<bool> for ShopifyConsent {
+    fn from(changed: bool) -> Self {
+        if changed {
+            ShopifyConsent::Changed
+        } else {
+            ShopifyConsent::Unchanged
+        }
+    }
+}
+
+/// Shopify's SMS consent (inline in a customer, or its own topic): it drives
+/// `marketing_state` only while Shopify has sent no WhatsApp consent for the
+/// contact.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_shopify_sms_consent(
+    tx: &mut TenantTx,
+    contact: Uuid,
+    state: MarketingState,
+    source: ConsentSource,
+    reference: Option<&str>,
+    occurred_at: i64,
+    now_ms: i64,
+) -> Result<ShopifyConsent, StoreError> {
+    let whatsapp: Option<Option<i64>> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT whatsapp_consent_updated_at FROM contacts WHERE id = $1")
+            .bind(contact)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    match whatsapp {
+        None => Err(StoreError::NotFound),
+        Some(Some(_)) => Ok(ShopifyConsent::Superseded),
+        Some(None) => {
+            Ok(
+                set_marketing_state(tx, contact, state, source, reference, occurred_at, now_ms)
+                    .await?
+                    .into(),
+            )
+        }
+    }
+}
+
+/// Shopify's WhatsApp consent: marks the contact as having one (so SMS
+/// consent stops deciding) and applies the state, the latest proof winning.
+pub async fn apply_shopify_whatsapp_consent(
+    tx: &mut TenantTx,
+    contact: Uuid,
+    state: MarketingState,
+    reference: Option<&str>,
+    occurred_at: i64,
+    now_ms: i64,
+) -> Result<ShopifyConsent, StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE contacts SET whatsapp_consent_updated_at = $1
+             WHERE id = $2 AND (whatsapp_consent_updated_at IS NULL OR whatsapp_consent_updated_at < $1)",
+        )
+        .bind(occurred_at)
+        .bind(contact)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(set_marketing_state(
+        tx,
+        contact,
+        state,
+        ConsentSource::ShopifyWhatsappConsent,
+        reference,
+        occurred_at,
+        now_ms,
+    )
+    .await?
+    .into())
+}
+
+/// Stores Shopify's email consent for display (never for WhatsApp); an
+/// older consent than the stored one changes nothing. Returns whether it
+/// changed.
+pub async fn set_email_consent(
+    tx: &mut TenantTx,
+    contact: Uuid,
+    state: MarketingState,
+    occurred_at: i64,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE contacts SET email_marketing_state = $1, email_consent_updated_at = $2, updated_at = $3
+             WHERE id = $4 AND redacted_at IS NULL
+               AND (email_consent_updated_at IS NULL OR email_consent_updated_at <= $2)
+               AND COALESCE(email_marketing_state, '') <> $1",
+        )
+        .bind(state.as_str())
+        .bind(occurred_at)
+        .bind(now_ms)
+        .bind(contact)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
 /// One consent change and its proof.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsentEvent {

@@ -31,12 +31,19 @@ pub struct CustomerFields {
     pub locale: Option<String>,
     pub country: Option<String>,
     pub tags: Vec<String>,
+    /// The payload carried no `tags` (Shopify API 2025-01+ customers): the
+    /// stored tags are kept, never cleared.
+    pub tags_absent: bool,
     /// Parsed SMS consent, when the payload carries it.
     pub marketing_state: Option<MarketingState>,
     /// When that consent was given or withdrawn (`consent_updated_at`); the
     /// customer's `updated_at` moves with any edit, so it would make an old
     /// consent look newer than a later STOP.
     pub consent_updated_at: Option<i64>,
+    /// Email consent, when the payload carries it: stored and shown, never
+    /// used for WhatsApp.
+    pub email_marketing_state: Option<MarketingState>,
+    pub email_consent_updated_at: Option<i64>,
     pub updated_at: i64,
 }
 
@@ -53,6 +60,9 @@ pub struct Contact {
     pub country: Option<String>,
     pub tags: Vec<String>,
     pub marketing_state: MarketingState,
+    /// Shopify's email marketing consent, for display: WhatsApp sends follow
+    /// `marketing_state` alone.
+    pub email_marketing_state: Option<MarketingState>,
     pub exclude_from_galantis: bool,
     pub orders_count: i64,
     pub total_spent_cents: i64,
@@ -75,6 +85,7 @@ struct Row {
     country: Option<String>,
     tags: Json<Vec<String>>,
     marketing_state: Parsed<MarketingState>,
+    email_marketing_state: Option<Parsed<MarketingState>>,
     exclude_from_galantis: bool,
     orders_count: i64,
     total_spent_cents: i64,
@@ -87,7 +98,7 @@ struct Row {
 macro_rules! columns {
     () => {
         "id, shopify_customer_id, first_name, last_name, email, phone, phone_status, locale, country, tags,
-         marketing_state, exclude_from_galantis, orders_count, total_spent_cents, deleted_at, redacted_at,
+         marketing_state, email_marketing_state, exclude_from_galantis, orders_count, total_spent_cents, deleted_at, redacted_at,
          created_at, updated_at"
     };
 }
@@ -97,7 +108,10 @@ pub mod phone_changes;
 mod search;
 mod write;
 
-pub use consent::{ConsentEvent, consent_history, set_marketing_state};
+pub use consent::{
+    ConsentEvent, ShopifyConsent, apply_shopify_sms_consent, apply_shopify_whatsapp_consent,
+    consent_history, set_email_consent, set_marketing_state,
+};
 pub use search::{ContactSearch, Filter, list, search, search_ids};
 pub(crate) use search::{in_lists, in_segments};
 pub use write::{
@@ -119,6 +133,7 @@ fn to_contact(r: Row) -> Contact {
         country: r.country,
         tags: r.tags.0,
         marketing_state: r.marketing_state.into_inner(),
+        email_marketing_state: r.email_marketing_state.map(Parsed::into_inner),
         exclude_from_galantis: r.exclude_from_galantis,
         orders_count: r.orders_count,
         total_spent_cents: r.total_spent_cents,

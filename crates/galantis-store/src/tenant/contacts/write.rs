@@ -6,7 +6,10 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Contact, CustomerFields, by_phone, by_shopify_id, get, set_marketing_state};
+use super::{
+    Contact, CustomerFields, apply_shopify_sms_consent, by_phone, by_shopify_id, get,
+    set_email_consent, set_marketing_state,
+};
 use crate::db::TenantTx;
 use crate::error::StoreError;
 use crate::on_tx;
@@ -70,7 +73,7 @@ pub async fn upsert_customer(
     on_tx!(tx.tx(), |c| {
         sqlx::query(
             "UPDATE contacts SET shopify_customer_id = $1, first_name = $2, last_name = $3, email = $4, phone = $5,
-                    phone_raw = $6, phone_status = $7, locale = $8, country = COALESCE($9, country), tags = $10,
+                    phone_raw = $6, phone_status = $7, locale = $8, country = COALESCE($9, country), tags = COALESCE($10, tags),
                     shopify_updated_at = $11, updated_at = $12
              WHERE id = $13",
         )
@@ -83,7 +86,7 @@ pub async fn upsert_customer(
         .bind(f.phone_status.filter(|_| phone_kept_by.is_none()))
         .bind(&f.locale)
         .bind(&f.country)
-        .bind(Json(&f.tags))
+        .bind((!f.tags_absent).then_some(Json(&f.tags)))
         .bind(f.updated_at)
         .bind(now_ms)
         .bind(id)
@@ -104,7 +107,7 @@ pub async fn upsert_customer(
         refresh_order_stats(tx, id, now_ms).await?;
     }
     if let Some(state) = f.marketing_state {
-        set_marketing_state(
+        apply_shopify_sms_consent(
             tx,
             id,
             state,
@@ -114,6 +117,10 @@ pub async fn upsert_customer(
             now_ms,
         )
         .await?;
+    }
+    if let Some(state) = f.email_marketing_state {
+        let at = f.email_consent_updated_at.unwrap_or(f.updated_at);
+        set_email_consent(tx, id, state, at, now_ms).await?;
     }
     let after = get(tx, id).await?.ok_or(StoreError::NotFound)?;
     // A customer Shopify tells us about for the first time is "created", even
@@ -337,7 +344,7 @@ pub async fn redact(tx: &mut TenantTx, contact: Uuid, now_ms: i64) -> Result<(),
     on_tx!(tx.tx(), |c| {
         sqlx::query(
             "UPDATE contacts SET first_name = NULL, last_name = NULL, email = NULL, phone = NULL, phone_raw = NULL,
-                    phone_status = NULL, locale = NULL, country = NULL, tags = $1, redacted_at = COALESCE(redacted_at, $2),
+                    phone_status = NULL, locale = NULL, country = NULL, tags = $1, email_marketing_state = NULL, redacted_at = COALESCE(redacted_at, $2),
                     updated_at = $2
              WHERE id = $3",
         )
