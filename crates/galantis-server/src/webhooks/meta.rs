@@ -146,7 +146,7 @@ async fn inbound(
     let Some(wamid) = string(m.get("id")) else {
         return Err(HandlerError::Invalid("message without `id`".into()));
     };
-    let phone = PhoneE164::parse(&format!("+{from}"))
+    let phone = PhoneE164::from_wa_id(&from)
         .map_err(|err| HandlerError::Invalid(format!("sender: {err}")))?;
     let at = int(m.get("timestamp")).map(|s| s * 1000).unwrap_or(now);
     let profile = profiles

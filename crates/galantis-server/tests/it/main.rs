@@ -17,6 +17,7 @@ mod listener;
 mod members;
 mod migrate;
 mod openapi;
+mod phones;
 mod queue;
 mod queue_crash;
 mod sandbox;

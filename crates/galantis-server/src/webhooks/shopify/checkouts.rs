@@ -1,11 +1,11 @@
 //! `checkouts/create`, `checkouts/update`, `checkouts/delete`.
 
-use galantis_core::DomainEvent;
+use galantis_core::{CountryCode, DomainEvent};
 use galantis_store::TenantTx;
 use galantis_store::tenant::{checkouts, contacts};
 use serde_json::{Value, json};
 
-use super::super::parse::{cents, int, phone, string, time_ms};
+use super::super::parse::{cents, int, phone_in, string, time_ms};
 use super::{HandlerError, Outcome, id_of};
 
 pub(super) async fn upsert(
@@ -19,7 +19,18 @@ pub(super) async fn upsert(
         .get("phone")
         .and_then(Value::as_str)
         .or_else(|| p.pointer("/shipping_address/phone").and_then(Value::as_str));
-    let (phone_e164, _, _) = phone(raw_phone);
+    let country = CountryCode::first_of(
+        [
+            "billing_address",
+            "shipping_address",
+            "customer/default_address",
+        ]
+        .map(|a| {
+            p.pointer(&format!("/{a}/country_code"))
+                .and_then(Value::as_str)
+        }),
+    );
+    let (phone_e164, _, _) = phone_in(raw_phone, country);
     let contact = match int(p.pointer("/customer/id")) {
         Some(cid) => contacts::by_shopify_id(tx, cid).await?.map(|c| c.id),
         None => None,

@@ -1,16 +1,29 @@
 //! `customers/*`, `customer_tags/*` and the marketing consent topics.
 
-use galantis_core::{ConsentSource, DomainEvent, MarketingState};
+use galantis_core::{ConsentSource, CountryCode, DomainEvent, MarketingState};
 use galantis_store::TenantTx;
 use galantis_store::tenant::contacts::{self, CustomerFields, Upserted};
 use serde_json::Value;
 
-use super::super::parse::{phone, string, tags as tag_list, time_ms};
+use super::super::parse::{phone_in, string, tags as tag_list, time_ms};
 use super::{HandlerError, Outcome, id_of};
 use crate::audience::contact_changed;
 
 pub(super) fn customer_fields(p: &Value, version: i64) -> Result<CustomerFields, HandlerError> {
-    let (phone_e164, phone_raw, phone_status) = phone(p.get("phone").and_then(Value::as_str));
+    // Since API 2025-01 the top-level `phone` is often absent while the
+    // default address has one, typically in national format.
+    let raw_phone = p
+        .get("phone")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| p.pointer("/default_address/phone").and_then(Value::as_str));
+    let country = CountryCode::first_of([
+        p.pointer("/default_address/country_code")
+            .and_then(Value::as_str),
+        p.pointer("/addresses/0/country_code")
+            .and_then(Value::as_str),
+    ]);
+    let (phone_e164, phone_raw, phone_status) = phone_in(raw_phone, country);
     let state = p
         .pointer("/sms_marketing_consent/state")
         .and_then(Value::as_str)
