@@ -78,3 +78,82 @@ async fn numbers_no_country_assigns_or_without_a_country_are_not_phones() {
         assert_eq!(c.phone_status.as_deref(), Some(status), "{id}");
     }
 }
+
+#[tokio::test]
+async fn a_csv_country_column_resolves_national_numbers_and_a_bad_country_is_reported() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = app.create_tenant("ph-csv").await;
+    let list: Value = app
+        .request(reqwest::Method::POST, "/api/v1/lists", &t.token)
+        .json(&json!({"name": "Ottawa"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list_id = list["id"].as_str().unwrap();
+    let csv =
+        "phone,first_name,country\n613-555-0123,Ann,CA\n613-555-0124,Bo,Narnia\n613-555-0125,Cy,\n";
+    let r = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/lists/{list_id}/imports?filename=ottawa.csv"),
+            &t.token,
+        )
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let import: Value = r.json().await.unwrap();
+    let import_id = import["id"].as_str().unwrap();
+    app.run_jobs_until_idle().await;
+
+    let get = |path: String| {
+        let app = &app;
+        let token = t.token.clone();
+        async move {
+            let v: Value = app
+                .get(&path, &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let done = get(format!("/api/v1/imports/{import_id}")).await;
+    assert_eq!(
+        (done["created"].as_i64(), done["rejected"].as_i64()),
+        (Some(1), Some(2)),
+        "{done}"
+    );
+    let report = get(format!("/api/v1/imports/{import_id}/report")).await;
+    let reasons: Vec<_> = report["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_i64().unwrap(),
+                r["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (3, "invalid_country".to_owned()),
+            (4, "CUSTOMER_IS_MISSING_CALLING_CODE".to_owned())
+        ],
+        "{report}"
+    );
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let ann = contacts::by_phone(&mut tx, "+16135550123").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ann.and_then(|c| c.first_name).as_deref(), Some("Ann"));
+}
