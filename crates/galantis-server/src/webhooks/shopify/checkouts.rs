@@ -15,21 +15,26 @@ pub(super) async fn upsert(
     now: i64,
     out: &mut Outcome,
 ) -> Result<(), HandlerError> {
-    let raw_phone = p
-        .get("phone")
-        .and_then(Value::as_str)
-        .or_else(|| p.pointer("/shipping_address/phone").and_then(Value::as_str));
-    let country = CountryCode::first_of(
+    let top = p.get("phone").and_then(Value::as_str);
+    let raw_phone = top.or_else(|| p.pointer("/shipping_address/phone").and_then(Value::as_str));
+    // A national number is read in the country of the address it came with.
+    let addresses = if top.is_some() {
         [
             "billing_address",
             "shipping_address",
             "customer/default_address",
         ]
-        .map(|a| {
-            p.pointer(&format!("/{a}/country_code"))
-                .and_then(Value::as_str)
-        }),
-    );
+    } else {
+        [
+            "shipping_address",
+            "billing_address",
+            "customer/default_address",
+        ]
+    };
+    let country = CountryCode::first_of(addresses.map(|a| {
+        p.pointer(&format!("/{a}/country_code"))
+            .and_then(Value::as_str)
+    }));
     let (phone_e164, _, _) = phone_in(raw_phone, country);
     let contact = match int(p.pointer("/customer/id")) {
         Some(cid) => contacts::by_shopify_id(tx, cid).await?.map(|c| c.id),
