@@ -409,6 +409,8 @@ pub enum Column {
     LastName,
     Email,
     Consent,
+    /// The country a national-format phone on the same row is dialled in.
+    Country,
 }
 
 impl Column {
@@ -419,6 +421,7 @@ impl Column {
             Column::LastName => "last_name",
             Column::Email => "email",
             Column::Consent => "consent",
+            Column::Country => "country",
         }
     }
 }
@@ -464,6 +467,7 @@ impl CsvHeader {
                 "last_name" => Column::LastName,
                 "email" => Column::Email,
                 "consent" => Column::Consent,
+                "country" | "country_code" => Column::Country,
                 _ => {
                     let shown: String = f.trim().chars().take(40).collect();
                     return Err(HeaderError::UnknownColumn(if shown.is_empty() {
@@ -545,6 +549,7 @@ pub enum RejectReason {
     /// design.md §4: `CUSTOMER_IS_MISSING_CALLING_CODE`.
     MissingCallingCode,
     InvalidPhone,
+    InvalidCountry,
     InvalidEmail,
     InvalidConsent,
     NameTooLong,
@@ -563,6 +568,7 @@ impl RejectReason {
             RejectReason::MissingPhone => "missing_phone",
             RejectReason::MissingCallingCode => "CUSTOMER_IS_MISSING_CALLING_CODE",
             RejectReason::InvalidPhone => "invalid_phone",
+            RejectReason::InvalidCountry => "invalid_country",
             RejectReason::InvalidEmail => "invalid_email",
             RejectReason::InvalidConsent => "invalid_consent",
             RejectReason::NameTooLong => "name_too_long",
@@ -582,6 +588,9 @@ impl fmt::Display for RejectReason {
                 "the phone number has no country calling code (expected +<country><number>)",
             ),
             RejectReason::InvalidPhone => f.write_str("the phone number is not a valid E.164 number"),
+            RejectReason::InvalidCountry => {
+                f.write_str("the country is not a two-letter country code (ISO 3166-1, e.g. MX)")
+            }
             RejectReason::InvalidEmail => f.write_str("the email address is not valid"),
             RejectReason::InvalidConsent => f.write_str(
                 "consent must be yes, no, subscribed, not_subscribed, unsubscribed, pending or empty",
@@ -643,6 +652,7 @@ impl RowValidator {
             consent: None,
         };
         let mut phone_raw = "";
+        let mut country = None;
         for (col, value) in self.header.columns.iter().zip(fields.iter()) {
             let v = value.trim();
             let opt = || (!v.is_empty()).then(|| v.to_owned());
@@ -665,6 +675,13 @@ impl RowValidator {
                     row.consent = ImportConsent::parse(v)
                         .ok_or_else(|| reject(RejectReason::InvalidConsent))?
                 }
+                Column::Country if v.is_empty() => {}
+                Column::Country => {
+                    country = Some(
+                        crate::CountryCode::parse(v)
+                            .map_err(|_| reject(RejectReason::InvalidCountry))?,
+                    )
+                }
             }
         }
         if [&row.first_name, &row.last_name]
@@ -682,7 +699,7 @@ impl RowValidator {
         if phone_raw.is_empty() {
             return Err(reject(RejectReason::MissingPhone));
         }
-        let phone = PhoneE164::parse(phone_raw).map_err(|e| {
+        let phone = PhoneE164::parse_with_country(phone_raw, country).map_err(|e| {
             reject(match e {
                 crate::phone::InvalidPhone::MissingCallingCode => RejectReason::MissingCallingCode,
                 crate::phone::InvalidPhone::Malformed => RejectReason::InvalidPhone,
@@ -923,6 +940,35 @@ mod tests {
                 "case {case}: {input:?} in chunks of {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn a_country_column_resolves_national_numbers() {
+        let recs = split_all(
+            "phone,Country\n\
+             613-555-0123,CA\n\
+             020 7946 0958,gb\n\
+             (613) 555-0199,\n\
+             613-555-0124,Narnia\n\
+             +52155500,MX\n",
+            16,
+        );
+        let mut v = RowValidator::new(CsvHeader::parse(&recs[0]).unwrap());
+        let out: Vec<_> = recs[1..].iter().cloned().map(|r| v.validate(r)).collect();
+        assert_eq!(out[0].as_ref().unwrap().phone, "+16135550123");
+        assert_eq!(out[1].as_ref().unwrap().phone, "+442079460958");
+        let codes: Vec<_> = out[2..]
+            .iter()
+            .map(|r| r.clone().unwrap_err().reason.code())
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "CUSTOMER_IS_MISSING_CALLING_CODE",
+                "invalid_country",
+                "invalid_phone"
+            ]
+        );
     }
 
     #[test]

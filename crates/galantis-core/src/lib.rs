@@ -28,7 +28,7 @@ pub use email::Email;
 pub use events::{DomainEvent, EventKind};
 pub use ids::{JobId, MemberId, TenantId, TokenId};
 pub use messaging::{MessageKind, MessageSource, MessageStatus};
-pub use phone::PhoneE164;
+pub use phone::{CountryCode, PhoneE164};
 pub use queue::{JobKind, JobState, Lane, RetrySchedule, UniqueScope};
 pub use roles::{Permission, Role};
 pub use secrets::{KeyStore, SecretName};

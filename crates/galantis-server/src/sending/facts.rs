@@ -37,7 +37,7 @@ pub fn contact(c: &Contact) -> ContactFacts {
         has_e164_phone: c
             .phone
             .as_deref()
-            .is_some_and(|p| PhoneE164::parse(p).is_ok()),
+            .is_some_and(|p| PhoneE164::stored(p).is_ok()),
     }
 }
 

@@ -152,7 +152,7 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
     let Some(phone) = contact
         .phone
         .as_deref()
-        .and_then(|p| PhoneE164::parse(p).ok())
+        .and_then(|p| PhoneE164::stored(p).ok())
     else {
         return reject(
             &ctx,

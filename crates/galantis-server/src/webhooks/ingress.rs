@@ -524,7 +524,7 @@ async fn apply_consent_replies(
         // Contact lookups and creation must not interleave with webhook
         // processing of the same tenant (which may create the same contact).
         tx.serialize_tenant_writes().await?;
-        let Ok(phone) = PhoneE164::parse(&format!("+{from}")) else {
+        let Ok(phone) = PhoneE164::from_wa_id(from) else {
             continue;
         };
         let contact = match contacts::by_phone(tx, phone.as_str()).await? {

@@ -1,8 +1,8 @@
 //! Small parsers for webhook payload fields.
 
 use chrono::DateTime;
-use galantis_core::PhoneE164;
 use galantis_core::phone::InvalidPhone;
+use galantis_core::{CountryCode, PhoneE164};
 use serde_json::Value;
 
 /// RFC 3339 (Shopify's `updated_at`) to epoch milliseconds.
@@ -75,10 +75,19 @@ pub fn int(v: Option<&Value>) -> Option<i64> {
 
 /// A phone as stored: (E.164 if valid, raw, status).
 pub fn phone(raw: Option<&str>) -> (Option<String>, Option<String>, Option<&'static str>) {
+    phone_in(raw, None)
+}
+
+/// A phone as stored, a national-format one read as dialled in `country`
+/// (the address's, then the customer's: whatever the payload gives).
+pub fn phone_in(
+    raw: Option<&str>,
+    country: Option<CountryCode>,
+) -> (Option<String>, Option<String>, Option<&'static str>) {
     let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
         return (None, None, None);
     };
-    match PhoneE164::parse(raw) {
+    match PhoneE164::parse_with_country(raw, country) {
         Ok(p) => (
             Some(p.as_str().to_owned()),
             Some(raw.to_owned()),
@@ -119,8 +128,14 @@ mod tests {
         );
         assert_eq!(phone(Some("1234567")).2, Some("missing_calling_code"));
         assert_eq!(
-            phone(Some("+52 1234567890")).0.as_deref(),
-            Some("+521234567890")
+            phone(Some("+52 55 1234 5678")).0.as_deref(),
+            Some("+525512345678")
+        );
+        assert_eq!(phone(Some("+52155500")).2, Some("invalid"));
+        let ca = CountryCode::parse("CA").ok();
+        assert_eq!(
+            phone_in(Some("613-555-0123"), ca).0.as_deref(),
+            Some("+16135550123")
         );
     }
 }

@@ -1146,7 +1146,7 @@ async fn csv_import_reports_every_rejected_row_and_is_idempotent() {
 
     // Ana is subscribed with the import as proof; both are on the list.
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
-    let ana = contacts::by_phone(&mut tx, "+5215550001111")
+    let ana = contacts::by_phone(&mut tx, "+525550001111")
         .await
         .unwrap()
         .unwrap();
@@ -1156,13 +1156,13 @@ async fn csv_import_reports_every_rejected_row_and_is_idempotent() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].source, ConsentSource::ManualImport);
     assert!(history[0].reference.as_deref().unwrap().ends_with("line:2"));
-    let bruno = contacts::by_phone(&mut tx, "+5215550002222")
+    let bruno = contacts::by_phone(&mut tx, "+525550002222")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(bruno.marketing_state, MarketingState::Unknown);
     assert!(
-        contacts::by_phone(&mut tx, "+5215550004444")
+        contacts::by_phone(&mut tx, "+525550004444")
             .await
             .unwrap()
             .is_none()

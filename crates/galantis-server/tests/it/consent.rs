@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 
 use crate::webhooks::{settled_ok, shopify_ok};
 
-const PHONE: &str = "+521234567890";
+// Meta writes this customer's wa_id with Mexico's legacy mobile `1`.
+const PHONE: &str = "+525512345678";
 /// 2026-01-01T00:00:00Z, when the customer replies STOP.
 const STOP_AT: i64 = 1_767_225_600;
 
@@ -39,8 +40,8 @@ async fn with_number(app: &TestApp, name: &str) -> TestTenant {
 async fn reply(app: &TestApp, pnid: &str, wamid: &str, text: &str, at_secs: i64) {
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp", "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid},
-        "contacts": [{"profile": {"name": "Jane Smith"}, "wa_id": "521234567890"}],
-        "messages": [{"from": "521234567890", "id": wamid, "timestamp": at_secs.to_string(), "type": "text", "text": {"body": text}}]}}]}]});
+        "contacts": [{"profile": {"name": "Jane Smith"}, "wa_id": "5215512345678"}],
+        "messages": [{"from": "5215512345678", "id": wamid, "timestamp": at_secs.to_string(), "type": "text", "text": {"body": text}}]}}]}]});
     let raw = serde_json::to_vec(&body).unwrap();
     let r = app
         .client
@@ -304,8 +305,8 @@ async fn a_member_may_unsubscribe_with_a_reason_but_not_undo_it() {
 async fn preference(app: &TestApp, pnid: &str, value: &str, at_secs: i64) {
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "user_preferences", "value": {
         "messaging_product": "whatsapp", "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid},
-        "contacts": [{"profile": {"name": "Jane Smith"}, "wa_id": "521234567890"}],
-        "user_preferences": [{"wa_id": "521234567890", "detail": "User requested to stop marketing messages",
+        "contacts": [{"profile": {"name": "Jane Smith"}, "wa_id": "5215512345678"}],
+        "user_preferences": [{"wa_id": "5215512345678", "detail": "User requested to stop marketing messages",
                               "category": "marketing_messages", "value": value, "timestamp": at_secs}]}}]}]});
     let raw = serde_json::to_vec(&body).unwrap();
     let r = app

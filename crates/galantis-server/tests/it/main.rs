@@ -19,6 +19,7 @@ mod members;
 mod meta_fields;
 mod migrate;
 mod openapi;
+mod phones;
 mod queue;
 mod queue_crash;
 mod sandbox;

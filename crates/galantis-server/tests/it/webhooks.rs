@@ -73,7 +73,7 @@ pub(crate) async fn settled_ok(app: &TestApp, t: &TestTenant) {
 fn seed_customer() -> Value {
     json!({
         "id": 123456789, "email": "customer@example.com", "first_name": "Jane", "last_name": "Smith",
-        "phone": "+521234567890", "tags": "vip, newsletter", "accepts_marketing": true,
+        "phone": "+525512345678", "tags": "vip, newsletter", "accepts_marketing": true,
         "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in"},
         "sms_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in"},
         "locale": "es", "created_at": "2025-01-15T10:00:00-05:00", "updated_at": "2025-01-15T10:00:00-05:00"
@@ -217,7 +217,7 @@ async fn a_seed_customer_becomes_a_contact_once_even_when_redelivered() {
     }
     processed_ok(&app, &t).await;
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
-    assert_eq!(c.phone.as_deref(), Some("+521234567890"));
+    assert_eq!(c.phone.as_deref(), Some("+525512345678"));
     assert_eq!(c.email.as_deref(), Some("customer@example.com"));
     assert_eq!(c.tags, vec!["vip", "newsletter"]);
     assert_eq!(c.marketing_state, MarketingState::Subscribed);
@@ -281,7 +281,7 @@ async fn orders_ship_once_and_cancel() {
     shopify(&app, &t, "customers/create", "c", &seed_customer()).await;
     processed_ok(&app, &t).await;
     let order = json!({
-        "id": 987654321, "order_number": 1042, "customer": {"id": 123456789, "phone": "+521234567890"},
+        "id": 987654321, "order_number": 1042, "customer": {"id": 123456789, "phone": "+525512345678"},
         "total_price": "149.00", "currency": "MXN",
         "line_items": [{"id": 111111, "title": "Running Shoes", "quantity": 1, "price": "149.00", "product_id": 555555, "variant_id": 666666, "vendor": "NikeMX", "properties": []}],
         "tags": "", "fulfillment_status": null, "financial_status": "paid", "created_at": "2025-01-15T11:00:00-05:00"
@@ -404,12 +404,12 @@ async fn with_number(app: &TestApp, name: &str) -> TestTenant {
 fn inbound(pnid: &str, wamid: &str, text: &str) -> Value {
     json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp", "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid},
-        "contacts": [{"profile": {"name": "Jane Smith"}, "wa_id": "521234567890"}],
-        "messages": [{"from": "521234567890", "id": wamid, "timestamp": "1767225600", "type": "text", "text": {"body": text}}]}}]}]})
+        "contacts": [{"profile": {"name": "Jane Smith"}, "wa_id": "5215512345678"}],
+        "messages": [{"from": "5215512345678", "id": wamid, "timestamp": "1767225600", "type": "text", "text": {"body": text}}]}}]}]})
 }
 
 fn statuses(pnid: &str, list: &[(&str, &str)]) -> Value {
-    let st: Vec<Value> = list.iter().map(|(w, s)| json!({"id": w, "status": s, "timestamp": "1705320030", "recipient_id": "521234567890"})).collect();
+    let st: Vec<Value> = list.iter().map(|(w, s)| json!({"id": w, "status": s, "timestamp": "1705320030", "recipient_id": "5215512345678"})).collect();
     json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp", "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid}, "statuses": st}}]}]})
 }
@@ -428,7 +428,7 @@ async fn inbound_messages_open_conversations_and_stop_unsubscribes_at_once() {
         StatusCode::OK
     );
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
-    let c = contacts::by_phone(&mut tx, "+521234567890")
+    let c = contacts::by_phone(&mut tx, "+525512345678")
         .await
         .unwrap()
         .unwrap();
@@ -466,7 +466,7 @@ async fn inbound_messages_statuses_and_templates_are_processed() {
     let created = events_of(&app, &t, "ConversationMessageCreated").await;
     assert_eq!(created.len(), 1, "one message per wamid");
     let mut tx = app.db().tenant_tx(t.id).await.unwrap();
-    let contact = contacts::by_phone(&mut tx, "+521234567890")
+    let contact = contacts::by_phone(&mut tx, "+525512345678")
         .await
         .unwrap()
         .unwrap();
@@ -559,14 +559,14 @@ async fn customers_redact_leaves_no_personal_data_in_any_table() {
     .await;
     processed_ok(&app, &t).await;
     let redact = json!({"shop_id": 12345678, "shop_domain": t.shop.as_str(),
-        "customer": {"id": 123456789, "email": "customer@example.com", "phone": "+521234567890"}, "orders_to_redact": [987654321]});
+        "customer": {"id": 123456789, "email": "customer@example.com", "phone": "+525512345678"}, "orders_to_redact": [987654321]});
     shopify(&app, &t, "customers/redact", "r-1", &redact).await;
     processed_ok(&app, &t).await;
     let c = contact_by_shopify(&app, &t, 123456789).await.unwrap();
     assert_eq!(c.marketing_state, MarketingState::Redacted);
     let dump = crate::webhooks_dump::tenant_text(&app, t.id).await;
     for needle in [
-        "521234567890",
+        "5512345678",
         "customer@example.com",
         "Jane",
         "Smith",
@@ -867,8 +867,8 @@ async fn uninstall_deactivates_and_shop_redact_erases_the_workspace() {
     processed_ok(&app, &t).await;
     let dump = crate::webhooks_dump::tenant_text(&app, t.id).await;
     for needle in [
-        "521234567890",
-        "5215550001111",
+        "5512345678",
+        "5550001111",
         "customer@example.com",
         "second@example.com",
         "Jane",
@@ -954,7 +954,7 @@ async fn every_seed_shopify_payload_is_processed_and_unsigned_ones_are_refused()
         ),
         (
             "customers/marketing_consent_updated",
-            json!({"id": 123456789, "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in", "consent_updated_at": "2025-01-15T10:05:00-05:00"}, "sms_marketing_consent": {"state": "unsubscribed", "opt_in_level": "single_opt_in", "consent_updated_at": "2025-01-15T10:05:00-05:00"}, "phone": "+521234567890", "updated_at": "2025-01-15T10:05:00-05:00"}),
+            json!({"id": 123456789, "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in", "consent_updated_at": "2025-01-15T10:05:00-05:00"}, "sms_marketing_consent": {"state": "unsubscribed", "opt_in_level": "single_opt_in", "consent_updated_at": "2025-01-15T10:05:00-05:00"}, "phone": "+525512345678", "updated_at": "2025-01-15T10:05:00-05:00"}),
             Some("MarketingConsentChanged"),
         ),
         (
@@ -969,7 +969,7 @@ async fn every_seed_shopify_payload_is_processed_and_unsigned_ones_are_refused()
         ),
         (
             "orders/create",
-            json!({"id": 987654321, "order_number": 1042, "customer": {"id": 123456789, "phone": "+521234567890"}, "total_price": "149.00", "currency": "MXN", "line_items": [{"id": 111111, "title": "Running Shoes", "quantity": 1, "price": "149.00", "product_id": 555555, "variant_id": 666666, "vendor": "NikeMX", "properties": []}], "tags": "", "fulfillment_status": null, "financial_status": "paid", "created_at": "2025-01-15T11:00:00-05:00"}),
+            json!({"id": 987654321, "order_number": 1042, "customer": {"id": 123456789, "phone": "+525512345678"}, "total_price": "149.00", "currency": "MXN", "line_items": [{"id": 111111, "title": "Running Shoes", "quantity": 1, "price": "149.00", "product_id": 555555, "variant_id": 666666, "vendor": "NikeMX", "properties": []}], "tags": "", "fulfillment_status": null, "financial_status": "paid", "created_at": "2025-01-15T11:00:00-05:00"}),
             Some("OrderCreated"),
         ),
         (
@@ -1077,7 +1077,7 @@ async fn stop_is_stored_as_a_message_events_are_published_and_checkouts_complete
     meta(&app, &inbound("pn-wh-stop2", "wamid.STOP2", "STOP")).await;
     settled_ok(&app, &t).await;
     let mut tx = app.db().tenant_read(t.id).await.unwrap();
-    let c = contacts::by_phone(&mut tx, "+521234567890")
+    let c = contacts::by_phone(&mut tx, "+525512345678")
         .await
         .unwrap()
         .unwrap();
@@ -1109,7 +1109,7 @@ async fn stop_is_stored_as_a_message_events_are_published_and_checkouts_complete
     );
 
     // A checkout with a phone is stored; the order with its token completes it.
-    let checkout = json!({"id": 31, "token": "tok-31", "email": "customer@example.com", "phone": "+521234567890",
+    let checkout = json!({"id": 31, "token": "tok-31", "email": "customer@example.com", "phone": "+525512345678",
         "total_price": "149.00", "currency": "MXN", "abandoned_checkout_url": "https://shop/recover/31",
         "line_items": [{"title": "Running Shoes", "quantity": 1}], "updated_at": "2025-01-15T10:00:00Z"});
     shopify(&app, &t, "checkouts/create", "ck", &checkout).await;

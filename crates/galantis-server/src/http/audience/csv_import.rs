@@ -115,7 +115,8 @@ async fn fail_upload(
 }
 
 /// `POST /lists/{id}/imports`: the CSV body (columns phone, first_name,
-/// last_name, email, consent) is validated as it streams in and staged;
+/// last_name, email, consent; country, the ISO code national-format phones
+/// are read in) is validated as it streams in and staged;
 /// 202 with the import, whose job then applies it. A bad header is 422 and
 /// leaves nothing behind. An upload over the row or byte cap, or cut off
 /// (error, disconnect, timeout, crash), ends `failed` with its reason and

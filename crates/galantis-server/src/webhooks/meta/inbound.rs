@@ -15,8 +15,7 @@ use crate::webhooks::outcome::{HandlerError, Outcome};
 use crate::webhooks::parse::{int, string};
 
 fn wa_phone(wa_id: &str, what: &str) -> Result<PhoneE164, HandlerError> {
-    PhoneE164::parse(&format!("+{wa_id}"))
-        .map_err(|err| HandlerError::Invalid(format!("{what}: {err}")))
+    PhoneE164::from_wa_id(wa_id).map_err(|err| HandlerError::Invalid(format!("{what}: {err}")))
 }
 
 /// The contact of `phone`, created from its WhatsApp profile if unknown.

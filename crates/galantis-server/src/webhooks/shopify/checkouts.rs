@@ -1,11 +1,11 @@
 //! `checkouts/create`, `checkouts/update`, `checkouts/delete`.
 
-use galantis_core::DomainEvent;
+use galantis_core::{CountryCode, DomainEvent};
 use galantis_store::TenantTx;
 use galantis_store::tenant::{checkouts, contacts};
 use serde_json::{Value, json};
 
-use super::super::parse::{cents, int, phone, string, time_ms};
+use super::super::parse::{cents, int, phone_in, string, time_ms};
 use super::{HandlerError, Outcome};
 
 pub(super) async fn upsert(
@@ -17,15 +17,57 @@ pub(super) async fn upsert(
 ) -> Result<(), HandlerError> {
     let key = key(p)?;
     // The first usable number wins: the buyer's own entry at checkout, then
-    // the addresses they typed, then what their customer record holds.
+    // the addresses they typed, then what their customer record holds. A
+    // national number is read in the country of the address it came with
+    // (the others' countries after it).
+    let country_of = |addresses: [&str; 3]| {
+        CountryCode::first_of(addresses.map(|a| {
+            p.pointer(&format!("/{a}/country_code"))
+                .and_then(Value::as_str)
+        }))
+    };
     let phone_e164 = [
-        "/phone",
-        "/billing_address/phone",
-        "/shipping_address/phone",
-        "/customer/phone",
+        (
+            "/phone",
+            [
+                "billing_address",
+                "shipping_address",
+                "customer/default_address",
+            ],
+        ),
+        (
+            "/billing_address/phone",
+            [
+                "billing_address",
+                "shipping_address",
+                "customer/default_address",
+            ],
+        ),
+        (
+            "/shipping_address/phone",
+            [
+                "shipping_address",
+                "billing_address",
+                "customer/default_address",
+            ],
+        ),
+        (
+            "/customer/phone",
+            [
+                "customer/default_address",
+                "billing_address",
+                "shipping_address",
+            ],
+        ),
     ]
     .iter()
-    .find_map(|ptr| phone(p.pointer(ptr).and_then(Value::as_str)).0);
+    .find_map(|(ptr, addresses)| {
+        phone_in(
+            p.pointer(ptr).and_then(Value::as_str),
+            country_of(*addresses),
+        )
+        .0
+    });
     let contact = match int(p.pointer("/customer/id")) {
         Some(cid) => contacts::by_shopify_id(tx, cid).await?.map(|c| c.id),
         None => None,

@@ -3,12 +3,12 @@
 //! shapes (API 2025-01+, consent and tags on their own topics) and the
 //! seed's older ones (inline in the customer).
 
-use galantis_core::{ConsentSource, DomainEvent, MarketingState};
+use galantis_core::{ConsentSource, CountryCode, DomainEvent, MarketingState};
 use galantis_store::TenantTx;
 use galantis_store::tenant::contacts::{self, Contact, CustomerFields, ShopifyConsent, Upserted};
 use serde_json::Value;
 
-use super::super::parse::{phone, string, tags as tag_list, time_ms};
+use super::super::parse::{phone, phone_in, string, tags as tag_list, time_ms};
 use super::{HandlerError, Outcome, id_of};
 use crate::audience::contact_changed;
 
@@ -21,7 +21,20 @@ fn consent_state(p: &Value, pointer: &str) -> Option<MarketingState> {
 }
 
 pub(super) fn customer_fields(p: &Value, version: i64) -> Result<CustomerFields, HandlerError> {
-    let (phone_e164, phone_raw, phone_status) = phone(p.get("phone").and_then(Value::as_str));
+    // Since API 2025-01 the top-level `phone` is often absent while the
+    // default address has one, typically in national format.
+    let raw_phone = p
+        .get("phone")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| p.pointer("/default_address/phone").and_then(Value::as_str));
+    let country = CountryCode::first_of([
+        p.pointer("/default_address/country_code")
+            .and_then(Value::as_str),
+        p.pointer("/addresses/0/country_code")
+            .and_then(Value::as_str),
+    ]);
+    let (phone_e164, phone_raw, phone_status) = phone_in(raw_phone, country);
     // Since API 2025-01 a customer carries no `tags`, `sms_marketing_consent`
     // or `email_marketing_consent`: absent is unknown, never empty.
     let tags = p.get("tags").filter(|t| !t.is_null());
@@ -62,7 +75,8 @@ fn keep_absent(p: &Value, f: &mut CustomerFields, known: &Contact) {
     if absent("locale") {
         f.locale.clone_from(&known.locale);
     }
-    if absent("phone") {
+    // No phone key and no address phone to fall back on: unknown, keep it.
+    if absent("phone") && p.pointer("/default_address/phone").is_none() {
         // The raw form is not kept on the contact; the E.164 one is what
         // was derived from it.
         f.phone.clone_from(&known.phone);
