@@ -1,126 +1,73 @@
 //! The topics Galantis processes. Anything else is stored as `ignored`.
 
-/// A Shopify webhook topic Galantis handles, parsed once from the
-/// `X-Shopify-Topic` string; handlers match on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ShopifyTopic {
-    CustomersCreate,
-    CustomersUpdate,
-    CustomersDelete,
+/// Declares [`ShopifyTopic`] from one table of variants and Shopify's names,
+/// so the enum, [`ShopifyTopic::ALL`] and [`ShopifyTopic::as_str`] cannot
+/// drift apart.
+macro_rules! shopify_topics {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)+) => {
+        /// A Shopify webhook topic Galantis handles, parsed once from the
+        /// `X-Shopify-Topic` string; handlers match on it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ShopifyTopic {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl ShopifyTopic {
+            pub const ALL: &'static [ShopifyTopic] = &[$(ShopifyTopic::$variant,)+];
+
+            /// Shopify's name of the topic.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ShopifyTopic::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+shopify_topics! {
+    CustomersCreate => "customers/create",
+    CustomersUpdate => "customers/update",
+    CustomersDelete => "customers/delete",
     /// The seed's names for SMS consent (Shopify has sent both spellings
     /// over time); still accepted.
-    CustomersMarketingConsentUpdate,
-    CustomersMarketingConsentUpdated,
+    CustomersMarketingConsentUpdate => "customers/marketing_consent_update",
+    CustomersMarketingConsentUpdated => "customers/marketing_consent_updated",
     /// Since API 2025-01 customers carry no consent: one topic per channel.
-    SmsMarketingConsentUpdate,
-    EmailMarketingConsentUpdate,
-    WhatsAppMarketingConsentUpdate,
+    SmsMarketingConsentUpdate => "customers_marketing_consent/update",
+    EmailMarketingConsentUpdate => "customers_email_marketing_consent/update",
+    WhatsAppMarketingConsentUpdate => "customers_whats_app_marketing_consent/update",
     /// The seed's tag topics (numeric `customer_id`); still accepted.
-    CustomerTagsAdded,
-    CustomerTagsRemoved,
+    CustomerTagsAdded => "customer_tags/added",
+    CustomerTagsRemoved => "customer_tags/removed",
     /// Since API 2025-01: `customerId` as a GraphQL gid, `tags`, `occurredAt`.
-    CustomerTagsAddedEvent,
-    CustomerTagsRemovedEvent,
-    OrdersCreate,
-    OrdersUpdated,
-    OrdersCancelled,
-    ProductsCreate,
-    ProductsUpdate,
-    ProductsDelete,
-    CollectionsCreate,
-    CollectionsUpdate,
-    CollectionsDelete,
-    CheckoutsCreate,
-    CheckoutsUpdate,
-    CheckoutsDelete,
-    InventoryLevelsUpdate,
-    AppSubscriptionsUpdate,
-    AppPurchasesOneTimeUpdate,
-    AppUninstalled,
-    CustomersRedact,
-    CustomersDataRequest,
-    ShopRedact,
+    CustomerTagsAddedEvent => "customer.tags_added",
+    CustomerTagsRemovedEvent => "customer.tags_removed",
+    OrdersCreate => "orders/create",
+    OrdersUpdated => "orders/updated",
+    OrdersCancelled => "orders/cancelled",
+    ProductsCreate => "products/create",
+    ProductsUpdate => "products/update",
+    ProductsDelete => "products/delete",
+    CollectionsCreate => "collections/create",
+    CollectionsUpdate => "collections/update",
+    CollectionsDelete => "collections/delete",
+    CheckoutsCreate => "checkouts/create",
+    CheckoutsUpdate => "checkouts/update",
+    CheckoutsDelete => "checkouts/delete",
+    InventoryLevelsUpdate => "inventory_levels/update",
+    AppSubscriptionsUpdate => "app_subscriptions/update",
+    AppPurchasesOneTimeUpdate => "app_purchases_one_time/update",
+    AppUninstalled => "app/uninstalled",
+    CustomersRedact => "customers/redact",
+    CustomersDataRequest => "customers/data_request",
+    ShopRedact => "shop/redact",
 }
 
 impl ShopifyTopic {
-    pub const ALL: [ShopifyTopic; 31] = {
-        use ShopifyTopic::*;
-        [
-            CustomersCreate,
-            CustomersUpdate,
-            CustomersDelete,
-            CustomersMarketingConsentUpdate,
-            CustomersMarketingConsentUpdated,
-            SmsMarketingConsentUpdate,
-            EmailMarketingConsentUpdate,
-            WhatsAppMarketingConsentUpdate,
-            CustomerTagsAdded,
-            CustomerTagsRemoved,
-            CustomerTagsAddedEvent,
-            CustomerTagsRemovedEvent,
-            OrdersCreate,
-            OrdersUpdated,
-            OrdersCancelled,
-            ProductsCreate,
-            ProductsUpdate,
-            ProductsDelete,
-            CollectionsCreate,
-            CollectionsUpdate,
-            CollectionsDelete,
-            CheckoutsCreate,
-            CheckoutsUpdate,
-            CheckoutsDelete,
-            InventoryLevelsUpdate,
-            AppSubscriptionsUpdate,
-            AppPurchasesOneTimeUpdate,
-            AppUninstalled,
-            CustomersRedact,
-            CustomersDataRequest,
-            ShopRedact,
-        ]
-    };
-
-    /// Shopify's name of the topic.
-    pub fn as_str(self) -> &'static str {
-        use ShopifyTopic::*;
-        match self {
-            CustomersCreate => "customers/create",
-            CustomersUpdate => "customers/update",
-            CustomersDelete => "customers/delete",
-            CustomersMarketingConsentUpdate => "customers/marketing_consent_update",
-            CustomersMarketingConsentUpdated => "customers/marketing_consent_updated",
-            SmsMarketingConsentUpdate => "customers_marketing_consent/update",
-            EmailMarketingConsentUpdate => "customers_email_marketing_consent/update",
-            WhatsAppMarketingConsentUpdate => "customers_whats_app_marketing_consent/update",
-            CustomerTagsAdded => "customer_tags/added",
-            CustomerTagsRemoved => "customer_tags/removed",
-            CustomerTagsAddedEvent => "customer.tags_added",
-            CustomerTagsRemovedEvent => "customer.tags_removed",
-            OrdersCreate => "orders/create",
-            OrdersUpdated => "orders/updated",
-            OrdersCancelled => "orders/cancelled",
-            ProductsCreate => "products/create",
-            ProductsUpdate => "products/update",
-            ProductsDelete => "products/delete",
-            CollectionsCreate => "collections/create",
-            CollectionsUpdate => "collections/update",
-            CollectionsDelete => "collections/delete",
-            CheckoutsCreate => "checkouts/create",
-            CheckoutsUpdate => "checkouts/update",
-            CheckoutsDelete => "checkouts/delete",
-            InventoryLevelsUpdate => "inventory_levels/update",
-            AppSubscriptionsUpdate => "app_subscriptions/update",
-            AppPurchasesOneTimeUpdate => "app_purchases_one_time/update",
-            AppUninstalled => "app/uninstalled",
-            CustomersRedact => "customers/redact",
-            CustomersDataRequest => "customers/data_request",
-            ShopRedact => "shop/redact",
-        }
-    }
-
     /// `None` for a topic Galantis does not handle.
     pub fn parse(topic: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == topic)
+        Self::ALL.iter().copied().find(|t| t.as_str() == topic)
     }
 }
 
@@ -236,7 +183,7 @@ mod tests {
     #[test]
     fn every_topic_parses_back_and_names_are_unique() {
         let mut names: Vec<&str> = ShopifyTopic::ALL.iter().map(|t| t.as_str()).collect();
-        for t in ShopifyTopic::ALL {
+        for &t in ShopifyTopic::ALL {
             assert_eq!(ShopifyTopic::parse(t.as_str()), Some(t));
         }
         names.sort_unstable();
