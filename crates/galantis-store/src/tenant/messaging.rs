@@ -835,35 +835,15 @@ pub async fn touch_conversation_outbound(
     at_ms: i64,
     now_ms: i64,
 ) -> Result<Uuid, StoreError> {
-    let existing: Option<Uuid> = on_tx!(tx.tx(), |c| {
-        sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE contact_id = $1 AND phone_number_id = $2",
-        )
-        .bind(contact)
-        .bind(phone_number_id)
-        .fetch_optional(&mut *c)
-        .await?
-    });
-    if let Some(id) = existing {
-        on_tx!(tx.tx(), |c| {
-            sqlx::query(
-                "UPDATE conversations SET
-                    last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < $1 THEN $1 ELSE last_message_at END,
-                    updated_at = $2
-                 WHERE id = $3",
-            )
-            .bind(at_ms).bind(now_ms).bind(id)
-            .execute(&mut *c).await?.rows_affected()
-        });
-        return Ok(id);
-    }
-    let id = Uuid::now_v7();
+    let id = ensure_conversation(tx, contact, phone_number_id, now_ms).await?;
     on_tx!(tx.tx(), |c| {
         sqlx::query(
-            "INSERT INTO conversations (id, contact_id, phone_number_id, status, last_message_at, created_at, updated_at)
-             VALUES ($1, $2, $3, 'OPEN', $4, $5, $5)",
+            "UPDATE conversations SET
+                last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < $1 THEN $1 ELSE last_message_at END,
+                updated_at = $2
+             WHERE id = $3",
         )
-        .bind(id).bind(contact).bind(phone_number_id).bind(at_ms).bind(now_ms)
+        .bind(at_ms).bind(now_ms).bind(id)
         .execute(&mut *c).await?.rows_affected()
     });
     Ok(id)
