@@ -173,6 +173,7 @@ async fn agents_list_read_and_reply_and_other_roles_and_tenants_cannot() {
         ("status=DONE", "invalid_status"),
         ("assignee=someone", "invalid_assignee"),
         ("cursor=not-ours", "invalid_cursor"),
+        ("q=a%00b", "invalid_field"),
     ] {
         let (s, b) = call(
             &app,
@@ -240,6 +241,8 @@ async fn agents_list_read_and_reply_and_other_roles_and_tenants_cannot() {
         json!({"audio": {"id": "123", "caption": "no"}}),
         json!({"video": {"id": "1", "filename": "x"}}),
         json!({"note": ""}),
+        json!({"note": "a\u{0}b"}),
+        json!({"text": "evil \u{202E}txt"}),
         json!({"template": {"name": "", "language": "en"}}),
     ] {
         let (s, b) = call(&app, &agent, Method::POST, &path, Some(body.clone())).await;
@@ -517,6 +520,18 @@ async fn analytics_on_a_fixed_scenario_and_no_free_form_after_the_window() {
     // Most recent activity first.
     let (conv_b, conv_a) = (id_of(&list[0]), id_of(&list[1]));
     let reply = |c: Uuid| format!("/api/v1/conversations/{c}/messages");
+    // One at a time: the cursor walks the same order, nothing twice.
+    let p1 = get(&app, &agent1, "/api/v1/conversations?limit=1").await;
+    assert_eq!(id_of(&conversations(&p1)[0]), conv_b);
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let p2 = get(
+        &app,
+        &agent1,
+        &format!("/api/v1/conversations?limit=1&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(id_of(&conversations(&p2)[0]), conv_a);
+    assert!(p2["next_cursor"].is_null(), "{p2}");
 
     clock.set(at(60));
     let (s, _) = call(

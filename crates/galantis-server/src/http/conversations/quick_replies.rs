@@ -61,17 +61,11 @@ pub async fn create(
             "shortcut must have 1 to 40 letters, digits, - or _",
         ));
     }
-    if req.body.trim().is_empty() || req.body.chars().count() > 4096 {
-        return Err(AppError::unprocessable(
-            "invalid_field",
-            "body must have 1 to 4,096 characters",
-        ));
-    }
+    let body = super::reply::text_field("body", &req.body)?;
     let now = state.clock.now().timestamp_millis();
     let mut tx = state.db.tenant_tx(auth.tenant_id).await?;
     let Some(q) =
-        store::add_quick_reply(&mut tx, &shortcut, &req.body, auth.member_id.as_uuid(), now)
-            .await?
+        store::add_quick_reply(&mut tx, &shortcut, body, auth.member_id.as_uuid(), now).await?
     else {
         return Err(AppError::Conflict {
             code: "shortcut_taken",

@@ -72,10 +72,12 @@ pub async fn list(
             )
         })?),
     };
-    if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
+    if q.q.as_ref().is_some_and(|s| {
+        s.chars().count() > 200 || s.chars().any(galantis_core::text::is_forbidden)
+    }) {
         return Err(AppError::unprocessable(
             "invalid_field",
-            "q must have at most 200 characters",
+            "q must have at most 200 characters and no control characters",
         ));
     }
     let after = q

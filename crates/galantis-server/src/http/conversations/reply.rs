@@ -59,6 +59,15 @@ fn invalid(message: impl Into<String>) -> AppError {
     AppError::unprocessable("invalid_field", message)
 }
 
+/// Typed text (a reply, a note, a caption): 1 to 4,096 characters, line
+/// breaks allowed, no other control or bidi-override characters.
+pub(crate) fn text_field<'a>(field: &str, value: &'a str) -> Result<&'a str, AppError> {
+    if value.trim().is_empty() {
+        return Err(invalid(format!("{field} must not be empty")));
+    }
+    galantis_core::text::check_multiline(field, value, 4096).map_err(|e| invalid(e.to_string()))
+}
+
 /// Meta's media object, checked: one of `link` (http or https) and `id`.
 fn media(kind: &str, m: &MediaRef) -> Result<Value, AppError> {
     let mut out = json!({});
@@ -89,7 +98,7 @@ fn media(kind: &str, m: &MediaRef) -> Result<Value, AppError> {
                 "{kind}.caption must have at most 1,024 characters"
             )));
         }
-        out["caption"] = json!(c);
+        out["caption"] = json!(text_field("caption", c)?);
     }
     Ok(out)
 }
@@ -135,9 +144,7 @@ pub async fn post(
     let member = auth.member_id.as_uuid();
     let now = state.clock.now();
     if let Some(note) = &req.note {
-        if note.trim().is_empty() || note.chars().count() > 4096 {
-            return Err(invalid("note must have 1 to 4,096 characters"));
-        }
+        let note = text_field("note", note)?;
         let mut tx = state.db.tenant_tx(auth.tenant_id).await?;
         let conv = load(&mut tx, id).await?;
         let n = store::add_note(&mut tx, conv.id, member, note, now.timestamp_millis()).await?;
@@ -159,7 +166,7 @@ pub async fn post(
         ..Default::default()
     };
     if let Some(t) = &req.text {
-        send.text = Some(json!({"body": t}));
+        send.text = Some(json!({"body": text_field("text", t)?}));
     }
     for (kind, m, slot) in [
         ("image", &req.image, &mut send.image),
