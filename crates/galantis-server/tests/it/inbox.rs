@@ -331,6 +331,21 @@ async fn agents_list_read_and_reply_and_other_roles_and_tenants_cannot() {
     let c = get(&app, &agent, &format!("/api/v1/conversations/{conv}")).await;
     assert!(c["conversation"]["assignee_id"].is_null());
 
+    // The key may come as the `Idempotency-Key` header.
+    let mut ids = Vec::new();
+    for expected in [StatusCode::ACCEPTED, StatusCode::OK] {
+        let r = app
+            .request(Method::POST, &path, &agent)
+            .header("idempotency-key", "hdr-1")
+            .json(&json!({"text": "¿Algo más?"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected);
+        ids.push(id_of(&r.json::<Value>().await.unwrap()));
+    }
+    assert_eq!(ids[0], ids[1]);
+
     // A template reply goes out through the sandbox.
     let before = sandbox_accepted(&app).await;
     let (s, tpl) = call(
@@ -359,7 +374,10 @@ async fn agents_list_read_and_reply_and_other_roles_and_tenants_cannot() {
         .iter()
         .map(|m| m["direction"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["inbound", "outbound", "outbound", "outbound"]);
+    assert_eq!(
+        kinds,
+        ["inbound", "outbound", "outbound", "outbound", "outbound"]
+    );
 
     // Read: unread back to zero, announced.
     let (s, r) = call(
