@@ -153,6 +153,18 @@ pub enum DomainEvent {
         context_wamid: Option<String>,
         reopened: bool,
     },
+    /// A member changed a conversation: its status, assignee or read state.
+    ConversationUpdated {
+        conversation_id: Uuid,
+        contact_id: Uuid,
+        status: String,
+        assignee_id: Option<Uuid>,
+        unread_count: i64,
+        /// `status`, `assignment`, `auto_assignment` or `read`.
+        change: String,
+        /// The member who made the change.
+        member_id: Option<Uuid>,
+    },
     MessageStatusUpdated {
         message_id: Uuid,
         wamid: String,
@@ -233,6 +245,7 @@ pub enum EventKind {
     UserAddedToSegment,
     UserAddedToList,
     ConversationMessageCreated,
+    ConversationUpdated,
     MessageStatusUpdated,
     TemplateStatusUpdated,
     CreditsLow,
@@ -244,7 +257,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 30] = [
+    pub const ALL: [EventKind; 31] = [
         EventKind::CustomerCreated,
         EventKind::ContactCreated,
         EventKind::CustomerUpdated,
@@ -267,6 +280,7 @@ impl EventKind {
         EventKind::UserAddedToSegment,
         EventKind::UserAddedToList,
         EventKind::ConversationMessageCreated,
+        EventKind::ConversationUpdated,
         EventKind::MessageStatusUpdated,
         EventKind::TemplateStatusUpdated,
         EventKind::CreditsLow,
@@ -302,6 +316,7 @@ impl EventKind {
             EventKind::UserAddedToSegment => "USER_ADDED_TO_SEGMENT",
             EventKind::UserAddedToList => "USER_ADDED_TO_LIST",
             EventKind::ConversationMessageCreated => "ConversationMessageCreated",
+            EventKind::ConversationUpdated => "ConversationUpdated",
             EventKind::MessageStatusUpdated => "MessageStatusUpdated",
             EventKind::TemplateStatusUpdated => "TemplateStatusUpdated",
             EventKind::CreditsLow => "CreditsLow",
@@ -351,6 +366,7 @@ impl DomainEvent {
             UserAddedToSegment { .. } => EventKind::UserAddedToSegment,
             UserAddedToList { .. } => EventKind::UserAddedToList,
             ConversationMessageCreated { .. } => EventKind::ConversationMessageCreated,
+            ConversationUpdated { .. } => EventKind::ConversationUpdated,
             MessageStatusUpdated { .. } => EventKind::MessageStatusUpdated,
             TemplateStatusUpdated { .. } => EventKind::TemplateStatusUpdated,
             CreditsLow { .. } => EventKind::CreditsLow,
@@ -399,6 +415,9 @@ impl DomainEvent {
                 shopify_variant_id, ..
             } => Some(shopify_variant_id.to_string()),
             ConversationMessageCreated {
+                conversation_id, ..
+            }
+            | ConversationUpdated {
                 conversation_id, ..
             } => id(conversation_id),
             MessageStatusUpdated { message_id, .. } => id(message_id),
@@ -547,6 +566,15 @@ mod tests {
                 button_reply_id: None,
                 context_wamid: None,
                 reopened: false,
+            },
+            ConversationUpdated {
+                conversation_id: u(8),
+                contact_id: u(1),
+                status: "RESOLVED".into(),
+                assignee_id: Some(u(12)),
+                unread_count: 0,
+                change: "status".into(),
+                member_id: Some(u(12)),
             },
             MessageStatusUpdated {
                 message_id: u(9),

@@ -50,6 +50,7 @@ permissions! {
     AnalyticsRead => "analytics.read",
     InboxRead => "inbox.read",
     InboxReply => "inbox.reply",
+    InboxAssign => "inbox.assign",
     MessagesSend => "messages.send",
     WebhooksRead => "webhooks.read",
     WebhooksReplay => "webhooks.replay",
@@ -191,6 +192,7 @@ impl Role {
                 TenantRead
                     | InboxRead
                     | InboxReply
+                    | InboxAssign
                     | ContactsRead
                     | OrdersRead
                     | CatalogRead
@@ -278,6 +280,16 @@ mod tests {
         assert!(Role::SupportAgent.allows(InboxReply));
         assert!(!Role::SupportAgent.allows(CampaignsRead));
         assert!(!Role::MarketingManager.allows(InboxReply));
+        assert!(Role::SupportAgent.allows(InboxAssign));
+        // The inbox is the support agents' (and admins'): roles built for
+        // campaigns do not answer customers.
+        for role in [Role::MarketingManager, Role::CampaignOperator] {
+            assert!(!role.allows(InboxReply) && !role.allows(InboxAssign));
+            assert!(!role.allows(MessagesSend));
+        }
+        for p in [CampaignsRead, CampaignsSend, AutomationsWrite, MessagesSend] {
+            assert!(!Role::SupportAgent.allows(p), "{p}");
+        }
         assert!(Role::DataAnalyst.allows(AnalyticsRead));
         assert!(!Role::DataAnalyst.allows(CampaignsRead));
     }

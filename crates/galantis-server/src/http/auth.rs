@@ -63,6 +63,7 @@ permission_markers!(
     AnalyticsRead,
     InboxRead,
     InboxReply,
+    InboxAssign,
     MessagesSend,
     WebhooksRead,
     WebhooksReplay,

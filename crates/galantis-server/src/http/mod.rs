@@ -5,6 +5,7 @@ pub mod auth;
 pub mod billing;
 pub mod commerce;
 pub mod contacts_write;
+pub mod conversations;
 pub mod extract;
 pub mod health;
 pub mod jobs;
@@ -98,6 +99,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(commerce::list_products))
         .routes(routes!(commerce::list_collections))
         .merge(audience_routes())
+        .merge(conversations::routes())
 }
 
 fn audience_routes() -> OpenApiRouter<AppState> {

@@ -124,6 +124,7 @@ async fn a_deactivated_tenants_tokens_stop_working() {
 fn routes() -> Vec<(Method, String, Permission, Option<Value>)> {
     let m = MemberId::new();
     let tok = TokenId::new();
+    let conv = uuid::Uuid::now_v7();
     vec![
         (
             Method::GET,
@@ -177,6 +178,61 @@ fn routes() -> Vec<(Method, String, Permission, Option<Value>)> {
             Method::DELETE,
             format!("/api/v1/tokens/{tok}"),
             Permission::TenantRead,
+            None,
+        ),
+        // The inbox: unknown ids (404) or bodies that fail validation.
+        (
+            Method::GET,
+            "/api/v1/conversations".into(),
+            Permission::InboxRead,
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/conversations/{conv}"),
+            Permission::InboxRead,
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/conversations/{conv}"),
+            Permission::InboxAssign,
+            Some(json!({"status": "NOPE"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/conversations/{conv}/read"),
+            Permission::InboxReply,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/conversations/{conv}/messages"),
+            Permission::InboxReply,
+            Some(json!({"text": "hi", "note": "both"})),
+        ),
+        (
+            Method::GET,
+            "/api/v1/quick-replies".into(),
+            Permission::InboxRead,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/quick-replies".into(),
+            Permission::InboxReply,
+            Some(json!({"shortcut": "", "body": "x"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/quick-replies/{conv}"),
+            Permission::InboxReply,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/inbox/analytics?from=yesterday".into(),
+            Permission::AnalyticsRead,
             None,
         ),
     ]

@@ -12,6 +12,7 @@ mod consent;
 mod domain_events;
 mod http_basics;
 mod inbound_messages;
+mod inbox;
 mod isolation;
 mod jobs_api;
 mod listener;

@@ -46,8 +46,8 @@ pub async fn touch_conversation_inbound(
             on_tx!(tx.tx(), |c| {
                 sqlx::query(
                     "INSERT INTO conversations (id, contact_id, phone_number_id, status, last_inbound_at, window_expires_at,
-                                                last_message_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, 'OPEN', $4, $5, $4, $6, $6)",
+                                                last_message_at, opened_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, 'OPEN', $4, $5, $4, $4, $6, $6)",
                 )
                 .bind(id).bind(contact).bind(phone_number_id).bind(at_ms).bind(at_ms + SERVICE_WINDOW_MS).bind(now_ms)
                 .execute(&mut *c).await?.rows_affected()
@@ -62,6 +62,7 @@ pub async fn touch_conversation_inbound(
             on_tx!(tx.tx(), |c| {
                 sqlx::query(
                     "UPDATE conversations SET status = 'OPEN',
+                        opened_at = CASE WHEN status = 'RESOLVED' OR opened_at IS NULL THEN $1 ELSE opened_at END,
                         last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < $1 THEN $1 ELSE last_inbound_at END,
                         window_expires_at = CASE WHEN window_expires_at IS NULL OR window_expires_at < $2 THEN $2 ELSE window_expires_at END,
                         last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < $1 THEN $1 ELSE last_message_at END,

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod checkouts;
 pub mod compliance;
 pub mod contacts;
+pub mod conversations;
 pub mod csv_imports;
 pub mod domain_events;
 pub mod lists;
