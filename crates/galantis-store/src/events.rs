@@ -9,6 +9,7 @@
 //! may drop events when a listener lags, so nothing durable hangs off it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -25,6 +26,8 @@ use crate::tenant::domain_events;
 pub struct PublishedEvent {
     pub tenant: TenantId,
     pub id: Uuid,
+    /// The tenant's sequence number of the event (realtime replay order).
+    pub seq: i64,
     pub kind: &'static str,
     pub subject_id: Option<String>,
     pub event: Arc<DomainEvent>,
@@ -81,6 +84,25 @@ impl Subscribers {
 pub struct EventBus {
     pub subscribers: Subscribers,
     sender: tokio::sync::broadcast::Sender<PublishedEvent>,
+    postgres_notify: AtomicBool,
+}
+
+/// The PostgreSQL channel on which committed events are announced to every
+/// node, as `<tenant id>:<seq>`, when [`EventBus::set_postgres_notify`] is on.
+pub const EVENTS_CHANNEL: &str = "galantis_events";
+
+/// `pg_notify` inside the recording transaction: PostgreSQL delivers it at
+/// commit, and never for a rolled-back event.
+async fn notify_postgres(tx: &mut TenantTx, seq: i64) -> Result<(), StoreError> {
+    let payload = format!("{}:{seq}", tx.tenant().as_uuid());
+    if let crate::db::Tx::Postgres(t) = tx.tx() {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(EVENTS_CHANNEL)
+            .bind(payload)
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(())
 }
 
 impl Default for EventBus {
@@ -88,6 +110,7 @@ impl Default for EventBus {
         Self {
             subscribers: Subscribers::default(),
             sender: tokio::sync::broadcast::channel(1024).0,
+            postgres_notify: AtomicBool::new(false),
         }
     }
 }
@@ -96,6 +119,12 @@ impl EventBus {
     /// The in-process feed of committed events (realtime only: lossy).
     pub fn sender(&self) -> tokio::sync::broadcast::Sender<PublishedEvent> {
         self.sender.clone()
+    }
+
+    /// Announce every recorded event on [`EVENTS_CHANNEL`] (PostgreSQL only;
+    /// the realtime fan-out across nodes when Redis is not configured).
+    pub fn set_postgres_notify(&self, on: bool) {
+        self.postgres_notify.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn publish(&self, events: Vec<PublishedEvent>) {
@@ -124,7 +153,7 @@ pub async fn record_caused_by(
     now: DateTime<Utc>,
 ) -> Result<Uuid, StoreError> {
     let subject_id = event.subject_id();
-    let id = domain_events::insert(
+    let (id, seq) = domain_events::insert(
         tx,
         event.kind().as_str(),
         subject_id.as_deref(),
@@ -143,9 +172,13 @@ pub async fn record_caused_by(
     for job in bus.subscribers.jobs(&recorded) {
         crate::jobs::enqueue(tx, &job).await?;
     }
+    if bus.postgres_notify.load(Ordering::Relaxed) && tx.engine() == crate::Engine::Postgres {
+        notify_postgres(tx, seq).await?;
+    }
     tx.pending.events.queued.push(PublishedEvent {
         tenant: tx.tenant(),
         id,
+        seq,
         kind: event.kind().as_str(),
         subject_id,
         event: Arc::new(event.clone()),

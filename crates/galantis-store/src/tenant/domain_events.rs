@@ -24,6 +24,17 @@ pub struct StoredEvent {
     pub occurred_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A recorded event with its per-tenant sequence number (realtime replay).
+#[derive(Debug, Clone)]
+pub struct SequencedEvent {
+    pub seq: i64,
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: Value,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Inserts the event with the tenant's next sequence number; returns both.
 pub(crate) async fn insert(
     tx: &mut TenantTx,
     kind: &str,
@@ -31,12 +42,22 @@ pub(crate) async fn insert(
     payload: &Value,
     webhook_event_id: Option<Uuid>,
     now_ms: i64,
-) -> Result<Uuid, StoreError> {
+) -> Result<(Uuid, i64), StoreError> {
     let id = Uuid::now_v7();
+    // The counter row stays locked until commit (PostgreSQL; SQLite has one
+    // writer), so a number is never visible before every smaller one is:
+    // a reader that saw N can later ask for "after N" and miss nothing.
+    let seq: i64 = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "UPDATE domain_event_seq SET last = last + 1 WHERE id = 1 RETURNING last",
+        )
+        .fetch_one(&mut *c)
+        .await?
+    });
     on_tx!(tx.tx(), |c| {
         sqlx::query(
-            "INSERT INTO domain_events (id, kind, subject_id, payload, webhook_event_id, occurred_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO domain_events (id, kind, subject_id, payload, webhook_event_id, occurred_at, seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id)
         .bind(kind)
@@ -44,11 +65,50 @@ pub(crate) async fn insert(
         .bind(Json(payload))
         .bind(webhook_event_id)
         .bind(now_ms)
+        .bind(seq)
         .execute(&mut *c)
         .await?
         .rows_affected()
     });
-    Ok(id)
+    Ok((id, seq))
+}
+
+/// Events numbered after `after`, in order, at most `limit`.
+pub async fn after_seq(
+    tx: &mut TenantTx,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<SequencedEvent>, StoreError> {
+    let rows: Vec<(i64, Uuid, String, Json<Value>, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT seq, id, kind, payload, occurred_at FROM domain_events
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|r| SequencedEvent {
+            seq: r.0,
+            id: r.1,
+            kind: r.2,
+            payload: r.3.0,
+            occurred_at: from_ms(r.4),
+        })
+        .collect())
+}
+
+/// The last sequence number given out (0 before the first event).
+pub async fn last_seq(tx: &mut TenantTx) -> Result<i64, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT last FROM domain_event_seq WHERE id = 1")
+            .fetch_optional(&mut *c)
+            .await?
+            .unwrap_or(0)
+    }))
 }
 
 type Row = (Uuid, String, Option<String>, Json<Value>, Option<Uuid>, i64);
