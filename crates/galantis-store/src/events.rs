@@ -26,7 +26,8 @@ use crate::tenant::domain_events;
 pub struct PublishedEvent {
     pub tenant: TenantId,
     pub id: Uuid,
-    /// The tenant's sequence number of the event (realtime replay order).
+    /// The tenant's sequence number of the event (realtime replay order),
+    /// given at commit.
     pub seq: i64,
     pub kind: &'static str,
     pub subject_id: Option<String>,
@@ -153,7 +154,7 @@ pub async fn record_caused_by(
     now: DateTime<Utc>,
 ) -> Result<Uuid, StoreError> {
     let subject_id = event.subject_id();
-    let (id, seq) = domain_events::insert(
+    let id = domain_events::insert(
         tx,
         event.kind().as_str(),
         subject_id.as_deref(),
@@ -172,18 +173,39 @@ pub async fn record_caused_by(
     for job in bus.subscribers.jobs(&recorded) {
         crate::jobs::enqueue(tx, &job).await?;
     }
-    if bus.postgres_notify.load(Ordering::Relaxed) && tx.engine() == crate::Engine::Postgres {
-        notify_postgres(tx, seq).await?;
-    }
     tx.pending.events.queued.push(PublishedEvent {
         tenant: tx.tenant(),
         id,
-        seq,
+        seq: 0,
         kind: event.kind().as_str(),
         subject_id,
         event: Arc::new(event.clone()),
     });
     Ok(id)
+}
+
+/// Numbers the transaction's recorded events, and announces them on
+/// PostgreSQL when asked to; the last statements before commit.
+pub(crate) async fn number_pending(tx: &mut TenantTx) -> Result<(), StoreError> {
+    if tx.pending.events.queued.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = tx.pending.events.queued.iter().map(|e| e.id).collect();
+    let last = domain_events::number(tx, &ids).await?;
+    let first = last - ids.len() as i64 + 1;
+    for (i, e) in tx.pending.events.queued.iter_mut().enumerate() {
+        e.seq = first + i as i64;
+    }
+    if tx
+        .pending
+        .events
+        .bus
+        .postgres_notify
+        .load(Ordering::Relaxed)
+    {
+        notify_postgres(tx, last).await?;
+    }
+    Ok(())
 }
 
 /// Events recorded in a transaction, published once it commits (and

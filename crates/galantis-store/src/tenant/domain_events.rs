@@ -34,7 +34,8 @@ pub struct SequencedEvent {
     pub occurred_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Inserts the event with the tenant's next sequence number; returns both.
+/// Inserts the event; its sequence number is given at commit
+/// ([`number`]).
 pub(crate) async fn insert(
     tx: &mut TenantTx,
     kind: &str,
@@ -42,22 +43,12 @@ pub(crate) async fn insert(
     payload: &Value,
     webhook_event_id: Option<Uuid>,
     now_ms: i64,
-) -> Result<(Uuid, i64), StoreError> {
+) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
-    // The counter row stays locked until commit (PostgreSQL; SQLite has one
-    // writer), so a number is never visible before every smaller one is:
-    // a reader that saw N can later ask for "after N" and miss nothing.
-    let seq: i64 = on_tx!(tx.tx(), |c| {
-        sqlx::query_scalar(
-            "UPDATE domain_event_seq SET last = last + 1 WHERE id = 1 RETURNING last",
-        )
-        .fetch_one(&mut *c)
-        .await?
-    });
     on_tx!(tx.tx(), |c| {
         sqlx::query(
-            "INSERT INTO domain_events (id, kind, subject_id, payload, webhook_event_id, occurred_at, seq)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO domain_events (id, kind, subject_id, payload, webhook_event_id, occurred_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
         .bind(kind)
@@ -65,12 +56,41 @@ pub(crate) async fn insert(
         .bind(Json(payload))
         .bind(webhook_event_id)
         .bind(now_ms)
-        .bind(seq)
         .execute(&mut *c)
         .await?
         .rows_affected()
     });
-    Ok((id, seq))
+    Ok(id)
+}
+
+/// Numbers the transaction's events `ids` (in order) with the tenant's next
+/// sequence numbers; returns the last. Called just before commit: the
+/// counter row stays locked until then (PostgreSQL; SQLite has one writer),
+/// so a number never becomes visible before every smaller one — a reader
+/// that saw N may later ask for "after N" and miss nothing — and, being the
+/// last lock the transaction takes, it cannot deadlock with the others.
+pub(crate) async fn number(tx: &mut TenantTx, ids: &[Uuid]) -> Result<i64, StoreError> {
+    let n = ids.len() as i64;
+    let last: i64 = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "UPDATE domain_event_seq SET last = last + $1 WHERE id = 1 RETURNING last",
+        )
+        .bind(n)
+        .fetch_one(&mut *c)
+        .await?
+    });
+    for (i, id) in ids.iter().enumerate() {
+        let seq = last - n + 1 + i as i64;
+        on_tx!(tx.tx(), |c| {
+            sqlx::query("UPDATE domain_events SET seq = $1 WHERE id = $2")
+                .bind(seq)
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+    }
+    Ok(last)
 }
 
 /// Events numbered after `after`, in order, at most `limit`.

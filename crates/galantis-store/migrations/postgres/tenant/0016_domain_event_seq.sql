@@ -1,13 +1,12 @@
 -- A per-tenant sequence number on domain events, for realtime clients: a
 -- client that reconnects with the last number it saw gets exactly what it
--- missed. The counter row is taken (row lock) by every recording
--- transaction, so numbers become visible in commit order, without gaps
--- between committed events.
+-- missed. Numbers are given just before commit, under the counter row's
+-- lock, so they become visible in commit order. (NULL only inside the
+-- recording transaction, before that.)
 ALTER TABLE domain_events ADD COLUMN seq BIGINT;
 UPDATE domain_events SET seq = n.rn
     FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM domain_events) n
     WHERE domain_events.id = n.id;
-ALTER TABLE domain_events ALTER COLUMN seq SET NOT NULL;
 CREATE UNIQUE INDEX domain_events_seq ON domain_events(seq);
 
 CREATE TABLE domain_event_seq (

@@ -1,7 +1,8 @@
 -- A per-tenant sequence number on domain events, for realtime clients: a
 -- client that reconnects with the last number it saw gets exactly what it
--- missed. SQLite's single writer numbers them in commit order. (SQLite
--- cannot add a NOT NULL column without a default; every insert sets it.)
+-- missed. Numbers are given just before commit (SQLite has one writer), so
+-- they become visible in commit order. (NULL only inside the recording
+-- transaction, before that.)
 ALTER TABLE domain_events ADD COLUMN seq INTEGER;
 UPDATE domain_events SET seq = n.rn
     FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM domain_events) n
