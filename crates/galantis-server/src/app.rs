@@ -226,10 +226,13 @@ pub async fn serve(
             stop_rx.clone(),
         ));
     }
+    let state_realtime = state.realtime.clone();
     let app = router(state, role);
     let server = crate::listener::serve(listener, app, settings, stop_rx.clone());
+    let hub = state_realtime;
     tokio::spawn(async move {
         shutdown.await;
+        hub.close_all();
         let _ = stop_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();

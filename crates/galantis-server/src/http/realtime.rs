@@ -18,6 +18,8 @@ use crate::error::AppError;
 use crate::realtime::hub::{Dropped, Subscription};
 use crate::state::AppState;
 
+/// Close code: the node is shutting down (reconnect, with `since`).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code: the token was revoked, or the member removed or re-roled.
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 /// Close code: the client fell behind by more than its buffer.
@@ -154,6 +156,12 @@ pub async fn connect(
         .on_upgrade(move |socket| run(state, socket, principal, token, sub)))
 }
 
+async fn shutting_down(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    if closing.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 async fn still_authorized(state: &AppState, token: &SecretString, was: &Principal) -> bool {
     match tokens::authenticate(&state.db, token).await {
         Ok(Some(p)) => p.member_id == was.member_id && p.role == was.role,
@@ -178,6 +186,7 @@ async fn run(
     let mut recheck = tokio::time::interval(Duration::from_secs(settings.auth_recheck_secs));
     recheck.tick().await;
     let mut missed_pings = 0u32;
+    let mut closing = state.realtime.closing();
     let close = loop {
         tokio::select! {
             frame = sub.rx.recv() => match frame {
@@ -204,6 +213,7 @@ async fn run(
                     break None;
                 }
             },
+            () = shutting_down(&mut closing) => break Some((CLOSE_GOING_AWAY, "server shutting down")),
             _ = recheck.tick() => {
                 if !still_authorized(&state, &token, &principal).await {
                     break Some((CLOSE_UNAUTHORIZED, "token revoked"));

@@ -68,6 +68,8 @@ struct Feed {
 
 struct Inner {
     db: Db,
+    /// Set when the node shuts down: sockets close with "going away".
+    closing: tokio::sync::watch::Sender<bool>,
     settings: RealtimeConfig,
     tenants: Mutex<HashMap<TenantId, Feed>>,
     next_id: AtomicU64,
@@ -111,6 +113,7 @@ impl Hub {
         Self {
             inner: Arc::new(Inner {
                 db,
+                closing: tokio::sync::watch::Sender::new(false),
                 settings,
                 tenants: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
@@ -120,6 +123,16 @@ impl Hub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Feed>> {
         self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks every socket of this node to close (graceful shutdown).
+    pub fn close_all(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Becomes true when the node shuts down.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
     }
 
     /// Clients connected to this node.

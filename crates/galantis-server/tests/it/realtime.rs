@@ -108,6 +108,14 @@ async fn an_inbound_message_reaches_that_tenants_clients_only() {
     let a = tenant(&app, "rt-a").await;
     let b = tenant(&app, "rt-b").await;
     let mut ws_a = connect(&app.base_url, &a.token, "").await.unwrap();
+    // A role without `inbox.read` is not sent conversation events (the hub
+    // serves every client of a tenant in one pass, so once A's owner has the
+    // frame, this one would have it too).
+    let mut creator = app.state.realtime.subscribe(
+        a.id,
+        Role::ContentCreator,
+        app.state.realtime.last_seq(a.id).await.unwrap(),
+    );
     // The query-string token works too.
     let (mut ws_b, _) =
         tokio_tungstenite::connect_async(ws_url(&app.base_url, &format!("?token={}", b.token)))
@@ -121,6 +129,10 @@ async fn an_inbound_message_reaches_that_tenants_clients_only() {
     assert!(ev["data"]["message_id"].is_string());
     assert!(ev["data"]["conversation_id"].is_string());
     assert!(ev["seq"].as_i64().unwrap() > 0);
+    assert!(
+        creator.rx.try_recv().is_err(),
+        "no inbox events without inbox.read"
+    );
 
     // B's first frame is B's own message: A's never reached it.
     receive_inbound(&app, &b, "wamid.RT-B1").await;
@@ -129,8 +141,19 @@ async fn an_inbound_message_reaches_that_tenants_clients_only() {
     // And B's event did not reach A.
     receive_inbound(&app, &a, "wamid.RT-A2").await;
     assert_eq!(next_event(&mut ws_a).await["data"]["wamid"], "wamid.RT-A2");
-    ws_a.close(None).await.unwrap();
     app.stop().await;
+    // Shutting down closes the sockets with "going away".
+    let code = loop {
+        match tokio::time::timeout(WAIT, ws_a.next())
+            .await
+            .expect("closed within the bound")
+        {
+            Some(Ok(Message::Close(Some(f)))) => break f.code,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, CloseCode::Away);
 }
 
 #[tokio::test]
