@@ -152,6 +152,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.shopify.api_version.clone(),
     ));
     let sending = crate::sending::Sending::new(&config).await?;
+    let realtime = crate::realtime::hub::Hub::new(db.clone(), config.realtime.clone());
     Ok(AppState {
         db: db.clone(),
         config: Arc::new(config),
@@ -163,6 +164,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         events: db.events().sender(),
         shopify,
         sending,
+        realtime,
     })
 }
 
@@ -211,10 +213,26 @@ pub async fn serve(
             tokio::spawn(scheduler::run(state.clone(), periodic, stop_rx.clone())),
         )
     });
+    let redis_url = state.config.redis_url.clone();
+    let mut realtime =
+        crate::realtime::fanout::start_publishing(&state.db, redis_url.as_deref(), stop_rx.clone())
+            .into_iter()
+            .collect::<Vec<_>>();
+    if role != ServeRole::Worker {
+        realtime.extend(crate::realtime::fanout::start_listening(
+            state.realtime.clone(),
+            &state.db,
+            redis_url.as_deref(),
+            stop_rx.clone(),
+        ));
+    }
+    let state_realtime = state.realtime.clone();
     let app = router(state, role);
     let server = crate::listener::serve(listener, app, settings, stop_rx.clone());
+    let hub = state_realtime;
     tokio::spawn(async move {
         shutdown.await;
+        hub.close_all();
         let _ = stop_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();
@@ -227,6 +245,9 @@ pub async fn serve(
     }
     if let Some(m) = metrics {
         m.abort();
+    }
+    for t in realtime {
+        t.abort();
     }
     if let Some((worker, scheduler)) = background {
         // Workers drain within the grace period themselves; the margin covers

@@ -87,6 +87,38 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The Shopify API version Galantis speaks.
     pub shopify: ShopifyConfig,
+    /// The realtime WebSocket (`/api/v1/realtime`).
+    pub realtime: RealtimeConfig,
+}
+
+/// `[realtime]`; environment: `GALANTIS_REALTIME__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealtimeConfig {
+    /// A ping is sent this often; a client silent for two intervals (no
+    /// pong, no message) is disconnected.
+    pub heartbeat_secs: u64,
+    /// The socket's token is checked again this often: a revoked token, a
+    /// removed member or a changed role closes the socket (code 4001).
+    pub auth_recheck_secs: u64,
+    /// Events queued for one client; a client that falls this far behind
+    /// is disconnected (code 4008) so it never slows the others down. It
+    /// reconnects with `since` and loses nothing.
+    pub client_buffer: usize,
+    /// Each node re-reads the event table this often for the tenants it has
+    /// clients of, covering a lost cross-node notification.
+    pub resync_secs: u64,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 20,
+            auth_recheck_secs: 30,
+            client_buffer: 256,
+            resync_secs: 5,
+        }
+    }
 }
 
 /// `[shopify]`; environment: `GALANTIS_SHOPIFY_API_VERSION` (or
@@ -491,6 +523,7 @@ impl Default for Config {
             listener: ListenerConfig::default(),
             metrics: MetricsConfig::default(),
             shopify: ShopifyConfig::default(),
+            realtime: RealtimeConfig::default(),
         }
     }
 }
@@ -599,6 +632,16 @@ impl Config {
                     lane.as_str().to_ascii_uppercase()
                 )));
             }
+        }
+        let rt = &self.realtime;
+        if rt.heartbeat_secs == 0
+            || rt.auth_recheck_secs == 0
+            || rt.resync_secs == 0
+            || rt.client_buffer == 0
+        {
+            return Err(ConfigError(
+                "GALANTIS_REALTIME__HEARTBEAT_SECS, __AUTH_RECHECK_SECS, __RESYNC_SECS and __CLIENT_BUFFER must be at least 1".into(),
+            ));
         }
         let sd = &self.sending;
         if !(1..=galantis_core::sending::MAX_MESSAGES_PER_SECOND)

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod listener;
+pub mod realtime;
 pub mod sandbox;
 pub mod sending;
 pub mod shopify_client;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub shopify: Arc<dyn crate::shopify_client::ShopifyClient>,
     /// The send path: Cloud API client, rate limiter, connections.
     pub sending: crate::sending::Sending,
+    /// This node's realtime WebSocket clients.
+    pub realtime: crate::realtime::hub::Hub,
 }
 
 impl AppState {

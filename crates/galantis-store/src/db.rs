@@ -292,6 +292,7 @@ impl TenantTx {
 
     /// Commits, then wakes the workers of every lane a job was enqueued in.
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        crate::events::number_pending(&mut self).await?;
         self.tx.commit().await?;
         self.pending.fire(Some(self.tenant));
         Ok(())

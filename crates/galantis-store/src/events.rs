@@ -9,6 +9,7 @@
 //! may drop events when a listener lags, so nothing durable hangs off it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -25,6 +26,9 @@ use crate::tenant::domain_events;
 pub struct PublishedEvent {
     pub tenant: TenantId,
     pub id: Uuid,
+    /// The tenant's sequence number of the event (realtime replay order),
+    /// given at commit.
+    pub seq: i64,
     pub kind: &'static str,
     pub subject_id: Option<String>,
     pub event: Arc<DomainEvent>,
@@ -81,6 +85,25 @@ impl Subscribers {
 pub struct EventBus {
     pub subscribers: Subscribers,
     sender: tokio::sync::broadcast::Sender<PublishedEvent>,
+    postgres_notify: AtomicBool,
+}
+
+/// The PostgreSQL channel on which committed events are announced to every
+/// node, as `<tenant id>:<seq>`, when [`EventBus::set_postgres_notify`] is on.
+pub const EVENTS_CHANNEL: &str = "galantis_events";
+
+/// `pg_notify` inside the recording transaction: PostgreSQL delivers it at
+/// commit, and never for a rolled-back event.
+async fn notify_postgres(tx: &mut TenantTx, seq: i64) -> Result<(), StoreError> {
+    let payload = format!("{}:{seq}", tx.tenant().as_uuid());
+    if let crate::db::Tx::Postgres(t) = tx.tx() {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(EVENTS_CHANNEL)
+            .bind(payload)
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(())
 }
 
 impl Default for EventBus {
@@ -88,6 +111,7 @@ impl Default for EventBus {
         Self {
             subscribers: Subscribers::default(),
             sender: tokio::sync::broadcast::channel(1024).0,
+            postgres_notify: AtomicBool::new(false),
         }
     }
 }
@@ -96,6 +120,12 @@ impl EventBus {
     /// The in-process feed of committed events (realtime only: lossy).
     pub fn sender(&self) -> tokio::sync::broadcast::Sender<PublishedEvent> {
         self.sender.clone()
+    }
+
+    /// Announce every recorded event on [`EVENTS_CHANNEL`] (PostgreSQL only;
+    /// the realtime fan-out across nodes when Redis is not configured).
+    pub fn set_postgres_notify(&self, on: bool) {
+        self.postgres_notify.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn publish(&self, events: Vec<PublishedEvent>) {
@@ -146,11 +176,36 @@ pub async fn record_caused_by(
     tx.pending.events.queued.push(PublishedEvent {
         tenant: tx.tenant(),
         id,
+        seq: 0,
         kind: event.kind().as_str(),
         subject_id,
         event: Arc::new(event.clone()),
     });
     Ok(id)
+}
+
+/// Numbers the transaction's recorded events, and announces them on
+/// PostgreSQL when asked to; the last statements before commit.
+pub(crate) async fn number_pending(tx: &mut TenantTx) -> Result<(), StoreError> {
+    if tx.pending.events.queued.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = tx.pending.events.queued.iter().map(|e| e.id).collect();
+    let last = domain_events::number(tx, &ids).await?;
+    let first = last - ids.len() as i64 + 1;
+    for (i, e) in tx.pending.events.queued.iter_mut().enumerate() {
+        e.seq = first + i as i64;
+    }
+    if tx
+        .pending
+        .events
+        .bus
+        .postgres_notify
+        .load(Ordering::Relaxed)
+    {
+        notify_postgres(tx, last).await?;
+    }
+    Ok(())
 }
 
 /// Events recorded in a transaction, published once it commits (and

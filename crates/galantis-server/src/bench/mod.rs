@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::config::Config;
 
 mod audience;
+mod inbox;
 mod ingest;
 mod queue;
 mod send;
@@ -72,6 +73,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         latency_samples: u32,
     },
+    /// Inbound WhatsApp webhook → WebSocket frame latency, p50/p99, with N
+    /// clients of the tenant connected to one node (workers included).
+    Inbox {
+        /// WebSocket clients connected.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Inbound messages, posted one at a time.
+        #[arg(long, default_value_t = 200)]
+        messages: u32,
+    },
     /// Create N tenants (storage + migrations + owner + token), then run
     /// `migrate` over all of them twice (the second run must be a no-op).
     /// On SQLite a fresh temporary data directory is used unless --in-place;
@@ -105,6 +116,7 @@ pub async fn run(config: &Config, cmd: BenchCommand) -> anyhow::Result<()> {
             concurrency,
             tenants,
         } => ingest::run(config, requests, concurrency, tenants).await,
+        BenchCommand::Inbox { clients, messages } => inbox::run(config, clients, messages).await,
         BenchCommand::Queue {
             jobs,
             workers,

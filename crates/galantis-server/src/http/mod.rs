@@ -14,6 +14,7 @@ pub mod messages;
 pub mod middleware;
 pub mod openapi;
 pub mod pagination;
+pub mod realtime;
 pub mod request_id;
 pub mod templates;
 pub mod tenant;
@@ -78,6 +79,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(sending_routes())
         .routes(routes!(tenant::get_tenant))
+        .routes(routes!(realtime::connect))
         .routes(routes!(members::list_members, members::add_member))
         .routes(routes!(members::change_role, members::remove_member))
         .routes(routes!(members::create_member_token))

@@ -23,6 +23,7 @@ mod openapi;
 mod phones;
 mod queue;
 mod queue_crash;
+mod realtime;
 mod sandbox;
 mod sandbox_mount;
 mod search;

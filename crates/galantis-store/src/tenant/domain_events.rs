@@ -24,6 +24,18 @@ pub struct StoredEvent {
     pub occurred_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A recorded event with its per-tenant sequence number (realtime replay).
+#[derive(Debug, Clone)]
+pub struct SequencedEvent {
+    pub seq: i64,
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: Value,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Inserts the event; its sequence number is given at commit
+/// ([`number`]).
 pub(crate) async fn insert(
     tx: &mut TenantTx,
     kind: &str,
@@ -49,6 +61,74 @@ pub(crate) async fn insert(
         .rows_affected()
     });
     Ok(id)
+}
+
+/// Numbers the transaction's events `ids` (in order) with the tenant's next
+/// sequence numbers; returns the last. Called just before commit: the
+/// counter row stays locked until then (PostgreSQL; SQLite has one writer),
+/// so a number never becomes visible before every smaller one — a reader
+/// that saw N may later ask for "after N" and miss nothing — and, being the
+/// last lock the transaction takes, it cannot deadlock with the others.
+pub(crate) async fn number(tx: &mut TenantTx, ids: &[Uuid]) -> Result<i64, StoreError> {
+    let n = ids.len() as i64;
+    let last: i64 = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "UPDATE domain_event_seq SET last = last + $1 WHERE id = 1 RETURNING last",
+        )
+        .bind(n)
+        .fetch_one(&mut *c)
+        .await?
+    });
+    for (i, id) in ids.iter().enumerate() {
+        let seq = last - n + 1 + i as i64;
+        on_tx!(tx.tx(), |c| {
+            sqlx::query("UPDATE domain_events SET seq = $1 WHERE id = $2")
+                .bind(seq)
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+    }
+    Ok(last)
+}
+
+/// Events numbered after `after`, in order, at most `limit`.
+pub async fn after_seq(
+    tx: &mut TenantTx,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<SequencedEvent>, StoreError> {
+    let rows: Vec<(i64, Uuid, String, Json<Value>, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT seq, id, kind, payload, occurred_at FROM domain_events
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|r| SequencedEvent {
+            seq: r.0,
+            id: r.1,
+            kind: r.2,
+            payload: r.3.0,
+            occurred_at: from_ms(r.4),
+        })
+        .collect())
+}
+
+/// The last sequence number given out (0 before the first event).
+pub async fn last_seq(tx: &mut TenantTx) -> Result<i64, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar("SELECT last FROM domain_event_seq WHERE id = 1")
+            .fetch_optional(&mut *c)
+            .await?
+            .unwrap_or(0)
+    }))
 }
 
 type Row = (Uuid, String, Option<String>, Json<Value>, Option<Uuid>, i64);
