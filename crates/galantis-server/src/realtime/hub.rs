@@ -24,6 +24,9 @@ pub fn realtime_type(event: &DomainEvent) -> Option<(&'static str, Permission)> 
         DomainEvent::ConversationMessageCreated { .. } => {
             Some(("conversation.message_created", Permission::InboxRead))
         }
+        DomainEvent::ConversationUpdated { .. } => {
+            Some(("conversation.updated", Permission::InboxRead))
+        }
         DomainEvent::MessageStatusUpdated { .. } => {
             Some(("message.status_updated", Permission::InboxRead))
         }

@@ -379,3 +379,37 @@ async fn a_client_on_another_node_receives_events_through_redis() {
     }
     across_nodes(true).await;
 }
+
+/// The inbox's changes reach the dashboards too: resolving a conversation
+/// through the API pushes `conversation.updated` with its new status.
+#[tokio::test]
+async fn a_conversation_status_change_is_pushed_as_conversation_updated() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = tenant(&app, "rt-inbox").await;
+    let mut ws = connect(&app.base_url, &t.token, "").await.unwrap();
+    receive_inbound(&app, &t, "wamid.RT-INBOX1").await;
+    let created = next_event(&mut ws).await;
+    assert_eq!(created["type"], "conversation.message_created");
+    let conversation = created["data"]["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let r = app
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/conversations/{conversation}"),
+            &t.token,
+        )
+        .json(&json!({"status": "RESOLVED"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let updated = next_event(&mut ws).await;
+    assert_eq!(updated["type"], "conversation.updated", "{updated}");
+    assert_eq!(updated["data"]["conversation_id"], conversation.as_str());
+    assert_eq!(updated["data"]["status"], "RESOLVED");
+    assert!(updated["seq"].as_i64().unwrap() > created["seq"].as_i64().unwrap());
+    app.stop().await;
+}
