@@ -260,7 +260,13 @@ pub async fn serve(
         }
         scheduler.abort();
     }
-    db.close().await;
+    // Closing waits for every borrowed connection; one held by a task that
+    // never ends must not keep the process from exiting.
+    if tokio::time::timeout(grace, db.close()).await.is_err() {
+        tracing::warn!(
+            "database connections still borrowed after the grace period; exiting anyway"
+        );
+    }
     Ok(())
 }
 

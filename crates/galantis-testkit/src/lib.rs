@@ -11,6 +11,7 @@
 //! and Meta do.
 
 mod pg;
+mod watchdog;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -143,6 +144,7 @@ pub struct TestApp {
     fixed_clock: Option<Arc<FixedClock>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _watched: watchdog::Watched,
     // Dropped last: the store must outlive the server.
     pub scratch: Scratch,
 }
@@ -202,6 +204,7 @@ impl TestAppBuilder {
     }
 
     pub async fn spawn(self) -> TestApp {
+        let watched = watchdog::watch_current_test();
         let scratch = Scratch::new().await;
         let mut config = scratch.config();
         // Tests must not wait long for a lost heartbeat or a poll.
@@ -237,12 +240,18 @@ impl TestAppBuilder {
         TestApp {
             addr,
             base_url: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            // A bound, not a measurement: a request that never answers fails
+            // its test instead of hanging the suite.
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(120))
+                .build()
+                .expect("http client"),
             state,
             registry: self.registry,
             fixed_clock: self.fixed_clock,
             shutdown: Some(tx),
             server: Some(server),
+            _watched: watched,
             scratch,
         }
     }
@@ -426,10 +435,20 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(h) = self.server.take() {
-            let _ = h.await;
+            // The app bounds its own shutdown by the grace period; this bound
+            // names a shutdown that hangs instead of hanging the test.
+            let abort = h.abort_handle();
+            if tokio::time::timeout(STOP_BOUND, h).await.is_err() {
+                abort.abort();
+                panic!("the app did not stop within {STOP_BOUND:?} of its shutdown signal");
+            }
         }
     }
 }
+
+/// How long [`TestApp::stop`] waits for the app (shutdown grace is 5 s in
+/// tests; the rest is margin for a loaded machine).
+const STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Drop for TestApp {
     fn drop(&mut self) {

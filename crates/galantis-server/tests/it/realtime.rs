@@ -74,9 +74,25 @@ async fn connect(base: &str, token: &str, query: &str) -> Result<Ws, WsError> {
         "sec-websocket-protocol",
         HeaderValue::from_str(&format!("bearer, {token}")).unwrap(),
     );
-    let (ws, resp) = tokio_tungstenite::connect_async(req).await?;
+    let (ws, resp) = handshake(req).await?;
     assert_eq!(resp.headers()["sec-websocket-protocol"], "bearer");
     Ok(ws)
+}
+
+/// The WebSocket handshake, bounded so a server that never answers fails
+/// the test instead of hanging it.
+async fn handshake(
+    req: impl IntoClientRequest + Unpin,
+) -> Result<
+    (
+        Ws,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    WsError,
+> {
+    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("the handshake ends within the wait bound")
 }
 
 /// The next event frame (pings are answered by the client library).
@@ -117,10 +133,9 @@ async fn an_inbound_message_reaches_that_tenants_clients_only() {
         app.state.realtime.last_seq(a.id).await.unwrap(),
     );
     // The query-string token works too.
-    let (mut ws_b, _) =
-        tokio_tungstenite::connect_async(ws_url(&app.base_url, &format!("?token={}", b.token)))
-            .await
-            .unwrap();
+    let (mut ws_b, _) = handshake(ws_url(&app.base_url, &format!("?token={}", b.token)))
+        .await
+        .unwrap();
 
     receive_inbound(&app, &a, "wamid.RT-A1").await;
     let ev = next_event(&mut ws_a).await;
@@ -166,9 +181,7 @@ async fn invalid_or_revoked_tokens_cannot_open_or_keep_the_socket() {
     let t = tenant(&app, "rt-auth").await;
 
     // No token, a bad one, a malformed header.
-    let e = tokio_tungstenite::connect_async(ws_url(&app.base_url, ""))
-        .await
-        .unwrap_err();
+    let e = handshake(ws_url(&app.base_url, "")).await.unwrap_err();
     assert_eq!(status_of(e), StatusCode::UNAUTHORIZED);
     let e = connect(
         &app.base_url,
