@@ -74,7 +74,8 @@ pub fn register(r: &mut crate::jobs::Registry) {
     r.register::<CheckoutAbandonTimer, _, _>(run);
 }
 
-/// Arms (or restarts) the timer of checkout `id`: due `after` from `now`.
+/// Arms (or restarts) the timer of checkout `id`: due `after` from `now`
+/// (unless the checkout is already completed or deleted).
 pub async fn arm(
     tx: &mut TenantTx,
     id: Uuid,
@@ -83,7 +84,10 @@ pub async fn arm(
     after: Duration,
 ) -> Result<(), StoreError> {
     let due = now + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::days(30));
-    checkouts::arm_abandonment(tx, id, due.timestamp_millis()).await?;
+    if !checkouts::arm_abandonment(tx, id, due.timestamp_millis()).await? {
+        // Completed (an order came first) or deleted: nothing to wait for.
+        return disarm(tx, &[(id, token.map(str::to_owned))]).await;
+    }
     let job = CheckoutAbandonTimer {
         checkout_id: id,
         token: token.map(str::to_owned),

@@ -203,16 +203,20 @@ pub async fn complete_by_token(tx: &mut TenantTx, token: &str, at: i64) -> Resul
 }
 
 /// Arms (or moves) the checkout's abandonment timer: due at `due_ms`.
-pub async fn arm_abandonment(tx: &mut TenantTx, id: Uuid, due_ms: i64) -> Result<(), StoreError> {
-    on_tx!(tx.tx(), |c| {
-        sqlx::query("UPDATE checkouts SET abandon_due_at = $1 WHERE id = $2")
-            .bind(due_ms)
-            .bind(id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
+/// `false` (nothing armed) when the checkout is completed or deleted.
+pub async fn arm_abandonment(tx: &mut TenantTx, id: Uuid, due_ms: i64) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE checkouts SET abandon_due_at = $1
+             WHERE id = $2 AND completed_at IS NULL AND deleted_at IS NULL",
+        )
+        .bind(due_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
     });
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Disarms the abandonment timers of the checkouts `ids`.
