@@ -209,7 +209,7 @@ async fn an_update_restarts_the_timer_which_then_fires_once() {
 }
 
 #[tokio::test]
-async fn completion_or_an_order_with_the_token_cancels_the_timer() {
+async fn completion_an_order_with_the_token_or_deletion_cancels_the_timer() {
     let (app, _clock, t) = app().await;
     // An order carrying the checkout's token.
     shopify_ok(
@@ -237,6 +237,17 @@ async fn completion_or_an_order_with_the_token_cancels_the_timer() {
     other["updated_at"] = json!("2026-03-01T10:06:00Z");
     other["completed_at"] = json!("2026-03-01T10:06:00Z");
     shopify_ok(&app, &t, "checkouts/update", "c-3", &other).await;
+    app.run_jobs_until_idle().await;
+    assert!(timers(&app, &t).await.is_empty(), "cancelled");
+
+    // A deleted checkout.
+    let mut gone = checkout("tok-i", "2026-03-01T10:06:00Z", Some(PHONE));
+    gone["id"] = json!(9003);
+    shopify_ok(&app, &t, "checkouts/create", "c-5", &gone).await;
+    app.run_jobs_until_idle().await;
+    assert_eq!(timers(&app, &t).await.len(), 1);
+    let delete = json!({"id": 9003, "token": "tok-i"});
+    shopify_ok(&app, &t, "checkouts/delete", "c-6", &delete).await;
     app.run_jobs_until_idle().await;
     assert!(timers(&app, &t).await.is_empty(), "cancelled");
 
