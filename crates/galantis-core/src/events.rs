@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ShopDomain;
+use crate::checkout::CheckoutLineItem;
 
 /// A domain event, recorded in the transaction of the change it describes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,11 +99,28 @@ pub enum DomainEvent {
         token: String,
         shopify_order_id: i64,
     },
-    /// A checkout stayed open past the abandonment delay (the
-    /// `ABANDONED_CHECKOUT` trigger); recorded by the automation engine.
+    /// A checkout with a phone stayed open, without updates, past the
+    /// abandonment delay (the `ABANDONED_CHECKOUT` trigger); recorded by the
+    /// checkout's timer once per episode (see [`crate::checkout`]). The
+    /// fields after `contact_id` came later and are absent from older rows.
     CheckoutAbandoned {
         checkout_id: Uuid,
         contact_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// The abandoned version (Shopify's `updated_at`, epoch ms): the
+        /// episode, and so the enrolment key of automations.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<i64>,
+        /// Shopify's recovery link (`abandoned_checkout_url`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        abandoned_checkout_url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total_price: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        currency: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        line_items: Vec<CheckoutLineItem>,
     },
 
     // Catalog.
@@ -530,6 +548,16 @@ mod tests {
             CheckoutAbandoned {
                 checkout_id: u(3),
                 contact_id: Some(u(1)),
+                token: Some("t".into()),
+                version: Some(1_700_000_000_000),
+                abandoned_checkout_url: Some("https://s.example/r".into()),
+                total_price: Some("19.90".into()),
+                currency: Some("EUR".into()),
+                line_items: vec![CheckoutLineItem {
+                    title: Some("Tee".into()),
+                    quantity: 1,
+                    ..Default::default()
+                }],
             },
             ProductCreated {
                 shopify_product_id: 4,
@@ -673,5 +701,18 @@ mod tests {
             .find(|e| e.kind() == EventKind::ConversationMessageCreated)
             .unwrap();
         assert_eq!(m.payload()["type"], "text");
+        // A checkout abandonment stored before it carried the checkout.
+        let e = DomainEvent::from_stored(
+            "CheckoutAbandoned",
+            &serde_json::json!({"checkout_id": u(3), "contact_id": null}),
+        )
+        .unwrap();
+        let DomainEvent::CheckoutAbandoned {
+            line_items, token, ..
+        } = e
+        else {
+            panic!("{e:?}")
+        };
+        assert!(line_items.is_empty() && token.is_none());
     }
 }

@@ -89,6 +89,32 @@ pub struct Config {
     pub shopify: ShopifyConfig,
     /// The realtime WebSocket (`/api/v1/realtime`).
     pub realtime: RealtimeConfig,
+    /// Automations and their triggers.
+    pub automations: AutomationsConfig,
+}
+
+/// `[automations]`; environment: `GALANTIS_AUTOMATIONS__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutomationsConfig {
+    /// A checkout with a phone counts as abandoned (`CheckoutAbandoned`, the
+    /// `ABANDONED_CHECKOUT` trigger) after this long without an update, an
+    /// order or completion. The flow's own delays come after it.
+    pub checkout_abandoned_after_secs: u64,
+}
+
+impl Default for AutomationsConfig {
+    fn default() -> Self {
+        Self {
+            // 10 minutes: a buyer still in the checkout (typing an address,
+            // away at a payment provider's page, which sends no update) is
+            // rarely silent that long, so we do not call a live checkout
+            // abandoned; and it is short enough that the flow's own delays
+            // (the recipe's 30 minutes) decide the timing the merchant sees.
+            // The original detected abandonment by polling every 10 minutes.
+            checkout_abandoned_after_secs: 600,
+        }
+    }
 }
 
 /// `[realtime]`; environment: `GALANTIS_REALTIME__<SETTING>`.
@@ -524,6 +550,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             shopify: ShopifyConfig::default(),
             realtime: RealtimeConfig::default(),
+            automations: AutomationsConfig::default(),
         }
     }
 }
@@ -641,6 +668,11 @@ impl Config {
         {
             return Err(ConfigError(
                 "GALANTIS_REALTIME__HEARTBEAT_SECS, __AUTH_RECHECK_SECS, __RESYNC_SECS and __CLIENT_BUFFER must be at least 1".into(),
+            ));
+        }
+        if !(1..=30 * 24 * 3600).contains(&self.automations.checkout_abandoned_after_secs) {
+            return Err(ConfigError(
+                "GALANTIS_AUTOMATIONS__CHECKOUT_ABANDONED_AFTER_SECS must be between 1 and 2592000 (30 days)".into(),
             ));
         }
         let sd = &self.sending;

@@ -1,5 +1,6 @@
 //! The `galantis` server: HTTP API, webhooks, workers, clients and CLI.
 
+pub mod abandoned_checkout;
 pub mod app;
 pub mod audience;
 pub mod bench;

@@ -25,6 +25,11 @@ impl Outcome {
         }
     }
 
+    /// When the event is being processed (the clock's now).
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+
     pub fn cause(&self) -> Option<Uuid> {
         Some(self.cause)
     }

@@ -1,6 +1,7 @@
 //! Integration tests: the real router over real HTTP, and the real binary,
 //! on SQLite — and on PostgreSQL when TEST_DATABASE_URL is set.
 
+mod abandoned_checkout;
 mod app_subscription;
 mod audience;
 mod audience_collections;

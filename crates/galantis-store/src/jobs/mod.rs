@@ -316,6 +316,121 @@ async fn insert(
     Ok(Enqueued::Duplicate(JobId::from_uuid(existing)))
 }
 
+/// Enqueues `job` for the transaction's tenant, or — when a job with its
+/// unique key is waiting — moves that job to `job.run_at` with `job`'s
+/// payload: a timer that restarts instead of duplicating. A job with the
+/// key that is already running is left alone (its handler must re-check
+/// what it acts on). `job` must have a unique key.
+pub async fn schedule(tx: &mut TenantTx, job: &NewJob) -> Result<(), StoreError> {
+    let Some((key, scope)) = &job.unique else {
+        return Err(StoreError::Config(format!(
+            "job kind {} has no unique key to reschedule by",
+            job.kind
+        )));
+    };
+    let tenant = tx.tenant();
+    let key = namespaced(Some(tenant), key);
+    let while_active = matches!(scope, UniqueScope::WhileActive);
+    let timeout_ms = i64::try_from(job.timeout.as_millis()).unwrap_or(i64::MAX);
+    let now = ms(tx.now());
+    let notify = !tx.pending.lanes.contains(job.lane);
+    on_tx!(
+        tx.tx(),
+        sqlite
+            | c
+            | {
+                sqlx::query(
+                "INSERT INTO jobs (id, kind, lane, priority, state, payload, max_attempts, timeout_ms, run_at,
+                                   unique_key, unique_while_active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'available', $5, $6, $7, $8, $9, $10, $11, $11)
+                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO UPDATE
+                 SET run_at = excluded.run_at, payload = excluded.payload, updated_at = excluded.updated_at
+                 WHERE jobs.state = 'available'",
+            )
+            .bind(Uuid::now_v7())
+            .bind(job.kind)
+            .bind(job.lane.as_str())
+            .bind(i64::from(job.priority))
+            .bind(Json(&job.payload))
+            .bind(i64::from(job.max_attempts))
+            .bind(timeout_ms)
+            .bind(ms(job.run_at))
+            .bind(&key)
+            .bind(while_active)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            },
+        postgres
+            | c
+            | {
+                let n = sqlx::query(
+                "INSERT INTO public.jobs AS j (id, tenant_id, kind, lane, priority, state, payload, max_attempts,
+                                               timeout_ms, run_at, unique_key, unique_while_active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11, $12, $12)
+                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO UPDATE
+                 SET run_at = excluded.run_at, payload = excluded.payload, updated_at = excluded.updated_at
+                 WHERE j.state = 'available' AND j.tenant_id = excluded.tenant_id",
+            )
+            .bind(Uuid::now_v7())
+            .bind(tenant.as_uuid())
+            .bind(job.kind)
+            .bind(job.lane.as_str())
+            .bind(i64::from(job.priority))
+            .bind(Json(&job.payload))
+            .bind(i64::from(job.max_attempts))
+            .bind(timeout_ms)
+            .bind(ms(job.run_at))
+            .bind(&key)
+            .bind(while_active)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+                if notify {
+                    sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
+                        .bind(job.lane.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                }
+                n
+            }
+    );
+    tx.pending.lanes.insert(job.lane);
+    Ok(())
+}
+
+/// Deletes the transaction's tenant's waiting job with unique key `key`
+/// (a cancelled timer). A running one is left to finish: its handler
+/// re-checks. Returns how many were removed (0 or 1).
+pub async fn cancel_unique(tx: &mut TenantTx, key: &str) -> Result<u64, StoreError> {
+    let tenant = tx.tenant();
+    let key = namespaced(Some(tenant), key);
+    Ok(on_tx!(
+        tx.tx(),
+        sqlite | c | {
+            sqlx::query("DELETE FROM jobs WHERE unique_key = $1 AND state = 'available'")
+                .bind(&key)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        },
+        postgres
+            | c
+            | {
+                sqlx::query(
+                "DELETE FROM public.jobs WHERE unique_key = $1 AND tenant_id = $2 AND state = 'available'",
+            )
+            .bind(&key)
+            .bind(tenant.as_uuid())
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            }
+    ))
+}
+
 /// Makes the tenant's waiting jobs of `kind` (in `lane`) due now, e.g. held
 /// sends after a reconnect. Returns how many. The lane's workers here are
 /// woken at commit, other nodes' by NOTIFY.

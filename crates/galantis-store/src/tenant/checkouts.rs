@@ -121,28 +121,34 @@ pub async fn upsert(
 }
 
 /// Marks a checkout deleted; a delete before the create leaves a tombstone
-/// so a late create does not bring it back.
+/// so a late create does not bring it back. Returns the checkout's id.
 pub async fn delete(
     tx: &mut TenantTx,
     key: CheckoutKey<'_>,
     now_ms: i64,
-) -> Result<(), StoreError> {
-    match find(tx, key).await? {
-        Some((id, ..)) => on_tx!(tx.tx(), |c| {
-            sqlx::query("UPDATE checkouts SET deleted_at = COALESCE(deleted_at, $1), updated_at = $1 WHERE id = $2")
-                .bind(now_ms).bind(id).execute(&mut *c).await?.rows_affected()
-        }),
-        None => on_tx!(tx.tx(), |c| {
-            sqlx::query(
-                "INSERT INTO checkouts (id, shopify_checkout_id, token, payload, deleted_at, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $5, $5)",
-            )
-            .bind(Uuid::now_v7()).bind(key.shopify_checkout_id).bind(key.token)
-            .bind(Json(serde_json::json!({}))).bind(now_ms)
-            .execute(&mut *c).await?.rows_affected()
-        }),
-    };
-    Ok(())
+) -> Result<Uuid, StoreError> {
+    Ok(match find(tx, key).await? {
+        Some((id, ..)) => {
+            on_tx!(tx.tx(), |c| {
+                sqlx::query("UPDATE checkouts SET deleted_at = COALESCE(deleted_at, $1), updated_at = $1 WHERE id = $2")
+                    .bind(now_ms).bind(id).execute(&mut *c).await?.rows_affected()
+            });
+            id
+        }
+        None => {
+            let id = Uuid::now_v7();
+            on_tx!(tx.tx(), |c| {
+                sqlx::query(
+                    "INSERT INTO checkouts (id, shopify_checkout_id, token, payload, deleted_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $5, $5)",
+                )
+                .bind(id).bind(key.shopify_checkout_id).bind(key.token)
+                .bind(Json(serde_json::json!({}))).bind(now_ms)
+                .execute(&mut *c).await?.rows_affected()
+            });
+            id
+        }
+    })
 }
 
 /// A stored checkout, for tests and the API.
@@ -181,11 +187,12 @@ pub async fn by_token(tx: &mut TenantTx, token: &str) -> Result<Vec<StoredChecko
         .collect())
 }
 
-/// Marks checkouts with `token` completed (an order arrived for it).
+/// Marks checkouts with `token` completed (an order arrived for it);
+/// returns how many were still open (0 for a later update of the order).
 pub async fn complete_by_token(tx: &mut TenantTx, token: &str, at: i64) -> Result<u64, StoreError> {
     Ok(on_tx!(tx.tx(), |c| {
         sqlx::query(
-            "UPDATE checkouts SET completed_at = COALESCE(completed_at, $1) WHERE token = $2",
+            "UPDATE checkouts SET completed_at = $1, abandon_due_at = NULL WHERE token = $2 AND completed_at IS NULL",
         )
         .bind(at)
         .bind(token)
@@ -193,4 +200,123 @@ pub async fn complete_by_token(tx: &mut TenantTx, token: &str, at: i64) -> Resul
         .await?
         .rows_affected()
     }))
+}
+
+/// Arms (or moves) the checkout's abandonment timer: due at `due_ms`.
+/// `false` (nothing armed) when the checkout is completed or deleted.
+pub async fn arm_abandonment(tx: &mut TenantTx, id: Uuid, due_ms: i64) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE checkouts SET abandon_due_at = $1
+             WHERE id = $2 AND completed_at IS NULL AND deleted_at IS NULL",
+        )
+        .bind(due_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Disarms the abandonment timers of the checkouts `ids`.
+pub async fn disarm_abandonment(tx: &mut TenantTx, ids: &[Uuid]) -> Result<(), StoreError> {
+    for id in ids {
+        on_tx!(tx.tx(), |c| {
+            sqlx::query("UPDATE checkouts SET abandon_due_at = NULL WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+    }
+    Ok(())
+}
+
+/// What the abandonment timer reads when it runs.
+#[derive(Debug, Clone)]
+pub struct AbandonmentRow {
+    pub id: Uuid,
+    pub token: Option<String>,
+    pub contact_id: Option<Uuid>,
+    pub phone: Option<String>,
+    pub total_price: Option<String>,
+    pub currency: Option<String>,
+    pub abandoned_checkout_url: Option<String>,
+    pub line_items: Value,
+    pub state: galantis_core::checkout::AbandonmentState,
+}
+
+type AbandonmentTuple = (
+    Uuid,
+    Option<String>,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Json<Value>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+pub async fn for_abandonment(
+    tx: &mut TenantTx,
+    id: Uuid,
+) -> Result<Option<AbandonmentRow>, StoreError> {
+    let row: Option<AbandonmentTuple> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, token, contact_id, phone, total_price, currency, abandoned_checkout_url, line_items,
+                    completed_at, deleted_at, abandon_due_at, shopify_updated_at, abandoned_version
+             FROM checkouts WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(row.map(|r| AbandonmentRow {
+        id: r.0,
+        token: r.1,
+        contact_id: r.2,
+        state: galantis_core::checkout::AbandonmentState {
+            deleted: r.9.is_some(),
+            completed: r.8.is_some(),
+            has_phone: r.3.is_some(),
+            due_at: r.10,
+            version: r.11,
+            abandoned_version: r.12,
+        },
+        phone: r.3,
+        total_price: r.4,
+        currency: r.5,
+        abandoned_checkout_url: r.6,
+        line_items: r.7.0,
+    }))
+}
+
+/// Records that `version` of the checkout was abandoned (and disarms its
+/// timer). `false` when that version was already recorded: the caller must
+/// then not record the event again.
+pub async fn mark_abandoned(
+    tx: &mut TenantTx,
+    id: Uuid,
+    version: i64,
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE checkouts SET abandoned_version = $1, abandoned_at = $2, abandon_due_at = NULL
+             WHERE id = $3 AND (abandoned_version IS NULL OR abandoned_version <> $1)",
+        )
+        .bind(version)
+        .bind(at_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
 }

@@ -1,5 +1,7 @@
 //! `checkouts/create`, `checkouts/update`, `checkouts/delete`.
 
+use std::time::Duration;
+
 use galantis_core::{CountryCode, DomainEvent};
 use galantis_store::TenantTx;
 use galantis_store::tenant::{checkouts, contacts};
@@ -7,14 +9,16 @@ use serde_json::{Value, json};
 
 use super::super::parse::{cents, int, phone_in, string, time_ms};
 use super::{HandlerError, Outcome};
+use crate::abandoned_checkout;
 
 pub(super) async fn upsert(
     tx: &mut TenantTx,
     p: &Value,
     version: i64,
-    now: i64,
+    abandon_after: Duration,
     out: &mut Outcome,
 ) -> Result<(), HandlerError> {
+    let now = out.at().timestamp_millis();
     let key = key(p)?;
     // The first usable number wins: the buyer's own entry at checkout, then
     // the addresses they typed, then what their customer record holds. A
@@ -99,12 +103,18 @@ pub(super) async fn upsert(
             has_phone: true,
         };
         out.event(tx, ev).await?;
+        // A new version of an open checkout: the wait starts again.
+        abandoned_checkout::arm(tx, id, f.token.as_deref(), out.at(), abandon_after).await?;
+    } else {
+        abandoned_checkout::disarm(tx, &[(id, f.token.clone())]).await?;
     }
     Ok(())
 }
 
 pub(super) async fn delete(tx: &mut TenantTx, p: &Value, now: i64) -> Result<(), HandlerError> {
-    checkouts::delete(tx, key(p)?, now).await?;
+    let key = key(p)?;
+    let id = checkouts::delete(tx, key, now).await?;
+    abandoned_checkout::disarm(tx, &[(id, key.token.map(str::to_owned))]).await?;
     Ok(())
 }
 

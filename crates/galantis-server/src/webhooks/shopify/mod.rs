@@ -78,7 +78,10 @@ pub async fn handle(
         }
         CollectionsDelete => collections::delete(ctx, tx, p, now).await?,
         CheckoutsCreate | CheckoutsUpdate => {
-            checkouts::upsert(tx, p, version(p, e), now, &mut out).await?
+            let after = std::time::Duration::from_secs(
+                ctx.app.config.automations.checkout_abandoned_after_secs,
+            );
+            checkouts::upsert(tx, p, version(p, e), after, &mut out).await?
         }
         CheckoutsDelete => checkouts::delete(tx, p, now).await?,
         AppSubscriptionsUpdate => app::subscription(ctx, tx, e, &mut out).await?,

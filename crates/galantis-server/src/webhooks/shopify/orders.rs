@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::super::parse::{cents, int, string, tags, time_ms};
 use super::{HandlerError, Outcome, id_of};
+use crate::abandoned_checkout;
 use crate::audience::contact_changed;
 
 pub(super) async fn upsert(
@@ -90,14 +91,21 @@ pub(super) async fn upsert(
             out.event(tx, ev).await?;
         }
     }
-    if let Some(token) = &f.checkout_token
-        && checkouts::complete_by_token(tx, token, now).await? > 0
-    {
-        let ev = DomainEvent::CheckoutCompleted {
-            token: token.clone(),
-            shopify_order_id: f.shopify_order_id,
-        };
-        out.event(tx, ev).await?;
+    if let Some(token) = &f.checkout_token {
+        if checkouts::complete_by_token(tx, token, now).await? > 0 {
+            let ev = DomainEvent::CheckoutCompleted {
+                token: token.clone(),
+                shopify_order_id: f.shopify_order_id,
+            };
+            out.event(tx, ev).await?;
+        }
+        // The checkout became this order: it was not abandoned.
+        let completed: Vec<_> = checkouts::by_token(tx, token)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.token))
+            .collect();
+        abandoned_checkout::disarm(tx, &completed).await?;
     }
     if let Some(c) = contact {
         contacts::refresh_order_stats(tx, c, now).await?;
