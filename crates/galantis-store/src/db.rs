@@ -614,8 +614,12 @@ impl Db {
     pub async fn close(&self) {
         match &*self.backend {
             Backend::Sqlite(s) => {
-                for entry in s.tenants.iter() {
-                    entry.value().close().await;
+                // Cloned out first: a map guard held across an await would
+                // block (not yield) a task that opens a tenant's pool
+                // meanwhile, stalling a single-threaded runtime for good.
+                let pools: Vec<SqlitePool> = s.tenants.iter().map(|e| e.value().clone()).collect();
+                for pool in pools {
+                    pool.close().await;
                 }
                 s.control.close().await;
             }
