@@ -65,6 +65,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 mod condition;
+mod facts;
 mod gate;
 mod parse;
 mod recipes;
