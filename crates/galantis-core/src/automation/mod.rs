@@ -383,3 +383,103 @@ impl Flow {
         out
     }
 }
+
+/// An automation's status: drafts are `INACTIVE`; `PAUSED` stops new
+/// enrolments and holds runs at their next step until resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AutomationStatus {
+    Inactive,
+    Active,
+    Paused,
+}
+
+impl AutomationStatus {
+    pub const ALL: [AutomationStatus; 3] = [
+        AutomationStatus::Inactive,
+        AutomationStatus::Active,
+        AutomationStatus::Paused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutomationStatus::Inactive => "INACTIVE",
+            AutomationStatus::Active => "ACTIVE",
+            AutomationStatus::Paused => "PAUSED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// An `AutomationActivity` row's status: `PENDING` → `SCHEDULED` →
+/// `COMPLETED` | `FAILED` | `SKIPPED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ActivityStatus {
+    Pending,
+    Scheduled,
+    Completed,
+    Failed,
+    Skipped,
+}
+
+impl ActivityStatus {
+    pub const ALL: [ActivityStatus; 5] = [
+        ActivityStatus::Pending,
+        ActivityStatus::Scheduled,
+        ActivityStatus::Completed,
+        ActivityStatus::Failed,
+        ActivityStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityStatus::Pending => "PENDING",
+            ActivityStatus::Scheduled => "SCHEDULED",
+            ActivityStatus::Completed => "COMPLETED",
+            ActivityStatus::Failed => "FAILED",
+            ActivityStatus::Skipped => "SKIPPED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The activity status an effect sets, with its reason (`None` for
+    /// `Complete`, which ends the run, not a node visit).
+    pub fn of(effect: &Effect) -> Option<(ActivityStatus, Option<&str>)> {
+        Some(match effect {
+            Effect::Enter { .. } => (ActivityStatus::Pending, None),
+            Effect::WaitUntil { .. } | Effect::WaitForEvent { .. } => {
+                (ActivityStatus::Scheduled, None)
+            }
+            Effect::Passed { .. } | Effect::Branch { .. } | Effect::Send { .. } => {
+                (ActivityStatus::Completed, None)
+            }
+            Effect::Skip { reason, .. } => (ActivityStatus::Skipped, Some(reason.as_str())),
+            Effect::Fail { reason, .. } => (ActivityStatus::Failed, Some(reason.as_str())),
+            Effect::Complete => return None,
+        })
+    }
+}
+
+impl Effect {
+    /// The node and visit an effect is about (`None` for `Complete`).
+    pub fn node(&self) -> Option<(&str, u32)> {
+        match self {
+            Effect::Enter { node, visit }
+            | Effect::Passed { node, visit }
+            | Effect::WaitUntil { node, visit, .. }
+            | Effect::WaitForEvent { node, visit, .. }
+            | Effect::Branch { node, visit, .. }
+            | Effect::Send { node, visit, .. }
+            | Effect::Skip { node, visit, .. }
+            | Effect::Fail { node, visit, .. } => Some((node, *visit)),
+            Effect::Complete => None,
+        }
+    }
+}
