@@ -185,7 +185,6 @@ fn parse_node(cx: &mut Ctx<'_>, v: &Value, path: &str) -> Option<Node> {
     };
     let id = match o.get("id") {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 64 => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
         _ => {
             cx.err(
                 format!("{path}.id"),
