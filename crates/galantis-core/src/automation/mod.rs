@@ -56,6 +56,18 @@
 //!   Save [`Step::state`] (serde JSON) with the effects.
 //! - **Recipes**: [`recipe`]`(RecipeKind, &RecipeTemplates) -> Recipe {flow
 //!   (JSON), frequency_cap}`; every recipe parses and validates.
+//! - **Statuses**: [`AutomationStatus`] (`INACTIVE`/`ACTIVE`/`PAUSED`),
+//!   [`RunStatus`], [`ActivityStatus`] (`ActivityStatus::of(&effect)` gives
+//!   the activity transition of an effect; `Effect::node()` its node/visit).
+//!
+//! Storage lives in `galantis_store::tenant::automations` (`create`,
+//! `update`, `get`, `list`, `set_status`, `delete`, `active_for_trigger`,
+//! `count_enabled`, `version_flow`), `::runs` (`enrol` insert-or-ignore by
+//! (automation, contact, trigger key), `lock`, `save`, `last_enrolled_at`,
+//! `waiting_for_reply`, `waiting_for_status`, `live_for_checkout`, `end`)
+//! and `::activity` (`transition`, `log_blocked`, `list`, `stats`). Keep a
+//! [`TriggerFact`]'s `variables` in the run's `context` and merge them into
+//! [`Facts::values`] at each step.
 
 use std::collections::BTreeMap;
 use std::fmt;

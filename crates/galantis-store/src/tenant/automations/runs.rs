@@ -299,7 +299,8 @@ pub async fn live_for_checkout(
 
 /// Ends a live run as `status` (SKIPPED, FAILED) with a reason, outside
 /// the step function (a completed checkout, a deleted automation).
-/// Returns whether it was live.
+/// Returns whether it was live; the caller records the activity of the
+/// node the run was at (`SKIPPED` with the same reason).
 pub async fn end(
     tx: &mut TenantTx,
     id: Uuid,
