@@ -5,6 +5,7 @@
 //! tokio's networking; `tests/no_io_dependencies.rs` keeps it that way.
 
 pub mod audience;
+pub mod automation;
 pub mod billing;
 pub mod checkout;
 pub mod clock;

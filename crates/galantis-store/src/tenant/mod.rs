@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod audience_seed;
+pub mod automations;
 pub mod billing;
 pub mod catalog;
 pub mod checkouts;

@@ -1,0 +1,298 @@
+//! `AutomationActivity`: one row per node visit (run, node, visit) with a
+//! time per transition, blocked enrolments (rows without a run, at the
+//! trigger node, `SKIPPED` with the gate's reason), listing and stats.
+
+use chrono::{DateTime, Utc};
+use galantis_core::automation::ActivityStatus;
+use serde::Serialize;
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::jobs::from_ms;
+use crate::on_tx;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Activity {
+    pub id: Uuid,
+    /// `None` for a blocked enrolment.
+    pub run_id: Option<Uuid>,
+    pub automation_id: Uuid,
+    pub contact_id: Uuid,
+    pub node_id: String,
+    pub visit: i32,
+    pub status: ActivityStatus,
+    pub reason: Option<String>,
+    pub message_id: Option<Uuid>,
+    pub pending_at: Option<DateTime<Utc>>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub skipped_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    run_id: Option<Uuid>,
+    automation_id: Uuid,
+    contact_id: Uuid,
+    node_id: String,
+    visit: i32,
+    status: String,
+    reason: Option<String>,
+    message_id: Option<Uuid>,
+    pending_at: Option<i64>,
+    scheduled_at: Option<i64>,
+    completed_at: Option<i64>,
+    failed_at: Option<i64>,
+    skipped_at: Option<i64>,
+    updated_at: i64,
+}
+
+fn to_activity(r: Row) -> Activity {
+    Activity {
+        id: r.id,
+        run_id: r.run_id,
+        automation_id: r.automation_id,
+        contact_id: r.contact_id,
+        node_id: r.node_id,
+        visit: r.visit,
+        status: ActivityStatus::parse(&r.status).unwrap_or(ActivityStatus::Failed),
+        reason: r.reason,
+        message_id: r.message_id,
+        pending_at: r.pending_at.map(from_ms),
+        scheduled_at: r.scheduled_at.map(from_ms),
+        completed_at: r.completed_at.map(from_ms),
+        failed_at: r.failed_at.map(from_ms),
+        skipped_at: r.skipped_at.map(from_ms),
+        updated_at: from_ms(r.updated_at),
+    }
+}
+
+/// Which node visit a transition is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Visit<'a> {
+    pub run_id: Uuid,
+    pub automation_id: Uuid,
+    pub contact_id: Uuid,
+    pub node_id: &'a str,
+    pub visit: u32,
+}
+
+fn time_column(s: ActivityStatus) -> &'static str {
+    match s {
+        ActivityStatus::Pending => "pending_at",
+        ActivityStatus::Scheduled => "scheduled_at",
+        ActivityStatus::Completed => "completed_at",
+        ActivityStatus::Failed => "failed_at",
+        ActivityStatus::Skipped => "skipped_at",
+    }
+}
+
+/// Records a transition of a node visit: creates the row on its first
+/// transition, then moves its status, stamps the status's time (the first
+/// time only, so a retried step keeps the original), and keeps a reason or
+/// message id once given.
+pub async fn transition(
+    tx: &mut TenantTx,
+    v: &Visit<'_>,
+    status: ActivityStatus,
+    reason: Option<&str>,
+    message_id: Option<Uuid>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let col = time_column(status);
+    let visit = i64::from(v.visit);
+    let updated = on_tx!(tx.tx(), |c| {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE automation_activity SET status = $1, {col} = COALESCE({col}, $2),
+                 reason = COALESCE($3, reason), message_id = COALESCE($4, message_id), updated_at = $2
+             WHERE run_id = $5 AND node_id = $6 AND visit = $7"
+        )))
+        .bind(status.as_str())
+        .bind(now_ms)
+        .bind(reason)
+        .bind(message_id)
+        .bind(v.run_id)
+        .bind(v.node_id)
+        .bind(visit)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    if updated > 0 {
+        return Ok(());
+    }
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO automation_activity (id, run_id, automation_id, contact_id, node_id, visit,
+                 status, reason, message_id, {col}, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)"
+        )))
+        .bind(Uuid::now_v7())
+        .bind(v.run_id)
+        .bind(v.automation_id)
+        .bind(v.contact_id)
+        .bind(v.node_id)
+        .bind(visit)
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(message_id)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// Logs a blocked enrolment (once per automation, contact and trigger
+/// key): a `SKIPPED` row at the trigger node with the gate's reason code.
+/// Returns whether it was new.
+pub async fn log_blocked(
+    tx: &mut TenantTx,
+    automation_id: Uuid,
+    contact_id: Uuid,
+    trigger_node: &str,
+    trigger_key: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO automation_activity (id, run_id, automation_id, contact_id, node_id, visit,
+                 trigger_key, status, reason, skipped_at, created_at, updated_at)
+             VALUES ($1, NULL, $2, $3, $4, 1, $5, 'SKIPPED', $6, $7, $7, $7)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(automation_id)
+        .bind(contact_id)
+        .bind(trigger_node)
+        .bind(trigger_key)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n > 0)
+}
+
+/// Filters of [`list`]; `before` is the cursor (an activity id).
+#[derive(Debug, Clone, Default)]
+pub struct ActivityFilter<'a> {
+    pub automation_id: Option<Uuid>,
+    pub contact_id: Option<Uuid>,
+    pub status: Option<ActivityStatus>,
+    pub node_id: Option<&'a str>,
+    pub before: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// Activity, newest first.
+pub async fn list(tx: &mut TenantTx, f: &ActivityFilter<'_>) -> Result<Vec<Activity>, StoreError> {
+    let rows: Vec<Row> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, run_id, automation_id, contact_id, node_id, visit, status, reason, message_id,
+                    pending_at, scheduled_at, completed_at, failed_at, skipped_at, updated_at
+             FROM automation_activity
+             WHERE ($1 IS NULL OR automation_id = $1) AND ($2 IS NULL OR contact_id = $2)
+               AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR node_id = $4)
+               AND ($5 IS NULL OR id < $5)
+             ORDER BY id DESC LIMIT $6",
+        )
+        .bind(f.automation_id)
+        .bind(f.contact_id)
+        .bind(f.status.map(ActivityStatus::as_str))
+        .bind(f.node_id)
+        .bind(f.before)
+        .bind(i64::from(f.limit.max(1)))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows.into_iter().map(to_activity).collect())
+}
+
+/// An automation's numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub enrolled: i64,
+    /// Runs still going (ACTIVE or WAITING).
+    pub in_progress: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    /// Blocked enrolments by gate reason.
+    pub blocked_by_reason: Vec<(String, i64)>,
+    /// SKIPPED and FAILED node visits by reason.
+    pub skipped_by_reason: Vec<(String, i64)>,
+    pub failed_by_reason: Vec<(String, i64)>,
+    /// Messages the automation sent, and how far they got.
+    pub messages_sent: i64,
+    pub messages_delivered: i64,
+    pub messages_read: i64,
+    pub messages_failed: i64,
+}
+
+/// Stats of one automation (every version).
+pub async fn stats(tx: &mut TenantTx, automation_id: Uuid) -> Result<Stats, StoreError> {
+    let runs: Vec<(String, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT status, COUNT(*) FROM automation_runs WHERE automation_id = $1 GROUP BY status",
+        )
+        .bind(automation_id)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    let mut s = Stats::default();
+    for (status, n) in runs {
+        s.enrolled += n;
+        match status.as_str() {
+            "COMPLETED" => s.completed += n,
+            "FAILED" => s.failed += n,
+            "SKIPPED" => s.skipped += n,
+            _ => s.in_progress += n,
+        }
+    }
+    let reasons: Vec<(bool, String, String, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT run_id IS NULL, status, COALESCE(reason, ''), COUNT(*) FROM automation_activity
+             WHERE automation_id = $1 AND status IN ('SKIPPED', 'FAILED')
+             GROUP BY run_id IS NULL, status, COALESCE(reason, '') ORDER BY 4 DESC, 3",
+        )
+        .bind(automation_id)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    for (blocked, status, reason, n) in reasons {
+        match (blocked, status.as_str()) {
+            (true, _) => s.blocked_by_reason.push((reason, n)),
+            (false, "SKIPPED") => s.skipped_by_reason.push((reason, n)),
+            _ => s.failed_by_reason.push((reason, n)),
+        }
+    }
+    let msgs: (i64, i64, i64, i64) = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(CASE WHEN m.delivered_at IS NOT NULL OR m.read_at IS NOT NULL THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN m.read_at IS NOT NULL THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN m.status = 'FAILED' THEN 1 ELSE 0 END), 0)
+             FROM automation_activity a JOIN messages m ON m.id = a.message_id
+             WHERE a.automation_id = $1",
+        )
+        .bind(automation_id)
+        .fetch_one(&mut *c)
+        .await?
+    });
+    (
+        s.messages_sent,
+        s.messages_delivered,
+        s.messages_read,
+        s.messages_failed,
+    ) = msgs;
+    Ok(s)
+}

@@ -1,0 +1,322 @@
+//! Automation runs: one per (automation, contact, trigger key), holding the
+//! engine's `RunState` and the columns that find a run again — waiting for
+//! a reply or a status (by contact, by last message), by checkout (to
+//! cancel), by start time (frequency caps).
+
+use chrono::{DateTime, Utc};
+use galantis_core::automation::{Awaited, RunState, RunStatus, WaitKind};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::error::StoreError;
+use crate::jobs::from_ms;
+use crate::on_tx;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: Uuid,
+    pub automation_id: Uuid,
+    pub version: i32,
+    pub contact_id: Uuid,
+    pub trigger_key: String,
+    pub trigger_event_id: Option<Uuid>,
+    pub order_id: Option<Uuid>,
+    pub checkout_id: Option<Uuid>,
+    pub variant_id: Option<Uuid>,
+    /// What the trigger carried (its variables), for facts.
+    pub context: Value,
+    pub state: RunState,
+    pub status: RunStatus,
+    pub current_node: Option<String>,
+    pub waiting_for: Option<Awaited>,
+    pub wait_until: Option<DateTime<Utc>>,
+    pub last_message_id: Option<Uuid>,
+    pub end_reason: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+const SELECT: &str = "SELECT id, automation_id, version, contact_id, trigger_key, trigger_event_id,
+        order_id, checkout_id, variant_id, context, state, status, current_node, waiting_for,
+        wait_until, last_message_id, end_reason, started_at, updated_at, ended_at
+     FROM automation_runs ";
+
+#[derive(sqlx::FromRow)]
+struct Flat {
+    id: Uuid,
+    automation_id: Uuid,
+    version: i32,
+    contact_id: Uuid,
+    trigger_key: String,
+    trigger_event_id: Option<Uuid>,
+    order_id: Option<Uuid>,
+    checkout_id: Option<Uuid>,
+    variant_id: Option<Uuid>,
+    context: Json<Value>,
+    state: Json<RunState>,
+    status: String,
+    current_node: Option<String>,
+    waiting_for: Option<String>,
+    wait_until: Option<i64>,
+    last_message_id: Option<Uuid>,
+    end_reason: Option<String>,
+    started_at: i64,
+    updated_at: i64,
+    ended_at: Option<i64>,
+}
+
+fn to_run(r: Flat) -> Run {
+    Run {
+        id: r.id,
+        automation_id: r.automation_id,
+        version: r.version,
+        contact_id: r.contact_id,
+        trigger_key: r.trigger_key,
+        trigger_event_id: r.trigger_event_id,
+        order_id: r.order_id,
+        checkout_id: r.checkout_id,
+        variant_id: r.variant_id,
+        context: r.context.0,
+        state: r.state.0,
+        status: RunStatus::parse(&r.status).unwrap_or(RunStatus::Failed),
+        current_node: r.current_node,
+        waiting_for: r.waiting_for.as_deref().and_then(Awaited::parse),
+        wait_until: r.wait_until.map(from_ms),
+        last_message_id: r.last_message_id,
+        end_reason: r.end_reason,
+        started_at: from_ms(r.started_at),
+        updated_at: from_ms(r.updated_at),
+        ended_at: r.ended_at.map(from_ms),
+    }
+}
+
+/// An enrolment.
+pub struct NewRun<'a> {
+    pub automation_id: Uuid,
+    pub version: i32,
+    pub contact_id: Uuid,
+    /// `TriggerFact::key`.
+    pub trigger_key: &'a str,
+    pub trigger_event_id: Option<Uuid>,
+    pub order_id: Option<Uuid>,
+    pub checkout_id: Option<Uuid>,
+    pub variant_id: Option<Uuid>,
+    pub context: &'a Value,
+}
+
+/// Enrols a contact: inserts a run with a fresh `RunState` unless one
+/// exists for (automation, contact, trigger key). Returns the new run's
+/// id, `None` when it already existed (a duplicate event).
+pub async fn enrol(
+    tx: &mut TenantTx,
+    new: &NewRun<'_>,
+    now_ms: i64,
+) -> Result<Option<Uuid>, StoreError> {
+    let id = Uuid::now_v7();
+    let state = RunState::new();
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO automation_runs (id, automation_id, version, contact_id, trigger_key,
+                 trigger_event_id, order_id, checkout_id, variant_id, context, state, status,
+                 started_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'ACTIVE', $12, $12)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(new.automation_id)
+        .bind(new.version)
+        .bind(new.contact_id)
+        .bind(new.trigger_key)
+        .bind(new.trigger_event_id)
+        .bind(new.order_id)
+        .bind(new.checkout_id)
+        .bind(new.variant_id)
+        .bind(Json(new.context))
+        .bind(Json(&state))
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok((n > 0).then_some(id))
+}
+
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Run>, StoreError> {
+    let row: Option<Flat> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(row.map(to_run))
+}
+
+/// [`get`], locking the row until the transaction ends (PostgreSQL; a
+/// SQLite write transaction is already exclusive), so two jobs of one run
+/// never step it at once.
+pub async fn lock(tx: &mut TenantTx, id: Uuid) -> Result<Option<Run>, StoreError> {
+    let row: Option<Flat> = on_tx!(
+        tx.tx(),
+        sqlite | c | {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?
+        },
+        postgres | c | {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SELECT} WHERE id = $1 FOR UPDATE"
+            )))
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?
+        }
+    );
+    Ok(row.map(to_run))
+}
+
+/// Saves a stepped state: status, node and wait columns follow it;
+/// `last_message_id` is set when given (the step sent a message);
+/// `end_reason` is kept for a run that ends.
+pub async fn save(
+    tx: &mut TenantTx,
+    id: Uuid,
+    state: &RunState,
+    last_message_id: Option<Uuid>,
+    end_reason: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let (waiting_for, wait_until) = match &state.wait {
+        Some(w) => (
+            match w.kind {
+                WaitKind::Event { awaited } => Some(awaited.as_str()),
+                WaitKind::Delay => None,
+            },
+            Some(w.until.timestamp_millis()),
+        ),
+        None => (None, None),
+    };
+    let ended = state.status.is_terminal().then_some(now_ms);
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE automation_runs SET state = $1, status = $2, current_node = $3, waiting_for = $4,
+                 wait_until = $5, last_message_id = COALESCE($6, last_message_id),
+                 end_reason = COALESCE($7, end_reason), ended_at = COALESCE(ended_at, $8),
+                 updated_at = $9
+             WHERE id = $10",
+        )
+        .bind(Json(state))
+        .bind(state.status.as_str())
+        .bind(state.node.as_deref())
+        .bind(waiting_for)
+        .bind(wait_until)
+        .bind(last_message_id)
+        .bind(end_reason)
+        .bind(ended)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// When this contact last entered this automation (for the frequency cap).
+pub async fn last_enrolled_at(
+    tx: &mut TenantTx,
+    automation_id: Uuid,
+    contact_id: Uuid,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let ms: Option<i64> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT MAX(started_at) FROM automation_runs WHERE automation_id = $1 AND contact_id = $2",
+        )
+        .bind(automation_id)
+        .bind(contact_id)
+        .fetch_one(&mut *c)
+        .await?
+    });
+    Ok(ms.map(from_ms))
+}
+
+/// Runs of this contact waiting on a condition for a reply (an inbound
+/// message wakes them), by index, oldest first.
+pub async fn waiting_for_reply(
+    tx: &mut TenantTx,
+    contact_id: Uuid,
+) -> Result<Vec<Run>, StoreError> {
+    let rows: Vec<Flat> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE contact_id = $1 AND waiting_for IN ('reply', 'reply_or_message_status') ORDER BY id"
+        )))
+        .bind(contact_id)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows.into_iter().map(to_run).collect())
+}
+
+/// Runs whose last message is `message_id` and that wait for its status.
+pub async fn waiting_for_status(
+    tx: &mut TenantTx,
+    message_id: Uuid,
+) -> Result<Vec<Run>, StoreError> {
+    let rows: Vec<Flat> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE last_message_id = $1 AND waiting_for IN ('message_status', 'reply_or_message_status') ORDER BY id"
+        )))
+        .bind(message_id)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows.into_iter().map(to_run).collect())
+}
+
+/// Live (not ended) runs started by this checkout, for cancelling when it
+/// completes.
+pub async fn live_for_checkout(
+    tx: &mut TenantTx,
+    checkout_id: Uuid,
+) -> Result<Vec<Run>, StoreError> {
+    let rows: Vec<Flat> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE checkout_id = $1 AND status IN ('ACTIVE', 'WAITING') ORDER BY id"
+        )))
+        .bind(checkout_id)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows.into_iter().map(to_run).collect())
+}
+
+/// Ends a live run as `status` (SKIPPED, FAILED) with a reason, outside
+/// the step function (a completed checkout, a deleted automation).
+/// Returns whether it was live; the caller records the activity of the
+/// node the run was at (`SKIPPED` with the same reason).
+pub async fn end(
+    tx: &mut TenantTx,
+    id: Uuid,
+    status: RunStatus,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let Some(run) = lock(tx, id).await? else {
+        return Ok(false);
+    };
+    if run.status.is_terminal() {
+        return Ok(false);
+    }
+    let mut state = run.state;
+    state.status = status;
+    state.wait = None;
+    save(tx, id, &state, None, Some(reason), now_ms).await?;
+    Ok(true)
+}
