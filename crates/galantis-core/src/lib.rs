@@ -5,6 +5,7 @@
 //! tokio's networking; `tests/no_io_dependencies.rs` keeps it that way.
 
 pub mod audience;
+pub mod back_in_stock;
 pub mod billing;
 pub mod clock;
 pub mod consent;

@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod audience_seed;
+pub mod back_in_stock;
 pub mod billing;
 pub mod catalog;
 pub mod checkouts;
@@ -24,5 +25,6 @@ mod segment_sql;
 pub mod segments;
 pub mod sending;
 pub mod settings;
+pub mod short_links;
 pub mod templates;
 pub mod webhook_events;
