@@ -89,6 +89,33 @@ pub struct Config {
     pub shopify: ShopifyConfig,
     /// The realtime WebSocket (`/api/v1/realtime`).
     pub realtime: RealtimeConfig,
+    /// The storefront (back-in-stock widget through the Shopify App Proxy).
+    pub storefront: StorefrontConfig,
+}
+
+/// `[storefront]`; environment: `GALANTIS_STOREFRONT__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorefrontConfig {
+    /// Widget submissions one client IP may make per minute (then 429 with
+    /// `Retry-After`).
+    pub subscriptions_per_minute_per_ip: u32,
+    /// Submissions a client IP may make at once before the per-minute pace
+    /// applies.
+    pub subscriptions_burst_per_ip: u32,
+    /// An App Proxy request whose `timestamp` is further than this from the
+    /// server's clock (either way) is refused like a bad signature.
+    pub signature_max_age_secs: u64,
+}
+
+impl Default for StorefrontConfig {
+    fn default() -> Self {
+        Self {
+            subscriptions_per_minute_per_ip: 10,
+            subscriptions_burst_per_ip: 5,
+            signature_max_age_secs: 300,
+        }
+    }
 }
 
 /// `[realtime]`; environment: `GALANTIS_REALTIME__<SETTING>`.
@@ -524,6 +551,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             shopify: ShopifyConfig::default(),
             realtime: RealtimeConfig::default(),
+            storefront: StorefrontConfig::default(),
         }
     }
 }
@@ -641,6 +669,15 @@ impl Config {
         {
             return Err(ConfigError(
                 "GALANTIS_REALTIME__HEARTBEAT_SECS, __AUTH_RECHECK_SECS, __RESYNC_SECS and __CLIENT_BUFFER must be at least 1".into(),
+            ));
+        }
+        let sf = &self.storefront;
+        if sf.subscriptions_per_minute_per_ip == 0
+            || sf.subscriptions_burst_per_ip == 0
+            || sf.signature_max_age_secs == 0
+        {
+            return Err(ConfigError(
+                "GALANTIS_STOREFRONT__SUBSCRIPTIONS_PER_MINUTE_PER_IP, __SUBSCRIPTIONS_BURST_PER_IP and __SIGNATURE_MAX_AGE_SECS must be at least 1".into(),
             ));
         }
         let sd = &self.sending;

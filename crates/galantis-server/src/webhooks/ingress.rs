@@ -36,7 +36,7 @@ fn rejected(source: &'static str) -> AppError {
     AppError::RejectedSignature
 }
 
-fn shopify_secrets(state: &AppState) -> Vec<SecretString> {
+pub(crate) fn shopify_secrets(state: &AppState) -> Vec<SecretString> {
     let c = &state.config;
     let mut v = vec![
         c.shopify_app_secret
@@ -61,7 +61,10 @@ fn now_ms(state: &AppState) -> i64 {
     state.clock.now().timestamp_millis()
 }
 
-async fn tenant_of_shop(state: &AppState, shop: &ShopDomain) -> Result<TenantId, AppError> {
+pub(crate) async fn tenant_of_shop(
+    state: &AppState,
+    shop: &ShopDomain,
+) -> Result<TenantId, AppError> {
     if let Some(t) = state.shop_cache.get(shop) {
         return Ok(*t);
     }
