@@ -106,7 +106,11 @@ pub async fn page(
     Query(q): Query<DemoQuery>,
 ) -> Result<Response, AppError> {
     if !state.config.sandbox_mounted() {
-        return Err(AppError::NotFound("route"));
+        return Err(AppError::NotFoundCode {
+            code: "not_found",
+            message: "the demo page is served only in development mode or with the sandbox enabled"
+                .into(),
+        });
     }
     let shop = ShopDomain::parse(&q.shop).map_err(|_| AppError::NotFoundCode {
         code: "unknown_shop",
@@ -141,7 +145,7 @@ pub async fn page(
         .variants
         .iter()
         .map(|v| {
-            let sold_out = !v.inventory_quantity.is_some_and(|q| q > 0);
+            let sold_out = v.inventory_quantity.is_none_or(|q| q <= 0);
             format!(
                 "<option value=\"{}\">{}{}</option>",
                 v.shopify_variant_id,

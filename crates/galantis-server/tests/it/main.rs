@@ -5,6 +5,7 @@ mod app_subscription;
 mod audience;
 mod audience_collections;
 mod auth;
+mod back_in_stock;
 mod billing_purchases;
 mod bounded;
 mod cli;
