@@ -247,6 +247,9 @@ pub async fn subscribe(
     })?;
     let settings =
         WidgetSettings::from_stored(settings::get(&mut tx, bis::SETTINGS_KEY).await?.as_ref());
+    // Contact lookups and creation must not interleave with webhook
+    // processing of the same tenant (which may create the same contact).
+    tx.serialize_tenant_writes().await?;
     let contact = match contacts::by_phone(&mut tx, phone.as_str()).await? {
         Some(c) => c,
         None => contacts::create_from_whatsapp(&mut tx, phone.as_str(), first_name, now).await?,

@@ -554,6 +554,14 @@ async fn apply_consent_replies(
         {
             tracing::info!(contact = %contact.id, source = source.as_str(), to = next.as_str(), "consent changed by the customer");
         }
+        // Back in stock with confirmation mode `whatsapp`: the customer's
+        // opt-in confirms their pending subscriptions (ADR 0027).
+        if next == MarketingState::Subscribed {
+            galantis_store::tenant::back_in_stock::activate_pending_for_contact(
+                tx, contact.id, now,
+            )
+            .await?;
+        }
     }
     Ok(())
 }

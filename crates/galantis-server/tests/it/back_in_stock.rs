@@ -5,11 +5,13 @@
 use galantis_core::MarketingState;
 use galantis_core::back_in_stock::SubscriptionStatus;
 use galantis_server::storefront::proxy;
+use galantis_server::webhooks::signature::sign_meta;
+use galantis_store::control::tenants::{self, PhoneNumberLink};
 use galantis_store::tenant::back_in_stock as bis;
 use galantis_store::tenant::catalog::{self, ProductFields, VariantFields};
 use galantis_store::tenant::orders::{self, OrderFields};
 use galantis_store::tenant::{contacts, short_links};
-use galantis_testkit::{TEST_SHOPIFY_SECRET, TestApp, TestTenant};
+use galantis_testkit::{TEST_META_SECRET, TEST_SHOPIFY_SECRET, TestApp, TestTenant};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -458,6 +460,73 @@ async fn whatsapp_confirmation_mode_keeps_subscriptions_pending_until_confirmed(
         1
     );
     tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_start_reply_on_whatsapp_confirms_pending_subscriptions() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("bis-confirm").await;
+    let mut ctx = app.db().control_tx().await.unwrap();
+    tenants::link_phone_number(
+        &mut ctx,
+        t.id,
+        &PhoneNumberLink {
+            phone_number_id: "pn-bis-confirm".into(),
+            waba_id: "waba-bis-confirm".into(),
+        },
+        true,
+    )
+    .await
+    .unwrap();
+    ctx.commit().await.unwrap();
+    seed_catalog(&app, &t).await;
+    app.request(Method::PUT, "/api/v1/settings/back-in-stock", &t.token)
+        .json(&json!({"confirmation_mode": "whatsapp"}))
+        .send()
+        .await
+        .unwrap();
+    for variant in [SOLD_OUT, OTHER_PRODUCT_VARIANT] {
+        let (s, b) = submit(
+            &app,
+            &t,
+            json!({"variant_id": variant, "phone": PHONE, "consent": true}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["subscription"]["status"].as_str()),
+            (StatusCode::CREATED, Some("PENDING"))
+        );
+    }
+    // Meta writes this Mexican mobile with the legacy `1`: the same contact.
+    let at = app.state.clock.now().timestamp() + 1;
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "waba-bis-confirm", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "521234567890", "phone_number_id": "pn-bis-confirm"},
+        "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5215512345678"}],
+        "messages": [{"from": "5215512345678", "id": "wamid.BIS-START", "timestamp": at.to_string(), "type": "text", "text": {"body": "START"}}]}}]}]});
+    let raw = serde_json::to_vec(&body).unwrap();
+    let r = app
+        .client
+        .post(app.url("/webhooks/meta"))
+        .header(
+            "x-hub-signature-256",
+            sign_meta(&raw, &SecretString::from(TEST_META_SECRET)),
+        )
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    app.run_jobs_until_idle().await;
+    let rows = subscriptions(&app, &t, "").await;
+    let statuses: Vec<&str> = rows["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ACTIVE", "ACTIVE"], "{rows}");
+    assert_eq!(contact_count(&app, &t).await, 1);
 }
 
 #[tokio::test]
