@@ -6,6 +6,7 @@ mod audience;
 mod audience_collections;
 mod auth;
 mod back_in_stock;
+mod back_in_stock_api;
 mod back_in_stock_browser;
 mod billing_purchases;
 mod bounded;
