@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod automation;
+pub mod back_in_stock;
 pub mod billing;
 pub mod checkout;
 pub mod clock;

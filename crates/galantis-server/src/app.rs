@@ -153,6 +153,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     ));
     let sending = crate::sending::Sending::new(&config).await?;
     let realtime = crate::realtime::hub::Hub::new(db.clone(), config.realtime.clone());
+    let storefront_limiter = crate::storefront::limit::SubmissionLimiter::new(&config.storefront);
     Ok(AppState {
         db: db.clone(),
         config: Arc::new(config),
@@ -165,6 +166,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         shopify,
         sending,
         realtime,
+        storefront_limiter,
     })
 }
 

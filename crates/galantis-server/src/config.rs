@@ -91,6 +91,8 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     /// Automations and their triggers.
     pub automations: AutomationsConfig,
+    /// The storefront (back-in-stock widget through the Shopify App Proxy).
+    pub storefront: StorefrontConfig,
 }
 
 /// `[automations]`; environment: `GALANTIS_AUTOMATIONS__<SETTING>`.
@@ -113,6 +115,31 @@ impl Default for AutomationsConfig {
             // (the recipe's 30 minutes) decide the timing the merchant sees.
             // The original detected abandonment by polling every 10 minutes.
             checkout_abandoned_after_secs: 600,
+        }
+    }
+}
+
+/// `[storefront]`; environment: `GALANTIS_STOREFRONT__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorefrontConfig {
+    /// Widget submissions one client IP may make per minute (then 429 with
+    /// `Retry-After`).
+    pub subscriptions_per_minute_per_ip: u32,
+    /// Submissions a client IP may make at once before the per-minute pace
+    /// applies.
+    pub subscriptions_burst_per_ip: u32,
+    /// An App Proxy request whose `timestamp` is further than this from the
+    /// server's clock (either way) is refused like a bad signature.
+    pub signature_max_age_secs: u64,
+}
+
+impl Default for StorefrontConfig {
+    fn default() -> Self {
+        Self {
+            subscriptions_per_minute_per_ip: 10,
+            subscriptions_burst_per_ip: 5,
+            signature_max_age_secs: 300,
         }
     }
 }
@@ -551,6 +578,7 @@ impl Default for Config {
             shopify: ShopifyConfig::default(),
             realtime: RealtimeConfig::default(),
             automations: AutomationsConfig::default(),
+            storefront: StorefrontConfig::default(),
         }
     }
 }
@@ -673,6 +701,15 @@ impl Config {
         if !(1..=30 * 24 * 3600).contains(&self.automations.checkout_abandoned_after_secs) {
             return Err(ConfigError(
                 "GALANTIS_AUTOMATIONS__CHECKOUT_ABANDONED_AFTER_SECS must be between 1 and 2592000 (30 days)".into(),
+            ));
+        }
+        let sf = &self.storefront;
+        if sf.subscriptions_per_minute_per_ip == 0
+            || sf.subscriptions_burst_per_ip == 0
+            || sf.signature_max_age_secs == 0
+        {
+            return Err(ConfigError(
+                "GALANTIS_STOREFRONT__SUBSCRIPTIONS_PER_MINUTE_PER_IP, __SUBSCRIPTIONS_BURST_PER_IP and __SIGNATURE_MAX_AGE_SECS must be at least 1".into(),
             ));
         }
         let sd = &self.sending;

@@ -16,5 +16,6 @@ pub mod sandbox;
 pub mod sending;
 pub mod shopify_client;
 pub mod state;
+pub mod storefront;
 pub mod telemetry;
 pub mod webhooks;

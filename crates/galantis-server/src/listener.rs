@@ -71,8 +71,8 @@ pub async fn serve(
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => (stream, peer),
             Err(e) => {
                 // Out of file descriptors and the like: retrying at once
                 // would spin.
@@ -84,7 +84,7 @@ pub async fn serve(
         let app = app.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            serve_connection(stream, app, header_timeout, idle_timeout, stop).await;
+            serve_connection(stream, peer, app, header_timeout, idle_timeout, stop).await;
             drop(permit);
         });
     }
@@ -95,6 +95,7 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     app: Router,
     header_timeout: Duration,
     idle_timeout: Duration,
@@ -104,7 +105,10 @@ async fn serve_connection(
     let stalled = WriteStall::default();
     let service = {
         let activity = activity.clone();
-        hyper::service::service_fn(move |req: Request<Incoming>| {
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            // The client's address, for handlers that pace per IP.
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let guard = activity.start();
             let app = app.clone();
             async move {

@@ -28,6 +28,8 @@ pub struct AppState {
     pub sending: crate::sending::Sending,
     /// This node's realtime WebSocket clients.
     pub realtime: crate::realtime::hub::Hub,
+    /// Per-IP pacing of back-in-stock widget submissions.
+    pub storefront_limiter: crate::storefront::limit::SubmissionLimiter,
 }
 
 impl AppState {

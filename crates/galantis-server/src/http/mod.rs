@@ -2,6 +2,7 @@
 
 pub mod audience;
 pub mod auth;
+pub mod back_in_stock;
 pub mod billing;
 pub mod commerce;
 pub mod contacts_write;
@@ -102,6 +103,19 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(commerce::list_collections))
         .merge(audience_routes())
         .merge(conversations::routes())
+        .merge(back_in_stock_routes())
+}
+
+fn back_in_stock_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            back_in_stock::get_settings,
+            back_in_stock::put_settings
+        ))
+        .routes(routes!(back_in_stock::list))
+        .routes(routes!(back_in_stock::export))
+        .routes(routes!(back_in_stock::cancel))
+        .routes(routes!(back_in_stock::analytics))
 }
 
 fn audience_routes() -> OpenApiRouter<AppState> {
@@ -148,6 +162,7 @@ fn documented_routes(config: &Config, role: ServeRole) -> OpenApiRouter<AppState
             );
         app = app
             .merge(crate::webhooks::routes(config.webhook_body_limit_bytes))
+            .merge(crate::storefront::routes())
             .nest("/api/v1", api);
     }
     app

@@ -36,7 +36,7 @@ fn rejected(source: &'static str) -> AppError {
     AppError::RejectedSignature
 }
 
-fn shopify_secrets(state: &AppState) -> Vec<SecretString> {
+pub(crate) fn shopify_secrets(state: &AppState) -> Vec<SecretString> {
     let c = &state.config;
     let mut v = vec![
         c.shopify_app_secret
@@ -61,7 +61,10 @@ fn now_ms(state: &AppState) -> i64 {
     state.clock.now().timestamp_millis()
 }
 
-async fn tenant_of_shop(state: &AppState, shop: &ShopDomain) -> Result<TenantId, AppError> {
+pub(crate) async fn tenant_of_shop(
+    state: &AppState,
+    shop: &ShopDomain,
+) -> Result<TenantId, AppError> {
     if let Some(t) = state.shop_cache.get(shop) {
         return Ok(*t);
     }
@@ -550,6 +553,14 @@ async fn apply_consent_replies(
         .await?
         {
             tracing::info!(contact = %contact.id, source = source.as_str(), to = next.as_str(), "consent changed by the customer");
+        }
+        // Back in stock with confirmation mode `whatsapp`: the customer's
+        // opt-in confirms their pending subscriptions (ADR 0027).
+        if next == MarketingState::Subscribed {
+            galantis_store::tenant::back_in_stock::activate_pending_for_contact(
+                tx, contact.id, now,
+            )
+            .await?;
         }
     }
     Ok(())

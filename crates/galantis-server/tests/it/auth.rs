@@ -235,6 +235,43 @@ fn routes() -> Vec<(Method, String, Permission, Option<Value>)> {
             Permission::AnalyticsRead,
             None,
         ),
+        // Back in stock: bodies or queries that fail validation, unknown ids.
+        (
+            Method::GET,
+            "/api/v1/settings/back-in-stock".into(),
+            Permission::SettingsRead,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/settings/back-in-stock".into(),
+            Permission::SettingsWrite,
+            Some(json!({"button_color": "red"})),
+        ),
+        (
+            Method::GET,
+            "/api/v1/back-in-stock/subscriptions".into(),
+            Permission::AudienceRead,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/back-in-stock/subscriptions.csv".into(),
+            Permission::AudienceRead,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/back-in-stock/subscriptions/{conv}/cancel"),
+            Permission::AudienceWrite,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/back-in-stock/analytics?from=yesterday".into(),
+            Permission::AnalyticsRead,
+            None,
+        ),
     ]
 }
 

@@ -7,6 +7,7 @@
 pub mod audience;
 pub mod audience_seed;
 pub mod automations;
+pub mod back_in_stock;
 pub mod billing;
 pub mod catalog;
 pub mod checkouts;
@@ -25,5 +26,6 @@ mod segment_sql;
 pub mod segments;
 pub mod sending;
 pub mod settings;
+pub mod short_links;
 pub mod templates;
 pub mod webhook_events;
