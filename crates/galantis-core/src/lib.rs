@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod billing;
+pub mod campaign;
 pub mod clock;
 pub mod consent;
 pub mod email;

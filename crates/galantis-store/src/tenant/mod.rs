@@ -7,6 +7,7 @@
 pub mod audience;
 pub mod audience_seed;
 pub mod billing;
+pub mod campaigns;
 pub mod catalog;
 pub mod checkouts;
 pub mod compliance;
