@@ -89,6 +89,38 @@ pub struct Config {
     pub shopify: ShopifyConfig,
     /// The realtime WebSocket (`/api/v1/realtime`).
     pub realtime: RealtimeConfig,
+    /// Campaign dispatch and monitoring.
+    pub campaigns: CampaignsConfig,
+}
+
+/// `[campaigns]`; environment: `GALANTIS_CAMPAIGNS__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignsConfig {
+    /// A scheduled campaign whose time passed while no node ran starts late
+    /// if less than this has passed; past it, it is `CANCELLED` with
+    /// reason `missed_schedule`.
+    pub missed_schedule_grace_secs: u64,
+    /// Messages still `sent` (never delivered, read or failed) this long
+    /// after dispatch ended count as sent, and the campaign gets its final
+    /// status.
+    pub monitor_timeout_secs: u64,
+    /// The monitor tallies a sending campaign this often.
+    pub monitor_interval_secs: u64,
+    /// Most recipients queued per batch (a batch is also capped at one
+    /// second of the number's rate).
+    pub batch_max: u32,
+}
+
+impl Default for CampaignsConfig {
+    fn default() -> Self {
+        Self {
+            missed_schedule_grace_secs: 6 * 3600,
+            monitor_timeout_secs: 24 * 3600,
+            monitor_interval_secs: 5,
+            batch_max: 500,
+        }
+    }
 }
 
 /// `[realtime]`; environment: `GALANTIS_REALTIME__<SETTING>`.
@@ -524,6 +556,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             shopify: ShopifyConfig::default(),
             realtime: RealtimeConfig::default(),
+            campaigns: CampaignsConfig::default(),
         }
     }
 }
@@ -641,6 +674,12 @@ impl Config {
         {
             return Err(ConfigError(
                 "GALANTIS_REALTIME__HEARTBEAT_SECS, __AUTH_RECHECK_SECS, __RESYNC_SECS and __CLIENT_BUFFER must be at least 1".into(),
+            ));
+        }
+        let cp = &self.campaigns;
+        if cp.monitor_interval_secs == 0 || !(1..=10_000).contains(&cp.batch_max) {
+            return Err(ConfigError(
+                "GALANTIS_CAMPAIGNS__MONITOR_INTERVAL_SECS must be at least 1 and GALANTIS_CAMPAIGNS__BATCH_MAX between 1 and 10000".into(),
             ));
         }
         let sd = &self.sending;

@@ -3,6 +3,7 @@
 pub mod audience;
 pub mod auth;
 pub mod billing;
+pub mod campaigns;
 pub mod commerce;
 pub mod contacts_write;
 pub mod conversations;
@@ -101,7 +102,26 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(commerce::list_products))
         .routes(routes!(commerce::list_collections))
         .merge(audience_routes())
+        .merge(campaign_routes())
         .merge(conversations::routes())
+}
+
+fn campaign_routes() -> OpenApiRouter<AppState> {
+    use campaigns::control;
+    OpenApiRouter::new()
+        .routes(routes!(campaigns::list, campaigns::create))
+        .routes(routes!(
+            campaigns::get,
+            campaigns::update,
+            campaigns::delete
+        ))
+        .routes(routes!(campaigns::duplicate))
+        .routes(routes!(campaigns::estimate))
+        .routes(routes!(control::launch))
+        .routes(routes!(control::cancel))
+        .routes(routes!(control::pause))
+        .routes(routes!(control::resume))
+        .routes(routes!(control::test_send))
 }
 
 fn audience_routes() -> OpenApiRouter<AppState> {

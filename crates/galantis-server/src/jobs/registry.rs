@@ -47,6 +47,7 @@ impl Registry {
         super::kinds::audience::register(&mut r);
         super::kinds::collections::register(&mut r);
         crate::billing::register(&mut r);
+        crate::campaigns::register(&mut r);
         r
     }
 

@@ -7,6 +7,7 @@ mod audience_collections;
 mod auth;
 mod billing_purchases;
 mod bounded;
+mod campaigns;
 mod cli;
 mod consent;
 mod domain_events;

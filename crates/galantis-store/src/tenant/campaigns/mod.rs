@@ -404,3 +404,22 @@ pub async fn due(tx: &mut TenantTx, until_ms: i64, limit: u32) -> Result<Vec<Uui
     });
     Ok(ids)
 }
+
+/// Records the type derived from the template at launch.
+pub async fn set_type(
+    tx: &mut TenantTx,
+    id: Uuid,
+    t: Option<CampaignType>,
+) -> Result<(), StoreError> {
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE campaigns SET campaign_type = COALESCE($2, campaign_type) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(t.map(CampaignType::as_str))
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}

@@ -121,28 +121,35 @@ pub async fn refuse(
     Ok(())
 }
 
+/// A message's status as a recipient's.
+const MAPPED: &str = "CASE m.status WHEN 'SENT' THEN 'SENT' WHEN 'DELIVERED' THEN 'DELIVERED'
+    WHEN 'READ' THEN 'READ' WHEN 'PLAYED' THEN 'READ' WHEN 'FAILED' THEN 'FAILED' ELSE 'QUEUED' END";
+
 /// Brings recipients up to date with their messages (status, error and
-/// timestamps). Returns how many rows changed.
+/// timestamps): those that differ, compared by value (never by update
+/// time, which a concurrent status webhook may have stamped earlier than
+/// it committed). Returns how many rows changed.
 pub async fn sync_from_messages(
     tx: &mut TenantTx,
     campaign: Uuid,
     now_ms: i64,
 ) -> Result<u64, StoreError> {
     let n = on_tx!(tx.tx(), |c| {
-        sqlx::query(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE campaign_recipients SET
                 (status, error_code, error_reason, sent_at, delivered_at, read_at, failed_at) = (
-                    SELECT CASE m.status WHEN 'SENT' THEN 'SENT' WHEN 'DELIVERED' THEN 'DELIVERED'
-                               WHEN 'READ' THEN 'READ' WHEN 'PLAYED' THEN 'READ'
-                               WHEN 'FAILED' THEN 'FAILED' ELSE 'QUEUED' END,
-                           CAST(m.error_code AS TEXT), m.error_reason,
+                    SELECT {MAPPED}, CAST(m.error_code AS TEXT), m.error_reason,
                            m.sent_at, m.delivered_at, m.read_at, m.failed_at
                     FROM messages m WHERE m.id = campaign_recipients.message_id),
                 updated_at = $2
              WHERE campaign_id = $1 AND message_id IS NOT NULL AND EXISTS (
                 SELECT 1 FROM messages m WHERE m.id = campaign_recipients.message_id
-                  AND m.updated_at >= campaign_recipients.updated_at)",
-        )
+                  AND ({MAPPED} <> campaign_recipients.status
+                       OR COALESCE(m.sent_at, -1) <> COALESCE(campaign_recipients.sent_at, -1)
+                       OR COALESCE(m.delivered_at, -1) <> COALESCE(campaign_recipients.delivered_at, -1)
+                       OR COALESCE(m.read_at, -1) <> COALESCE(campaign_recipients.read_at, -1)
+                       OR COALESCE(m.failed_at, -1) <> COALESCE(campaign_recipients.failed_at, -1)))"
+        )))
         .bind(campaign)
         .bind(now_ms)
         .execute(&mut *c)
