@@ -122,6 +122,8 @@ fn campaign_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(control::pause))
         .routes(routes!(control::resume))
         .routes(routes!(control::test_send))
+        .routes(routes!(campaigns::analytics::stats))
+        .routes(routes!(campaigns::analytics::list_recipients))
 }
 
 fn audience_routes() -> OpenApiRouter<AppState> {

@@ -273,6 +273,18 @@ fn routes() -> Vec<(Method, String, Permission, Option<Value>)> {
             None,
         ),
         (
+            Method::GET,
+            format!("/api/v1/campaigns/{conv}/stats"),
+            Permission::CampaignsRead,
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/campaigns/{conv}/recipients?status=FAILED"),
+            Permission::CampaignsRead,
+            None,
+        ),
+        (
             Method::POST,
             format!("/api/v1/campaigns/{conv}/estimate"),
             Permission::CampaignsRead,

@@ -4,6 +4,7 @@
 //! send. Bodies are parsed by `galantis_core::campaign::parse` (every error
 //! names its field).
 
+pub mod analytics;
 pub mod control;
 
 use axum::extract::{Query, State};

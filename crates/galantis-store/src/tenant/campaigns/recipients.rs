@@ -278,3 +278,38 @@ pub async fn list(
         })
         .collect())
 }
+
+/// Failed and skipped recipients grouped by error code, most frequent first.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FailureGroup {
+    pub status: String,
+    pub error_code: Option<String>,
+    /// One of the group's reasons (they share the code).
+    pub reason: Option<String>,
+    pub count: i64,
+}
+
+pub async fn failures_by_reason(
+    tx: &mut TenantTx,
+    campaign: Uuid,
+) -> Result<Vec<FailureGroup>, StoreError> {
+    let rows: Vec<(String, Option<String>, Option<String>, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT status, error_code, MIN(error_reason), COUNT(*) FROM campaign_recipients
+             WHERE campaign_id = $1 AND status IN ('FAILED', 'SKIPPED')
+             GROUP BY status, error_code ORDER BY COUNT(*) DESC, error_code",
+        )
+        .bind(campaign)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(status, error_code, reason, count)| FailureGroup {
+            status,
+            error_code,
+            reason,
+            count,
+        })
+        .collect())
+}

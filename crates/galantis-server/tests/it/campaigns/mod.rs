@@ -23,6 +23,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+mod dispatch;
+mod schedule;
+
 const TOKEN: &str = "EAAG-campaign-test-token";
 const NUMBER: &str = "100000000000888";
 const WABA: &str = "200000000000888";
@@ -576,497 +579,69 @@ async fn each_prelaunch_check_refuses_with_its_code() {
     assert_eq!(campaign(app, t, id).await["status"], "DRAFT");
 }
 
-/// Overlapping lists, an exclusion list and unsubscribed contacts: the
-/// estimate's terms, and exactly its total resolved and sent, each once.
+/// A test send goes to one existing contact's number through the send path
+/// (consent and template checks included) and leaves the campaign a draft.
 #[tokio::test]
-async fn the_estimate_equals_what_is_resolved_and_each_recipient_gets_one_message() {
-    let e = env("camp-estimate", Opts::default(), |_| {}).await;
+async fn a_test_send_reaches_one_number_through_the_send_path() {
+    let e = env("camp-test-send", Opts::default(), |_| {}).await;
     let (app, t) = (&e.app, &e.t);
-    grant(app, t, 1000).await;
-    let tpl = template_id(app, t, "promo").await;
-    let sub = people(app, t, 0, 30, MarketingState::Subscribed).await;
-    let unsub = people(app, t, 100, 4, MarketingState::Unsubscribed).await;
-    // A: 0..20 + 2 unsubscribed; B: 10..30 + 2 unsubscribed (overlap 10..20
-    // and those 2); X excludes 25..30 and one of A-only.
-    let a = list_of(app, t, "A", &[&sub[0..20], &unsub[0..2]].concat()).await;
-    let b = list_of(app, t, "B", &[&sub[10..30], &unsub[0..2]].concat()).await;
-    let x = list_of(app, t, "X", &[&sub[25..30], &sub[0..1]].concat()).await;
-    let id = create(app, t, promo(tpl, &[a, b], &[x])).await;
-    let (s, est) = call(
-        app,
-        t,
-        Method::POST,
-        &format!("/api/v1/campaigns/{id}/estimate"),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{est}");
-    assert_eq!(est["included"], 22 + 22);
-    assert_eq!(est["duplicates"], 12);
-    assert_eq!(est["excluded"], 6);
-    assert_eq!(est["not_subscribed"], 2);
-    assert_eq!(est["total"], 24);
-    assert_eq!(est["checks"], json!([]));
-
-    let (s, c) = call(
-        app,
-        t,
-        Method::POST,
-        &format!("/api/v1/campaigns/{id}/launch"),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{c}");
-    let c = wait_status(app, t, id, "SENT").await;
-    assert_eq!(c["counts"]["recipients"], 24);
-    assert_eq!(c["counts"]["sent"], 24);
-    assert_eq!(c["counts"]["failed"], 0);
-    let rs = all_recipients(app, t, id).await;
-    assert_eq!(rs.len(), 24);
-    let mut want: Vec<Uuid> = sub[1..25].to_vec();
-    want.sort();
-    let mut got: Vec<Uuid> = rs.iter().map(|r| r.contact_id).collect();
-    got.sort();
-    assert_eq!(got, want, "exclusion wins, consent filtered, each once");
-    let k = e.sb.counters();
-    assert_eq!(k.accepted, 24);
-    assert!(k.accepted_by_recipient.values().all(|n| *n == 1), "{k:?}");
-    assert_eq!(k.duplicate_callback_data, 0);
-    // Variables: the first name, or the fallback for those without one.
-    let bodies: Vec<String> =
-        e.sb.messages()
-            .iter()
-            .map(|m| serde_json::to_string(&m.request).unwrap())
-            .collect();
-    assert!(bodies.iter().any(|b| b.contains("Ana2")), "{bodies:?}");
-    assert!(bodies.iter().any(|b| b.contains("friend")), "{bodies:?}");
-}
-
-/// The acceptance run, scaled for the suite (the 5,000 and 100,000 runs are
-/// `galantis bench campaign`'s): 4 send workers, the sandbox and the number
-/// at 80/s; each recipient exactly once, no 130429, final SENT once the
-/// sandbox has delivered everything.
-#[tokio::test]
-async fn a_campaign_sends_each_recipient_exactly_once_at_the_numbers_rate() {
-    const N: usize = 400;
-    let e = env(
-        "camp-rate",
-        Opts {
-            sandbox_mps: 80,
-            galantis_mps: 80,
-            ..Opts::default()
-        },
-        |_| {},
-    )
-    .await;
-    let (app, t) = (&e.app, &e.t);
-    grant(app, t, 10_000).await;
-    let tpl = template_id(app, t, "promo").await;
-    let ids = people(app, t, 0, N, MarketingState::Subscribed).await;
-    let l = list_of(app, t, "everyone", &ids).await;
-    let id = create(app, t, promo(tpl, &[l], &[])).await;
-    let (s, c) = call(
-        app,
-        t,
-        Method::POST,
-        &format!("/api/v1/campaigns/{id}/launch"),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{c}");
-    let c = wait_status(app, t, id, "SENT").await;
-    assert_eq!(c["counts"]["sent"], N as i64);
-    assert_eq!(c["counts"]["delivered"], N as i64);
-    let k = e.sb.counters();
-    assert_eq!(k.accepted, N as u64);
-    assert_eq!(k.accepted_by_recipient.len(), N);
-    assert!(k.accepted_by_recipient.values().all(|n| *n == 1));
-    assert_eq!(k.duplicate_callback_data, 0);
-    assert_eq!(k.errors_by_code.get(&130429), None, "{k:?}");
-    for i in [0, N / 2, N - 1] {
-        assert_eq!(k.accepted_by_recipient.get(&wa(i)), Some(&1));
-    }
-}
-
-/// 10 % of recipients fail permanently (Meta accepts, then reports
-/// `failed`): PARTIALLY_SENT with each failure's code and reason; when
-/// every send fails, FAILED.
-#[tokio::test]
-async fn failures_give_partially_sent_with_reasons_and_all_failing_gives_failed() {
-    const N: usize = 40;
-    let e = env("camp-fail", Opts::default(), |c| {
-        for i in (0..N).step_by(10) {
-            c.failures
-                .push(FailureRule::recipient(wa(i), 131026, FailureMode::Async));
-        }
-        for i in 1000..1005 {
-            c.failures
-                .push(FailureRule::recipient(wa(i), 131026, FailureMode::Sync));
-        }
-    })
-    .await;
-    let (app, t) = (&e.app, &e.t);
-    grant(app, t, 1000).await;
-    let tpl = template_id(app, t, "promo").await;
-    let ids = people(app, t, 0, N, MarketingState::Subscribed).await;
-    let l = list_of(app, t, "some fail", &ids).await;
-    let id = create(app, t, promo(tpl, &[l], &[])).await;
-    assert_eq!(
-        call(
-            app,
-            t,
-            Method::POST,
-            &format!("/api/v1/campaigns/{id}/launch"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::OK
-    );
-    let c = wait_status(app, t, id, "PARTIALLY_SENT").await;
-    assert_eq!(c["counts"]["failed"], (N / 10) as i64, "{c}");
-    assert_eq!(c["counts"]["sent"], (N - N / 10) as i64, "{c}");
-    let failed: Vec<_> = all_recipients(app, t, id)
-        .await
-        .into_iter()
-        .filter(|r| r.status == "FAILED")
-        .collect();
-    assert_eq!(failed.len(), N / 10);
-    for r in &failed {
-        assert_eq!(r.error_code.as_deref(), Some("131026"), "{r:?}");
-        assert!(
-            r.error_reason.as_deref().is_some_and(|s| !s.is_empty()),
-            "{r:?}"
-        );
-        assert!(r.failed_at.is_some());
-    }
-
-    let all_bad = people(app, t, 1000, 5, MarketingState::Subscribed).await;
-    let l = list_of(app, t, "all fail", &all_bad).await;
-    let id = create(app, t, promo(tpl, &[l], &[])).await;
-    assert_eq!(
-        call(
-            app,
-            t,
-            Method::POST,
-            &format!("/api/v1/campaigns/{id}/launch"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::OK
-    );
-    let c = wait_status(app, t, id, "FAILED").await;
-    assert_eq!(c["counts"]["failed"], 5, "{c}");
-    assert_eq!(c["counts"]["sent"], 0);
-}
-
-fn fixed(at: &str) -> Arc<FixedClock> {
-    Arc::new(FixedClock::new(at.parse::<DateTime<Utc>>().unwrap()))
-}
-
-async fn messages_count(app: &TestApp, t: &TestTenant) -> i64 {
-    let mut tx = app.db().tenant_read(t.id).await.unwrap();
-    let n = galantis_store::tenant::sending::list_outbound(
-        &mut tx,
-        &galantis_store::tenant::sending::OutboundFilter {
-            limit: 100_000,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .len() as i64;
-    tx.commit().await.unwrap();
-    n
-}
-
-/// Launched at 03:00 in Mexico City with a 09:00–21:00 window: nothing is
-/// resolved or queued until the window opens (fixed clock), then all is.
-#[tokio::test]
-async fn a_closed_send_window_holds_dispatch_until_it_opens() {
-    let clock = fixed("2026-03-10T09:00:00Z"); // 03:00 in Mexico City
-    let e = env(
-        "camp-window",
-        Opts {
-            clock: Some(clock.clone()),
-            workers: false,
-            ..Opts::default()
-        },
-        |_| {},
-    )
-    .await;
-    let (app, t) = (&e.app, &e.t);
-    grant(app, t, 100).await;
-    let tpl = template_id(app, t, "promo").await;
-    let ids = people(app, t, 0, 5, MarketingState::Subscribed).await;
-    let l = list_of(app, t, "w", &ids).await;
-    let mut body = promo(tpl, &[l], &[]);
-    body["send_window"] =
-        json!({"start": "09:00", "end": "21:00", "timezone": "America/Mexico_City"});
-    let id = create(app, t, body).await;
-    let (s, c) = call(
-        app,
-        t,
-        Method::POST,
-        &format!("/api/v1/campaigns/{id}/launch"),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{c}");
-    app.run_jobs_until_idle().await;
-    app.advance_clock_and_run(Duration::hours(5)).await; // 08:00 local
-    assert_eq!(messages_count(app, t).await, 0);
-    assert!(all_recipients(app, t, id).await.is_empty());
-    assert_eq!(campaign(app, t, id).await["status"], "PENDING");
-    // 09:00 local: the window opens and the campaign goes out.
-    app.advance_clock_and_run(Duration::hours(1)).await;
-    for _ in 0..20 {
-        if messages_count(app, t).await == 5 {
-            break;
-        }
-        app.advance_clock_and_run(Duration::seconds(1)).await;
-    }
-    assert_eq!(messages_count(app, t).await, 5);
-    assert_eq!(all_recipients(app, t, id).await.len(), 5);
-}
-
-/// The scheduled start runs at its time; one whose time passed while no
-/// node ran starts within the grace and is cancelled with
-/// `missed_schedule` past it.
-#[tokio::test]
-async fn a_missed_schedule_starts_within_the_grace_and_is_cancelled_past_it() {
-    let clock = fixed("2026-03-10T12:00:00Z");
-    let e = env(
-        "camp-missed",
-        Opts {
-            clock: Some(clock.clone()),
-            workers: false,
-            ..Opts::default()
-        },
-        |_| {},
-    )
-    .await;
-    let (app, t) = (&e.app, &e.t);
-    grant(app, t, 100).await;
+    grant(app, t, 10).await;
     let tpl = template_id(app, t, "promo").await;
     let ids = people(app, t, 0, 2, MarketingState::Subscribed).await;
-    let l = list_of(app, t, "m", &ids).await;
-    let mut within = promo(tpl, &[l], &[]);
-    within["scheduled_at"] = json!("2026-03-10T13:00:00Z");
-    let within = create(app, t, within).await;
-    let mut late = promo(tpl, &[l], &[]);
-    late["scheduled_at"] = json!("2026-03-10T12:30:00Z");
-    let late = create(app, t, late).await;
-    assert_eq!(campaign(app, t, within).await["status"], "SCHEDULED");
-    // Nothing before its time.
-    app.run_jobs_until_idle().await;
-    assert_eq!(campaign(app, t, within).await["status"], "SCHEDULED");
-    assert_eq!(campaign(app, t, late).await["status"], "SCHEDULED");
-
-    // No node ran until 18:59: 5 h 59 min after the first's time (within
-    // the 6 h grace), 6 h 29 min after the second's (past it).
-    clock.advance(Duration::minutes(6 * 60 + 59));
-    app.run_jobs_until_idle().await;
-    let c = campaign(app, t, within).await;
-    assert!(c["status"] == "PENDING" || c["status"] == "SENT", "{c}");
-    assert!(c["launched_at"].is_string());
-    assert!(c["cancel_reason"].is_null());
-    let c = campaign(app, t, late).await;
-    assert_eq!(c["status"], "CANCELLED", "{c}");
-    assert_eq!(c["cancel_reason"], "missed_schedule");
-    assert!(c["launched_at"].is_null());
-}
-
-/// Two launches at the same moment (two nodes' scheduled starts): one
-/// dispatch, each recipient once.
-#[tokio::test]
-async fn two_overlapping_starts_launch_one_dispatch() {
-    let e = env("camp-overlap", Opts::default(), |_| {}).await;
-    let (app, t) = (&e.app, &e.t);
-    grant(app, t, 100).await;
-    let tpl = template_id(app, t, "promo").await;
-    let ids = people(app, t, 0, 6, MarketingState::Subscribed).await;
-    let l = list_of(app, t, "o", &ids).await;
-    let mut body = promo(tpl, &[l], &[]);
-    body["scheduled_at"] = json!((app.state.clock.now() + Duration::hours(1)).to_rfc3339());
-    let id = create(app, t, body).await;
-    let start = || async {
-        let mut tx = app.db().tenant_tx(t.id).await.unwrap();
-        let c = cstore::get(&mut tx, id).await.unwrap().unwrap();
-        let r = start_in(
-            &mut tx,
-            &c,
-            &[CampaignStatus::Scheduled],
-            app.state.clock.now(),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        r
-    };
-    let (a, b) = tokio::join!(start(), start());
-    let launched = [&a, &b]
-        .iter()
-        .filter(|r| matches!(r, Started::Launched))
-        .count();
-    assert_eq!(launched, 1, "{a:?} {b:?}");
-    // And two HTTP launches after it: both 409.
-    for _ in 0..2 {
-        assert_eq!(
-            call(
-                app,
-                t,
-                Method::POST,
-                &format!("/api/v1/campaigns/{id}/launch"),
-                None
-            )
-            .await
-            .0,
-            StatusCode::CONFLICT
-        );
-    }
-    wait_status(app, t, id, "SENT").await;
-    let k = e.sb.counters();
-    assert_eq!(k.accepted, 6);
-    assert!(k.accepted_by_recipient.values().all(|n| *n == 1));
-}
-
-/// A contact who unsubscribes after the audience was resolved is SKIPPED
-/// with `CUSTOMER_IS_NOT_OPTED_IN`; the others still go out. Pause stops
-/// dispatch, resume continues it, cancel stops it for good.
-#[tokio::test]
-async fn unsubscribed_after_launch_is_skipped_and_pause_resume_cancel_control_dispatch() {
-    let clock = fixed("2026-03-10T12:00:00Z");
-    let e = env(
-        "camp-control",
-        Opts {
-            clock: Some(clock.clone()),
-            workers: false,
-            ..Opts::default()
-        },
-        |_| {},
-    )
-    .await;
-    let (app, t) = (&e.app, &e.t);
-    grant(app, t, 100).await;
-    let tpl = template_id(app, t, "promo").await;
-    let ids = people(app, t, 0, 6, MarketingState::Subscribed).await;
-    let l = list_of(app, t, "c", &ids).await;
+    people(app, t, 50, 1, MarketingState::Unsubscribed).await;
+    let l = list_of(app, t, "t", &ids).await;
     let id = create(app, t, promo(tpl, &[l], &[])).await;
-    assert_eq!(
-        call(
-            app,
-            t,
-            Method::POST,
-            &format!("/api/v1/campaigns/{id}/launch"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::OK
-    );
-    // The dispatcher's first step: resolution. Then a contact opts out.
-    let c = {
-        let mut tx = app.db().tenant_read(t.id).await.unwrap();
-        let c = cstore::get(&mut tx, id).await.unwrap().unwrap();
-        tx.commit().await.unwrap();
-        c
-    };
-    galantis_server::campaigns::dispatch::resolve(&app.state, t.id, &c, app.state.clock.now())
-        .await
-        .unwrap();
-    assert_eq!(all_recipients(app, t, id).await.len(), 6);
-    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
-    contacts::set_marketing_state(
-        &mut tx,
-        ids[3],
-        MarketingState::Unsubscribed,
-        ConsentSource::StopReply,
-        None,
-        2,
-        2,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-
-    // Paused before any batch: nothing is queued.
-    let (s, c) = call(
+    let path = format!("/api/v1/campaigns/{id}/test-send");
+    let (s, m) = call(
         app,
         t,
         Method::POST,
-        &format!("/api/v1/campaigns/{id}/pause"),
-        None,
+        &path,
+        Some(json!({"phone": "+34 612 000 000"})),
     )
     .await;
-    assert_eq!(s, StatusCode::OK, "{c}");
-    assert_eq!(c["status"], "PAUSED");
-    app.run_jobs_until_idle().await;
-    assert_eq!(messages_count(app, t).await, 0);
-    // Resumed: everyone but the opted-out contact is queued and sent.
-    let (s, c) = call(
-        app,
-        t,
-        Method::POST,
-        &format!("/api/v1/campaigns/{id}/resume"),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{c}");
-    for _ in 0..30 {
-        app.advance_clock_and_run(Duration::seconds(1)).await;
-        if campaign(app, t, id).await["status"] == "SENT" {
+    assert_eq!(s, StatusCode::ACCEPTED, "{m}");
+    assert_eq!(m["contact_id"], ids[0].to_string());
+    for _ in 0..200 {
+        if e.sb.counters().accepted == 1 {
             break;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(messages_count(app, t).await, 5);
-    let rs = all_recipients(app, t, id).await;
-    let skipped: Vec<_> = rs.iter().filter(|r| r.status == "SKIPPED").collect();
-    assert_eq!(skipped.len(), 1);
-    assert_eq!(skipped[0].contact_id, ids[3]);
-    assert_eq!(
-        skipped[0].error_code.as_deref(),
-        Some("CUSTOMER_IS_NOT_OPTED_IN")
+    assert_eq!(e.sb.counters().accepted_by_recipient.get(&wa(0)), Some(&1));
+    assert!(
+        serde_json::to_string(&e.sb.messages()[0].request)
+            .unwrap()
+            .contains("Ana0")
     );
-
-    // Cancel before dispatch: nothing is ever queued.
-    let id2 = create(app, t, promo(tpl, &[l], &[])).await;
+    // Unknown number, invalid number, unsubscribed contact.
     assert_eq!(
         call(
             app,
             t,
             Method::POST,
-            &format!("/api/v1/campaigns/{id2}/launch"),
-            None
+            &path,
+            Some(json!({"phone": "+34 612 999 999"}))
         )
         .await
         .0,
-        StatusCode::OK
+        StatusCode::NOT_FOUND
     );
-    let (s, c) = call(
+    assert_eq!(
+        call(app, t, Method::POST, &path, Some(json!({"phone": "12"})))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let (s, b) = call(
         app,
         t,
         Method::POST,
-        &format!("/api/v1/campaigns/{id2}/cancel"),
-        None,
+        &path,
+        Some(json!({"phone": "+34 612 000 050"})),
     )
     .await;
-    assert_eq!(s, StatusCode::OK, "{c}");
-    assert_eq!(c["status"], "CANCELLED");
-    assert_eq!(c["cancel_reason"], "cancelled_by_member");
-    app.advance_clock_and_run(Duration::seconds(5)).await;
-    assert_eq!(messages_count(app, t).await, 5);
-    assert_eq!(
-        call(
-            app,
-            t,
-            Method::POST,
-            &format!("/api/v1/campaigns/{id2}/resume"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::CONFLICT
-    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["error"]["code"], "not_opted_in");
+    assert_eq!(campaign(app, t, id).await["status"], "DRAFT");
 }
