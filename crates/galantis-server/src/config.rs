@@ -107,8 +107,8 @@ pub struct CampaignsConfig {
     pub monitor_timeout_secs: u64,
     /// The monitor tallies a sending campaign this often.
     pub monitor_interval_secs: u64,
-    /// Most recipients queued per batch (a batch is also capped at one
-    /// second of the number's rate).
+    /// Most recipients queued per batch (the dispatcher keeps about two
+    /// seconds of the number's rate queued ahead of the send jobs).
     pub batch_max: u32,
 }
 

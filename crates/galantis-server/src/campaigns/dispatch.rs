@@ -8,8 +8,9 @@
 //! 3. Resolve the audience into recipients, page by page (consent,
 //!    reachability, exclusions; unique per contact and per phone); the
 //!    cursor is stored with each page, so a crash resumes where it was.
-//! 4. Queue the next batch (at most one second of the number's rate, and
-//!    `[campaigns] batch_max`) through `queue_many`, each with the key
+//! 4. Top up the queue to about two seconds of the number's rate ahead of
+//!    the send jobs (at most `[campaigns] batch_max` per batch), through
+//!    `queue_many`, each with the key
 //!    `campaign:{campaign}:{contact}`: a retried batch, a crashed node or a
 //!    second dispatcher returns the earlier messages and sends nothing
 //!    twice. Refusals are per recipient (`SKIPPED` with
@@ -18,10 +19,10 @@
 //!    others. The batch holds the campaign's row (`UPDATE … WHERE status =
 //!    'PENDING'`), so a cancel or pause either lands before it (nothing is
 //!    queued) or waits for it.
-//! 5. Pace: snooze for the batch's share of the number's rate (the
-//!    `message.send` jobs are themselves paced by the limiter, so Meta never
-//!    sees more than the rate); when every recipient is handled, mark the
-//!    campaign dispatched and complete.
+//! 5. Pace: snooze a quarter second and top up again (the `message.send`
+//!    jobs are paced by the limiter, so Meta never sees more than the rate,
+//!    and the lead keeps them from ever waiting for the dispatcher); when
+//!    every recipient is handled, mark the campaign dispatched and complete.
 
 use std::time::Duration;
 
@@ -43,6 +44,10 @@ use crate::state::AppState;
 
 /// Contacts resolved per page (and per transaction).
 pub const RESOLVE_PAGE: u32 = 1000;
+/// Seconds of the number's rate kept queued ahead of the send jobs.
+const LEAD_SECS: f64 = 2.0;
+/// How often the dispatcher tops the lead up.
+const TICK: Duration = Duration::from_millis(250);
 /// Pages resolved per run before yielding the worker.
 const RESOLVE_PAGES_PER_RUN: usize = 20;
 
@@ -108,15 +113,25 @@ pub async fn run(ctx: JobContext, job: SendCampaignMessagesBatchJob) -> Result<(
     let rate = number.map_or(app.sending.config().default_messages_per_second, |n| {
         n.messages_per_second
     });
-    let batch = app.config.campaigns.batch_max.min(rate.max(1));
-    let queued = queue_batch(&ctx, tenant, &c, &conn, batch, now).await?;
-    match queued {
+    // Keep about LEAD_SECS of the rate queued ahead of the send jobs (they
+    // pace themselves with the limiter): enough that they never wait for
+    // the dispatcher, little enough that a pause or cancel leaves little
+    // already queued.
+    let rate = rate.max(1);
+    let mut tx = app.db.tenant_read(tenant).await?;
+    let ahead = recipients::awaiting_send(&mut tx, c.id).await?;
+    tx.commit().await?;
+    let target = (f64::from(rate) * LEAD_SECS).ceil() as i64;
+    let room = (target - ahead).max(0);
+    if room < i64::from(rate.min(app.config.campaigns.batch_max)) / 2 {
+        return Err(JobError::Snooze(TICK));
+    }
+    let batch = (room as u32).min(app.config.campaigns.batch_max);
+    match queue_batch(&ctx, tenant, &c, &conn, batch, now).await? {
         None => done(&ctx, tenant).await,
         Some(0) => Err(JobError::Snooze(Duration::ZERO)),
         // 5.
-        Some(n) => Err(JobError::Snooze(Duration::from_secs_f64(
-            n as f64 / f64::from(rate.max(1)),
-        ))),
+        Some(_) => Err(JobError::Snooze(TICK)),
     }
 }
 

@@ -124,6 +124,7 @@ fn campaign_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(control::test_send))
         .routes(routes!(campaigns::analytics::stats))
         .routes(routes!(campaigns::analytics::list_recipients))
+        .routes(routes!(campaigns::analytics::recipients_csv))
 }
 
 fn audience_routes() -> OpenApiRouter<AppState> {

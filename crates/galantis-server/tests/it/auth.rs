@@ -274,6 +274,12 @@ fn routes() -> Vec<(Method, String, Permission, Option<Value>)> {
         ),
         (
             Method::GET,
+            format!("/api/v1/campaigns/{conv}/recipients.csv"),
+            Permission::CampaignsRead,
+            None,
+        ),
+        (
+            Method::GET,
             format!("/api/v1/campaigns/{conv}/stats"),
             Permission::CampaignsRead,
             None,

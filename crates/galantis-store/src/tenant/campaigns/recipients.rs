@@ -313,3 +313,18 @@ pub async fn failures_by_reason(
         })
         .collect())
 }
+
+/// The campaign's messages queued but not yet handed to Meta (the
+/// dispatcher's lead over the send jobs).
+pub async fn awaiting_send(tx: &mut TenantTx, campaign: Uuid) -> Result<i64, StoreError> {
+    let n: i64 = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM campaign_recipients r JOIN messages m ON m.id = r.message_id
+             WHERE r.campaign_id = $1 AND r.status = 'QUEUED' AND m.status = 'QUEUED'",
+        )
+        .bind(campaign)
+        .fetch_one(&mut *c)
+        .await?
+    });
+    Ok(n)
+}
