@@ -235,6 +235,31 @@ pub enum DomainEvent {
     ShopRedacted {
         contacts: u64,
     },
+
+    // Campaigns.
+    /// A campaign's tallies changed while it sends or settles.
+    CampaignProgress {
+        campaign_id: Uuid,
+        status: String,
+        total: i64,
+        sent: i64,
+        delivered: i64,
+        read: i64,
+        failed: i64,
+        skipped: i64,
+    },
+    /// A campaign reached its final status (`SENT`, `PARTIALLY_SENT`,
+    /// `FAILED`).
+    CampaignCompleted {
+        campaign_id: Uuid,
+        status: String,
+        total: i64,
+        sent: i64,
+        delivered: i64,
+        read: i64,
+        failed: i64,
+        skipped: i64,
+    },
 }
 
 /// The kind of a [`DomainEvent`], without its payload: what subscribers
@@ -272,10 +297,12 @@ pub enum EventKind {
     AppSubscriptionUpdated,
     AppUninstalled,
     ShopRedacted,
+    CampaignProgress,
+    CampaignCompleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 31] = [
+    pub const ALL: [EventKind; 33] = [
         EventKind::CustomerCreated,
         EventKind::ContactCreated,
         EventKind::CustomerUpdated,
@@ -307,6 +334,8 @@ impl EventKind {
         EventKind::AppSubscriptionUpdated,
         EventKind::AppUninstalled,
         EventKind::ShopRedacted,
+        EventKind::CampaignProgress,
+        EventKind::CampaignCompleted,
     ];
 
     /// The stored name (the serde tag of the variant).
@@ -343,6 +372,8 @@ impl EventKind {
             EventKind::AppSubscriptionUpdated => "AppSubscriptionUpdated",
             EventKind::AppUninstalled => "AppUninstalled",
             EventKind::ShopRedacted => "ShopRedacted",
+            EventKind::CampaignProgress => "CampaignProgress",
+            EventKind::CampaignCompleted => "CampaignCompleted",
         }
     }
 
@@ -393,6 +424,8 @@ impl DomainEvent {
             AppSubscriptionUpdated { .. } => EventKind::AppSubscriptionUpdated,
             AppUninstalled { .. } => EventKind::AppUninstalled,
             ShopRedacted { .. } => EventKind::ShopRedacted,
+            CampaignProgress { .. } => EventKind::CampaignProgress,
+            CampaignCompleted { .. } => EventKind::CampaignCompleted,
         }
     }
 
@@ -443,6 +476,9 @@ impl DomainEvent {
             CreditsLow { period, .. } | CreditsExhausted { period, .. } => Some(period.clone()),
             CreditPurchaseUpdated { purchase_id, .. } => id(purchase_id),
             AppSubscriptionUpdated { .. } | AppUninstalled { .. } | ShopRedacted { .. } => None,
+            CampaignProgress { campaign_id, .. } | CampaignCompleted { campaign_id, .. } => {
+                id(campaign_id)
+            }
         }
     }
 
@@ -648,6 +684,26 @@ mod tests {
                 shop: ShopDomain::parse("a.myshopify.com").unwrap(),
             },
             ShopRedacted { contacts: 3 },
+            CampaignProgress {
+                campaign_id: u(5),
+                status: "PENDING".into(),
+                total: 3,
+                sent: 1,
+                delivered: 1,
+                read: 0,
+                failed: 1,
+                skipped: 0,
+            },
+            CampaignCompleted {
+                campaign_id: u(5),
+                status: "PARTIALLY_SENT".into(),
+                total: 3,
+                sent: 2,
+                delivered: 1,
+                read: 0,
+                failed: 1,
+                skipped: 0,
+            },
         ];
         assert_eq!(all.len(), EventKind::ALL.len());
         all

@@ -9,6 +9,7 @@ pub mod automation;
 pub mod back_in_stock;
 pub mod billing;
 pub mod checkout;
+pub mod campaign;
 pub mod clock;
 pub mod consent;
 pub mod email;

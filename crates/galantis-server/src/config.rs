@@ -93,6 +93,8 @@ pub struct Config {
     pub automations: AutomationsConfig,
     /// The storefront (back-in-stock widget through the Shopify App Proxy).
     pub storefront: StorefrontConfig,
+    /// Campaign dispatch and monitoring.
+    pub campaigns: CampaignsConfig,
 }
 
 /// `[automations]`; environment: `GALANTIS_AUTOMATIONS__<SETTING>`.
@@ -140,6 +142,36 @@ impl Default for StorefrontConfig {
             subscriptions_per_minute_per_ip: 10,
             subscriptions_burst_per_ip: 5,
             signature_max_age_secs: 300,
+        }
+    }
+}
+
+/// `[campaigns]`; environment: `GALANTIS_CAMPAIGNS__<SETTING>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignsConfig {
+    /// A scheduled campaign whose time passed while no node ran starts late
+    /// if less than this has passed; past it, it is `CANCELLED` with
+    /// reason `missed_schedule`.
+    pub missed_schedule_grace_secs: u64,
+    /// Messages still `sent` (never delivered, read or failed) this long
+    /// after dispatch ended count as sent, and the campaign gets its final
+    /// status.
+    pub monitor_timeout_secs: u64,
+    /// The monitor tallies a sending campaign this often.
+    pub monitor_interval_secs: u64,
+    /// Most recipients queued per batch (the dispatcher keeps about two
+    /// seconds of the number's rate queued ahead of the send jobs).
+    pub batch_max: u32,
+}
+
+impl Default for CampaignsConfig {
+    fn default() -> Self {
+        Self {
+            missed_schedule_grace_secs: 6 * 3600,
+            monitor_timeout_secs: 24 * 3600,
+            monitor_interval_secs: 5,
+            batch_max: 500,
         }
     }
 }
@@ -579,6 +611,7 @@ impl Default for Config {
             realtime: RealtimeConfig::default(),
             automations: AutomationsConfig::default(),
             storefront: StorefrontConfig::default(),
+            campaigns: CampaignsConfig::default(),
         }
     }
 }
@@ -710,6 +743,12 @@ impl Config {
         {
             return Err(ConfigError(
                 "GALANTIS_STOREFRONT__SUBSCRIPTIONS_PER_MINUTE_PER_IP, __SUBSCRIPTIONS_BURST_PER_IP and __SIGNATURE_MAX_AGE_SECS must be at least 1".into(),
+            ));
+        }
+        let cp = &self.campaigns;
+        if cp.monitor_interval_secs == 0 || !(1..=10_000).contains(&cp.batch_max) {
+            return Err(ConfigError(
+                "GALANTIS_CAMPAIGNS__MONITOR_INTERVAL_SECS must be at least 1 and GALANTIS_CAMPAIGNS__BATCH_MAX between 1 and 10000".into(),
             ));
         }
         let sd = &self.sending;

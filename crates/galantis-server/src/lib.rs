@@ -5,6 +5,7 @@ pub mod app;
 pub mod audience;
 pub mod bench;
 pub mod billing;
+pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -4,6 +4,7 @@ pub mod audience;
 pub mod auth;
 pub mod back_in_stock;
 pub mod billing;
+pub mod campaigns;
 pub mod commerce;
 pub mod contacts_write;
 pub mod conversations;
@@ -102,6 +103,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(commerce::list_products))
         .routes(routes!(commerce::list_collections))
         .merge(audience_routes())
+        .merge(campaign_routes())
         .merge(conversations::routes())
         .merge(back_in_stock_routes())
 }
@@ -116,6 +118,27 @@ fn back_in_stock_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(back_in_stock::export))
         .routes(routes!(back_in_stock::cancel))
         .routes(routes!(back_in_stock::analytics))
+}
+
+fn campaign_routes() -> OpenApiRouter<AppState> {
+    use campaigns::control;
+    OpenApiRouter::new()
+        .routes(routes!(campaigns::list, campaigns::create))
+        .routes(routes!(
+            campaigns::get,
+            campaigns::update,
+            campaigns::delete
+        ))
+        .routes(routes!(campaigns::duplicate))
+        .routes(routes!(campaigns::estimate))
+        .routes(routes!(control::launch))
+        .routes(routes!(control::cancel))
+        .routes(routes!(control::pause))
+        .routes(routes!(control::resume))
+        .routes(routes!(control::test_send))
+        .routes(routes!(campaigns::analytics::stats))
+        .routes(routes!(campaigns::analytics::list_recipients))
+        .routes(routes!(campaigns::analytics::recipients_csv))
 }
 
 fn audience_routes() -> OpenApiRouter<AppState> {

@@ -33,6 +33,12 @@ pub fn realtime_type(event: &DomainEvent) -> Option<(&'static str, Permission)> 
         DomainEvent::TemplateStatusUpdated { .. } => {
             Some(("template.status_updated", Permission::TemplatesRead))
         }
+        DomainEvent::CampaignProgress { .. } => {
+            Some(("campaign.progress", Permission::CampaignsRead))
+        }
+        DomainEvent::CampaignCompleted { .. } => {
+            Some(("campaign.completed", Permission::CampaignsRead))
+        }
         _ => None,
     }
 }

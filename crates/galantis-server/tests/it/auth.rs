@@ -272,6 +272,97 @@ fn routes() -> Vec<(Method, String, Permission, Option<Value>)> {
             Permission::AnalyticsRead,
             None,
         ),
+        // Campaigns: unknown ids (404) or bodies that fail validation.
+        (
+            Method::GET,
+            "/api/v1/campaigns".into(),
+            Permission::CampaignsRead,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/campaigns".into(),
+            Permission::CampaignsWrite,
+            Some(json!({"name": ""})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/campaigns/{conv}"),
+            Permission::CampaignsRead,
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/campaigns/{conv}"),
+            Permission::CampaignsWrite,
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/campaigns/{conv}"),
+            Permission::CampaignsWrite,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/campaigns/{conv}/duplicate"),
+            Permission::CampaignsWrite,
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/campaigns/{conv}/recipients.csv"),
+            Permission::CampaignsRead,
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/campaigns/{conv}/stats"),
+            Permission::CampaignsRead,
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/campaigns/{conv}/recipients?status=FAILED"),
+            Permission::CampaignsRead,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/campaigns/{conv}/estimate"),
+            Permission::CampaignsRead,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/campaigns/{conv}/test-send"),
+            Permission::CampaignsSend,
+            Some(json!({"phone": "nope"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/campaigns/{conv}/launch"),
+            Permission::CampaignsSend,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/campaigns/{conv}/cancel"),
+            Permission::CampaignsSend,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/campaigns/{conv}/pause"),
+            Permission::CampaignsSend,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/campaigns/{conv}/resume"),
+            Permission::CampaignsSend,
+            None,
+        ),
     ]
 }
 

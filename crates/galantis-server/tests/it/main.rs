@@ -12,6 +12,7 @@ mod back_in_stock_api;
 mod back_in_stock_browser;
 mod billing_purchases;
 mod bounded;
+mod campaigns;
 mod cli;
 mod consent;
 mod domain_events;

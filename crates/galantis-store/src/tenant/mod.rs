@@ -9,6 +9,7 @@ pub mod audience_seed;
 pub mod automations;
 pub mod back_in_stock;
 pub mod billing;
+pub mod campaigns;
 pub mod catalog;
 pub mod checkouts;
 pub mod compliance;
