@@ -25,6 +25,9 @@ use super::{JobContext, JobError};
 use crate::config::QueueConfig;
 use crate::state::AppState;
 
+/// Snoozes up to this long get a timer that wakes their lane when they are due.
+const MAX_TIMED_SNOOZE: Duration = Duration::from_secs(30);
+
 type Running = Arc<Mutex<HashMap<JobId, Arc<ClaimedJob>>>>;
 
 /// A worker node's job runtime.
@@ -347,6 +350,23 @@ impl Worker {
             .record(started.elapsed().as_secs_f64());
     }
 
+    /// Wakes `lane`'s claim loop when a job snoozed for `d` becomes due, so
+    /// a pacing wait (the rate limiter's next slot) ends on time instead of
+    /// at the next poll. Waits longer than [`MAX_TIMED_SNOOZE`] (held
+    /// sends, reconciliation) are left to the poll.
+    fn wake_lane_after(&self, lane: Lane, d: Duration) {
+        if d > MAX_TIMED_SNOOZE {
+            return;
+        }
+        let db = self.app.db.clone();
+        tokio::spawn(async move {
+            // Run times are stored in whole milliseconds: one more makes the
+            // job due by the time the claim looks.
+            tokio::time::sleep(d + Duration::from_millis(1)).await;
+            db.wake_lane(lane);
+        });
+    }
+
     async fn record(
         &self,
         job: &ClaimedJob,
@@ -368,7 +388,11 @@ impl Worker {
             }
             Err(JobError::Snooze(d)) => {
                 let until = now + chrono::Duration::from_std(d).unwrap_or_default();
-                run::snooze(&self.app.db, job, until, now).await
+                let r = run::snooze(&self.app.db, job, until, now).await;
+                if matches!(r, Ok(true)) {
+                    self.wake_lane_after(job.lane, d);
+                }
+                r
             }
             Err(JobError::Permanent(e)) => {
                 tracing::warn!(job = %job.id, kind = %kind, error = %format!("{e:#}"), "job failed permanently");
