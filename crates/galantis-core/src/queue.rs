@@ -49,7 +49,7 @@ impl Lane {
     pub fn default_concurrency(self) -> usize {
         match self {
             Lane::Ingest => 8,
-            Lane::Messages => 8,
+            Lane::Messages => 16,
             Lane::Flows => 4,
             Lane::Campaigns => 2,
             Lane::Sync => 2,

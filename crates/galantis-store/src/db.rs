@@ -514,6 +514,27 @@ impl Db {
         })
     }
 
+    /// A connection to the store that holds `tenant`'s jobs, for one
+    /// statement in autocommit mode (a claim, a completion): one round trip
+    /// instead of `BEGIN`, the statement and `COMMIT`. A single statement is
+    /// atomic on both engines; on SQLite the connection comes with the
+    /// file's in-process writer lock (an `UPDATE` takes SQLite's write lock
+    /// when it starts, like `BEGIN IMMEDIATE`). For the queue's own
+    /// bookkeeping only.
+    pub(crate) async fn jobs_conn(&self, tenant: Option<TenantId>) -> Result<AutoConn, StoreError> {
+        Ok(match (&*self.backend, tenant) {
+            (Backend::Sqlite(s), file) => {
+                let guard = s.writer(file).await;
+                let pool = match file {
+                    None => s.control.clone(),
+                    Some(t) => Self::tenant_pool(s, t),
+                };
+                AutoConn::Sqlite(pool.acquire().await?, guard)
+            }
+            (Backend::Postgres(p), _) => AutoConn::Postgres(p.acquire().await?),
+        })
+    }
+
     /// Wakes this process's idle workers of `lane` (e.g. on a NOTIFY from
     /// another node).
     pub fn wake_lane(&self, lane: galantis_core::Lane) {
@@ -626,6 +647,46 @@ impl Db {
             Backend::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// A pooled connection used outside a transaction (see [`Db::jobs_conn`]).
+pub(crate) enum AutoConn {
+    /// The writer lock is released after the connection (fields drop in order).
+    Sqlite(
+        sqlx::pool::PoolConnection<Sqlite>,
+        #[allow(dead_code)] WriterGuard,
+    ),
+    Postgres(sqlx::pool::PoolConnection<Postgres>),
+}
+
+/// [`on_tx!`] for an [`AutoConn`].
+#[macro_export]
+#[doc(hidden)]
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::AutoConn::Sqlite(t, _) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::db::AutoConn::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+    ($conn:expr, sqlite |$s:ident| $sbody:expr, postgres |$p:ident| $pbody:expr) => {
+        match $conn {
+            $crate::db::AutoConn::Sqlite(t, _) => {
+                let $s = &mut **t;
+                $sbody
+            }
+            $crate::db::AutoConn::Postgres(t) => {
+                let $p = &mut **t;
+                $pbody
+            }
+        }
+    };
 }
 
 pub(crate) enum DedicatedConn {

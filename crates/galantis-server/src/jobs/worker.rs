@@ -8,7 +8,7 @@
 //! what is left and put those jobs back in the queue (without spending an
 //! attempt) so another worker picks them up at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +24,9 @@ use super::registry::Registry;
 use super::{JobContext, JobError};
 use crate::config::QueueConfig;
 use crate::state::AppState;
+
+/// Snoozes up to this long get a timer that wakes their lane when they are due.
+const MAX_TIMED_SNOOZE: Duration = Duration::from_secs(30);
 
 type Running = Arc<Mutex<HashMap<JobId, Arc<ClaimedJob>>>>;
 
@@ -100,20 +103,35 @@ impl Worker {
         let mut signal = self.app.db.lane_signal(lane);
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         let kinds = self.registry.kinds_in(lane);
+        // Claimed jobs waiting for a free slot. Under a backlog the loop
+        // claims up to `concurrency` jobs ahead and claims again only once
+        // half of them have started, so a claim serves several jobs instead
+        // of one per finished job. Buffered jobs are `running` (heartbeated,
+        // released at shutdown) like the jobs being run.
+        let ahead = concurrency;
+        let mut ready: VecDeque<Arc<ClaimedJob>> = VecDeque::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             // Reap finished tasks so the set does not grow.
             while tasks.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            if free == 0 {
+            while !ready.is_empty() {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let job = ready.pop_front().expect("not empty");
+                self.spawn_job(&mut tasks, job, permit, &running);
+            }
+            if ready.len() > ahead / 2 {
+                // Enough work in hand: wait for a slot.
                 tokio::select! {
                     _ = tasks.join_next() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
+            let want = (slots.available_permits() + ahead).saturating_sub(ready.len());
             signal.borrow_and_update();
             let claimed = run::claim(
                 &self.app.db,
@@ -121,7 +139,7 @@ impl Worker {
                 &kinds,
                 &self.id,
                 self.app.clock.now(),
-                free as u32,
+                want as u32,
             )
             .await;
             let jobs = match claimed {
@@ -136,6 +154,15 @@ impl Worker {
                 }
             };
             if jobs.is_empty() {
+                if !ready.is_empty() {
+                    // Slots are all busy (else the buffer would have been
+                    // started above).
+                    tokio::select! {
+                        _ = tasks.join_next() => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
                 tokio::select! {
                     _ = signal.changed() => {}
                     _ = tokio::time::sleep(poll) => {}
@@ -144,9 +171,6 @@ impl Worker {
                 continue;
             }
             for job in jobs {
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    break;
-                };
                 let pickup = (self.app.clock.now() - job.run_at)
                     .num_milliseconds()
                     .max(0) as f64
@@ -158,22 +182,43 @@ impl Worker {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(job.id, job.clone());
-                let this = self.clone();
-                let running = running.clone();
-                let span = tracing::info_span!(
-                    "job", job_id = %job.id, kind = %job.kind, tenant_id = ?job.tenant, attempt = job.attempt
-                );
-                tasks.spawn(async move {
-                    this.execute(job.clone()).instrument(span).await;
-                    running
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&job.id);
-                    drop(permit);
-                });
+                ready.push_back(job);
+            }
+        }
+        // Claimed but never started: back to the queue at once, unspent.
+        for job in ready {
+            running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&job.id);
+            let now = self.app.clock.now();
+            if let Err(e) = run::snooze(&self.app.db, &job, now, now).await {
+                tracing::error!(job = %job.id, error = %e, "could not release a claimed job at shutdown; it will be rescued");
             }
         }
         self.drain(lane, tasks, running).await;
+    }
+
+    fn spawn_job(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        job: Arc<ClaimedJob>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        running: &Running,
+    ) {
+        let this = self.clone();
+        let running = running.clone();
+        let span = tracing::info_span!(
+            "job", job_id = %job.id, kind = %job.kind, tenant_id = ?job.tenant, attempt = job.attempt
+        );
+        tasks.spawn(async move {
+            this.execute(job.clone()).instrument(span).await;
+            running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&job.id);
+            drop(permit);
+        });
     }
 
     async fn drain(&self, lane: Lane, mut tasks: JoinSet<()>, running: Running) {
@@ -305,6 +350,23 @@ impl Worker {
             .record(started.elapsed().as_secs_f64());
     }
 
+    /// Wakes `lane`'s claim loop when a job snoozed for `d` becomes due, so
+    /// a pacing wait (the rate limiter's next slot) ends on time instead of
+    /// at the next poll. Waits longer than [`MAX_TIMED_SNOOZE`] (held
+    /// sends, reconciliation) are left to the poll.
+    fn wake_lane_after(&self, lane: Lane, d: Duration) {
+        if d > MAX_TIMED_SNOOZE {
+            return;
+        }
+        let db = self.app.db.clone();
+        tokio::spawn(async move {
+            // Run times are stored in whole milliseconds: one more makes the
+            // job due by the time the claim looks.
+            tokio::time::sleep(d + Duration::from_millis(1)).await;
+            db.wake_lane(lane);
+        });
+    }
+
     async fn record(
         &self,
         job: &ClaimedJob,
@@ -326,7 +388,11 @@ impl Worker {
             }
             Err(JobError::Snooze(d)) => {
                 let until = now + chrono::Duration::from_std(d).unwrap_or_default();
-                run::snooze(&self.app.db, job, until, now).await
+                let r = run::snooze(&self.app.db, job, until, now).await;
+                if matches!(r, Ok(true)) {
+                    self.wake_lane_after(job.lane, d);
+                }
+                r
             }
             Err(JobError::Permanent(e)) => {
                 tracing::warn!(job = %job.id, kind = %kind, error = %format!("{e:#}"), "job failed permanently");

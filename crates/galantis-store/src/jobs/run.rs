@@ -15,7 +15,7 @@ use super::signals::JobSource;
 use super::{from_ms, ms};
 use crate::db::{Db, Engine, TenantTx, Tx};
 use crate::error::StoreError;
-use crate::on_tx;
+use crate::{on_conn, on_tx};
 
 /// A job a worker holds.
 #[derive(Debug, Clone)]
@@ -155,9 +155,12 @@ async fn claim_from(
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
-    let mut tx = db.jobs_tx(source.tenant()).await?;
-    let mut jobs: Vec<ClaimedJob> = on_tx!(
-        &mut tx,
+    // One statement in autocommit: one round trip on PostgreSQL, and on
+    // SQLite the UPDATE holds the write lock from its start (with the
+    // file's writer lock held here), like BEGIN IMMEDIATE did.
+    let mut conn = db.jobs_conn(source.tenant()).await?;
+    let mut jobs: Vec<ClaimedJob> = on_conn!(
+        &mut conn,
         sqlite | c | {
             let rows: Vec<ClaimRow> = sqlx::query_as(claim_sql!(
                 "kind IN (SELECT value FROM json_each($5))",
@@ -200,20 +203,19 @@ async fn claim_from(
                 .collect()
         }
     );
-    tx.commit().await?;
+    drop(conn);
     jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
     Ok(jobs)
 }
 
 /// Whether a source still holds jobs that are waiting or running.
 async fn has_pending(db: &Db, source: JobSource) -> Result<bool, StoreError> {
-    let mut tx = db.jobs_tx(source.tenant()).await?;
-    let n: i64 = on_tx!(&mut tx, |c| {
+    let mut conn = db.jobs_conn(source.tenant()).await?;
+    let n: i64 = on_conn!(&mut conn, |c| {
         sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state IN ('available', 'running') LIMIT 1) x")
             .fetch_one(&mut *c)
             .await?
     });
-    tx.commit().await?;
     Ok(n > 0)
 }
 
@@ -260,10 +262,29 @@ async fn complete_on(
 
 /// Marks the job completed. `false`: the claim was lost (rescued elsewhere).
 pub async fn complete(db: &Db, job: &ClaimedJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let mut tx = db.jobs_tx(job.tenant).await?;
-    let held = complete_on(&mut tx, job, now).await?;
-    tx.commit().await?;
-    Ok(held)
+    let mut conn = db.jobs_conn(job.tenant).await?;
+    let n = on_conn!(
+        &mut conn,
+        sqlite | c | {
+            sqlx::query(complete_sql!("jobs"))
+                .bind(ms(now))
+                .bind(job.id.as_uuid())
+                .bind(&job.worker)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        },
+        postgres | c | {
+            sqlx::query(complete_sql!("public.jobs"))
+                .bind(ms(now))
+                .bind(job.id.as_uuid())
+                .bind(&job.worker)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        }
+    );
+    Ok(n == 1)
 }
 
 /// Marks the job completed inside the tenant transaction that performs its
@@ -312,13 +333,13 @@ pub async fn fail(
 ) -> Result<bool, StoreError> {
     let entry = Json(error_entry(job, now, error));
     let error = truncate(error);
-    let mut tx = db.jobs_tx(job.tenant).await?;
+    let mut conn = db.jobs_conn(job.tenant).await?;
     let (state, run_at, finished) = match retry_at {
         Some(at) => ("available", ms(at), None),
         None => ("dead", ms(now), Some(ms(now))),
     };
-    let n = on_tx!(
-        &mut tx,
+    let n = on_conn!(
+        &mut conn,
         sqlite
             | c
             | {
@@ -346,7 +367,6 @@ pub async fn fail(
             .execute(&mut *c).await?.rows_affected()
             }
     );
-    tx.commit().await?;
     Ok(n == 1)
 }
 
@@ -358,8 +378,8 @@ pub async fn snooze(
     until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let mut tx = db.jobs_tx(job.tenant).await?;
-    let n = on_tx!(&mut tx, |c| {
+    let mut conn = db.jobs_conn(job.tenant).await?;
+    let n = on_conn!(&mut conn, |c| {
         sqlx::query(
             "UPDATE jobs SET state = 'available', attempt = attempt - 1, run_at = $1, claimed_by = NULL,
                     heartbeat_at = NULL, updated_at = $2
@@ -373,7 +393,7 @@ pub async fn snooze(
         .await?
         .rows_affected()
     });
-    tx.commit().await?;
+    drop(conn);
     if n == 1 {
         db.signals.mark_source(JobSource::from_tenant(job.tenant));
     }
