@@ -2,6 +2,7 @@
 
 pub mod audience;
 pub mod auth;
+pub mod automations;
 pub mod billing;
 pub mod commerce;
 pub mod contacts_write;
@@ -102,6 +103,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(commerce::list_collections))
         .merge(audience_routes())
         .merge(conversations::routes())
+        .merge(automations::routes())
 }
 
 fn audience_routes() -> OpenApiRouter<AppState> {

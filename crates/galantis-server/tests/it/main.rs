@@ -6,6 +6,7 @@ mod app_subscription;
 mod audience;
 mod audience_collections;
 mod auth;
+mod automations_api;
 mod automations_store;
 mod billing_purchases;
 mod bounded;
