@@ -883,3 +883,66 @@ async fn activity_lists_blocked_enrolments_with_filters_and_stats_count_them() {
     .await;
     assert_eq!(c["automation_activity"].as_array().unwrap().len(), 3, "{c}");
 }
+
+#[tokio::test]
+async fn a_dry_run_follows_delays_and_shows_a_paused_template_failing_its_node() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = app.create_tenant("auto-api-dry-delay").await;
+    let tpl = template(&app, &t, "hello", "Hi {{1}}", "APPROVED").await;
+    let ana = contact(&app, &t, 1, "+525512345678", MarketingState::Subscribed).await;
+    let (_, a) = call(
+        &app,
+        &t,
+        Method::POST,
+        "/api/v1/automations",
+        Some(body("A", flow(json!(tpl)))),
+    )
+    .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let dry = format!("/api/v1/automations/{id}/dry-run");
+    let (s, r) = call(
+        &app,
+        &t,
+        Method::POST,
+        &dry,
+        Some(json!({"contact_id": ana})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["ended"], "COMPLETED", "{r}");
+    let msgs = r["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 2, "{r}");
+    assert_eq!(msgs[0]["text"], "Hi Ana");
+    let first: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(msgs[0]["at"].clone()).unwrap();
+    let second: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(msgs[1]["at"].clone()).unwrap();
+    assert_eq!(
+        second - first,
+        chrono::Duration::hours(1),
+        "the delay is simulated: {r}"
+    );
+
+    // Meta pauses the template: the action node fails with the reason.
+    template(&app, &t, "hello", "Hi {{1}}", "PAUSED").await;
+    let (_, r) = call(
+        &app,
+        &t,
+        Method::POST,
+        &dry,
+        Some(json!({"contact_id": ana})),
+    )
+    .await;
+    assert_eq!(r["ended"], "FAILED", "{r}");
+    assert!(
+        r["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["node_id"] == "a"
+                && p["event"] == "failed"
+                && p["reason"] == "template_paused"),
+        "{r}"
+    );
+    assert!(r["messages"].as_array().unwrap().is_empty());
+}

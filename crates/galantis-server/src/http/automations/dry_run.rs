@@ -17,7 +17,7 @@ use galantis_core::automation::{
 };
 use galantis_store::TenantTx;
 use galantis_store::tenant::automations::runs;
-use galantis_store::tenant::{contacts, templates};
+use galantis_store::tenant::{contacts, orders, templates};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -172,6 +172,11 @@ pub async fn dry_run(
     }
     facts.customer_tags = contact.tags.iter().map(|t| t.to_lowercase()).collect();
     facts.total_spent_cents = Some(contact.total_spent_cents);
+    facts.last_order_at = orders::list(&mut tx, Some(contact.id), None, 50)
+        .await?
+        .iter()
+        .filter_map(|o| o.created_at)
+        .max();
     let (lists, segments) = crate::http::audience::memberships_of(&mut tx, contact.id).await?;
     facts.lists = lists.iter().map(|m| m.id).collect();
     facts.segments = segments.iter().map(|m| m.id).collect();
