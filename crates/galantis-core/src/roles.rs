@@ -44,6 +44,7 @@ permissions! {
     TemplatesWrite => "templates.write",
     AutomationsRead => "automations.read",
     AutomationsWrite => "automations.write",
+    AutomationsActivate => "automations.activate",
     CampaignsRead => "campaigns.read",
     CampaignsWrite => "campaigns.write",
     CampaignsSend => "campaigns.send",
@@ -160,6 +161,7 @@ impl Role {
                     | CampaignsSend
                     | AutomationsRead
                     | AutomationsWrite
+                    | AutomationsActivate
                     | TemplatesRead
                     | TemplatesWrite
                     | AudienceRead

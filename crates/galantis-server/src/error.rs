@@ -54,6 +54,14 @@ pub enum AppError {
     TooLarge { code: &'static str, message: String },
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// 422 with a list of findings (`error.details`), e.g. the flow
+    /// issues that block an automation's activation, each naming its node.
+    #[error("{message}")]
+    UnprocessableWith {
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
     /// 402: the action needs credits the tenant does not have.
     #[error("{message}")]
     PaymentRequired { code: &'static str, message: String },
@@ -124,7 +132,9 @@ impl AppError {
             AppError::RejectedSignature => StatusCode::UNAUTHORIZED,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge | AppError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Unprocessable { .. } | AppError::UnprocessableWith { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             AppError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -138,6 +148,7 @@ impl AppError {
             | AppError::ForbiddenAction { code, .. }
             | AppError::Conflict { code, .. }
             | AppError::Unprocessable { code, .. }
+            | AppError::UnprocessableWith { code, .. }
             | AppError::TooLarge { code, .. }
             | AppError::PaymentRequired { code, .. }
             | AppError::NotFoundCode { code, .. } => code,
@@ -191,6 +202,19 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
+        if let AppError::UnprocessableWith { details, .. } = &self {
+            let body = json!({
+                "error": {
+                    "code": self.code(),
+                    "message": message,
+                    "details": details,
+                    "request_id": current_request_id(),
+                }
+            });
+            let mut resp = (self.status(), Json(body)).into_response();
+            resp.extensions_mut().insert(RenderedError);
+            return resp;
+        }
         let mut resp = error_response(self.status(), self.code(), &message);
         if let AppError::RateLimited { retry_after_secs } = self
             && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())

@@ -57,6 +57,7 @@ permission_markers!(
     TemplatesWrite,
     AutomationsRead,
     AutomationsWrite,
+    AutomationsActivate,
     CampaignsRead,
     CampaignsWrite,
     CampaignsSend,

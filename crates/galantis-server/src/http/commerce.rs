@@ -119,6 +119,8 @@ pub async fn get_contact(
     let orders = orders::list(&mut tx, Some(id), None, 50).await?;
     let conversations = messaging::conversation_of(&mut tx, id).await?;
     let (lists, segments) = crate::http::audience::memberships_of(&mut tx, id).await?;
+    let automation_activity =
+        crate::http::automations::insight::of_contact(&mut tx, id, 50).await?;
     tx.commit().await?;
     Ok(axum::Json(json!({
         "contact": contact,
@@ -127,6 +129,7 @@ pub async fn get_contact(
         "conversations": conversations,
         "lists": lists,
         "segments": segments,
+        "automation_activity": automation_activity,
     })))
 }
 

@@ -3,6 +3,7 @@
 pub mod audience;
 pub mod auth;
 pub mod back_in_stock;
+pub mod automations;
 pub mod billing;
 pub mod campaigns;
 pub mod commerce;
@@ -106,6 +107,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(campaign_routes())
         .merge(conversations::routes())
         .merge(back_in_stock_routes())
+        .merge(automations::routes())
 }
 
 fn back_in_stock_routes() -> OpenApiRouter<AppState> {

@@ -363,6 +363,79 @@ fn routes() -> Vec<(Method, String, Permission, Option<Value>)> {
             Permission::CampaignsSend,
             None,
         ),
+        // Automations: unknown ids (404) or bodies that fail validation.
+        (
+            Method::GET,
+            "/api/v1/automations".into(),
+            Permission::AutomationsRead,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/automations".into(),
+            Permission::AutomationsWrite,
+            Some(json!({"name": "", "flow": {"nodes": [], "edges": []}})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/automations/from-recipe".into(),
+            Permission::AutomationsWrite,
+            Some(json!({"recipe": "nope", "template_ids": {}})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/automations/{conv}"),
+            Permission::AutomationsRead,
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/automations/{conv}"),
+            Permission::AutomationsWrite,
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/automations/{conv}"),
+            Permission::AutomationsWrite,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/automations/{conv}/activate"),
+            Permission::AutomationsActivate,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/automations/{conv}/pause"),
+            Permission::AutomationsActivate,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/automations/{conv}/resume"),
+            Permission::AutomationsActivate,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/automations/{conv}/dry-run"),
+            Permission::AutomationsWrite,
+            Some(json!({"contact_id": conv})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/automations/{conv}/activity"),
+            Permission::AutomationsRead,
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/automations/{conv}/stats"),
+            Permission::AutomationsRead,
+            None,
+        ),
     ]
 }
 

@@ -6,6 +6,8 @@ mod app_subscription;
 mod audience;
 mod audience_collections;
 mod auth;
+mod automations_api;
+mod automations_dry_run;
 mod automations_store;
 mod back_in_stock;
 mod back_in_stock_api;

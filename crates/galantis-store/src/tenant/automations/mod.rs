@@ -8,6 +8,7 @@
 //! version has runs adds a version; runs stay on theirs.
 
 pub mod activity;
+pub mod counts;
 pub mod runs;
 
 use chrono::{DateTime, Utc};
