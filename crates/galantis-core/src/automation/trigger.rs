@@ -210,13 +210,33 @@ pub fn trigger_fact(
         DomainEvent::CheckoutAbandoned {
             checkout_id,
             contact_id: Some(contact_id),
+            version,
+            abandoned_checkout_url,
+            total_price,
+            currency,
+            line_items,
+            ..
         } => {
+            // One enrolment per abandoned episode (checkout version); an
+            // older row without a version falls back to the event id.
+            let key = match version {
+                Some(v) => format!("checkout:{checkout_id}:{v}"),
+                None => format!("event:{event_id}"),
+            };
             let mut f = fact(
                 TriggerKind::AbandonedCheckout,
                 Audience::Contact(*contact_id),
-                format!("event:{event_id}"),
+                key,
             );
             f.checkout_id = Some(*checkout_id);
+            let vars = crate::checkout::variables(
+                abandoned_checkout_url.as_deref(),
+                total_price.as_deref(),
+                currency.as_deref(),
+                line_items,
+            );
+            f.variables
+                .extend(vars.into_iter().map(|(k, v)| (k.to_owned(), v)));
             f
         }
         DomainEvent::VariantRestocked { variant_id, .. } => {

@@ -394,7 +394,13 @@ fn events_map_to_trigger_facts_with_enrolment_keys() {
         trigger_fact(
             &DomainEvent::CheckoutAbandoned {
                 checkout_id: o,
-                contact_id: None
+                contact_id: None,
+                token: None,
+                version: Some(1),
+                abandoned_checkout_url: None,
+                total_price: None,
+                currency: None,
+                line_items: Vec::new(),
             },
             ev,
             t0()
