@@ -48,6 +48,7 @@ impl Registry {
         super::kinds::collections::register(&mut r);
         crate::billing::register(&mut r);
         crate::abandoned_checkout::register(&mut r);
+        crate::automations::register(&mut r);
         r
     }
 
