@@ -384,3 +384,21 @@ pub async fn inbound_since(
         .await?
     }))
 }
+
+/// An automation's runs, oldest first (at most `limit`).
+pub async fn of_automation(
+    tx: &mut TenantTx,
+    automation_id: Uuid,
+    limit: u32,
+) -> Result<Vec<Run>, StoreError> {
+    let rows: Vec<Flat> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE automation_id = $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(automation_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows.into_iter().map(to_run).collect())
+}
