@@ -9,6 +9,7 @@ mod auth;
 mod automations_engine;
 mod automations_store;
 mod automations_support;
+mod automations_triggers;
 mod billing_purchases;
 mod bounded;
 mod cli;
