@@ -144,6 +144,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             tracing::info!(?report, "migrations applied");
         }
     }
+    // Every node records events, so every node enqueues their subscribers.
+    crate::automations::subscribe(db.events());
     let secrets = SecretStore::new(db.clone(), master.clone());
     let shopify = Arc::new(crate::shopify_client::HttpShopifyClient::new(
         db.clone(),

@@ -3,6 +3,7 @@
 pub mod abandoned_checkout;
 pub mod app;
 pub mod audience;
+pub mod automations;
 pub mod bench;
 pub mod billing;
 pub mod campaigns;

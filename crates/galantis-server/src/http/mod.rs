@@ -2,8 +2,8 @@
 
 pub mod audience;
 pub mod auth;
-pub mod back_in_stock;
 pub mod automations;
+pub mod back_in_stock;
 pub mod billing;
 pub mod campaigns;
 pub mod commerce;

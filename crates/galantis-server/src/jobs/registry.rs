@@ -49,6 +49,7 @@ impl Registry {
         crate::billing::register(&mut r);
         crate::abandoned_checkout::register(&mut r);
         crate::campaigns::register(&mut r);
+        crate::automations::register(&mut r);
         r
     }
 

@@ -68,7 +68,11 @@ async fn make_active(
         AutomationStatus::Active => a,
         AutomationStatus::Inactive => {
             check_plan_limit(state, &mut tx).await?;
-            store::set_status(&mut tx, id, AutomationStatus::Active, now_ms(state)).await?
+            let a = store::set_status(&mut tx, id, AutomationStatus::Active, now_ms(state)).await?;
+            // `include_existing_users`: current members enrol in the same
+            // transaction, through the same gate.
+            crate::automations::activate_effects(&mut tx, &a, state.clock.now()).await?;
+            a
         }
         AutomationStatus::Paused => {
             store::set_status(&mut tx, id, AutomationStatus::Active, now_ms(state)).await?

@@ -320,3 +320,85 @@ pub async fn end(
     save(tx, id, &state, None, Some(reason), now_ms).await?;
     Ok(true)
 }
+
+/// Whether this contact already has a run of this automation for `key`.
+pub async fn exists(
+    tx: &mut TenantTx,
+    automation_id: Uuid,
+    contact_id: Uuid,
+    key: &str,
+) -> Result<bool, StoreError> {
+    let n: i64 = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM automation_runs WHERE automation_id = $1 AND contact_id = $2 AND trigger_key = $3",
+        )
+        .bind(automation_id)
+        .bind(contact_id)
+        .bind(key)
+        .fetch_one(&mut *c)
+        .await?
+    });
+    Ok(n > 0)
+}
+
+/// The contacts in a segment (materialised membership), for
+/// `include_existing_users`.
+pub async fn segment_members(tx: &mut TenantTx, segment: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT contact_id FROM segment_members WHERE segment_id = $1 ORDER BY contact_id",
+        )
+        .bind(segment)
+        .fetch_all(&mut *c)
+        .await?
+    }))
+}
+
+/// The contacts on a list, for `include_existing_users`.
+pub async fn list_members(tx: &mut TenantTx, list: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT contact_id FROM list_members WHERE list_id = $1 ORDER BY contact_id",
+        )
+        .bind(list)
+        .fetch_all(&mut *c)
+        .await?
+    }))
+}
+
+/// When the contact's inbound messages since `since_ms` arrived (epoch
+/// ms, oldest first; at most 50), for reply conditions.
+pub async fn inbound_since(
+    tx: &mut TenantTx,
+    contact_id: Uuid,
+    since_ms: i64,
+) -> Result<Vec<i64>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT created_at FROM messages WHERE contact_id = $1 AND direction = 'inbound'
+                 AND created_at >= $2 ORDER BY created_at LIMIT 50",
+        )
+        .bind(contact_id)
+        .bind(since_ms)
+        .fetch_all(&mut *c)
+        .await?
+    }))
+}
+
+/// An automation's runs, oldest first (at most `limit`).
+pub async fn of_automation(
+    tx: &mut TenantTx,
+    automation_id: Uuid,
+    limit: u32,
+) -> Result<Vec<Run>, StoreError> {
+    let rows: Vec<Flat> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE automation_id = $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(automation_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    Ok(rows.into_iter().map(to_run).collect())
+}

@@ -1,0 +1,303 @@
+//! `automation.step`: one transition of one run, performed in one tenant
+//! transaction with the job's completion (steps in the module doc of
+//! [`super`]).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use galantis_core::automation::{
+    ActivityStatus, AutomationStatus, Effect, Flow, Input, RunEvent, RunStatus, step,
+};
+use galantis_core::{JobKind, Lane, MessageStatus, RetrySchedule};
+use galantis_store::tenant::automations::{self, activity, runs};
+use galantis_store::{StoreError, TenantTx};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{facts, render};
+use crate::jobs::{JobContext, JobError};
+use crate::sending::{connection, queue};
+
+/// How often a held run (its automation `PAUSED`) looks again.
+pub const PAUSED_RECHECK: Duration = Duration::from_secs(60);
+
+/// What wakes a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepInput {
+    Start,
+    Delay {
+        node: String,
+        visit: u32,
+    },
+    Window {
+        node: String,
+        visit: u32,
+    },
+    Reply {
+        event_id: Uuid,
+        at: DateTime<Utc>,
+        button_id: Option<String>,
+    },
+    Status {
+        event_id: Uuid,
+        message_id: Uuid,
+        status: MessageStatus,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepJob {
+    pub run_id: Uuid,
+    pub input: StepInput,
+}
+
+impl JobKind for StepJob {
+    const KIND: &'static str = "automation.step";
+    const LANE: Lane = Lane::Flows;
+    const MAX_ATTEMPTS: u32 = 20;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    const RETRY: RetrySchedule = RetrySchedule {
+        base: Duration::from_secs(2),
+        factor: 2.0,
+        cap: Duration::from_secs(900),
+        jitter: 0.2,
+    };
+
+    /// Per (run, node, visit) for timers, per event for wake-ups.
+    fn unique_key(&self) -> Option<String> {
+        let r = self.run_id;
+        Some(match &self.input {
+            StepInput::Start => format!("automation_step:{r}:start"),
+            StepInput::Delay { node, visit } => format!("automation_step:{r}:delay:{node}:{visit}"),
+            StepInput::Window { node, visit } => {
+                format!("automation_step:{r}:window:{node}:{visit}")
+            }
+            StepInput::Reply { event_id, .. } | StepInput::Status { event_id, .. } => {
+                format!("automation_step:{r}:event:{event_id}")
+            }
+        })
+    }
+}
+
+pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
+    let tenant = ctx
+        .tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("runs belong to a tenant")))?;
+    let now = ctx.now();
+    let now_ms = now.timestamp_millis();
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    // 1. The run, locked.
+    let Some(run) = runs::lock(&mut tx, job.run_id).await? else {
+        ctx.complete_in(&mut tx).await?;
+        tx.commit().await?;
+        return Ok(());
+    };
+    if run.status.is_terminal() {
+        ctx.complete_in(&mut tx).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    // 2. Paused (or deactivated): hold at this step.
+    let Some(a) = automations::get(&mut tx, run.automation_id).await? else {
+        end_run(&mut tx, &run, "automation_deleted", now_ms).await?;
+        ctx.complete_in(&mut tx).await?;
+        tx.commit().await?;
+        return Ok(());
+    };
+    if a.status != AutomationStatus::Active {
+        tx.rollback().await?;
+        return Err(JobError::Snooze(PAUSED_RECHECK));
+    }
+    // 3. The run's version and its facts.
+    let flow = automations::version_flow(&mut tx, run.automation_id, run.version)
+        .await?
+        .and_then(|v| Flow::parse(&v).ok());
+    let Some(flow) = flow else {
+        end_run(&mut tx, &run, "flow_invalid", now_ms).await?;
+        ctx.complete_in(&mut tx).await?;
+        tx.commit().await?;
+        return Ok(());
+    };
+    let facts = facts::load(&mut tx, &run, &flow).await?;
+    // 4. Step.
+    let input = match &job.input {
+        StepInput::Start => Input::Start,
+        StepInput::Delay { node, .. } => Input::DelayElapsed { node: node.clone() },
+        StepInput::Window { node, .. } => Input::WindowElapsed { node: node.clone() },
+        StepInput::Reply { at, button_id, .. } => Input::EventArrived(RunEvent::Reply {
+            at: *at,
+            button_id: button_id.clone(),
+        }),
+        StepInput::Status {
+            message_id, status, ..
+        } => Input::EventArrived(RunEvent::MessageStatus {
+            message_id: *message_id,
+            status: *status,
+        }),
+    };
+    let out = step(&flow, &run.state, input, &facts, now);
+    // A timer that ran early waits again in place (its own job cannot be
+    // moved while it runs).
+    if let Some(until) = early(&job.input, &out.effects)
+        && until > now
+    {
+        tx.rollback().await?;
+        let wait = (until - now).to_std().unwrap_or_default();
+        return Err(JobError::Snooze(wait));
+    }
+    let mut state = out.state;
+    let mut last_message = None;
+    let mut end_reason: Option<String> = None;
+    let mut conn = None;
+    for e in &out.effects {
+        let Some((node, visit)) = e.node() else {
+            continue;
+        };
+        let v = activity::Visit {
+            run_id: run.id,
+            automation_id: run.automation_id,
+            contact_id: run.contact_id,
+            node_id: node,
+            visit,
+        };
+        let (status, reason) = ActivityStatus::of(e).expect("effects with a node have a status");
+        let mut message_id = None;
+        match e {
+            Effect::WaitUntil { at, .. } => {
+                let j = StepJob {
+                    run_id: run.id,
+                    input: StepInput::Delay {
+                        node: node.to_owned(),
+                        visit,
+                    },
+                };
+                schedule(&mut tx, &j, *at).await?;
+            }
+            Effect::WaitForEvent { until, .. } => {
+                let j = StepJob {
+                    run_id: run.id,
+                    input: StepInput::Window {
+                        node: node.to_owned(),
+                        visit,
+                    },
+                };
+                schedule(&mut tx, &j, *until).await?;
+            }
+            Effect::Send {
+                template_id,
+                variables,
+                ..
+            } => {
+                let key = render::send_key(run.id, node, visit);
+                let send =
+                    render::outgoing(&mut tx, *template_id, variables, run.contact_id, key).await?;
+                let refused = match send {
+                    None => Some("template_not_found".to_owned()),
+                    Some(send) => {
+                        if conn.is_none() {
+                            conn = Some(
+                                connection::resolve(&ctx.app, tenant)
+                                    .await
+                                    .map_err(JobError::Retry)?,
+                            );
+                        }
+                        let c = conn.as_ref().expect("resolved above");
+                        match queue::queue_in(&mut tx, c, now, &send).await? {
+                            Ok(q) => {
+                                message_id = Some(q.message.id);
+                                last_message = Some(q.message.id);
+                                None
+                            }
+                            Err(r) => Some(r.code().to_owned()),
+                        }
+                    }
+                };
+                if let Some(code) = refused {
+                    activity::transition(
+                        &mut tx,
+                        &v,
+                        ActivityStatus::Failed,
+                        Some(&code),
+                        None,
+                        now_ms,
+                    )
+                    .await?;
+                    state.status = RunStatus::Failed;
+                    state.wait = None;
+                    state.node = Some(node.to_owned());
+                    end_reason = Some(code);
+                    break;
+                }
+            }
+            Effect::Skip { reason, .. } | Effect::Fail { reason, .. } => {
+                end_reason = Some(reason.clone());
+            }
+            _ => {}
+        }
+        activity::transition(&mut tx, &v, status, reason, message_id, now_ms).await?;
+    }
+    // 5. The state, with the wait columns wake-ups look up.
+    runs::save(
+        &mut tx,
+        run.id,
+        &state,
+        last_message,
+        end_reason.as_deref(),
+        now_ms,
+    )
+    .await?;
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    metrics::counter!("galantis_flow_steps_total").increment(1);
+    Ok(())
+}
+
+/// When a timer job ran before its time: the wait it re-emitted for its
+/// own node and visit.
+fn early(input: &StepInput, effects: &[Effect]) -> Option<DateTime<Utc>> {
+    let (n, v) = match input {
+        StepInput::Delay { node, visit } | StepInput::Window { node, visit } => (node, *visit),
+        _ => return None,
+    };
+    match effects {
+        [Effect::WaitUntil { node, visit, at }] if node == n && *visit == v => Some(*at),
+        [
+            Effect::WaitForEvent {
+                node, visit, until, ..
+            },
+        ] if node == n && *visit == v && matches!(input, StepInput::Window { .. }) => Some(*until),
+        _ => None,
+    }
+}
+
+/// Enqueues `job` at `at`, or moves its waiting job there.
+async fn schedule(tx: &mut TenantTx, job: &StepJob, at: DateTime<Utc>) -> Result<(), StoreError> {
+    let new = crate::jobs::new_job(job, at)
+        .map_err(|e| StoreError::Config(format!("job payload: {e}")))?;
+    galantis_store::jobs::schedule(tx, &new).await
+}
+
+/// Ends a live run outside the step function (`SKIPPED` with `reason`)
+/// and skips the node it was at.
+pub async fn end_run(
+    tx: &mut TenantTx,
+    run: &runs::Run,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    if !runs::end(tx, run.id, RunStatus::Skipped, reason, now_ms).await? {
+        return Ok(false);
+    }
+    if let (Some(node), Some(w)) = (&run.current_node, &run.state.wait) {
+        let v = activity::Visit {
+            run_id: run.id,
+            automation_id: run.automation_id,
+            contact_id: run.contact_id,
+            node_id: node,
+            visit: w.visit,
+        };
+        activity::transition(tx, &v, ActivityStatus::Skipped, Some(reason), None, now_ms).await?;
+    }
+    Ok(true)
+}

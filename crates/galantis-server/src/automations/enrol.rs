@@ -1,0 +1,250 @@
+//! `automation.trigger`: a recorded trigger event enrols contacts through
+//! the gate (see the module doc of [`super`] for the steps).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use galantis_core::automation::{
+    Audience, AutomationStatus, ExclusionKind, Flow, FrequencyCap, TriggerFact, TriggerKind, gate,
+    trigger_fact,
+};
+use galantis_core::{DomainEvent, JobKind, Lane, RetrySchedule};
+use galantis_store::events::Recorded;
+use galantis_store::jobs::NewJob;
+use galantis_store::tenant::automations::{self, Automation, activity, runs};
+use galantis_store::tenant::{contacts, lists, segments};
+use galantis_store::{StoreError, TenantTx};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::engine::{StepInput, StepJob};
+use crate::jobs::{JobContext, JobError};
+
+/// Enrols the audience of one recorded trigger event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriggerJob {
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub event: DomainEvent,
+}
+
+impl JobKind for TriggerJob {
+    const KIND: &'static str = "automation.trigger";
+    const LANE: Lane = Lane::Flows;
+    const MAX_ATTEMPTS: u32 = 20;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    const RETRY: RetrySchedule = RetrySchedule {
+        base: Duration::from_secs(2),
+        factor: 2.0,
+        cap: Duration::from_secs(600),
+        jitter: 0.2,
+    };
+
+    fn unique_key(&self) -> Option<String> {
+        Some(format!("automation_trigger:{}", self.event_id))
+    }
+}
+
+/// The subscriber: a job for every event that fires a trigger.
+pub(super) fn make_job(r: &Recorded<'_>) -> Option<NewJob> {
+    trigger_fact(r.event, r.id, r.at)?;
+    let job = TriggerJob {
+        event_id: r.id,
+        occurred_at: r.at,
+        event: r.event.clone(),
+    };
+    crate::jobs::new_job(&job, r.at).ok()
+}
+
+pub(super) async fn run(ctx: JobContext, job: TriggerJob) -> Result<(), JobError> {
+    let tenant = ctx
+        .tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("triggers belong to a tenant")))?;
+    let now = ctx.now();
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    if let Some(fact) = trigger_fact(&job.event, job.event_id, job.occurred_at) {
+        enrol_fact(&mut tx, &fact, now).await?;
+    }
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What [`enrol`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrolment {
+    /// A new run (its first step is enqueued).
+    Enrolled(Uuid),
+    /// Already enrolled for this trigger key (a duplicate event).
+    Duplicate,
+    /// Refused by the gate, logged with this reason code.
+    Blocked(&'static str),
+    /// The automation is not ACTIVE or its flow does not parse.
+    NotActive,
+}
+
+/// Enrols the audience of `fact` in every matching ACTIVE automation.
+/// Returns how many runs were created.
+pub async fn enrol_fact(
+    tx: &mut TenantTx,
+    fact: &TriggerFact,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let candidates = automations::active_for_trigger(tx, fact.trigger).await?;
+    let mut enrolled = 0;
+    for a in candidates {
+        // Events from before activation (or while paused) never enrol.
+        if a.activated_at.is_none_or(|t| fact.occurred_at < t) {
+            continue;
+        }
+        let Ok(flow) = Flow::parse(&a.flow) else {
+            continue;
+        };
+        if !flow.trigger().is_some_and(|(_, t)| t.matches(fact)) {
+            continue;
+        }
+        let who = match fact.audience {
+            Audience::Contact(c) => vec![c],
+            Audience::ContactOfOrder(o) => super::audience::contact_of_order(tx, o)
+                .await?
+                .into_iter()
+                .collect(),
+            Audience::VariantSubscribers(v) => super::audience::variant_subscribers(tx, v).await?,
+        };
+        for contact in who {
+            if let Enrolment::Enrolled(_) = enrol(tx, &a, contact, fact, now).await? {
+                enrolled += 1;
+            }
+        }
+    }
+    Ok(enrolled)
+}
+
+/// Enrols one contact in one automation for `fact` through the gate
+/// (consent → rolling cap → exclusions). One run per (automation, contact,
+/// `fact.key`); a refusal is logged once per key with its reason.
+pub async fn enrol(
+    tx: &mut TenantTx,
+    a: &Automation,
+    contact_id: Uuid,
+    fact: &TriggerFact,
+    now: DateTime<Utc>,
+) -> Result<Enrolment, StoreError> {
+    if a.status != AutomationStatus::Active {
+        return Ok(Enrolment::NotActive);
+    }
+    let Ok(flow) = Flow::parse(&a.flow) else {
+        return Ok(Enrolment::NotActive);
+    };
+    let trigger_node = flow
+        .trigger()
+        .map(|(n, _)| n.id.clone())
+        .unwrap_or_default();
+    let now_ms = now.timestamp_millis();
+    let Some(contact) = contacts::get(tx, contact_id).await?.filter(|c| !c.deleted) else {
+        return Ok(Enrolment::Blocked("contact_not_found"));
+    };
+    // A duplicate event finds its run before the cap sees it.
+    if runs::exists(tx, a.id, contact_id, &fact.key).await? {
+        return Ok(Enrolment::Duplicate);
+    }
+    let last = runs::last_enrolled_at(tx, a.id, contact_id).await?;
+    let mut excluded = false;
+    for ex in &a.exclusions {
+        excluded |= match ex.kind {
+            ExclusionKind::List => lists::is_member(tx, ex.id, contact_id).await?,
+            ExclusionKind::Segment => segments::is_member(tx, ex.id, contact_id).await?,
+        };
+        if excluded {
+            break;
+        }
+    }
+    // No cap set cannot pass validation; treat it as the strictest.
+    let cap = a.frequency_cap.unwrap_or(FrequencyCap::Ever);
+    if let Err(refusal) = gate(contact.marketing_state, cap, last, excluded, now) {
+        let code = refusal.code();
+        activity::log_blocked(tx, a.id, contact_id, &trigger_node, &fact.key, code, now_ms).await?;
+        metrics::counter!("galantis_flow_enrolments_total", "outcome" => code).increment(1);
+        return Ok(Enrolment::Blocked(code));
+    }
+    let context = serde_json::to_value(&fact.variables).unwrap_or_default();
+    let new = runs::NewRun {
+        automation_id: a.id,
+        version: a.current_version,
+        contact_id,
+        trigger_key: &fact.key,
+        trigger_event_id: None,
+        order_id: fact.order_id,
+        checkout_id: fact.checkout_id,
+        variant_id: fact.variant_id,
+        context: &context,
+    };
+    let Some(run_id) = runs::enrol(tx, &new, now_ms).await? else {
+        return Ok(Enrolment::Duplicate);
+    };
+    crate::jobs::enqueue(
+        tx,
+        &StepJob {
+            run_id,
+            input: StepInput::Start,
+        },
+        now,
+    )
+    .await?;
+    metrics::counter!("galantis_flow_enrolments_total", "outcome" => "enrolled").increment(1);
+    Ok(Enrolment::Enrolled(run_id))
+}
+
+/// At activation with `include_existing_users`: enrols the current members
+/// of a segment or list trigger's segment or list through the same gate
+/// (key `existing:<activation ms>`, so a re-activation enrols again,
+/// subject to the cap). Other triggers are about events, not a state, and
+/// enrol nobody here. Call in the activation transaction after
+/// `set_status(ACTIVE)`. Returns how many runs were created.
+pub async fn activate_effects(
+    tx: &mut TenantTx,
+    a: &Automation,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    if !a.include_existing_users || a.status != AutomationStatus::Active {
+        return Ok(0);
+    }
+    let Ok(flow) = Flow::parse(&a.flow) else {
+        return Ok(0);
+    };
+    let Some((_, t)) = flow.trigger() else {
+        return Ok(0);
+    };
+    let members = match t.trigger {
+        TriggerKind::UserAddedToSegment => match t.segment_id {
+            Some(s) => runs::segment_members(tx, s).await?,
+            None => return Ok(0),
+        },
+        TriggerKind::UserAddedToList => match t.list_id {
+            Some(l) => runs::list_members(tx, l).await?,
+            None => return Ok(0),
+        },
+        _ => return Ok(0),
+    };
+    let at = a.activated_at.unwrap_or(now);
+    let mut n = 0;
+    for contact in members {
+        let fact = TriggerFact {
+            trigger: t.trigger,
+            audience: Audience::Contact(contact),
+            key: format!("existing:{}", at.timestamp_millis()),
+            occurred_at: at,
+            tag: None,
+            segment_id: t.segment_id,
+            list_id: t.list_id,
+            order_id: None,
+            checkout_id: None,
+            variant_id: None,
+            variables: Default::default(),
+        };
+        if let Enrolment::Enrolled(_) = enrol(tx, a, contact, &fact, now).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}

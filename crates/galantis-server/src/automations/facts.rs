@@ -1,0 +1,140 @@
+//! Loading what the step function reads about a run's contact.
+
+use chrono::DateTime;
+use galantis_core::MarketingState;
+use galantis_core::automation::{Facts, Flow, LastMessage, Reply};
+use galantis_core::templates::TemplateStatus;
+use galantis_store::tenant::automations::runs::{self, Run};
+use galantis_store::tenant::sending as outbound;
+use galantis_store::tenant::{contacts, lists, orders, segments, templates};
+use galantis_store::{StoreError, TenantTx};
+use serde_json::Value;
+
+/// "129.90" → 12990.
+pub(super) fn cents(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let int: i64 = int.parse().ok()?;
+    let mut f: String = frac.chars().take(2).collect();
+    while f.len() < 2 {
+        f.push('0');
+    }
+    let f: i64 = f.parse().ok()?;
+    Some(int * 100 + if int < 0 { -f } else { f })
+}
+
+/// The facts of `run` now. Not loaded (read as unknown/absent):
+/// `last_order_at` and `order_product_tags`.
+pub(super) async fn load(tx: &mut TenantTx, run: &Run, flow: &Flow) -> Result<Facts, StoreError> {
+    let contact = contacts::get(tx, run.contact_id).await?;
+    let consent = match &contact {
+        Some(c) if !c.deleted => c.marketing_state,
+        _ => MarketingState::Redacted,
+    };
+    let mut f = Facts::new(consent);
+    for id in flow.template_ids() {
+        if let Some(t) = templates::get(tx, id).await?
+            && let Some(s) = TemplateStatus::from_meta(&t.status)
+        {
+            f.templates.insert(id, s);
+        }
+    }
+    if let Some(c) = &contact {
+        for (k, v) in [
+            ("customer.first_name", &c.first_name),
+            ("customer.last_name", &c.last_name),
+            ("customer.email", &c.email),
+            ("customer.phone", &c.phone),
+        ] {
+            if let Some(v) = v {
+                f.values.insert(k.into(), v.clone());
+            }
+        }
+        f.customer_tags = c.tags.iter().map(|t| t.to_lowercase()).collect();
+        f.total_spent_cents = Some(c.total_spent_cents);
+        f.lists = lists::of_contact(tx, c.id)
+            .await?
+            .into_iter()
+            .map(|l| l.0)
+            .collect();
+        f.segments = segments::of_contact(tx, c.id)
+            .await?
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+    }
+    if let Some(oid) = run.order_id
+        && let Some(o) = orders::get(tx, oid).await?
+    {
+        if let Some(n) = o.order_number {
+            f.values.insert("order.order_number".into(), n.to_string());
+        }
+        if let Some(t) = &o.total_price {
+            f.values.insert("order.total_price".into(), t.clone());
+            f.order_total_cents = cents(t);
+        }
+        if let Value::Array(items) = &o.line_items {
+            if let Some(t) = items
+                .iter()
+                .find_map(|i| i.get("title").and_then(Value::as_str))
+            {
+                f.values.insert("order.product_name".into(), t.to_owned());
+            }
+            f.order_item_count = Some(
+                items
+                    .iter()
+                    .map(|i| i.get("quantity").and_then(Value::as_i64).unwrap_or(1))
+                    .sum(),
+            );
+        }
+    }
+    // The trigger's own variables (checkout, tracking…) win.
+    if let Value::Object(ctx) = &run.context {
+        for (k, v) in ctx {
+            if let Some(s) = v.as_str() {
+                f.values.insert(k.clone(), s.to_owned());
+            }
+        }
+    }
+    if run.checkout_id.is_some() {
+        if let Some(t) = f.values.get("checkout.total_price") {
+            f.order_total_cents = cents(t);
+        }
+        if let Some(n) = f.values.get("checkout.item_count") {
+            f.order_item_count = n.parse().ok();
+        }
+    }
+    let mut since = run.state.reached_at;
+    if let Some(mid) = run.last_message_id
+        && let Some(m) = outbound::outbound(tx, mid).await?
+    {
+        since = Some(m.created_at);
+        f.last_message = Some(LastMessage {
+            message_id: Some(mid),
+            sent_at: m.created_at,
+            status: m.status,
+        });
+    }
+    if let Some(since) = since {
+        for ms in runs::inbound_since(tx, run.contact_id, since.timestamp_millis()).await? {
+            if let Some(at) = DateTime::from_timestamp_millis(ms) {
+                f.replies.push(Reply {
+                    at,
+                    button_id: None,
+                });
+            }
+        }
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cents_parse() {
+        assert_eq!(super::cents("129.9"), Some(12990));
+        assert_eq!(super::cents("100"), Some(10000));
+        assert_eq!(super::cents("0.05"), Some(5));
+        assert_eq!(super::cents("x"), None);
+    }
+}

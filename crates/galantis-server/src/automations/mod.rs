@@ -1,0 +1,88 @@
+//! The automation engine's server side: trigger subscribers that enrol
+//! contacts through the gate, run jobs that perform the pure step
+//! function's effects, and wake-ups from replies and statuses (no polling).
+//! Routes live elsewhere (`http::automations`, the `auto-api` branch); they
+//! and the back-in-stock pipeline call the functions exported here.
+//!
+//! # Jobs (lane `flows`)
+//!
+//! `automation.trigger` (one per recorded trigger event, unique by event id),
+//! in one tenant transaction with its completion:
+//! 1. [`galantis_core::automation::trigger_fact`] maps the event to a
+//!    trigger, its audience and enrolment key.
+//! 2. The ACTIVE automations of that trigger (indexed column), minus those
+//!    activated after the event occurred (`activated_at`, also stamped on
+//!    resume: events while paused never enrol) and those whose trigger node
+//!    does not match (tag, segment, list).
+//! 3. The audience: the contact; the order's contact (orders table); a
+//!    variant's subscribers ([`audience::variant_subscribers`]).
+//! 4. [`enrol`] each contact: gate (consent `SUBSCRIBED` → rolling cap per
+//!    contact per automation → excluded lists/segments; a refusal is a
+//!    `SKIPPED` activity row with the gate's code, once per trigger key),
+//!    then insert-or-ignore the run by (automation, contact, trigger key)
+//!    and enqueue its first `automation.step`.
+//!
+//! `automation.step` (see [`engine`]): one transition of one run, its
+//! effects, its saved state and the job's completion in one transaction:
+//! 1. Lock the run; an ended run completes the job, nothing else.
+//! 2. A `PAUSED` automation holds the run: the job snoozes
+//!    ([`engine::PAUSED_RECHECK`]) and nothing is written.
+//! 3. Load the run's version of the flow and the facts (consent, template
+//!    statuses, values with the trigger's variables merged, tags, lists,
+//!    segments, order/checkout totals, the last message, replies).
+//! 4. Step, then perform the effects: activity transitions per node visit;
+//!    `WaitUntil`/`WaitForEvent` schedule a job at the time, unique per
+//!    (run, node, visit) and rescheduled on repeat; `Send` renders the
+//!    template and queues it with `queue_in` (idempotency key
+//!    `automation:<run>:<node>:<visit>`, source `automation`); a refused
+//!    send makes the node `FAILED` with the refusal code and ends the run.
+//! 5. Save the state (its wait columns are the indexes wake-ups use).
+//!
+//! `automation.wake` (from `ConversationMessageCreated` inbound and
+//! `MessageStatusUpdated`): finds the runs waiting for a reply of that
+//! contact or the status of that message, by index, and enqueues their
+//! step with the event. `CheckoutCompleted` ends the runs started by that
+//! checkout (`SKIPPED`, `checkout_completed`) and skips the node they
+//! waited at.
+
+pub mod audience;
+pub mod engine;
+mod enrol;
+mod facts;
+mod render;
+mod wake;
+
+pub use engine::{StepInput, StepJob};
+pub use enrol::{TriggerJob, activate_effects, enrol, enrol_fact};
+pub use wake::WakeJob;
+
+use galantis_core::EventKind;
+use galantis_core::automation::TriggerKind;
+use galantis_store::events::EventBus;
+
+pub fn register(r: &mut crate::jobs::Registry) {
+    r.register::<TriggerJob, _, _>(enrol::run);
+    r.register::<StepJob, _, _>(engine::run);
+    r.register::<WakeJob, _, _>(wake::run);
+}
+
+/// Subscribes the trigger and wake-up jobs to the recorder. Called once
+/// per process when the store is opened.
+pub fn subscribe(events: &EventBus) {
+    for t in TriggerKind::ALL {
+        events.subscribers.subscribe(
+            t.event_kind(),
+            "automations.trigger",
+            std::sync::Arc::new(enrol::make_job),
+        );
+    }
+    for k in [
+        EventKind::ConversationMessageCreated,
+        EventKind::MessageStatusUpdated,
+        EventKind::CheckoutCompleted,
+    ] {
+        events
+            .subscribers
+            .subscribe(k, "automations.wake", std::sync::Arc::new(wake::make_job));
+    }
+}
