@@ -5,6 +5,7 @@ mod app_subscription;
 mod audience;
 mod audience_collections;
 mod auth;
+mod bench_smoke;
 mod billing_purchases;
 mod bounded;
 mod cli;
