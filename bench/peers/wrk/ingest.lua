@@ -7,7 +7,21 @@
 --   BENCH_SHOPS      comma-separated shop domains
 --   BENCH_TAG        run tag, prefix of every webhook id
 --   BENCH_PER_THREAD requests each thread sends before stopping
--- and reads the last line, `WRKJSON {...}`.
+-- Each thread prints `WRKDONE` when its share is answered; the harness then
+-- interrupts wrk (SIGINT), which otherwise sleeps out its whole -d, and
+-- reads the last line, `WRKJSON {...}`. Throughput is timed here, from the
+-- first request to the last answer (wall clock through LuaJIT's FFI).
+local ffi = require("ffi")
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+  int clock_gettime(int clk, bench_timespec *tp);
+]]
+local ts = ffi.new("bench_timespec")
+local function now()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
+end
+
 local threads = {}
 
 function setup(thread)
@@ -28,9 +42,16 @@ function init(args)
   f:close()
   sent = 0
   answered = 0
+  ok = 0
+  first = 0
+  last = 0
+  stopped = false
 end
 
 function request()
+  if first == 0 then
+    first = now()
+  end
   sent = sent + 1
   local headers = {
     ["content-type"] = "application/json",
@@ -43,16 +64,35 @@ function request()
 end
 
 function response(status, headers, body)
+  if stopped then
+    return
+  end
   answered = answered + 1
+  if status == 200 then
+    ok = ok + 1
+  end
+  last = now()
   if answered >= limit then
+    stopped = true
+    io.write("WRKDONE\n")
+    io.flush()
     wrk.thread:stop()
   end
 end
 
 function done(summary, latency, requests)
   local e = summary.errors
+  local t0, t1, answered_ok = math.huge, 0, 0
+  for _, t in ipairs(threads) do
+    local f, l = t:get("first"), t:get("last")
+    if f and f > 0 and f < t0 then t0 = f end
+    if l and l > t1 then t1 = l end
+    answered_ok = answered_ok + (t:get("ok") or 0)
+  end
+  local duration_us = 0
+  if t1 > t0 then duration_us = (t1 - t0) * 1e6 end
   io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"errors_status":%d,"errors_connect":%d,"errors_read":%d,"errors_write":%d,"errors_timeout":%d,"p50_us":%d,"p99_us":%d}\n',
-    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    'WRKJSON {"ok":%d,"requests":%d,"duration_us":%d,"errors_status":%d,"errors_connect":%d,"errors_read":%d,"errors_write":%d,"errors_timeout":%d,"p50_us":%d,"p99_us":%d}\n',
+    answered_ok, summary.requests, duration_us, e.status, e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(99)))
 end

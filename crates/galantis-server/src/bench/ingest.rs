@@ -206,7 +206,10 @@ impl Ingest {
             failures += shot.failures;
             figures.push(
                 Figure::rate(
-                    format!("persisted + acked, {n} webhooks, {t} tenants"),
+                    format!(
+                        "persisted + acked, {n} webhooks, {t} tenant{}",
+                        if t == 1 { "" } else { "s" }
+                    ),
                     shot.per_sec,
                 )
                 .note(format!(

@@ -163,38 +163,68 @@ pub struct WrkLoad<'a> {
     pub connections: usize,
 }
 
+/// Runs wrk until every thread has answered its share (each prints
+/// `WRKDONE`; wrk is then interrupted, as it would otherwise sleep out its
+/// whole `-d`), or the time bound.
 pub async fn wrk_ingest(bin: &Path, script: &Path, l: WrkLoad<'_>) -> anyhow::Result<WrkRun> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     const THREADS: u32 = 2;
     // Bounded in time as well: at least 200 requests/s or it stops.
     let secs = (l.requests / 200).max(30);
-    let out = output(
-        Command::new(bin)
-            .args(["-t", &THREADS.to_string()])
-            .args(["-c", &l.connections.max(2).to_string()])
-            .args(["-d", &format!("{secs}s"), "--timeout", "10s", "-s"])
-            .arg(script)
-            .arg(l.url)
-            .env("BENCH_BODY_FILE", l.body_file)
-            .env("BENCH_SIG", l.sig)
-            .env("BENCH_SHOPS", l.shops.join(","))
-            .env("BENCH_TAG", l.tag)
-            .env("BENCH_PER_THREAD", l.requests.div_ceil(THREADS).to_string()),
-        Duration::from_secs(u64::from(secs) + 30),
-    )
-    .await?;
-    let json = out
-        .lines()
-        .find_map(|l| l.strip_prefix("WRKJSON "))
-        .context("no summary in wrk's output")?;
-    let v: serde_json::Value = serde_json::from_str(json)?;
+    let mut child = Command::new(bin)
+        .args(["-t", &THREADS.to_string()])
+        .args(["-c", &l.connections.max(2).to_string()])
+        .args(["-d", &format!("{secs}s"), "--timeout", "10s"])
+        .arg("-s")
+        .arg(script)
+        .arg(l.url)
+        .env("BENCH_BODY_FILE", l.body_file)
+        .env("BENCH_SIG", l.sig)
+        .env("BENCH_SHOPS", l.shops.join(","))
+        .env("BENCH_TAG", l.tag)
+        .env("BENCH_PER_THREAD", l.requests.div_ceil(THREADS).to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting wrk")?;
+    let pid = child.id().context("wrk's pid")?;
+    let mut lines = BufReader::new(child.stdout.take().context("wrk's stdout")?).lines();
+    let mut json = None;
+    let mut finished = 0;
+    let mut interrupted = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(secs) + 30);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, lines.next_line()).await {
+        if line.trim() == "WRKDONE" {
+            finished += 1;
+            if finished == THREADS && !interrupted {
+                interrupted = true;
+                Command::new("kill")
+                    .args(["-INT", &pid.to_string()])
+                    .status()
+                    .await
+                    .ok();
+            }
+        } else if let Some(j) = line.strip_prefix("WRKJSON ") {
+            json = Some(j.to_owned());
+        }
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).await.ok();
+    }
+    let json =
+        json.with_context(|| format!("no summary in wrk's output ({status:?}): {}", err.trim()))?;
+    let v: serde_json::Value = serde_json::from_str(&json)?;
     let n = |k: &str| v[k].as_u64().unwrap_or(0);
     let failures = n("errors_status")
         + n("errors_connect")
         + n("errors_read")
         + n("errors_write")
         + n("errors_timeout");
-    let requests = n("requests");
-    let ok = requests.saturating_sub(n("errors_status"));
+    let ok = n("ok");
     let secs = n("duration_us") as f64 / 1e6;
     Ok(WrkRun {
         ok,
