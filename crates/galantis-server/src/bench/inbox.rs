@@ -15,7 +15,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{quantile, write_result};
+use futures::future::LocalBoxFuture;
+
+use super::{Ctx, Figure, Scenario, quantile};
 use crate::config::{Config, DEV_META_APP_SECRET};
 use crate::http::ServeRole;
 use crate::jobs::Registry;
@@ -24,19 +26,52 @@ use crate::webhooks::signature::sign_meta;
 /// A frame not seen by every client within this long counts as missed.
 const DELIVERY_BOUND: Duration = Duration::from_secs(10);
 
-pub async fn run(config: &Config, clients: usize, messages: u32) -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let mut cfg = config.clone();
-    if cfg.is_embedded() {
-        cfg.data_dir = scratch.path().to_path_buf();
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct Inbox {
+    /// WebSocket clients connected (default 1,000; small: 5).
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Inbound messages, posted one at a time (default 200; small: 3).
+    #[arg(long)]
+    pub messages: Option<u32>,
+}
+
+impl Scenario for Inbox {
+    fn name(&self) -> &'static str {
+        "inbox"
     }
+
+    fn run<'a>(&'a self, ctx: &'a mut Ctx) -> LocalBoxFuture<'a, anyhow::Result<Vec<Figure>>> {
+        Box::pin(self.measure(ctx))
+    }
+}
+
+impl Inbox {
+    async fn measure(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Figure>> {
+        let small = ctx.small();
+        let clients = self.clients.unwrap_or(if small { 5 } else { 1000 });
+        let messages = self.messages.unwrap_or(if small { 3 } else { 200 });
+        let cfg = ctx.store().await?;
+        measure(ctx, cfg, clients, messages).await
+    }
+}
+
+async fn measure(
+    ctx: &Ctx,
+    mut cfg: Config,
+    clients: usize,
+    messages: u32,
+) -> anyhow::Result<Vec<Figure>> {
     cfg.listener.max_connections = cfg.listener.max_connections.max(clients + 100);
     let secret = cfg
         .meta_app_secret
         .clone()
         .unwrap_or_else(|| SecretString::from(DEV_META_APP_SECRET));
     let state = crate::app::build_state(cfg).await?;
-    let engine = state.db.engine().as_str();
+    ctx.phase(
+        &format!("{clients} WebSocket clients, {messages} messages"),
+        u64::from(messages),
+    );
     let tag = uuid::Uuid::now_v7().simple().to_string()[24..].to_owned();
     let pnid = format!("bench-inbox-{tag}");
     let created = tenants::create(
@@ -145,6 +180,7 @@ pub async fn run(config: &Config, clients: usize, messages: u32) -> anyhow::Resu
         }
         missed += clients - got;
         last_client.push(slowest);
+        ctx.advance(i as u64 + 1);
     }
     for t in tasks {
         t.abort();
@@ -156,33 +192,13 @@ pub async fn run(config: &Config, clients: usize, messages: u32) -> anyhow::Resu
     last_client.sort_by(f64::total_cmp);
     let (p50, p99) = (quantile(&lat, 0.5), quantile(&lat, 0.99));
     let (all50, all99) = (quantile(&last_client, 0.5), quantile(&last_client, 0.99));
-    let result = json!({
-        "scenario": "inbox", "engine": engine, "clients": clients, "messages": messages,
-        "delivery_p50_ms": p50, "delivery_p99_ms": p99,
-        "last_client_p50_ms": all50, "last_client_p99_ms": all99,
-        "missed_deliveries": missed, "goal_p99_ms": 50.0,
-    });
-    println!(
-        "bench inbox on {engine}: {clients} WebSocket clients, {messages} inbound messages one at a time"
-    );
-    println!("{:<48} {:>10} {:>8}", "figure", "value", "goal");
-    println!(
-        "{:<48} {:>10.2} {:>8}",
-        "webhook → frame, every client, p50 (ms)", p50, ""
-    );
-    println!(
-        "{:<48} {:>10.2} {:>8}",
-        "webhook → frame, every client, p99 (ms)", p99, "50"
-    );
-    println!(
-        "{:<48} {:>10.2} {:>8}",
-        "webhook → frame on the last client, p50 (ms)", all50, ""
-    );
-    println!(
-        "{:<48} {:>10.2} {:>8}",
-        "webhook → frame on the last client, p99 (ms)", all99, ""
-    );
-    println!("{:<48} {:>10} {:>8}", "deliveries missed", missed, "0");
-    write_result(config, &format!("inbox-{engine}"), &result)?;
-    Ok(())
+    Ok(vec![
+        Figure::new("webhook → frame, every client, p50", p50, "ms"),
+        Figure::new("webhook → frame, every client, p99", p99, "ms")
+            .vs_lower("goal", 50.0)
+            .goal("≤ 50 ms"),
+        Figure::new("webhook → frame on the last client, p50", all50, "ms"),
+        Figure::new("webhook → frame on the last client, p99", all99, "ms"),
+        Figure::new("deliveries missed", missed as f64, "").goal("0"),
+    ])
 }

@@ -1,41 +1,221 @@
-//! `galantis bench …`: benchmarks whose figures go in docs/performance.md.
-//! Each prints a table (figure beside its goal) and writes JSON under
-//! `<data dir>/bench/`.
+//! `galantis bench …`: the benchmark harness whose figures go in
+//! docs/performance.md (ADR 0028).
+//!
+//! `galantis bench all` runs every registered scenario; `galantis bench
+//! SCENARIO` runs one. Common options: `--engine sqlite|postgres` (PostgreSQL
+//! at `DATABASE_URL`, where the harness creates a scratch database per store
+//! and drops it afterwards), `--size small|default` (small is a smoke run)
+//! and `--json FILE` (every figure, machine-readable). Each scenario prints a
+//! table: figure, value, cost per item, the peer or limit measured in the
+//! same run, their ratio, and the goal. Everything runs over loopback and is
+//! bounded in count and time.
+//!
+//! ## Adding a scenario
+//!
+//! One small module under `src/bench/` with a type implementing
+//! [`Scenario`]:
+//!
+//! 1. `name()` is the scenario's name in tables and JSON;
+//! 2. `run(ctx)` measures and returns its [`Figure`]s. It gets a fresh,
+//!    empty store on the chosen engine from [`Ctx::store`] (as many as it
+//!    needs; they are removed after the scenario), reads [`Ctx::size`] for its
+//!    counts (`Size::Small` must finish in seconds: the smoke test runs it),
+//!    reports progress with [`Ctx::phase`] / [`Ctx::advance`], and finds
+//!    external peers through [`Ctx::peers`] (a missing peer is a figure
+//!    noted [`peers::NOT_INSTALLED`], never an error);
+//! 3. register it in [`scenarios`] (that is what `bench all` and the smoke
+//!    test run) and give it a variant of [`BenchCommand`].
+//!
+//! Scenarios may use the wall clock (`Instant`, `Utc::now()`).
 
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
-use clap::Subcommand;
-use galantis_core::ShopDomain;
-use galantis_store::control::tenants::{self, NewTenant};
-use galantis_store::migrate;
-use serde_json::json;
+use clap::{Args, Subcommand, ValueEnum};
+use futures::future::LocalBoxFuture;
+use serde::Serialize;
 
 use crate::config::Config;
 
 mod audience;
+mod ctx;
 mod inbox;
 mod ingest;
+mod load;
+pub mod peers;
 mod queue;
 mod send;
+mod table;
+mod tenants;
+
+pub use ctx::Ctx;
+
+/// A benchmark scenario: see the module documentation.
+pub trait Scenario: Send + Sync {
+    /// The scenario's name (`queue`, `ingest`, …).
+    fn name(&self) -> &'static str;
+    /// Measures; returns the figures to print and record.
+    fn run<'a>(&'a self, ctx: &'a mut Ctx) -> LocalBoxFuture<'a, anyhow::Result<Vec<Figure>>>;
+}
+
+/// Every scenario `bench all` runs, with its default options.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![
+        Box::new(queue::Queue::default()),
+        Box::new(ingest::Ingest::default()),
+        Box::new(send::Send::default()),
+        Box::new(inbox::Inbox::default()),
+    ]
+}
+
+/// One measured figure, with what it is compared with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    /// Wall-clock cost of one item (µs), for throughput figures.
+    pub per_item_us: Option<f64>,
+    /// The peer or limit measured (or configured) in the same run.
+    pub peer: Option<Peer>,
+    /// value / peer (throughput) or peer / value (latency).
+    pub ratio: Option<f64>,
+    pub goal: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Peer {
+    pub name: String,
+    pub value: f64,
+}
+
+impl Figure {
+    pub fn new(name: impl Into<String>, value: f64, unit: &'static str) -> Self {
+        Self {
+            name: name.into(),
+            value,
+            unit,
+            per_item_us: None,
+            peer: None,
+            ratio: None,
+            goal: None,
+            note: None,
+        }
+    }
+
+    /// A throughput figure (items per second) with its cost per item.
+    pub fn rate(name: impl Into<String>, per_s: f64) -> Self {
+        let mut f = Self::new(name, per_s, "/s");
+        if per_s > 0.0 {
+            f.per_item_us = Some(1e6 / per_s);
+        }
+        f
+    }
+
+    /// Compares with a peer where more is better: ratio = value / peer.
+    pub fn vs(mut self, peer: impl Into<String>, value: f64) -> Self {
+        if value > 0.0 {
+            self.ratio = Some(self.value / value);
+        }
+        self.peer = Some(Peer {
+            name: peer.into(),
+            value,
+        });
+        self
+    }
+
+    /// Compares with a peer where less is better: ratio = peer / value.
+    pub fn vs_lower(mut self, peer: impl Into<String>, value: f64) -> Self {
+        if self.value > 0.0 {
+            self.ratio = Some(value / self.value);
+        }
+        self.peer = Some(Peer {
+            name: peer.into(),
+            value,
+        });
+        self
+    }
+
+    /// A comparison whose peer could not run: the reason goes in the note.
+    pub fn vs_result(self, peer: impl Into<String>, value: anyhow::Result<f64>) -> Self {
+        match value {
+            Ok(v) => self.vs(peer, v),
+            Err(e) => self.note(format!("{}: {e:#}", peer.into())),
+        }
+    }
+
+    pub fn goal(mut self, goal: impl Into<String>) -> Self {
+        self.goal = Some(goal.into());
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Size {
+    /// Tiny counts: a smoke run of every path, in seconds.
+    Small,
+    /// The counts docs/performance.md reports.
+    #[default]
+    Default,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Store engine: sqlite (a temporary data directory) or postgres (scratch
+    /// databases at DATABASE_URL). Default: postgres when DATABASE_URL is set.
+    #[arg(long, global = true, value_enum)]
+    pub engine: Option<Engine>,
+    /// Write every figure to this file as JSON.
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    /// Counts: small (smoke) or default (the documented figures).
+    #[arg(long, global = true, value_enum, default_value_t = Size::Default)]
+    pub size: Size,
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
-    /// Sustained template sends per second against the Meta sandbox at
-    /// each number limit (e.g. 80 and 1,000), achieved/configured ratio.
-    Send {
-        /// The number's messages-per-second limits to run at, one run each.
-        #[arg(long, value_delimiter = ',', default_value = "80,1000")]
-        limits: Vec<u32>,
-        /// How long each run sends.
-        #[arg(long, default_value_t = 20)]
-        seconds: u32,
-        /// Job workers sending.
-        #[arg(long, default_value_t = 8)]
-        workers: usize,
-    },
+    /// Every scenario (queue, ingest, send, inbox), peers included.
+    All,
+    /// Queue drain with graphile-worker in the same run; scaling over job
+    /// counts and tenants; enqueue rate and pickup latency.
+    Queue(queue::Queue),
+    /// Signed Shopify webhooks persisted and acknowledged per second (wrk as
+    /// the client when installed), beside pgbench and a verify-and-ack
+    /// baseline; scaling over counts and tenants.
+    Ingest(ingest::Ingest),
+    /// Sustained template sends per second against the Meta sandbox at each
+    /// number limit, achieved/configured ratio.
+    Send(send::Send),
+    /// Inbound WhatsApp webhook → WebSocket frame latency with N clients.
+    Inbox(inbox::Inbox),
     /// Segment preview and full re-evaluation over a synthetic store
-    /// (contacts with orders), plus one contact's incremental re-evaluation.
+    /// (standalone: writes JSON under `<data dir>/bench/`).
     Audience {
         /// Synthetic contacts.
         #[arg(long, default_value_t = 100_000)]
@@ -47,46 +227,8 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         repeat: u32,
     },
-    /// Signed Shopify webhooks persisted and acknowledged per second, p50/p99,
-    /// beside a verify-and-ack baseline without storage, in one run.
-    Ingest {
-        /// Webhooks posted in total.
-        #[arg(long, default_value_t = 50_000)]
-        requests: u32,
-        /// Requests in flight at once.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Tenants the webhooks are spread over.
-        #[arg(long, default_value_t = 10)]
-        tenants: u32,
-    },
-    /// Queue throughput (enqueue, then complete N probe jobs with W workers)
-    /// and pickup latency (commit to handler start, one job at a time).
-    Queue {
-        /// Probe jobs enqueued, then completed.
-        #[arg(long, default_value_t = 20_000)]
-        jobs: u32,
-        /// Job workers completing them.
-        #[arg(long, default_value_t = 8)]
-        workers: usize,
-        /// Jobs timed one at a time for pickup latency.
-        #[arg(long, default_value_t = 500)]
-        latency_samples: u32,
-    },
-    /// Inbound WhatsApp webhook → WebSocket frame latency, p50/p99, with N
-    /// clients of the tenant connected to one node (workers included).
-    Inbox {
-        /// WebSocket clients connected.
-        #[arg(long, default_value_t = 1000)]
-        clients: usize,
-        /// Inbound messages, posted one at a time.
-        #[arg(long, default_value_t = 200)]
-        messages: u32,
-    },
-    /// Create N tenants (storage + migrations + owner + token), then run
-    /// `migrate` over all of them twice (the second run must be a no-op).
-    /// On SQLite a fresh temporary data directory is used unless --in-place;
-    /// on PostgreSQL point DATABASE_URL at a scratch database.
+    /// Create N tenants, then `migrate` over all of them twice (standalone;
+    /// on PostgreSQL point DATABASE_URL at a scratch database).
     Tenants {
         /// Tenants to create.
         #[arg(long, default_value_t = 1000)]
@@ -98,102 +240,81 @@ pub enum BenchCommand {
     },
 }
 
-pub async fn run(config: &Config, cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Send {
-            limits,
-            seconds,
-            workers,
-        } => send::run(config, limits, seconds, workers).await,
+pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
+    let list: Vec<Box<dyn Scenario>> = match args.command {
+        BenchCommand::All => scenarios(),
+        BenchCommand::Queue(s) => vec![Box::new(s)],
+        BenchCommand::Ingest(s) => vec![Box::new(s)],
+        BenchCommand::Send(s) => vec![Box::new(s)],
+        BenchCommand::Inbox(s) => vec![Box::new(s)],
         BenchCommand::Audience {
             contacts,
             orders,
             repeat,
-        } => audience::run(config, contacts, orders, repeat).await,
-        BenchCommand::Tenants { count, in_place } => tenants_bench(config, count, in_place).await,
-        BenchCommand::Ingest {
-            requests,
-            concurrency,
-            tenants,
-        } => ingest::run(config, requests, concurrency, tenants).await,
-        BenchCommand::Inbox { clients, messages } => inbox::run(config, clients, messages).await,
-        BenchCommand::Queue {
-            jobs,
-            workers,
-            latency_samples,
-        } => queue::run(config, jobs, workers, latency_samples).await,
-    }
-}
-
-async fn tenants_bench(config: &Config, count: u32, in_place: bool) -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let mut cfg = config.clone();
-    if cfg.is_embedded() && !in_place {
-        cfg.data_dir = scratch.path().to_path_buf();
-    }
-    let (db, master, _) = crate::app::open(&cfg).await?;
-    let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let run_tag = &run_id[run_id.len() - 8..];
-    let started = Instant::now();
-    let mut per_tenant = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let shop = ShopDomain::parse(&format!("bench-{run_tag}-{i}.myshopify.com"))?;
-        let t = Instant::now();
-        tenants::create(
-            &db,
-            &master,
-            NewTenant {
-                shop,
-                owner_email: None,
-                phone: None,
-            },
-        )
-        .await
-        .context("creating a tenant")?;
-        per_tenant.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let create_secs = started.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let first = migrate::migrate_all(&db, 100, 4).await?;
-    let migrate_secs = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let second = migrate::migrate_all(&db, 100, 4).await?;
-    let remigrate_secs = t.elapsed().as_secs_f64();
-    per_tenant.sort_by(f64::total_cmp);
-    let pct = |p: f64| quantile(&per_tenant, p);
-    let engine = db.engine().as_str();
-    let result = json!({
-        "scenario": "tenants",
-        "engine": engine,
-        "count": count,
-        "create_total_s": create_secs,
-        "create_per_tenant_ms_p50": pct(0.5),
-        "create_per_tenant_ms_p99": pct(0.99),
-        "migrate_all_s": migrate_secs,
-        "migrate_all_again_s": remigrate_secs,
-        "second_run_upgraded": second.tenants_upgraded,
-        "tenants_seen": first.tenants_total,
+        } => return audience::run(config, contacts, orders, repeat).await,
+        BenchCommand::Tenants { count, in_place } => {
+            return tenants::run(config, count, in_place).await;
+        }
+    };
+    let engine = args.engine.unwrap_or(if config.is_embedded() {
+        Engine::Sqlite
+    } else {
+        Engine::Postgres
     });
-    println!("bench tenants on {engine}: {count} tenants");
-    println!("{:<38} {:>12}", "figure", "value");
-    println!("{:<38} {:>12.2}", "create all (s)", create_secs);
-    println!("{:<38} {:>12.2}", "create one, p50 (ms)", pct(0.5));
-    println!("{:<38} {:>12.2}", "create one, p99 (ms)", pct(0.99));
-    println!("{:<38} {:>12.2}", "migrate all tenants (s)", migrate_secs);
-    println!(
-        "{:<38} {:>12.2}",
-        "migrate again, no-op (s)", remigrate_secs
-    );
-    println!(
-        "{:<38} {:>12}",
-        "tenants upgraded on second run", second.tenants_upgraded
-    );
-    write_result(config, &format!("tenants-{engine}"), &result)?;
-    db.close().await;
+    let mut ctx = Ctx::new(config, engine, args.size, peers::Peers::locate(), true)?;
+    let report = run_all(&mut ctx, &list).await;
+    ctx.finish();
+    let report = report?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        println!("written: {}", path.display());
+    }
     Ok(())
 }
 
-/// Writes a benchmark's JSON under `<data dir>/bench/`.
+/// What `--json` writes.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub engine: Engine,
+    pub size: Size,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScenarioReport {
+    pub scenario: &'static str,
+    pub seconds: f64,
+    pub figures: Vec<Figure>,
+}
+
+/// Runs scenarios in order, printing each table as it completes; the
+/// scenario's scratch stores are removed even when it fails.
+pub async fn run_all(ctx: &mut Ctx, list: &[Box<dyn Scenario>]) -> anyhow::Result<Report> {
+    let mut report = Report {
+        engine: ctx.engine(),
+        size: ctx.size(),
+        started_at: chrono::Utc::now(),
+        scenarios: Vec::new(),
+    };
+    for s in list {
+        ctx.begin(s.name());
+        let started = Instant::now();
+        let figures = s.run(ctx).await;
+        ctx.cleanup().await;
+        let figures = figures.map_err(|e| e.context(format!("bench {}", s.name())))?;
+        let seconds = started.elapsed().as_secs_f64();
+        ctx.print(&table::render(s.name(), ctx.engine(), seconds, &figures));
+        report.scenarios.push(ScenarioReport {
+            scenario: s.name(),
+            seconds,
+            figures,
+        });
+    }
+    Ok(report)
+}
+
+/// Writes a standalone benchmark's JSON under `<data dir>/bench/`.
 pub(crate) fn write_result(
     config: &Config,
     name: &str,

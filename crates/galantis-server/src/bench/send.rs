@@ -19,52 +19,84 @@ use galantis_store::tenant::sending as store;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::write_result;
+use futures::future::LocalBoxFuture;
+
+use super::{Ctx, Engine, Figure, Scenario};
 use crate::config::Config;
 use crate::jobs::Registry;
 use crate::jobs::worker::Worker;
 use crate::sending::queue::{NewSend, TemplateSend, queue_message};
 
-pub async fn run(
-    config: &Config,
-    limits: Vec<u32>,
-    seconds: u32,
-    workers: usize,
-) -> anyhow::Result<()> {
-    let mut rows = Vec::new();
-    for limit in limits {
-        rows.push(one(config, limit, seconds, workers).await?);
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct Send {
+    /// The number's messages-per-second limits, one run each (default
+    /// 80,1000; small: 50).
+    #[arg(long, value_delimiter = ',')]
+    pub limits: Option<Vec<u32>>,
+    /// How long each run sends (default 20 s; small: 1 s).
+    #[arg(long)]
+    pub seconds: Option<u32>,
+    /// Job workers sending (default 8 on SQLite, 16 on PostgreSQL).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+impl Scenario for Send {
+    fn name(&self) -> &'static str {
+        "send"
     }
-    println!(
-        "{:<10} {:>9} {:>11} {:>12} {:>9} {:>7} {:>10}",
-        "limit/s", "messages", "elapsed s", "achieved/s", "ratio", "130429", "duplicates"
-    );
-    for r in &rows {
-        println!(
-            "{:<10} {:>9} {:>11.2} {:>12.1} {:>9.3} {:>7} {:>10}",
-            r["limit"],
-            r["messages"],
-            r["elapsed_s"].as_f64().unwrap_or(0.0),
-            r["achieved_per_s"].as_f64().unwrap_or(0.0),
-            r["ratio"].as_f64().unwrap_or(0.0),
-            r["errors_130429"],
-            r["duplicates"]
-        );
+
+    fn run<'a>(&'a self, ctx: &'a mut Ctx) -> LocalBoxFuture<'a, anyhow::Result<Vec<Figure>>> {
+        Box::pin(self.measure(ctx))
     }
-    let engine = if config.is_embedded() {
-        "sqlite"
-    } else {
-        "postgres"
-    };
-    write_result(
-        config,
-        &format!("send-{engine}"),
-        &json!({"scenario": "send", "engine": engine, "workers": workers, "runs": rows}),
-    )
+}
+
+impl Send {
+    async fn measure(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Figure>> {
+        let small = ctx.small();
+        let limits = self
+            .limits
+            .clone()
+            .unwrap_or_else(|| if small { vec![50] } else { vec![80, 1000] });
+        let seconds = self.seconds.unwrap_or(if small { 1 } else { 20 });
+        let workers = self.workers.unwrap_or(match ctx.engine() {
+            Engine::Sqlite => 8,
+            Engine::Postgres => 16,
+        });
+        let mut figures = Vec::new();
+        let (mut e130429, mut duplicates) = (0u64, 0u64);
+        for limit in limits {
+            ctx.phase(
+                &format!("{limit}/s for {seconds} s, {workers} workers"),
+                u64::from(limit * seconds),
+            );
+            let cfg = ctx.store().await?;
+            let r = one(ctx, cfg, limit, seconds, workers).await?;
+            e130429 += r["errors_130429"].as_u64().unwrap_or(0);
+            duplicates += r["duplicates"].as_u64().unwrap_or(0);
+            let mut f = Figure::rate(
+                format!("sends at {limit}/s per number, {} messages", r["messages"]),
+                r["achieved_per_s"].as_f64().unwrap_or(0.0),
+            )
+            .vs("configured limit", f64::from(limit))
+            .goal("≥ 0.98");
+            let unsent = r["unsent"].as_i64().unwrap_or(0);
+            if unsent > 0 {
+                f = f.note(format!(
+                    "{unsent} credits still reserved (unsent) at the bound"
+                ));
+            }
+            figures.push(f);
+        }
+        figures.push(Figure::new("130429 from the sandbox", e130429 as f64, "").goal("0"));
+        figures.push(Figure::new("messages sent twice", duplicates as f64, "").goal("0"));
+        Ok(figures)
+    }
 }
 
 async fn one(
-    config: &Config,
+    ctx: &Ctx,
+    mut cfg: Config,
     limit: u32,
     seconds: u32,
     workers: usize,
@@ -90,12 +122,6 @@ async fn one(
     )
     .await?;
 
-    let scratch = tempfile::tempdir()?;
-    let mut cfg = config.clone();
-    if cfg.is_embedded() {
-        cfg.data_dir = scratch.path().to_path_buf();
-    }
-    cfg.migrate_on_start = true;
     cfg.meta_base_url = Some(sb.base_url.clone());
     cfg.sending.default_messages_per_second = limit;
     cfg.sending.pair_interval_ms = 10;
@@ -193,6 +219,7 @@ async fn one(
     let started = Instant::now();
     let deadline = Duration::from_secs(u64::from(seconds) * 4 + 60);
     while sb.counters().accepted < messages as u64 && started.elapsed() < deadline {
+        ctx.advance(sb.counters().accepted);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop_tx.send(true);

@@ -60,8 +60,7 @@ pub enum Command {
     #[command(subcommand)]
     Jobs(crate::jobs::cli::JobsCommand),
     /// Benchmarks (see docs/performance.md).
-    #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
+    Bench(crate::bench::BenchArgs),
     /// Simulators of external platforms (the Meta Cloud API sandbox).
     #[command(subcommand)]
     Sandbox(crate::sandbox::cli::SandboxCommand),
