@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::config::Config;
 
 mod audience;
+mod flows;
 mod inbox;
 mod ingest;
 mod queue;
@@ -73,6 +74,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         latency_samples: u32,
     },
+    /// Durable flow transitions per second: N contacts through trigger →
+    /// delay → condition → action (goal >= 5,000/s).
+    Flows {
+        /// Contacts, one order each.
+        #[arg(long, default_value_t = 10_000)]
+        contacts: u32,
+        /// Flow-lane job workers.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+    },
     /// Inbound WhatsApp webhook → WebSocket frame latency, p50/p99, with N
     /// clients of the tenant connected to one node (workers included).
     Inbox {
@@ -116,6 +127,7 @@ pub async fn run(config: &Config, cmd: BenchCommand) -> anyhow::Result<()> {
             concurrency,
             tenants,
         } => ingest::run(config, requests, concurrency, tenants).await,
+        BenchCommand::Flows { contacts, workers } => flows::run(config, contacts, workers).await,
         BenchCommand::Inbox { clients, messages } => inbox::run(config, clients, messages).await,
         BenchCommand::Queue {
             jobs,

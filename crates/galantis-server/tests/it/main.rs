@@ -6,6 +6,7 @@ mod app_subscription;
 mod audience;
 mod audience_collections;
 mod auth;
+mod automations_crash;
 mod automations_engine;
 mod automations_store;
 mod automations_support;
