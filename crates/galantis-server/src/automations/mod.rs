@@ -45,6 +45,23 @@
 //! checkout (`SKIPPED`, `checkout_completed`) and skips the node they
 //! waited at.
 
+//!
+//! # Decisions
+//!
+//! - `CUSTOMER_CREATED` fires on `CustomerCreated` (a Shopify customer,
+//!   once per customer), not on `ContactCreated` (a WhatsApp sender
+//!   Shopify does not know): the trigger is about the shop's customers, and
+//!   an unknown sender has no marketing consent to pass the gate anyway.
+//! - A refused send at an action (`queue_in`'s refusal: no credits, no
+//!   calling code, not opted in at Meta's level…) fails that node with the
+//!   refusal code and ends the run; the automation stays active.
+//! - Paused (or deactivated) automations hold runs by snoozing their step
+//!   job ([`engine::PAUSED_RECHECK`]); nothing is written while held, so a
+//!   resumed run continues on its own version at its next step.
+//! - Facts not loaded yet: `last_order_at` (ORDER_RECENCY reads it as
+//!   unknown → NO) and the trigger order's product tags
+//!   (PRODUCT_IN_ORDER_HAS_TAG → NO).
+
 pub mod audience;
 pub mod engine;
 mod enrol;

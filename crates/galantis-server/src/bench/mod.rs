@@ -39,6 +39,7 @@ use crate::config::Config;
 
 mod audience;
 mod ctx;
+mod flows;
 mod inbox;
 mod ingest;
 mod load;
@@ -227,6 +228,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         repeat: u32,
     },
+    /// Durable flow transitions per second: N contacts through trigger →
+    /// delay → condition → action (goal >= 5,000/s; standalone, on the
+    /// configured store: on PostgreSQL point DATABASE_URL at a scratch
+    /// database).
+    Flows {
+        /// Contacts, one order each.
+        #[arg(long, default_value_t = 10_000)]
+        contacts: u32,
+        /// Flow-lane job workers.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+    },
     /// Create N tenants, then `migrate` over all of them twice (standalone;
     /// on PostgreSQL point DATABASE_URL at a scratch database).
     Tenants {
@@ -254,6 +267,9 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
         } => return audience::run(config, contacts, orders, repeat).await,
         BenchCommand::Tenants { count, in_place } => {
             return tenants::run(config, count, in_place).await;
+        }
+        BenchCommand::Flows { contacts, workers } => {
+            return flows::run(config, contacts, workers).await;
         }
     };
     let engine = args.engine.unwrap_or(if config.is_embedded() {

@@ -7,6 +7,7 @@ mod audience;
 mod audience_collections;
 mod auth;
 mod automations_api;
+mod automations_crash;
 mod automations_dry_run;
 mod automations_engine;
 mod automations_store;

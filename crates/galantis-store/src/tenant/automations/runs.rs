@@ -402,3 +402,18 @@ pub async fn of_automation(
     });
     Ok(rows.into_iter().map(to_run).collect())
 }
+
+/// How many runs of an automation are in each status.
+pub async fn count_by_status(
+    tx: &mut TenantTx,
+    automation_id: Uuid,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT status, COUNT(*) FROM automation_runs WHERE automation_id = $1 GROUP BY status ORDER BY status",
+        )
+        .bind(automation_id)
+        .fetch_all(&mut *c)
+        .await?
+    }))
+}

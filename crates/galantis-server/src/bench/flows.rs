@@ -1,0 +1,280 @@
+//! `galantis bench flows`: durable flow transitions per second.
+//!
+//! N subscribed contacts each place an order (N `OrderCreated` events
+//! recorded, 500 per transaction) into an ACTIVE automation ORDER_PLACED →
+//! delay 1 minute → condition ORDER_VALUE > 100 → action (a template
+//! queued through the real send path; the messages lane is off, so nothing
+//! reaches the sandbox). The app runs on a fixed clock moved past the delay
+//! once every run waits, so the minute costs nothing. W flow workers run
+//! the trigger jobs (enrolment through the gate), the first steps and the
+//! delay steps, each a transaction committed with its job's completion.
+//! Figures: committed run steps per second (3 per contact: enrol, start,
+//! wake) and activity transitions per second (9 per contact: each node
+//! visit's PENDING → … → COMPLETED), over the whole run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use galantis_core::automation::{AutomationStatus, Flow, FrequencyCap};
+use galantis_core::{Clock, DomainEvent, FixedClock, MarketingState, ShopDomain, TenantId};
+use galantis_sandbox::meta::{MetaSandbox, NumberConfig, SandboxConfig, TemplateSeed};
+use galantis_store::control::phone_numbers;
+use galantis_store::control::tenants::{self, NewTenant, PhoneNumberLink};
+use galantis_store::tenant::automations::{self, NewAutomation, runs};
+use galantis_store::tenant::contacts::{self, CustomerFields};
+use galantis_store::tenant::{billing, templates};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::write_result;
+use crate::config::{Config, LaneConcurrency, QueueConfig};
+use crate::jobs::Registry;
+use crate::jobs::worker::Worker;
+
+/// Per contact: enrol (trigger job), start step, delay step.
+const STEPS_PER_RUN: f64 = 3.0;
+/// Per contact: trigger 2, delay 3, condition 2, action 2.
+const TRANSITIONS_PER_RUN: f64 = 9.0;
+
+pub async fn run(config: &Config, contacts_n: u32, workers: usize) -> anyhow::Result<()> {
+    let run_tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let number = format!(
+        "1{}",
+        u64::from_str_radix(run_tag, 16).unwrap_or(1) % 10_000_000_000_000
+    );
+    let waba = format!("2{}", &number[1..]);
+    let mut sc = SandboxConfig {
+        numbers: vec![NumberConfig::new(&number, &waba).messages_per_second(1000)],
+        ..SandboxConfig::default()
+    };
+    sc.webhooks.url = None;
+    let sb = MetaSandbox::spawn(
+        sc.with_template(TemplateSeed::approved("bench_flow", "en", "Hi {{1}}").waba(&waba)),
+    )
+    .await?;
+    let scratch = tempfile::tempdir()?;
+    let mut cfg = config.clone();
+    if cfg.is_embedded() {
+        cfg.data_dir = scratch.path().to_path_buf();
+    }
+    cfg.migrate_on_start = true;
+    cfg.meta_base_url = Some(sb.base_url.clone());
+    let mut state = crate::app::build_state(cfg).await?;
+    let clock = Arc::new(FixedClock::new(chrono::Utc::now()));
+    state.set_clock(clock.clone());
+    let db = state.db.clone();
+    let engine = db.engine().as_str();
+    let shop = ShopDomain::parse(&format!("bench-flows-{run_tag}.myshopify.com"))?;
+    let tenant: TenantId = tenants::create(
+        &db,
+        &state.master_key,
+        NewTenant {
+            shop,
+            owner_email: None,
+            phone: None,
+        },
+    )
+    .await
+    .context("creating the bench tenant")?
+    .tenant
+    .id;
+    let mut ctl = db.control_tx().await?;
+    phone_numbers::replace_for_tenant(
+        &mut ctl,
+        tenant,
+        &[PhoneNumberLink {
+            phone_number_id: number.clone(),
+            waba_id: waba.clone(),
+        }],
+        &number,
+    )
+    .await?;
+    ctl.commit().await?;
+    crate::sending::templates::sync(&state, tenant)
+        .await
+        .map_err(|e| anyhow::anyhow!("template sync: {e}"))?;
+
+    // The automation, credits, contacts.
+    let mut tx = db.tenant_tx(tenant).await?;
+    let tpl = templates::by_name(&mut tx, "bench_flow", "en")
+        .await?
+        .context("the synced template")?
+        .id;
+    let flow = json!({
+        "nodes": [
+            {"id": "t", "type": "trigger", "trigger": "ORDER_PLACED"},
+            {"id": "d", "type": "delay", "amount": 1, "unit": "minutes"},
+            {"id": "c", "type": "condition", "group": {"op": "and", "rules": [
+                {"condition": "ORDER_VALUE", "operator": ">", "value": 100}]}},
+            {"id": "vip", "type": "action", "template_id": tpl,
+             "variables": {"1": {"source": "customer.first_name", "fallback": "there"}}},
+            {"id": "std", "type": "action", "template_id": tpl,
+             "variables": {"1": {"source": "customer.first_name", "fallback": "there"}}}
+        ],
+        "edges": [{"from": "t", "to": "d"}, {"from": "d", "to": "c"},
+                  {"from": "c", "to": "vip", "branch": "yes"}, {"from": "c", "to": "std", "branch": "no"}]
+    });
+    let parsed = Flow::parse(&flow).map_err(|e| anyhow::anyhow!("bench flow: {e}"))?;
+    let now_ms = clock.now().timestamp_millis();
+    let a = automations::create(
+        &mut tx,
+        &NewAutomation {
+            name: "bench",
+            flow: (&flow, &parsed),
+            frequency_cap: Some(FrequencyCap::Hours24),
+            exclusions: &[],
+            include_existing_users: false,
+        },
+        now_ms,
+    )
+    .await?;
+    automations::set_status(&mut tx, a.id, AutomationStatus::Active, now_ms).await?;
+    billing::operator_grant(
+        &mut tx,
+        i64::from(contacts_n),
+        "bench: credits for every message",
+        "bench",
+        clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    let mut ids = Vec::with_capacity(contacts_n as usize);
+    for chunk in 0..contacts_n.div_ceil(1000) {
+        let mut tx = db.tenant_tx(tenant).await?;
+        for i in chunk * 1000..((chunk + 1) * 1000).min(contacts_n) {
+            let phone = format!("+1666{i:07}");
+            let f = CustomerFields {
+                shopify_customer_id: i64::from(i) + 1,
+                first_name: Some(format!("C{i}")),
+                phone: Some(phone.clone()),
+                phone_raw: Some(phone.clone()),
+                phone_status: Some("valid"),
+                marketing_state: Some(MarketingState::Subscribed),
+                updated_at: 1,
+                ..Default::default()
+            };
+            contacts::upsert_customer(&mut tx, &f, 1).await?;
+            ids.push(
+                contacts::by_phone(&mut tx, &phone)
+                    .await?
+                    .context("contact")?
+                    .id,
+            );
+        }
+        tx.commit().await?;
+    }
+    clock.advance(chrono::Duration::seconds(1));
+
+    let q = QueueConfig {
+        concurrency: LaneConcurrency {
+            ingest: 0,
+            messages: 0,
+            flows: workers,
+            campaigns: 0,
+            sync: 0,
+            monitor: 0,
+            compliance: 0,
+        },
+        poll_interval_ms: 20,
+        ..QueueConfig::default()
+    };
+    let (stop, rx) = watch::channel(false);
+    let worker = tokio::spawn(
+        Worker::new(state.clone(), Registry::builtin())
+            .with_config(q)
+            .run(rx),
+    );
+
+    // Triggers: one order per contact, half of them over 100.
+    let started = Instant::now();
+    for (chunk_no, chunk) in ids.chunks(500).enumerate() {
+        let mut tx = db.tenant_tx(tenant).await?;
+        for (i, c) in chunk.iter().enumerate() {
+            let total = if (chunk_no * 500 + i) % 2 == 0 {
+                "150.00"
+            } else {
+                "50.00"
+            };
+            let ev = DomainEvent::OrderCreated {
+                order_id: uuid::Uuid::now_v7(),
+                shopify_order_id: (chunk_no * 500 + i) as i64 + 1,
+                contact_id: Some(*c),
+                total_price: Some(total.into()),
+            };
+            galantis_store::events::record(&mut tx, &ev, clock.now()).await?;
+        }
+        tx.commit().await?;
+    }
+    let recorded_s = started.elapsed().as_secs_f64();
+    wait_for(&db, tenant, a.id, "WAITING", contacts_n).await?;
+    let enrolled_s = started.elapsed().as_secs_f64();
+    // Past the delay: every run wakes, branches and queues its message.
+    clock.advance(chrono::Duration::minutes(1));
+    wait_for(&db, tenant, a.id, "COMPLETED", contacts_n).await?;
+    let total_s = started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = worker.await;
+    let mut tx = db.tenant_read(tenant).await?;
+    let statuses = runs::count_by_status(&mut tx, a.id).await?;
+    tx.commit().await?;
+
+    let n = f64::from(contacts_n);
+    let steps_per_s = n * STEPS_PER_RUN / total_s;
+    let transitions_per_s = n * TRANSITIONS_PER_RUN / total_s;
+    let result = json!({
+        "scenario": "flows",
+        "engine": engine,
+        "contacts": contacts_n,
+        "workers": workers,
+        "record_events_s": recorded_s,
+        "all_waiting_s": enrolled_s,
+        "all_completed_s": total_s,
+        "run_steps_per_s": steps_per_s,
+        "activity_transitions_per_s": transitions_per_s,
+        "goal_transitions_per_s": 5000,
+        "runs_by_status": statuses,
+    });
+    println!("bench flows on {engine}: {contacts_n} contacts, {workers} flow workers");
+    println!("{:<44} {:>12} {:>10}", "figure", "value", "goal");
+    println!("{:<44} {:>12.1}", "events recorded (s)", recorded_s);
+    println!(
+        "{:<44} {:>12.1}",
+        "all enrolled and waiting (s)", enrolled_s
+    );
+    println!("{:<44} {:>12.1}", "all completed (s)", total_s);
+    println!("{:<44} {:>12.0}", "committed run steps / s", steps_per_s);
+    println!(
+        "{:<44} {:>12.0} {:>10}",
+        "durable activity transitions / s", transitions_per_s, ">= 5000"
+    );
+    write_result(config, &format!("flows-{engine}"), &result)?;
+    db.close().await;
+    Ok(())
+}
+
+/// Waits until `n` runs of the automation are in `status`.
+async fn wait_for(
+    db: &galantis_store::Db,
+    tenant: TenantId,
+    automation: uuid::Uuid,
+    status: &str,
+    n: u32,
+) -> anyhow::Result<()> {
+    loop {
+        let mut tx = db.tenant_read(tenant).await?;
+        let by = runs::count_by_status(&mut tx, automation).await?;
+        tx.commit().await?;
+        let have = by.iter().find(|(s, _)| s == status).map_or(0, |x| x.1);
+        if have >= i64::from(n) {
+            return Ok(());
+        }
+        if by
+            .iter()
+            .any(|(s, c)| (s == "FAILED" || s == "SKIPPED") && *c > 0)
+        {
+            anyhow::bail!("runs failed: {by:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
