@@ -15,6 +15,7 @@ mod automations_triggers;
 mod back_in_stock;
 mod back_in_stock_api;
 mod back_in_stock_browser;
+mod back_in_stock_pipeline;
 mod billing_purchases;
 mod bounded;
 mod campaigns;

@@ -1,0 +1,291 @@
+//! The back-in-stock pipeline (seed 002, ADR 0031): a `VariantRestocked`
+//! event fans out to the variant's `ACTIVE` subscriptions in batches.
+//!
+//! Steps 1–5 are the webhook's (`webhooks::shopify::products`: a variant
+//! 0 → positive from `products/update` or `inventory_levels/update` records
+//! `VariantRestocked`, whose subscriber enqueues `automation.trigger`).
+//! Then, per batch, in one tenant transaction:
+//! 6. The next [`FIRST_BATCH`] (then [`BATCH`]) `ACTIVE` subscriptions of
+//!    the variant, oldest first, after the cursor. If the variant is sold
+//!    out again, the fan-out stops: the rest stay `ACTIVE` for the next
+//!    restock (metric `galantis_restock_stopped_total`).
+//! 7–8. Each subscriber goes through the automation's gate (consent
+//!    `SUBSCRIBED`, then the frequency cap, 24 h in the recipe): a refusal
+//!    is a `SKIPPED` activity row with the gate's reason and the
+//!    subscription stays `ACTIVE`.
+//! 9–10. Qualifying subscribers are enrolled (their run's context holds the
+//!    product, variant and a tracked link `/r/{code}` attributed to the
+//!    contact and subscription); each run's first step (the Action node's
+//!    send) is enqueued in the same transaction, so the first send can
+//!    leave as soon as the first batch commits.
+//! 11. Enrolled subscriptions become `NOTIFIED` in the same transaction
+//!    (a dispatch record, whatever the delivery outcome).
+//! 12. Credits are charged by the send path when Meta accepts a message.
+//!
+//! A batch that leaves more subscribers enqueues [`RestockJob`] for the
+//! next page (unique per event, automation and cursor).
+//!
+//! The tenant's back-in-stock automation: if the tenant has none (any
+//! status), one is created from the recipe and activated when an
+//! `APPROVED` template whose name starts with [`TEMPLATE_PREFIX`] exists
+//! (the newest such); otherwise the merchant's own automation is used.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use galantis_core::automation::{
+    AutomationStatus, Flow, RecipeKind, RecipeTemplates, TriggerFact, TriggerKind, recipe,
+};
+use galantis_core::{JobKind, Lane, RetrySchedule};
+use galantis_store::tenant::automations::{self, Automation, NewAutomation};
+use galantis_store::tenant::back_in_stock as bis;
+use galantis_store::tenant::short_links::{self, Attribution};
+use galantis_store::tenant::templates;
+use galantis_store::{StoreError, TenantTx};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::enrol::{Enrolment, enrol};
+use crate::jobs::{JobContext, JobError};
+
+/// The first page is small, so the first sends leave quickly.
+pub const FIRST_BATCH: u32 = 50;
+/// Later pages.
+pub const BATCH: u32 = 500;
+/// The recipe automation uses the newest `APPROVED` template named so.
+pub const TEMPLATE_PREFIX: &str = "back_in_stock";
+
+/// The next page of one restock's fan-out in one automation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestockJob {
+    pub event_id: Uuid,
+    pub automation_id: Uuid,
+    pub variant_id: Uuid,
+    pub key: String,
+    pub occurred_at: DateTime<Utc>,
+    pub after: Uuid,
+}
+
+impl JobKind for RestockJob {
+    const KIND: &'static str = "automation.restock";
+    const LANE: Lane = Lane::Flows;
+    const MAX_ATTEMPTS: u32 = 20;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    const RETRY: RetrySchedule = RetrySchedule {
+        base: Duration::from_secs(1),
+        factor: 2.0,
+        cap: Duration::from_secs(300),
+        jitter: 0.2,
+    };
+
+    fn unique_key(&self) -> Option<String> {
+        Some(format!(
+            "automation_restock:{}:{}:{}",
+            self.event_id, self.automation_id, self.after
+        ))
+    }
+}
+
+pub(super) async fn run(ctx: JobContext, job: RestockJob) -> Result<(), JobError> {
+    let tenant = ctx
+        .tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("restocks belong to a tenant")))?;
+    let now = ctx.now();
+    let links = Links::of(&ctx).await;
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    if let Some(a) = automations::get(&mut tx, job.automation_id).await? {
+        let fact = TriggerFact {
+            trigger: TriggerKind::BackInStock,
+            audience: galantis_core::automation::Audience::VariantSubscribers(job.variant_id),
+            key: job.key.clone(),
+            occurred_at: job.occurred_at,
+            tag: None,
+            segment_id: None,
+            list_id: None,
+            order_id: None,
+            checkout_id: None,
+            variant_id: Some(job.variant_id),
+            variables: Default::default(),
+        };
+        batch(
+            &mut tx,
+            &a,
+            &fact,
+            job.event_id,
+            Some(job.after),
+            BATCH,
+            &links,
+            now,
+        )
+        .await?;
+    }
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Where tracked links point: `{public_url}/r/{code}` redirecting to the
+/// product page on the shop.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    pub public_url: String,
+    pub shop: Option<String>,
+}
+
+impl Links {
+    pub async fn of(ctx: &JobContext) -> Links {
+        let shop = match ctx.tenant() {
+            Some(t) => galantis_store::control::tenants::get(&ctx.app.db, t)
+                .await
+                .ok()
+                .flatten()
+                .map(|t| t.shop.to_string()),
+            None => None,
+        };
+        Links {
+            public_url: ctx.app.config.public_url(),
+            shop,
+        }
+    }
+}
+
+/// Creates the tenant's back-in-stock automation from its recipe when it
+/// has none and a restock template is `APPROVED`. Returns the new one.
+pub async fn ensure_automation(
+    tx: &mut TenantTx,
+    now: DateTime<Utc>,
+) -> Result<Option<Automation>, StoreError> {
+    if automations::any_for_trigger(tx, TriggerKind::BackInStock).await? {
+        return Ok(None);
+    }
+    let approved = templates::list(tx, Some(&["APPROVED"]), None, 1000).await?;
+    let Some(t) = approved
+        .iter()
+        .find(|t| t.name.to_lowercase().starts_with(TEMPLATE_PREFIX))
+    else {
+        return Ok(None);
+    };
+    let mut given = RecipeTemplates::default();
+    given
+        .template_ids
+        .insert(RecipeKind::BackInStock.slots()[0].to_owned(), t.id);
+    let r = recipe(RecipeKind::BackInStock, &given);
+    let Ok(flow) = Flow::parse(&r.flow) else {
+        return Ok(None);
+    };
+    let now_ms = now.timestamp_millis();
+    let a = automations::create(
+        tx,
+        &NewAutomation {
+            name: r.name,
+            flow: (&r.flow, &flow),
+            frequency_cap: Some(r.frequency_cap),
+            exclusions: &[],
+            include_existing_users: false,
+        },
+        now_ms,
+    )
+    .await?;
+    let a = automations::set_status(tx, a.id, AutomationStatus::Active, now_ms).await?;
+    tracing::info!(automation = %a.id, template = %t.id, "back-in-stock automation created from its recipe");
+    Ok(Some(a))
+}
+
+/// One page of the fan-out (steps 6–11 in the module doc). Returns how
+/// many runs were created; enqueues the next page when this one was full.
+#[allow(clippy::too_many_arguments)]
+pub async fn batch(
+    tx: &mut TenantTx,
+    a: &Automation,
+    fact: &TriggerFact,
+    event_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+    links: &Links,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let Some(variant_id) = fact.variant_id else {
+        return Ok(0);
+    };
+    let Some(v) = bis::notice_variant(tx, variant_id).await? else {
+        return Ok(0);
+    };
+    // Sold out again: the rest wait, ACTIVE, for the next restock.
+    if v.inventory_quantity.is_some_and(|q| q <= 0) {
+        metrics::counter!("galantis_restock_stopped_total").increment(1);
+        tracing::info!(
+            variant = v.shopify_variant_id,
+            "variant sold out again: fan-out stops"
+        );
+        return Ok(0);
+    }
+    let subs = bis::active_for_variant(tx, v.shopify_variant_id, after, limit).await?;
+    let now_ms = now.timestamp_millis();
+    let target = match (&links.shop, &v.handle) {
+        (Some(shop), Some(h)) => {
+            format!(
+                "https://{shop}/products/{h}?variant={}",
+                v.shopify_variant_id
+            )
+        }
+        (Some(shop), None) => format!("https://{shop}/"),
+        _ => links.public_url.clone(),
+    };
+    let mut base = fact.clone();
+    for (k, val) in [
+        ("product.title", &v.product_title),
+        ("variant.title", &v.variant_title),
+        ("variant.price", &v.price),
+        ("product.price", &v.price),
+    ] {
+        if let Some(val) = val {
+            base.variables.insert(k.into(), val.clone());
+        }
+    }
+    base.variables.insert("product.url".into(), target.clone());
+    let mut notified = Vec::with_capacity(subs.len());
+    let mut enrolled = 0;
+    for s in &subs {
+        let mut f = base.clone();
+        // A link only for those the gate may let through.
+        if s.marketing_state == "SUBSCRIBED" {
+            let link = short_links::create(
+                tx,
+                &target,
+                Attribution {
+                    contact_id: Some(s.contact_id),
+                    subscription_id: Some(s.subscription_id),
+                    message_id: None,
+                },
+                now_ms,
+            )
+            .await?;
+            let url = format!("{}/r/{}", links.public_url.trim_end_matches('/'), link.code);
+            f.variables.insert("variant.url".into(), url);
+        }
+        match enrol(tx, a, s.contact_id, &f, now).await? {
+            Enrolment::Enrolled(_) => {
+                enrolled += 1;
+                notified.push(s.subscription_id);
+            }
+            Enrolment::Duplicate => notified.push(s.subscription_id),
+            Enrolment::Blocked(_) => {}
+            Enrolment::NotActive => return Ok(enrolled),
+        }
+    }
+    bis::mark_notified(tx, &notified, now_ms).await?;
+    if subs.len() == limit as usize
+        && let Some(last) = subs.last()
+    {
+        let next = RestockJob {
+            event_id,
+            automation_id: a.id,
+            variant_id,
+            key: fact.key.clone(),
+            occurred_at: fact.occurred_at,
+            after: last.subscription_id,
+        };
+        crate::jobs::enqueue(tx, &next, now).await?;
+    }
+    Ok(enrolled)
+}

@@ -1,0 +1,396 @@
+//! The restock pipeline (seed 002, ADR 0031): signed `products/update`
+//! webhooks into a tenant connected to the Meta sandbox; subscriptions
+//! fanned out through the back-in-stock automation (created from its
+//! recipe), every "what can prevent a notification" row visible.
+
+use chrono::Duration;
+use galantis_core::MarketingState;
+use galantis_core::automation::{ActivityStatus, TriggerKind};
+use galantis_core::back_in_stock::SubscriptionStatus;
+use galantis_sandbox::meta::TemplateSeed;
+use galantis_store::tenant::automations::{self, Automation};
+use galantis_store::tenant::back_in_stock::{self as bis, NewSubscription};
+use galantis_testkit::webhooks::shopify_ok;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::automations_support::{Env, env_with};
+
+const PRODUCT: i64 = 7101;
+const S: i64 = 8101;
+const M: i64 = 8102;
+
+fn notice() -> TemplateSeed {
+    TemplateSeed::approved(
+        "back_in_stock_notice",
+        "en",
+        "Hi {{1}}, {{2}} ({{3}}) is back: {{4}}",
+    )
+}
+
+async fn bis_env(name: &str) -> Env {
+    env_with(name, vec![notice()]).await
+}
+
+fn product(version: u32, title: &str, s: (i64, &str), m: (i64, &str)) -> Value {
+    json!({
+        "id": PRODUCT, "title": title, "handle": "tee", "status": "active",
+        "updated_at": format!("2026-03-01T09:{version:02}:00Z"),
+        "variants": [
+            {"id": S, "title": "S", "price": s.1, "inventory_quantity": s.0, "option1": "S"},
+            {"id": M, "title": "M", "price": m.1, "inventory_quantity": m.0, "option1": "M"},
+        ]
+    })
+}
+
+async fn update(e: &Env, webhook_id: &str, body: &Value) {
+    shopify_ok(&e.app, &e.t, "products/update", webhook_id, body).await;
+    e.app.run_jobs_until_idle().await;
+}
+
+/// A contact subscribed (with `status`) to `variant`.
+async fn subscriber(
+    e: &Env,
+    n: i64,
+    consent: MarketingState,
+    variant: i64,
+    status: SubscriptionStatus,
+) -> (Uuid, Uuid) {
+    let phone = format!("+161355501{n:02}");
+    let c = e.contact(n, &phone, consent).await;
+    let mut tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
+    let s = bis::subscribe(
+        &mut tx,
+        NewSubscription {
+            contact_id: c,
+            variant_id: variant,
+            product_id: Some(PRODUCT),
+            options: &json!({"Size": "S"}),
+            status,
+            source: "back_in_stock_widget",
+        },
+        e.now().timestamp_millis(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let id = match s {
+        bis::Subscribed::Created(s) | bis::Subscribed::Existing(s) => s.id,
+    };
+    (c, id)
+}
+
+async fn status(e: &Env, sub: Uuid) -> SubscriptionStatus {
+    let mut tx = e.app.db().tenant_read(e.t.id).await.unwrap();
+    let s = bis::get(&mut tx, sub).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    s.status
+}
+
+async fn the_automation(e: &Env) -> Option<Automation> {
+    let mut tx = e.app.db().tenant_read(e.t.id).await.unwrap();
+    let a = automations::active_for_trigger(&mut tx, TriggerKind::BackInStock)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    a.into_iter().next()
+}
+
+/// The catalog with both variants sold out (a first product webhook).
+async fn sold_out(e: &Env) {
+    update(e, "p-0", &product(0, "Tee", (0, "20.00"), (0, "20.00"))).await;
+}
+
+async fn sends_to(e: &Env, contact: Uuid) -> usize {
+    e.messages()
+        .await
+        .iter()
+        .filter(|m| m.contact_id == contact)
+        .count()
+}
+
+#[tokio::test]
+async fn a_restock_notifies_active_subscribers_once_through_the_recipe_automation() {
+    let e = bis_env("bis-pipe-main").await;
+    sold_out(&e).await;
+    let (ok, ok_sub) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    let (unsub, unsub_sub) = subscriber(
+        &e,
+        2,
+        MarketingState::Unsubscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    let (pending, pending_sub) = subscriber(
+        &e,
+        3,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Pending,
+    )
+    .await;
+    let (other, other_sub) = subscriber(
+        &e,
+        4,
+        MarketingState::Subscribed,
+        M,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    assert!(the_automation(&e).await.is_none());
+    e.clock.advance(Duration::seconds(1));
+    // Steps 1–5: S goes 0 → 3 (M stays 0).
+    let body = product(1, "Tee", (3, "20.00"), (0, "20.00"));
+    update(&e, "p-1", &body).await;
+    // Step 9: the recipe automation was created and enrolled the subscriber.
+    let a = the_automation(&e).await.expect("created from the recipe");
+    assert_eq!(a.frequency_cap.map(|c| c.as_str()), Some("24_HOURS"));
+    // Step 10: one send, with name, product, variant and a tracked link.
+    let msgs = e.messages().await;
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0].contact_id, ok);
+    let payload = serde_json::to_string(&msgs[0]).unwrap();
+    assert!(payload.contains("Ana1"), "{payload}");
+    assert!(payload.contains("Tee"), "{payload}");
+    assert!(payload.contains("/r/"), "{payload}");
+    // Step 11: NOTIFIED; the rest as they were.
+    assert_eq!(status(&e, ok_sub).await, SubscriptionStatus::Notified);
+    assert_eq!(status(&e, unsub_sub).await, SubscriptionStatus::Active);
+    assert_eq!(status(&e, pending_sub).await, SubscriptionStatus::Pending);
+    assert_eq!(status(&e, other_sub).await, SubscriptionStatus::Active);
+    // Step 7: the consent refusal is in the activity log.
+    let trail = e.trail(&a, unsub).await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0].1, ActivityStatus::Skipped);
+    assert!(e.trail(&a, pending).await.is_empty());
+    assert!(e.trail(&a, other).await.is_empty());
+    // The same webhook again: nothing twice.
+    update(&e, "p-1", &body).await;
+    assert_eq!(sends_to(&e, ok).await, 1);
+    assert_eq!(e.runs(&a).await.len(), 1);
+}
+
+#[tokio::test]
+async fn zero_to_zero_five_to_ten_title_and_price_changes_do_nothing() {
+    let e = bis_env("bis-pipe-noop").await;
+    update(&e, "p-0", &product(0, "Tee", (0, "20.00"), (5, "20.00"))).await;
+    let (_, s_sub) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    let (_, m_sub) = subscriber(
+        &e,
+        2,
+        MarketingState::Subscribed,
+        M,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    e.clock.advance(Duration::seconds(1));
+    update(&e, "p-1", &product(1, "Tee", (0, "20.00"), (10, "20.00"))).await;
+    update(
+        &e,
+        "p-2",
+        &product(2, "Tee renamed", (0, "20.00"), (10, "20.00")),
+    )
+    .await;
+    update(
+        &e,
+        "p-3",
+        &product(3, "Tee renamed", (0, "25.00"), (10, "25.00")),
+    )
+    .await;
+    assert!(e.messages().await.is_empty());
+    assert!(the_automation(&e).await.is_none());
+    assert_eq!(status(&e, s_sub).await, SubscriptionStatus::Active);
+    assert_eq!(status(&e, m_sub).await, SubscriptionStatus::Active);
+}
+
+#[tokio::test]
+async fn two_variants_restocking_in_one_webhook_are_two_independent_runs() {
+    let e = bis_env("bis-pipe-two").await;
+    sold_out(&e).await;
+    let (c, s1) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    let (d, s2) = subscriber(
+        &e,
+        2,
+        MarketingState::Subscribed,
+        M,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    e.clock.advance(Duration::seconds(1));
+    update(&e, "p-1", &product(1, "Tee", (2, "20.00"), (4, "20.00"))).await;
+    let a = the_automation(&e).await.unwrap();
+    let runs = e.runs(&a).await;
+    assert_eq!(runs.len(), 2);
+    assert_ne!(runs[0].trigger_key, runs[1].trigger_key);
+    assert_eq!(sends_to(&e, c).await, 1);
+    assert_eq!(sends_to(&e, d).await, 1);
+    assert_eq!(status(&e, s1).await, SubscriptionStatus::Notified);
+    assert_eq!(status(&e, s2).await, SubscriptionStatus::Notified);
+}
+
+#[tokio::test]
+async fn a_second_restock_within_24_hours_skips_capped_subscribers_with_the_reason() {
+    let e = bis_env("bis-pipe-cap").await;
+    sold_out(&e).await;
+    let (c, _) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    e.clock.advance(Duration::seconds(1));
+    update(&e, "p-1", &product(1, "Tee", (2, "20.00"), (0, "20.00"))).await;
+    assert_eq!(sends_to(&e, c).await, 1);
+    // The same contact now waits for M, which restocks two hours later.
+    let (_, m_sub) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        M,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    e.clock.advance(Duration::hours(2));
+    update(&e, "p-2", &product(2, "Tee", (2, "20.00"), (6, "20.00"))).await;
+    assert_eq!(sends_to(&e, c).await, 1);
+    let a = the_automation(&e).await.unwrap();
+    let trail = e.trail(&a, c).await;
+    let skipped: Vec<_> = trail
+        .iter()
+        .filter(|t| t.1 == ActivityStatus::Skipped)
+        .collect();
+    assert_eq!(skipped.len(), 1, "{trail:?}");
+    assert!(
+        skipped[0].2.as_deref().unwrap_or("").contains("cap"),
+        "{trail:?}"
+    );
+    // Not notified: it waits, ACTIVE, for the next restock.
+    assert_eq!(status(&e, m_sub).await, SubscriptionStatus::Active);
+}
+
+#[tokio::test]
+async fn no_active_subscriber_means_no_enrolment() {
+    let e = bis_env("bis-pipe-none").await;
+    sold_out(&e).await;
+    let (_, p) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Pending,
+    )
+    .await;
+    e.clock.advance(Duration::seconds(1));
+    update(&e, "p-1", &product(1, "Tee", (2, "20.00"), (0, "20.00"))).await;
+    let a = the_automation(&e).await.unwrap();
+    assert!(e.runs(&a).await.is_empty());
+    assert!(e.messages().await.is_empty());
+    assert_eq!(status(&e, p).await, SubscriptionStatus::Pending);
+}
+
+#[tokio::test]
+async fn without_an_approved_restock_template_no_automation_is_created() {
+    let e = env_with("bis-pipe-notpl", vec![notice().status("PENDING")]).await;
+    sold_out(&e).await;
+    let (_, s) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    e.clock.advance(Duration::seconds(1));
+    update(&e, "p-1", &product(1, "Tee", (2, "20.00"), (0, "20.00"))).await;
+    assert!(the_automation(&e).await.is_none());
+    assert!(e.messages().await.is_empty());
+    assert_eq!(status(&e, s).await, SubscriptionStatus::Active);
+}
+
+#[tokio::test]
+async fn a_template_no_longer_approved_fails_the_flow_for_every_subscriber() {
+    let e = bis_env("bis-pipe-paused").await;
+    sold_out(&e).await;
+    let (c1, _) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    e.clock.advance(Duration::seconds(1));
+    update(&e, "p-1", &product(1, "Tee", (2, "20.00"), (0, "20.00"))).await;
+    assert_eq!(sends_to(&e, c1).await, 1);
+    let a = the_automation(&e).await.unwrap();
+    // Meta pauses the template; M restocks for two new subscribers.
+    let mut tx = e.app.db().tenant_read(e.t.id).await.unwrap();
+    let t = galantis_store::tenant::templates::by_name(&mut tx, "back_in_stock_notice", "en")
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    let meta_id = t.meta_template_id.unwrap();
+    let r = galantis_testkit::webhooks::meta(
+        &e.app,
+        &json!({"object": "whatsapp_business_account", "entry": [{"id": "200000000000888", "changes": [{
+            "field": "message_template_status_update",
+            "value": {"event": "PAUSED", "message_template_id": meta_id.parse::<i64>().unwrap(),
+                      "message_template_name": "back_in_stock_notice",
+                      "message_template_language": "en", "reason": null}}]}]}),
+    )
+    .await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    e.app.run_jobs_until_idle().await;
+    let (c2, s2) = subscriber(
+        &e,
+        2,
+        MarketingState::Subscribed,
+        M,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    let (c3, _) = subscriber(
+        &e,
+        3,
+        MarketingState::Subscribed,
+        M,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    update(&e, "p-2", &product(2, "Tee", (2, "20.00"), (5, "20.00"))).await;
+    for c in [c2, c3] {
+        assert_eq!(sends_to(&e, c).await, 0);
+        let trail = e.trail(&a, c).await;
+        assert!(
+            trail.iter().any(|t| t.1 == ActivityStatus::Failed
+                && t.2.as_deref() == Some("template_paused")),
+            "{trail:?}"
+        );
+    }
+    assert_eq!(status(&e, s2).await, SubscriptionStatus::Notified);
+}
