@@ -174,6 +174,19 @@ pub async fn enrol(
     fact: &TriggerFact,
     now: DateTime<Utc>,
 ) -> Result<Enrolment, StoreError> {
+    enrol_with(tx, a, contact_id, fact, now, true).await
+}
+
+/// [`enrol`]; without `enqueue_step` the caller performs the run's first
+/// step itself (the restock fan-out does, for a batch of runs at once).
+pub(super) async fn enrol_with(
+    tx: &mut TenantTx,
+    a: &Automation,
+    contact_id: Uuid,
+    fact: &TriggerFact,
+    now: DateTime<Utc>,
+    enqueue_step: bool,
+) -> Result<Enrolment, StoreError> {
     if a.status != AutomationStatus::Active {
         return Ok(Enrolment::NotActive);
     }
@@ -226,15 +239,17 @@ pub async fn enrol(
     let Some(run_id) = runs::enrol(tx, &new, now_ms).await? else {
         return Ok(Enrolment::Duplicate);
     };
-    crate::jobs::enqueue(
-        tx,
-        &StepJob {
-            run_id,
-            input: StepInput::Start,
-        },
-        now,
-    )
-    .await?;
+    if enqueue_step {
+        crate::jobs::enqueue(
+            tx,
+            &StepJob {
+                run_id,
+                input: StepInput::Start,
+            },
+            now,
+        )
+        .await?;
+    }
     metrics::counter!("galantis_flow_enrolments_total", "outcome" => "enrolled").increment(1);
     Ok(Enrolment::Enrolled(run_id))
 }

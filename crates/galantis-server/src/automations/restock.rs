@@ -45,8 +45,11 @@ use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::enrol::{Enrolment, enrol};
+use super::enrol::{Enrolment, enrol_with};
+use super::{engine, facts, render};
 use crate::jobs::{JobContext, JobError};
+use crate::sending::connection::{self, Resolved};
+use crate::sending::queue;
 
 /// The first page is small, so the first sends leave quickly.
 pub const FIRST_BATCH: u32 = 50;
@@ -126,10 +129,14 @@ pub(super) async fn run(ctx: JobContext, job: RestockJob) -> Result<(), JobError
 
 /// Where tracked links point: `{public_url}/r/{code}` redirecting to the
 /// product page on the shop.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Links {
     pub public_url: String,
     pub shop: Option<String>,
+    /// The tenant's sending connection: with it, a batch's first sends are
+    /// queued together in the batch's transaction; without it each run's
+    /// first step is a job.
+    pub conn: Option<std::sync::Arc<Resolved>>,
 }
 
 impl Links {
@@ -142,9 +149,14 @@ impl Links {
                 .map(|t| t.shop.to_string()),
             None => None,
         };
+        let conn = match ctx.tenant() {
+            Some(t) => connection::resolve(&ctx.app, t).await.ok(),
+            None => None,
+        };
         Links {
             public_url: ctx.app.config.public_url(),
             shop,
+            conn,
         }
     }
 }
@@ -245,6 +257,7 @@ pub async fn batch(
     base.variables.insert("product.url".into(), target.clone());
     let mut notified = Vec::with_capacity(subs.len());
     let mut enrolled = 0;
+    let mut started = Vec::new();
     for s in &subs {
         let mut f = base.clone();
         // A link only for those the gate may let through.
@@ -263,15 +276,20 @@ pub async fn batch(
             let url = format!("{}/r/{}", links.public_url.trim_end_matches('/'), link.code);
             f.variables.insert("variant.url".into(), url);
         }
-        match enrol(tx, a, s.contact_id, &f, now).await? {
-            Enrolment::Enrolled(_) => {
+        let enqueue_step = links.conn.is_none();
+        match enrol_with(tx, a, s.contact_id, &f, now, enqueue_step).await? {
+            Enrolment::Enrolled(run) => {
                 enrolled += 1;
+                started.push(run);
                 notified.push(s.subscription_id);
             }
             Enrolment::Duplicate => notified.push(s.subscription_id),
             Enrolment::Blocked(_) => {}
             Enrolment::NotActive => return Ok(enrolled),
         }
+    }
+    if let Some(conn) = &links.conn {
+        start_many(tx, a, conn, &started, now).await?;
     }
     bis::mark_notified(tx, &notified, now_ms).await?;
     if subs.len() == limit as usize
@@ -288,4 +306,80 @@ pub async fn batch(
         crate::jobs::enqueue(tx, &next, now).await?;
     }
     Ok(enrolled)
+}
+
+/// Steps 9–10 for a batch: each new run's first step, with the first send
+/// of every run queued by one `queue_many` (one credit snapshot, one
+/// transaction), then each run's effects and state saved.
+async fn start_many(
+    tx: &mut TenantTx,
+    a: &Automation,
+    conn: &Resolved,
+    run_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    use galantis_core::automation::{Effect, Input, step};
+    use galantis_store::tenant::automations::runs;
+    let Ok(flow) = Flow::parse(&a.flow) else {
+        return Ok(());
+    };
+    let now_ms = now.timestamp_millis();
+    let mut steps = Vec::with_capacity(run_ids.len());
+    for id in run_ids {
+        let Some(run) = runs::get(tx, *id).await? else {
+            continue;
+        };
+        let f = facts::load(tx, &run, &flow).await?;
+        let out = step(&flow, &run.state, Input::Start, &f, now);
+        steps.push((run, out));
+    }
+    let mut sends = Vec::new();
+    let mut firsts: Vec<Option<Result<usize, String>>> = Vec::with_capacity(steps.len());
+    for (run, out) in &steps {
+        let first = out.effects.iter().find_map(|e| match (e, e.node()) {
+            (
+                Effect::Send {
+                    template_id,
+                    variables,
+                    ..
+                },
+                Some((node, visit)),
+            ) => Some((node, visit, *template_id, variables)),
+            _ => None,
+        });
+        firsts.push(match first {
+            None => None,
+            Some((node, visit, template_id, variables)) => {
+                let key = render::send_key(run.id, node, visit);
+                match render::outgoing(tx, template_id, variables, run.contact_id, key).await? {
+                    Some(o) => {
+                        sends.push(o);
+                        Some(Ok(sends.len() - 1))
+                    }
+                    None => Some(Err("template_not_found".to_owned())),
+                }
+            }
+        });
+    }
+    let outcomes = queue::queue_many(tx, conn, now, &sends).await?;
+    for ((run, out), first) in steps.into_iter().zip(firsts) {
+        let first = first.map(|f| {
+            f.and_then(|i| match &outcomes[i] {
+                Ok(q) => Ok(q.message.id),
+                Err(r) => Err(r.code().to_owned()),
+            })
+        });
+        let applied = engine::apply(tx, &run, out, Some(conn), first, now).await?;
+        runs::save(
+            tx,
+            run.id,
+            &applied.state,
+            applied.last_message,
+            applied.end_reason.as_deref(),
+            now_ms,
+        )
+        .await?;
+        metrics::counter!("galantis_flow_steps_total").increment(1);
+    }
+    Ok(())
 }

@@ -500,3 +500,80 @@ async fn insufficient_credits_fail_the_rest_after_a_partial_dispatch() {
     }
     assert_eq!(refused, 3);
 }
+
+#[tokio::test]
+async fn the_fan_out_pages_through_every_active_subscriber_in_batches() {
+    let e = bis_env("bis-pipe-pages").await;
+    sold_out(&e).await;
+    let mut tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
+    galantis_store::tenant::billing::operator_grant(&mut tx, 500, "test", "bis-pages", e.now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // More than the first page, and not a whole number of pages.
+    let n = i64::from(galantis_server::automations::restock::FIRST_BATCH) + 13;
+    let mut subs = Vec::new();
+    for i in 1..=n {
+        subs.push(
+            subscriber(
+                &e,
+                i,
+                MarketingState::Subscribed,
+                S,
+                SubscriptionStatus::Active,
+            )
+            .await,
+        );
+    }
+    e.clock.advance(Duration::seconds(1));
+    update(&e, "p-1", &product(1, "Tee", (9, "20.00"), (0, "20.00"))).await;
+    let a = the_automation(&e).await.unwrap();
+    assert_eq!(e.runs(&a).await.len() as i64, n);
+    assert_eq!(e.messages().await.len() as i64, n);
+    for (_, s) in &subs {
+        assert_eq!(status(&e, *s).await, SubscriptionStatus::Notified);
+    }
+}
+
+#[tokio::test]
+async fn a_variant_sold_out_again_before_the_fan_out_reaches_them_leaves_subscribers_active() {
+    let e = bis_env("bis-pipe-again").await;
+    sold_out(&e).await;
+    let (c, s) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    // The restock event is processed after the variant sold out again
+    // (stock is 0 when the batch looks): nobody is told, all wait.
+    let mut tx = e.app.db().tenant_read(e.t.id).await.unwrap();
+    let p = galantis_store::tenant::catalog::list_products(&mut tx, None, 10)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let v = p
+        .iter()
+        .flat_map(|p| &p.variants)
+        .find(|v| v.shopify_variant_id == S)
+        .unwrap()
+        .id;
+    e.clock.advance(Duration::seconds(1));
+    e.record(galantis_core::DomainEvent::VariantRestocked {
+        variant_id: v,
+        shopify_variant_id: S,
+        shopify_product_id: PRODUCT,
+        previous_quantity: 0,
+        quantity: 1,
+    })
+    .await;
+    e.app.run_jobs_until_idle().await;
+    assert_eq!(sends_to(&e, c).await, 0);
+    assert_eq!(status(&e, s).await, SubscriptionStatus::Active);
+    // The next restock tells them.
+    update(&e, "p-1", &product(1, "Tee", (4, "20.00"), (0, "20.00"))).await;
+    assert_eq!(sends_to(&e, c).await, 1);
+    assert_eq!(status(&e, s).await, SubscriptionStatus::Notified);
+}
