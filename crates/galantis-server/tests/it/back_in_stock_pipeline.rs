@@ -572,8 +572,29 @@ async fn a_variant_sold_out_again_before_the_fan_out_reaches_them_leaves_subscri
     e.app.run_jobs_until_idle().await;
     assert_eq!(sends_to(&e, c).await, 0);
     assert_eq!(status(&e, s).await, SubscriptionStatus::Active);
+    // Analytics shows them still waiting, none sent.
+    let an = analytics(&e).await;
+    assert_eq!(an["active_subscriptions"], 1, "{an}");
+    assert_eq!(an["notifications_sent"], 0, "{an}");
     // The next restock tells them.
     update(&e, "p-1", &product(1, "Tee", (4, "20.00"), (0, "20.00"))).await;
     assert_eq!(sends_to(&e, c).await, 1);
     assert_eq!(status(&e, s).await, SubscriptionStatus::Notified);
+    let an = analytics(&e).await;
+    assert_eq!(an["active_subscriptions"], 0, "{an}");
+    assert_eq!(an["notifications_sent"], 1, "{an}");
+}
+
+async fn analytics(e: &Env) -> Value {
+    e.app
+        .get(
+            "/api/v1/back-in-stock/analytics?from=2026-02-01&to=2026-03-31",
+            &e.t.token,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
