@@ -167,6 +167,8 @@ pub async fn ensure_automation(
     tx: &mut TenantTx,
     now: DateTime<Utc>,
 ) -> Result<Option<Automation>, StoreError> {
+    // Two restocks processed at once must not both create one.
+    tx.serialize_tenant_writes().await?;
     if automations::any_for_trigger(tx, TriggerKind::BackInStock).await? {
         return Ok(None);
     }

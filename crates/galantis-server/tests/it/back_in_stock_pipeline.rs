@@ -37,8 +37,10 @@ fn product(version: u32, title: &str, s: (i64, &str), m: (i64, &str)) -> Value {
         "id": PRODUCT, "title": title, "handle": "tee", "status": "active",
         "updated_at": format!("2026-03-01T09:{version:02}:00Z"),
         "variants": [
-            {"id": S, "title": "S", "price": s.1, "inventory_quantity": s.0, "option1": "S"},
-            {"id": M, "title": "M", "price": m.1, "inventory_quantity": m.0, "option1": "M"},
+            {"id": S, "title": "S", "price": s.1, "inventory_quantity": s.0, "option1": "S",
+             "inventory_item_id": S + 1000},
+            {"id": M, "title": "M", "price": m.1, "inventory_quantity": m.0, "option1": "M",
+             "inventory_item_id": M + 1000},
         ]
     })
 }
@@ -597,4 +599,58 @@ async fn analytics(e: &Env) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn an_inventory_levels_update_from_zero_restocks_too() {
+    let e = bis_env("bis-pipe-levels").await;
+    sold_out(&e).await;
+    let (c, s) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    e.clock.advance(Duration::seconds(1));
+    let level = |available: i64, min: u32| {
+        json!({"inventory_item_id": S + 1000, "location_id": 655441491, "available": available,
+               "updated_at": format!("2026-03-01T09:{min:02}:00-05:00"),
+               "admin_graphql_api_id": format!("gid://shopify/InventoryLevel/655441491?inventory_item_id={}", S + 1000)})
+    };
+    // 0 → 0 at a location: nothing.
+    shopify_ok(
+        &e.app,
+        &e.t,
+        "inventory_levels/update",
+        "l-1",
+        &level(0, 10),
+    )
+    .await;
+    e.app.run_jobs_until_idle().await;
+    assert_eq!(sends_to(&e, c).await, 0);
+    // 0 → 7: the subscriber hears.
+    shopify_ok(
+        &e.app,
+        &e.t,
+        "inventory_levels/update",
+        "l-2",
+        &level(7, 11),
+    )
+    .await;
+    e.app.run_jobs_until_idle().await;
+    assert_eq!(sends_to(&e, c).await, 1);
+    assert_eq!(status(&e, s).await, SubscriptionStatus::Notified);
+    // 7 → 9: nothing more.
+    shopify_ok(
+        &e.app,
+        &e.t,
+        "inventory_levels/update",
+        "l-3",
+        &level(9, 12),
+    )
+    .await;
+    e.app.run_jobs_until_idle().await;
+    assert_eq!(sends_to(&e, c).await, 1);
 }
