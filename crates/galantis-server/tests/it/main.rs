@@ -16,6 +16,7 @@ mod back_in_stock;
 mod back_in_stock_api;
 mod back_in_stock_browser;
 mod back_in_stock_pipeline;
+mod back_in_stock_prevent;
 mod billing_purchases;
 mod bounded;
 mod campaigns;
