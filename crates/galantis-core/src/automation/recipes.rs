@@ -114,7 +114,8 @@ fn action(id: &str, template: Option<Uuid>, vars: Value, y: i32) -> Value {
 /// Builds a recipe's flow. A slot without a template leaves its action
 /// without one (a draft that validation blocks); the API requires the
 /// first slot. Variables map `{{1}}` to the first name (fallback "there")
-/// and, where the recipe has one, `{{2}}` to its link.
+/// and, where the recipe has one, `{{2}}` to its link; back in stock maps
+/// `{{1}}` name, `{{2}}` product, `{{3}}` variant, `{{4}}` the tracked link.
 pub fn recipe(kind: RecipeKind, given: &RecipeTemplates) -> Recipe {
     let slot = |i: usize| -> Option<Uuid> {
         let slots = kind.slots();
@@ -207,8 +208,10 @@ pub fn recipe(kind: RecipeKind, given: &RecipeTemplates) -> Recipe {
                 "nodes": [
                     trigger("BACK_IN_STOCK"),
                     action("send_back_in_stock", slot(0),
-                        json!({"1": {"source": "product.title", "fallback": "your product"},
-                               "2": {"source": "variant.url"}}), 120),
+                        json!({"1": first_name(),
+                               "2": {"source": "product.title", "fallback": "your product"},
+                               "3": {"source": "variant.title", "fallback": "-"},
+                               "4": {"source": "variant.url"}}), 120),
                 ],
                 "edges": [edge("trigger", "send_back_in_stock")]
             }),

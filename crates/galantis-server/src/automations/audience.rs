@@ -1,4 +1,5 @@
-//! Whom a trigger enrols when the event names no contact.
+//! Whom a trigger enrols when the event names no contact (a variant's
+//! subscribers are paged by [`super::restock`]).
 
 use galantis_store::tenant::orders;
 use galantis_store::{StoreError, TenantTx};
@@ -10,17 +11,4 @@ pub async fn contact_of_order(
     order_id: Uuid,
 ) -> Result<Option<Uuid>, StoreError> {
     Ok(orders::get(tx, order_id).await?.and_then(|o| o.contact_id))
-}
-
-/// The contacts with an active back-in-stock subscription to `variant_id`.
-///
-/// The subscriptions table is built by the back-in-stock pipeline
-/// (branch `bis-storefront`); until it lands nobody is subscribed, so
-/// `BACK_IN_STOCK` enrols nobody. That pipeline replaces this body (or
-/// calls [`super::enrol`] per subscriber itself).
-pub async fn variant_subscribers(
-    _tx: &mut TenantTx,
-    _variant_id: Uuid,
-) -> Result<Vec<Uuid>, StoreError> {
-    Ok(Vec::new())
 }

@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use super::{facts, render};
 use crate::jobs::{JobContext, JobError};
-use crate::sending::{connection, queue};
+use crate::sending::connection::{self, Resolved};
+use crate::sending::queue;
 
 /// How often a held run (its automation `PAUSED`) looks again.
 pub const PAUSED_RECHECK: Duration = Duration::from_secs(60);
@@ -146,10 +147,85 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
         let wait = (until - now).to_std().unwrap_or_default();
         return Err(JobError::Snooze(wait));
     }
+    let conn = if out.effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
+        Some(
+            connection::resolve(&ctx.app, tenant)
+                .await
+                .map_err(JobError::Retry)?,
+        )
+    } else {
+        None
+    };
+    let applied = apply(&mut tx, &run, out, conn.as_deref(), None, now).await?;
+    // 5. The state, with the wait columns wake-ups look up.
+    runs::save(
+        &mut tx,
+        run.id,
+        &applied.state,
+        applied.last_message,
+        applied.end_reason.as_deref(),
+        now_ms,
+    )
+    .await?;
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    metrics::counter!("galantis_flow_steps_total").increment(1);
+    Ok(())
+}
+
+/// What [`apply`] leaves to save.
+pub(super) struct Applied {
+    pub state: galantis_core::automation::RunState,
+    pub last_message: Option<Uuid>,
+    pub end_reason: Option<String>,
+}
+
+/// A send's outcome: the message queued, or the refusal's code.
+pub(super) type SendOutcome = Result<Uuid, String>;
+
+/// Renders and queues one send of `run` at (node, visit).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn queue_one(
+    tx: &mut TenantTx,
+    conn: Option<&Resolved>,
+    run: &runs::Run,
+    node: &str,
+    visit: u32,
+    template_id: Uuid,
+    variables: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<SendOutcome, StoreError> {
+    let key = render::send_key(run.id, node, visit);
+    let Some(send) = render::outgoing(tx, template_id, variables, run.contact_id, key).await?
+    else {
+        return Ok(Err("template_not_found".to_owned()));
+    };
+    let Some(c) = conn else {
+        return Ok(Err("no_connection".to_owned()));
+    };
+    Ok(match queue::queue_in(tx, c, now, &send).await? {
+        Ok(q) => Ok(q.message.id),
+        Err(r) => Err(r.code().to_owned()),
+    })
+}
+
+/// Performs one step's effects for `run` (activity per node visit, timers,
+/// sends); `first_send` is the outcome of its first send when the caller
+/// already queued it (batched with other runs' sends). A refused send
+/// fails the node and ends the run; later effects are not performed.
+pub(super) async fn apply(
+    tx: &mut TenantTx,
+    run: &runs::Run,
+    out: galantis_core::automation::Step,
+    conn: Option<&Resolved>,
+    first_send: Option<SendOutcome>,
+    now: DateTime<Utc>,
+) -> Result<Applied, StoreError> {
     let mut state = out.state;
+    let now_ms = now.timestamp_millis();
+    let mut first_send = first_send;
     let mut last_message = None;
     let mut end_reason: Option<String> = None;
-    let mut conn = None;
     for e in &out.effects {
         let Some((node, visit)) = e.node() else {
             continue;
@@ -172,7 +248,7 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
                         visit,
                     },
                 };
-                schedule(&mut tx, &j, *at).await?;
+                schedule(tx, &j, *at).await?;
             }
             Effect::WaitForEvent { until, .. } => {
                 let j = StepJob {
@@ -182,47 +258,31 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
                         visit,
                     },
                 };
-                schedule(&mut tx, &j, *until).await?;
+                schedule(tx, &j, *until).await?;
             }
             Effect::Send {
                 template_id,
                 variables,
                 ..
             } => {
-                let key = render::send_key(run.id, node, visit);
-                let send =
-                    render::outgoing(&mut tx, *template_id, variables, run.contact_id, key).await?;
-                let refused = match send {
-                    None => Some("template_not_found".to_owned()),
-                    Some(send) => {
-                        if conn.is_none() {
-                            conn = Some(
-                                connection::resolve(&ctx.app, tenant)
-                                    .await
-                                    .map_err(JobError::Retry)?,
-                            );
-                        }
-                        let c = conn.as_ref().expect("resolved above");
-                        match queue::queue_in(&mut tx, c, now, &send).await? {
-                            Ok(q) => {
-                                message_id = Some(q.message.id);
-                                last_message = Some(q.message.id);
-                                None
-                            }
-                            Err(r) => Some(r.code().to_owned()),
-                        }
+                // The first send may have been queued with others already.
+                let outcome = match first_send.take() {
+                    Some(o) => o,
+                    None => {
+                        queue_one(tx, conn, run, node, visit, *template_id, variables, now).await?
                     }
                 };
+                let refused = match outcome {
+                    Ok(id) => {
+                        message_id = Some(id);
+                        last_message = Some(id);
+                        None
+                    }
+                    Err(code) => Some(code),
+                };
                 if let Some(code) = refused {
-                    activity::transition(
-                        &mut tx,
-                        &v,
-                        ActivityStatus::Failed,
-                        Some(&code),
-                        None,
-                        now_ms,
-                    )
-                    .await?;
+                    activity::transition(tx, &v, ActivityStatus::Failed, Some(&code), None, now_ms)
+                        .await?;
                     state.status = RunStatus::Failed;
                     state.wait = None;
                     state.node = Some(node.to_owned());
@@ -235,22 +295,13 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
             }
             _ => {}
         }
-        activity::transition(&mut tx, &v, status, reason, message_id, now_ms).await?;
+        activity::transition(tx, &v, status, reason, message_id, now_ms).await?;
     }
-    // 5. The state, with the wait columns wake-ups look up.
-    runs::save(
-        &mut tx,
-        run.id,
-        &state,
+    Ok(Applied {
+        state,
         last_message,
-        end_reason.as_deref(),
-        now_ms,
-    )
-    .await?;
-    ctx.complete_in(&mut tx).await?;
-    tx.commit().await?;
-    metrics::counter!("galantis_flow_steps_total").increment(1);
-    Ok(())
+        end_reason,
+    })
 }
 
 /// When a timer job ran before its time: the wait it re-emitted for its

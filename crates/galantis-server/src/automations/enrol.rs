@@ -61,9 +61,14 @@ pub(super) async fn run(ctx: JobContext, job: TriggerJob) -> Result<(), JobError
         .tenant()
         .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("triggers belong to a tenant")))?;
     let now = ctx.now();
+    let fact = trigger_fact(&job.event, job.event_id, job.occurred_at);
+    let links = match &fact {
+        Some(f) if f.trigger == TriggerKind::BackInStock => super::restock::Links::of(&ctx).await,
+        _ => Default::default(),
+    };
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
-    if let Some(fact) = trigger_fact(&job.event, job.event_id, job.occurred_at) {
-        enrol_fact(&mut tx, &fact, now).await?;
+    if let Some(fact) = fact {
+        enrol_fact_with(&mut tx, &fact, &links, now).await?;
     }
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
@@ -90,11 +95,31 @@ pub async fn enrol_fact(
     fact: &TriggerFact,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
+    enrol_fact_with(tx, fact, &Default::default(), now).await
+}
+
+/// [`enrol_fact`] with where back-in-stock links point.
+pub async fn enrol_fact_with(
+    tx: &mut TenantTx,
+    fact: &TriggerFact,
+    links: &super::restock::Links,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    // The back-in-stock recipe, created for this restock when the tenant
+    // has no automation of its own and a restock template is approved.
+    let created = if fact.trigger == TriggerKind::BackInStock {
+        super::restock::ensure_automation(tx, now)
+            .await?
+            .map(|a| a.id)
+    } else {
+        None
+    };
     let candidates = automations::active_for_trigger(tx, fact.trigger).await?;
     let mut enrolled = 0;
     for a in candidates {
-        // Events from before activation (or while paused) never enrol.
-        if a.activated_at.is_none_or(|t| fact.occurred_at < t) {
+        // Events from before activation (or while paused) never enrol;
+        // the automation created for this very event does.
+        if created != Some(a.id) && a.activated_at.is_none_or(|t| fact.occurred_at < t) {
             continue;
         }
         let Ok(flow) = Flow::parse(&a.flow) else {
@@ -109,7 +134,26 @@ pub async fn enrol_fact(
                 .await?
                 .into_iter()
                 .collect(),
-            Audience::VariantSubscribers(v) => super::audience::variant_subscribers(tx, v).await?,
+            Audience::VariantSubscribers(_) => {
+                // Batched fan-out with a cursor (see `restock`).
+                let event_id = fact
+                    .key
+                    .strip_prefix("event:")
+                    .and_then(|k| k.parse().ok())
+                    .unwrap_or_default();
+                enrolled += super::restock::batch(
+                    tx,
+                    &a,
+                    fact,
+                    event_id,
+                    None,
+                    super::restock::FIRST_BATCH,
+                    links,
+                    now,
+                )
+                .await?;
+                continue;
+            }
         };
         for contact in who {
             if let Enrolment::Enrolled(_) = enrol(tx, &a, contact, fact, now).await? {
@@ -129,6 +173,19 @@ pub async fn enrol(
     contact_id: Uuid,
     fact: &TriggerFact,
     now: DateTime<Utc>,
+) -> Result<Enrolment, StoreError> {
+    enrol_with(tx, a, contact_id, fact, now, true).await
+}
+
+/// [`enrol`]; without `enqueue_step` the caller performs the run's first
+/// step itself (the restock fan-out does, for a batch of runs at once).
+pub(super) async fn enrol_with(
+    tx: &mut TenantTx,
+    a: &Automation,
+    contact_id: Uuid,
+    fact: &TriggerFact,
+    now: DateTime<Utc>,
+    enqueue_step: bool,
 ) -> Result<Enrolment, StoreError> {
     if a.status != AutomationStatus::Active {
         return Ok(Enrolment::NotActive);
@@ -182,15 +239,17 @@ pub async fn enrol(
     let Some(run_id) = runs::enrol(tx, &new, now_ms).await? else {
         return Ok(Enrolment::Duplicate);
     };
-    crate::jobs::enqueue(
-        tx,
-        &StepJob {
-            run_id,
-            input: StepInput::Start,
-        },
-        now,
-    )
-    .await?;
+    if enqueue_step {
+        crate::jobs::enqueue(
+            tx,
+            &StepJob {
+                run_id,
+                input: StepInput::Start,
+            },
+            now,
+        )
+        .await?;
+    }
     metrics::counter!("galantis_flow_enrolments_total", "outcome" => "enrolled").increment(1);
     Ok(Enrolment::Enrolled(run_id))
 }

@@ -15,7 +15,8 @@
 //!    resume: events while paused never enrol) and those whose trigger node
 //!    does not match (tag, segment, list).
 //! 3. The audience: the contact; the order's contact (orders table); a
-//!    variant's subscribers ([`audience::variant_subscribers`]).
+//!    variant's `ACTIVE` back-in-stock subscribers, paged and fanned out
+//!    by [`restock`] (which also creates the recipe automation).
 //! 4. [`enrol`] each contact: gate (consent `SUBSCRIBED` → rolling cap per
 //!    contact per automation → excluded lists/segments; a refusal is a
 //!    `SKIPPED` activity row with the gate's code, once per trigger key),
@@ -67,10 +68,12 @@ pub mod engine;
 mod enrol;
 mod facts;
 mod render;
+pub mod restock;
 mod wake;
 
 pub use engine::{StepInput, StepJob};
-pub use enrol::{TriggerJob, activate_effects, enrol, enrol_fact};
+pub use enrol::{Enrolment, TriggerJob, activate_effects, enrol, enrol_fact, enrol_fact_with};
+pub use restock::RestockJob;
 pub use wake::WakeJob;
 
 use galantis_core::EventKind;
@@ -80,6 +83,7 @@ use galantis_store::events::EventBus;
 pub fn register(r: &mut crate::jobs::Registry) {
     r.register::<TriggerJob, _, _>(enrol::run);
     r.register::<StepJob, _, _>(engine::run);
+    r.register::<restock::RestockJob, _, _>(restock::run);
     r.register::<WakeJob, _, _>(wake::run);
 }
 

@@ -42,6 +42,11 @@ pub(crate) struct Env {
 /// A tenant connected to a Meta sandbox (approved templates, status
 /// webhooks back to the app), a fixed clock, no workers.
 pub(crate) async fn env(name: &str) -> Env {
+    env_with(name, Vec::new()).await
+}
+
+/// [`env`] with more sandbox templates (approved or not, as seeded).
+pub(crate) async fn env_with(name: &str, extra: Vec<TemplateSeed>) -> Env {
     let mut c = SandboxConfig::default().with_app_secret(TEST_META_SECRET);
     c.settings.tokens = vec![TOKEN.to_owned()];
     c.numbers = vec![NumberConfig::new(NUMBER, WABA).messages_per_second(80)];
@@ -57,6 +62,9 @@ pub(crate) async fn env(name: &str) -> Env {
                 .waba(WABA)
                 .category("MARKETING"),
         );
+    for t in extra {
+        c = c.with_template(t.waba(WABA));
+    }
     let sb = MetaSandbox::spawn(c).await.expect("sandbox");
     let base = sb.base_url.clone();
     let clock = Arc::new(FixedClock::new(t0()));

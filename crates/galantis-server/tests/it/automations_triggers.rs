@@ -1,7 +1,8 @@
 //! Each trigger enrols the right contact from its real webhook (or API)
 //! sequence, once per trigger key however often the webhook comes; an
 //! excluded segment blocks; a paused automation holds its runs and
-//! enrols nobody; `BACK_IN_STOCK` waits for the subscriptions table.
+//! enrols nobody; `BACK_IN_STOCK` of an unknown variant enrols nobody
+//! (the restock pipeline itself: `back_in_stock_pipeline.rs`).
 
 use chrono::Duration;
 use galantis_core::automation::{
@@ -195,7 +196,7 @@ async fn each_trigger_enrols_from_its_webhooks_once() {
 }
 
 #[tokio::test]
-async fn back_in_stock_enrols_nobody_until_subscriptions_exist() {
+async fn back_in_stock_of_an_unknown_variant_enrols_nobody() {
     let e = env("auto-bis").await;
     let a = e
         .automation(waits(trig("BACK_IN_STOCK")), FrequencyCap::Hours24, &[])

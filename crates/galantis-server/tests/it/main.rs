@@ -16,6 +16,8 @@ mod automations_triggers;
 mod back_in_stock;
 mod back_in_stock_api;
 mod back_in_stock_browser;
+mod back_in_stock_pipeline;
+mod back_in_stock_prevent;
 mod bench_smoke;
 mod billing_purchases;
 mod bounded;

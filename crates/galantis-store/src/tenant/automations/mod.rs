@@ -197,6 +197,21 @@ pub async fn active_for_trigger(
     Ok(rows.into_iter().map(to_automation).collect())
 }
 
+/// Whether any automation (whatever its status, not deleted) has this
+/// trigger: the back-in-stock pipeline creates one from its recipe only
+/// when the tenant has none.
+pub async fn any_for_trigger(tx: &mut TenantTx, trigger: TriggerKind) -> Result<bool, StoreError> {
+    let n: i64 = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM automations WHERE trigger = $1 AND deleted_at IS NULL",
+        )
+        .bind(trigger.as_str())
+        .fetch_one(&mut *c)
+        .await?
+    });
+    Ok(n > 0)
+}
+
 /// How many automations are ACTIVE or PAUSED (the plan's limit counts both).
 pub async fn count_enabled(tx: &mut TenantTx) -> Result<i64, StoreError> {
     Ok(on_tx!(tx.tx(), |c| {

@@ -395,3 +395,52 @@ pub async fn variant_info(
         inventory_quantity: r.4,
     }))
 }
+
+/// What a restock notice says about its variant (by internal id).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NoticeVariant {
+    pub shopify_variant_id: i64,
+    pub shopify_product_id: i64,
+    pub product_title: Option<String>,
+    pub variant_title: Option<String>,
+    pub price: Option<String>,
+    pub handle: Option<String>,
+    pub inventory_quantity: Option<i64>,
+}
+
+/// The variant `variant_id` (internal id) of a live product, with what the
+/// restock notice shows and its current stock.
+pub async fn notice_variant(
+    tx: &mut TenantTx,
+    variant_id: Uuid,
+) -> Result<Option<NoticeVariant>, StoreError> {
+    type R = (
+        i64,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let row: Option<R> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT v.shopify_variant_id, p.shopify_product_id, p.title, v.title, v.price, p.handle,
+                    v.inventory_quantity
+             FROM variants v JOIN products p ON p.id = v.product_id
+             WHERE v.id = $1 AND v.deleted_at IS NULL AND p.deleted_at IS NULL",
+        )
+        .bind(variant_id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(row.map(|r| NoticeVariant {
+        shopify_variant_id: r.0,
+        shopify_product_id: r.1,
+        product_title: r.2,
+        variant_title: r.3,
+        price: r.4,
+        handle: r.5,
+        inventory_quantity: r.6,
+    }))
+}

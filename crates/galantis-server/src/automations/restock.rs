@@ -1,0 +1,387 @@
+//! The back-in-stock pipeline (seed 002, ADR 0031): a `VariantRestocked`
+//! event fans out to the variant's `ACTIVE` subscriptions in batches.
+//!
+//! Steps 1–5 are the webhook's (`webhooks::shopify::products`: a variant
+//! 0 → positive from `products/update` or `inventory_levels/update` records
+//! `VariantRestocked`, whose subscriber enqueues `automation.trigger`).
+//! Then, per batch, in one tenant transaction:
+//! 6. The next [`FIRST_BATCH`] (then [`BATCH`]) `ACTIVE` subscriptions of
+//!    the variant, oldest first, after the cursor. If the variant is sold
+//!    out again, the fan-out stops: the rest stay `ACTIVE` for the next
+//!    restock (metric `galantis_restock_stopped_total`).
+//! 7–8. Each subscriber goes through the automation's gate (consent
+//!    `SUBSCRIBED`, then the frequency cap, 24 h in the recipe): a refusal
+//!    is a `SKIPPED` activity row with the gate's reason and the
+//!    subscription stays `ACTIVE`.
+//! 9–10. Qualifying subscribers are enrolled (their run's context holds the
+//!    product, variant and a tracked link `/r/{code}` attributed to the
+//!    contact and subscription); each run's first step (the Action node's
+//!    send) is enqueued in the same transaction, so the first send can
+//!    leave as soon as the first batch commits.
+//! 11. Enrolled subscriptions become `NOTIFIED` in the same transaction
+//!    (a dispatch record, whatever the delivery outcome).
+//! 12. Credits are charged by the send path when Meta accepts a message.
+//!
+//! A batch that leaves more subscribers enqueues [`RestockJob`] for the
+//! next page (unique per event, automation and cursor).
+//!
+//! The tenant's back-in-stock automation: if the tenant has none (any
+//! status), one is created from the recipe and activated when an
+//! `APPROVED` template whose name starts with [`TEMPLATE_PREFIX`] exists
+//! (the newest such); otherwise the merchant's own automation is used.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use galantis_core::automation::{
+    AutomationStatus, Flow, RecipeKind, RecipeTemplates, TriggerFact, TriggerKind, recipe,
+};
+use galantis_core::{JobKind, Lane, RetrySchedule};
+use galantis_store::tenant::automations::{self, Automation, NewAutomation};
+use galantis_store::tenant::back_in_stock as bis;
+use galantis_store::tenant::short_links::{self, Attribution};
+use galantis_store::tenant::templates;
+use galantis_store::{StoreError, TenantTx};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::enrol::{Enrolment, enrol_with};
+use super::{engine, facts, render};
+use crate::jobs::{JobContext, JobError};
+use crate::sending::connection::{self, Resolved};
+use crate::sending::queue;
+
+/// The first page is small, so the first sends leave quickly.
+pub const FIRST_BATCH: u32 = 50;
+/// Later pages.
+pub const BATCH: u32 = 500;
+/// The recipe automation uses the newest `APPROVED` template named so.
+pub const TEMPLATE_PREFIX: &str = "back_in_stock";
+
+/// The next page of one restock's fan-out in one automation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestockJob {
+    pub event_id: Uuid,
+    pub automation_id: Uuid,
+    pub variant_id: Uuid,
+    pub key: String,
+    pub occurred_at: DateTime<Utc>,
+    pub after: Uuid,
+}
+
+impl JobKind for RestockJob {
+    const KIND: &'static str = "automation.restock";
+    const LANE: Lane = Lane::Flows;
+    const MAX_ATTEMPTS: u32 = 20;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    const RETRY: RetrySchedule = RetrySchedule {
+        base: Duration::from_secs(1),
+        factor: 2.0,
+        cap: Duration::from_secs(300),
+        jitter: 0.2,
+    };
+
+    fn unique_key(&self) -> Option<String> {
+        Some(format!(
+            "automation_restock:{}:{}:{}",
+            self.event_id, self.automation_id, self.after
+        ))
+    }
+}
+
+pub(super) async fn run(ctx: JobContext, job: RestockJob) -> Result<(), JobError> {
+    let tenant = ctx
+        .tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("restocks belong to a tenant")))?;
+    let now = ctx.now();
+    let links = Links::of(&ctx).await;
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    if let Some(a) = automations::get(&mut tx, job.automation_id).await? {
+        let fact = TriggerFact {
+            trigger: TriggerKind::BackInStock,
+            audience: galantis_core::automation::Audience::VariantSubscribers(job.variant_id),
+            key: job.key.clone(),
+            occurred_at: job.occurred_at,
+            tag: None,
+            segment_id: None,
+            list_id: None,
+            order_id: None,
+            checkout_id: None,
+            variant_id: Some(job.variant_id),
+            variables: Default::default(),
+        };
+        batch(
+            &mut tx,
+            &a,
+            &fact,
+            job.event_id,
+            Some(job.after),
+            BATCH,
+            &links,
+            now,
+        )
+        .await?;
+    }
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Where tracked links point: `{public_url}/r/{code}` redirecting to the
+/// product page on the shop.
+#[derive(Clone, Default)]
+pub struct Links {
+    pub public_url: String,
+    pub shop: Option<String>,
+    /// The tenant's sending connection: with it, a batch's first sends are
+    /// queued together in the batch's transaction; without it each run's
+    /// first step is a job.
+    pub conn: Option<std::sync::Arc<Resolved>>,
+}
+
+impl Links {
+    pub async fn of(ctx: &JobContext) -> Links {
+        let shop = match ctx.tenant() {
+            Some(t) => galantis_store::control::tenants::get(&ctx.app.db, t)
+                .await
+                .ok()
+                .flatten()
+                .map(|t| t.shop.to_string()),
+            None => None,
+        };
+        let conn = match ctx.tenant() {
+            Some(t) => connection::resolve(&ctx.app, t).await.ok(),
+            None => None,
+        };
+        Links {
+            public_url: ctx.app.config.public_url(),
+            shop,
+            conn,
+        }
+    }
+}
+
+/// Creates the tenant's back-in-stock automation from its recipe when it
+/// has none and a restock template is `APPROVED`. Returns the new one.
+pub async fn ensure_automation(
+    tx: &mut TenantTx,
+    now: DateTime<Utc>,
+) -> Result<Option<Automation>, StoreError> {
+    // Two restocks processed at once must not both create one.
+    tx.serialize_tenant_writes().await?;
+    if automations::any_for_trigger(tx, TriggerKind::BackInStock).await? {
+        return Ok(None);
+    }
+    let approved = templates::list(tx, Some(&["APPROVED"]), None, 1000).await?;
+    let Some(t) = approved
+        .iter()
+        .find(|t| t.name.to_lowercase().starts_with(TEMPLATE_PREFIX))
+    else {
+        return Ok(None);
+    };
+    let mut given = RecipeTemplates::default();
+    given
+        .template_ids
+        .insert(RecipeKind::BackInStock.slots()[0].to_owned(), t.id);
+    let r = recipe(RecipeKind::BackInStock, &given);
+    let Ok(flow) = Flow::parse(&r.flow) else {
+        return Ok(None);
+    };
+    let now_ms = now.timestamp_millis();
+    let a = automations::create(
+        tx,
+        &NewAutomation {
+            name: r.name,
+            flow: (&r.flow, &flow),
+            frequency_cap: Some(r.frequency_cap),
+            exclusions: &[],
+            include_existing_users: false,
+        },
+        now_ms,
+    )
+    .await?;
+    let a = automations::set_status(tx, a.id, AutomationStatus::Active, now_ms).await?;
+    tracing::info!(automation = %a.id, template = %t.id, "back-in-stock automation created from its recipe");
+    Ok(Some(a))
+}
+
+/// One page of the fan-out (steps 6–11 in the module doc). Returns how
+/// many runs were created; enqueues the next page when this one was full.
+#[allow(clippy::too_many_arguments)]
+pub async fn batch(
+    tx: &mut TenantTx,
+    a: &Automation,
+    fact: &TriggerFact,
+    event_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+    links: &Links,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let Some(variant_id) = fact.variant_id else {
+        return Ok(0);
+    };
+    let Some(v) = bis::notice_variant(tx, variant_id).await? else {
+        return Ok(0);
+    };
+    // Sold out again: the rest wait, ACTIVE, for the next restock.
+    if v.inventory_quantity.is_some_and(|q| q <= 0) {
+        metrics::counter!("galantis_restock_stopped_total").increment(1);
+        tracing::info!(
+            variant = v.shopify_variant_id,
+            "variant sold out again: fan-out stops"
+        );
+        return Ok(0);
+    }
+    let subs = bis::active_for_variant(tx, v.shopify_variant_id, after, limit).await?;
+    let now_ms = now.timestamp_millis();
+    let target = match (&links.shop, &v.handle) {
+        (Some(shop), Some(h)) => {
+            format!(
+                "https://{shop}/products/{h}?variant={}",
+                v.shopify_variant_id
+            )
+        }
+        (Some(shop), None) => format!("https://{shop}/"),
+        _ => links.public_url.clone(),
+    };
+    let mut base = fact.clone();
+    for (k, val) in [
+        ("product.title", &v.product_title),
+        ("variant.title", &v.variant_title),
+        ("variant.price", &v.price),
+        ("product.price", &v.price),
+    ] {
+        if let Some(val) = val {
+            base.variables.insert(k.into(), val.clone());
+        }
+    }
+    base.variables.insert("product.url".into(), target.clone());
+    let mut notified = Vec::with_capacity(subs.len());
+    let mut enrolled = 0;
+    let mut started = Vec::new();
+    for s in &subs {
+        let mut f = base.clone();
+        // A link only for those the gate may let through.
+        if s.marketing_state == "SUBSCRIBED" {
+            let link = short_links::create(
+                tx,
+                &target,
+                Attribution {
+                    contact_id: Some(s.contact_id),
+                    subscription_id: Some(s.subscription_id),
+                    message_id: None,
+                },
+                now_ms,
+            )
+            .await?;
+            let url = format!("{}/r/{}", links.public_url.trim_end_matches('/'), link.code);
+            f.variables.insert("variant.url".into(), url);
+        }
+        let enqueue_step = links.conn.is_none();
+        match enrol_with(tx, a, s.contact_id, &f, now, enqueue_step).await? {
+            Enrolment::Enrolled(run) => {
+                enrolled += 1;
+                started.push(run);
+                notified.push(s.subscription_id);
+            }
+            Enrolment::Duplicate => notified.push(s.subscription_id),
+            Enrolment::Blocked(_) => {}
+            Enrolment::NotActive => return Ok(enrolled),
+        }
+    }
+    if let Some(conn) = &links.conn {
+        start_many(tx, a, conn, &started, now).await?;
+    }
+    bis::mark_notified(tx, &notified, now_ms).await?;
+    if subs.len() == limit as usize
+        && let Some(last) = subs.last()
+    {
+        let next = RestockJob {
+            event_id,
+            automation_id: a.id,
+            variant_id,
+            key: fact.key.clone(),
+            occurred_at: fact.occurred_at,
+            after: last.subscription_id,
+        };
+        crate::jobs::enqueue(tx, &next, now).await?;
+    }
+    Ok(enrolled)
+}
+
+/// Steps 9–10 for a batch: each new run's first step, with the first send
+/// of every run queued by one `queue_many` (one credit snapshot, one
+/// transaction), then each run's effects and state saved.
+async fn start_many(
+    tx: &mut TenantTx,
+    a: &Automation,
+    conn: &Resolved,
+    run_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    use galantis_core::automation::{Effect, Input, step};
+    use galantis_store::tenant::automations::runs;
+    let Ok(flow) = Flow::parse(&a.flow) else {
+        return Ok(());
+    };
+    let now_ms = now.timestamp_millis();
+    let mut steps = Vec::with_capacity(run_ids.len());
+    for id in run_ids {
+        let Some(run) = runs::get(tx, *id).await? else {
+            continue;
+        };
+        let f = facts::load(tx, &run, &flow).await?;
+        let out = step(&flow, &run.state, Input::Start, &f, now);
+        steps.push((run, out));
+    }
+    let mut sends = Vec::new();
+    let mut firsts: Vec<Option<Result<usize, String>>> = Vec::with_capacity(steps.len());
+    for (run, out) in &steps {
+        let first = out.effects.iter().find_map(|e| match (e, e.node()) {
+            (
+                Effect::Send {
+                    template_id,
+                    variables,
+                    ..
+                },
+                Some((node, visit)),
+            ) => Some((node, visit, *template_id, variables)),
+            _ => None,
+        });
+        firsts.push(match first {
+            None => None,
+            Some((node, visit, template_id, variables)) => {
+                let key = render::send_key(run.id, node, visit);
+                match render::outgoing(tx, template_id, variables, run.contact_id, key).await? {
+                    Some(o) => {
+                        sends.push(o);
+                        Some(Ok(sends.len() - 1))
+                    }
+                    None => Some(Err("template_not_found".to_owned())),
+                }
+            }
+        });
+    }
+    let outcomes = queue::queue_many(tx, conn, now, &sends).await?;
+    for ((run, out), first) in steps.into_iter().zip(firsts) {
+        let first = first.map(|f| {
+            f.and_then(|i| match &outcomes[i] {
+                Ok(q) => Ok(q.message.id),
+                Err(r) => Err(r.code().to_owned()),
+            })
+        });
+        let applied = engine::apply(tx, &run, out, Some(conn), first, now).await?;
+        runs::save(
+            tx,
+            run.id,
+            &applied.state,
+            applied.last_message,
+            applied.end_reason.as_deref(),
+            now_ms,
+        )
+        .await?;
+        metrics::counter!("galantis_flow_steps_total").increment(1);
+    }
+    Ok(())
+}
