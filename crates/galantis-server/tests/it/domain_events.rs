@@ -126,10 +126,10 @@ async fn an_event_and_its_subscriber_jobs_commit_together_or_not_at_all() {
     events::record(&mut tx, &other, Utc::now()).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(follow_ups(&app, &t).await.len(), 1);
-    assert_eq!(
-        app.db().events().subscribers.of(EventKind::CustomerTagged),
-        [FOLLOW_UP]
-    );
+    // The automation engine subscribes in production too; the test's own
+    // subscriber sits beside it.
+    let subscribers = app.db().events().subscribers.of(EventKind::CustomerTagged);
+    assert!(subscribers.contains(&FOLLOW_UP), "{subscribers:?}");
 }
 
 #[tokio::test]
