@@ -23,6 +23,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+mod analytics;
 mod crash;
 mod dispatch;
 mod schedule;
