@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 mod analytics;
+mod cancel;
 mod crash;
 mod dispatch;
 mod schedule;
