@@ -363,12 +363,16 @@ pub async fn failures_by_reason(
 }
 
 /// The campaign's messages queued but not yet handed to Meta (the
-/// dispatcher's lead over the send jobs).
+/// dispatcher's lead over the send jobs). A message Meta accepted stays
+/// `QUEUED` until its `sent` status webhook is processed: it is not
+/// counted (`send_state = 'accepted'`), or a webhook backlog would look
+/// like a full lead and starve the send jobs.
 pub async fn awaiting_send(tx: &mut TenantTx, campaign: Uuid) -> Result<i64, StoreError> {
     let n: i64 = on_tx!(tx.tx(), |c| {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM campaign_recipients r JOIN messages m ON m.id = r.message_id
-             WHERE r.campaign_id = $1 AND r.status = 'QUEUED' AND m.status = 'QUEUED'",
+             WHERE r.campaign_id = $1 AND r.status = 'QUEUED' AND m.status = 'QUEUED'
+               AND m.wamid IS NULL AND (m.send_state IS NULL OR m.send_state = 'sending')",
         )
         .bind(campaign)
         .fetch_one(&mut *c)
