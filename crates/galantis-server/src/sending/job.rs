@@ -9,8 +9,10 @@
 //!    (`send_state = 'sending'`)? Reconcile before sending again.
 //! 5. Pace: pair rate, then the number's throughput (short waits are slept,
 //!    long ones snooze; no attempt is spent).
-//! 6. Record `sending`, call Meta, record the outcome with the job's
-//!    completion in one transaction.
+//! 6. Record `sending` (only while the message is still `QUEUED`: one
+//!    withdrawn meanwhile, e.g. by a campaign's cancel, completes unsent),
+//!    call Meta, record the outcome with the job's completion in one
+//!    transaction.
 
 use std::time::Duration;
 
@@ -274,7 +276,14 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
 
     // 6. Record the attempt, call, record the outcome.
     let mut tx = app.db.tenant_tx(tenant).await?;
-    store::mark_sending(&mut tx, m.id, ctx.now().timestamp_millis()).await?;
+    if !store::mark_sending(&mut tx, m.id, ctx.now().timestamp_millis()).await? {
+        // Withdrawn since it was read (its campaign was cancelled): the
+        // message is final with its reason; nothing goes to Meta.
+        tracing::info!(message = %m.id, "message withdrawn before sending");
+        ctx.complete_in(&mut tx).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
     tx.commit().await?;
     let body = graph_body(&m, phone.digits(), &key);
     let result = api

@@ -1,7 +1,10 @@
-//! Campaign analytics: counts and rates, failures grouped by reason, and
-//! the recipients with their status, Meta error code and reason (cursor).
+//! Campaign analytics: counts and rates, failures grouped by reason,
+//! replies and button clicks attributed within 72 h of the campaign message,
+//! the same over time (hour or day buckets), and the recipients with their
+//! status, Meta error code and reason (cursor).
 
 use galantis_core::campaign::RecipientStatus;
+use galantis_store::tenant::campaigns::analytics::{self as engagement, Bucket, Engagement};
 use galantis_store::tenant::campaigns::recipients::{self, FailureGroup, RecipientRow};
 use galantis_store::tenant::campaigns::{self as store, Counts};
 
@@ -20,6 +23,59 @@ pub struct Stats {
     /// failed / (sent + failed).
     pub failure_rate: f64,
     pub failures_by_reason: Vec<FailureGroup>,
+    /// Recipients who replied / pressed a button within 72 h of their
+    /// campaign message.
+    pub engagement: Engagement,
+    /// replied / sent.
+    pub reply_rate: f64,
+    /// clicked / sent.
+    pub click_rate: f64,
+    pub timeline: Timeline,
+}
+
+/// Counts per interval, with the running rates at the end of each.
+#[derive(Serialize)]
+pub struct Timeline {
+    /// `hour` or `day` (UTC).
+    pub bucket: &'static str,
+    pub points: Vec<Point>,
+}
+
+#[derive(Serialize)]
+pub struct Point {
+    #[serde(flatten)]
+    pub counts: Bucket,
+    /// Delivered / sent, cumulative up to the end of this interval.
+    pub delivery_rate: f64,
+    /// Read / delivered, cumulative.
+    pub read_rate: f64,
+    /// Replied / sent, cumulative.
+    pub reply_rate: f64,
+}
+
+fn points(buckets: Vec<Bucket>) -> Vec<Point> {
+    let (mut sent, mut delivered, mut read, mut replied) = (0, 0, 0, 0);
+    buckets
+        .into_iter()
+        .map(|b| {
+            sent += b.sent;
+            delivered += b.delivered;
+            read += b.read;
+            replied += b.replied;
+            Point {
+                delivery_rate: ratio(delivered, sent),
+                read_rate: ratio(read, delivered),
+                reply_rate: ratio(replied, sent),
+                counts: b,
+            }
+        })
+        .collect()
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct StatsQuery {
+    /// `hour` (default) or `day`: the timeline's interval (UTC).
+    bucket: Option<String>,
 }
 
 fn ratio(a: i64, b: i64) -> f64 {
@@ -30,15 +86,21 @@ fn ratio(a: i64, b: i64) -> f64 {
     get,
     path = "/campaigns/{id}/stats",
     tag = "campaigns",
-    summary = "Counts, rates and failures grouped by reason",
-    params(("id" = uuid::Uuid, Path, description = "campaign id")),
+    summary = "Counts, rates, failures grouped by reason, attributed replies and clicks, and all of it over time",
+    params(("id" = uuid::Uuid, Path, description = "campaign id"), StatsQuery),
     responses((status = 200, description = "the stats", body = Object))
 )]
 pub async fn stats(
     State(state): State<AppState>,
     auth: Authed<perm::CampaignsRead>,
     Path(id): Path<Uuid>,
+    Query(q): Query<StatsQuery>,
 ) -> Result<axum::Json<Stats>, AppError> {
+    let (bucket, bucket_ms) = match q.bucket.as_deref() {
+        None | Some("hour") => ("hour", 3_600_000),
+        Some("day") => ("day", 86_400_000),
+        Some(_) => return Err(invalid("bucket: must be hour or day".into())),
+    };
     let mut tx = state.db.tenant_read(auth.tenant_id).await?;
     let c = store::get(&mut tx, id)
         .await?
@@ -46,6 +108,8 @@ pub async fn stats(
     // Read live (the stored counts lag by one monitor interval).
     let t = recipients::tally(&mut tx, id).await?;
     let failures = recipients::failures_by_reason(&mut tx, id).await?;
+    let e = engagement::engagement(&mut tx, id).await?;
+    let buckets = engagement::timeline(&mut tx, id, bucket_ms).await?;
     tx.commit().await?;
     let k = t.counts;
     Ok(axum::Json(Stats {
@@ -56,6 +120,13 @@ pub async fn stats(
         read_rate: ratio(k.read, k.delivered),
         failure_rate: ratio(k.failed, k.sent + k.failed),
         failures_by_reason: failures,
+        engagement: e,
+        reply_rate: ratio(e.replied, k.sent),
+        click_rate: ratio(e.clicked, k.sent),
+        timeline: Timeline {
+            bucket,
+            points: points(buckets),
+        },
     }))
 }
 

@@ -76,6 +76,10 @@ async fn change(
     if !store::transition(&mut tx, id, from, to, reason, now.timestamp_millis()).await? {
         return Err(conflict(c.status, action));
     }
+    if to == CampaignStatus::Cancelled {
+        // Messages queued but not yet sent do not go out after a cancel.
+        store::recipients::withdraw_unsent(&mut tx, id, now.timestamp_millis()).await?;
+    }
     if action == Action::Resume {
         crate::jobs::enqueue(
             &mut tx,
@@ -94,7 +98,7 @@ async fn change(
     post,
     path = "/campaigns/{id}/cancel",
     tag = "campaigns",
-    summary = "Cancel: dispatch stops (what was sent stays sent)",
+    summary = "Cancel: dispatch stops, queued messages not yet sent are withdrawn (recipients SKIPPED with campaign_cancelled); what was sent stays sent",
     params(("id" = uuid::Uuid, Path, description = "campaign id")),
     responses((status = 200, description = "cancelled", body = Object), (status = 409, description = "already final"))
 )]

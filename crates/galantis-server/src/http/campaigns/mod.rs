@@ -41,8 +41,9 @@ fn not_editable(c: &Campaign) -> AppError {
     )
 }
 
-/// Unknown template, list or segment → 404 naming it; a schedule in the
-/// past → 422.
+/// Unknown template, list or segment → 404 naming it; a `phone_number_id`
+/// that is not one of the tenant's connected numbers → 422
+/// `unknown_phone_number`; a schedule in the past → 422.
 async fn validate(
     state: &AppState,
     tx: &mut TenantTx,
@@ -70,6 +71,18 @@ async fn validate(
             code: "not_found",
             message: format!("list or segment {missing} not found"),
         });
+    }
+    if let Some(number) = f.phone_number_id.as_deref() {
+        let connected =
+            galantis_store::control::phone_numbers::list_for_tenant(&state.db, tx.tenant()).await?;
+        if !connected.iter().any(|n| n.phone_number_id == number) {
+            return Err(AppError::unprocessable(
+                "unknown_phone_number",
+                format!(
+                    "phone_number_id: {number} is not a WhatsApp number connected to this store"
+                ),
+            ));
+        }
     }
     if schedule_changed
         && let Some(at) = f.scheduled_at

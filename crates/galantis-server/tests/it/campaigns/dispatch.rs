@@ -103,11 +103,18 @@ async fn a_campaign_sends_each_recipient_exactly_once_at_the_numbers_rate() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(400);
+    // `GALANTIS_TEST_CAMPAIGN_WORKERS` sets the messages lane's concurrency
+    // (the 4 by default; the lane's production default is 16).
+    let workers: usize = std::env::var("GALANTIS_TEST_CAMPAIGN_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     let e = env(
         "camp-rate",
         Opts {
             sandbox_mps: 80,
             galantis_mps: 80,
+            messages_workers: workers,
             ..Opts::default()
         },
         |_| {},
@@ -143,7 +150,7 @@ async fn a_campaign_sends_each_recipient_exactly_once_at_the_numbers_rate() {
     if let (Some(first), Some(last)) = (at.iter().min(), at.iter().max()) {
         let secs = (*last - *first).num_milliseconds() as f64 / 1000.0;
         eprintln!(
-            "campaign of {n} at 80/s: accepted over {secs:.2} s = {:.1}/s",
+            "campaign of {n} at 80/s, {workers} send workers: accepted over {secs:.2} s = {:.1}/s",
             (n - 1) as f64 / secs.max(0.001)
         );
     }

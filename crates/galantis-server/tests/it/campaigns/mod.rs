@@ -23,6 +23,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+mod analytics;
+mod cancel;
+mod crash;
 mod dispatch;
 mod schedule;
 

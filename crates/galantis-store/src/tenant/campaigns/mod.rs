@@ -4,6 +4,7 @@
 //! [`recipients`] holds the per-recipient rows the dispatcher and the
 //! monitor work through.
 
+pub mod analytics;
 pub mod recipients;
 
 use std::collections::BTreeMap;

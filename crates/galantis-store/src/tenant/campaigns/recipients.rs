@@ -142,7 +142,7 @@ pub async fn sync_from_messages(
                            m.sent_at, m.delivered_at, m.read_at, m.failed_at
                     FROM messages m WHERE m.id = campaign_recipients.message_id),
                 updated_at = $2
-             WHERE campaign_id = $1 AND message_id IS NOT NULL AND EXISTS (
+             WHERE campaign_id = $1 AND message_id IS NOT NULL AND status <> 'SKIPPED' AND EXISTS (
                 SELECT 1 FROM messages m WHERE m.id = campaign_recipients.message_id
                   AND ({MAPPED} <> campaign_recipients.status
                        OR COALESCE(m.sent_at, -1) <> COALESCE(campaign_recipients.sent_at, -1)
@@ -152,6 +152,54 @@ pub async fn sync_from_messages(
         )))
         .bind(campaign)
         .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n)
+}
+
+/// Why recipients left out by a cancel are `SKIPPED`.
+pub const CANCELLED_CODE: &str = "campaign_cancelled";
+const CANCELLED_REASON: &str = "the campaign was cancelled before this message was sent";
+
+/// A cancel: every recipient not yet handed to Meta is `SKIPPED` with
+/// [`CANCELLED_CODE`], and their queued messages are withdrawn (`FAILED`,
+/// nothing charged) so their send jobs complete without calling Meta. A
+/// message whose call already started (`send_state` set) is left to finish:
+/// the send job claims a message only while it is `QUEUED`, so each message
+/// is either withdrawn here or sent, never both. Returns the recipients
+/// skipped.
+pub async fn withdraw_unsent(
+    tx: &mut TenantTx,
+    campaign: Uuid,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE messages SET status = 'FAILED', send_state = 'rejected', error_code = NULL,
+                 error_reason = $2, failed_at = $3, updated_at = $3
+             WHERE id IN (SELECT message_id FROM campaign_recipients
+                          WHERE campaign_id = $1 AND status = 'QUEUED' AND message_id IS NOT NULL)
+               AND status = 'QUEUED' AND wamid IS NULL AND send_state IS NULL",
+        )
+        .bind(campaign)
+        .bind(format!("{CANCELLED_CODE}: {CANCELLED_REASON}"))
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "UPDATE campaign_recipients SET status = 'SKIPPED', error_code = $2, error_reason = $3,
+                 updated_at = $4
+             WHERE campaign_id = $1 AND status = 'QUEUED' AND (message_id IS NULL OR EXISTS (
+                 SELECT 1 FROM messages m WHERE m.id = campaign_recipients.message_id
+                   AND m.status = 'FAILED' AND m.wamid IS NULL AND m.error_reason = $5))",
+        )
+        .bind(campaign)
+        .bind(CANCELLED_CODE)
+        .bind(CANCELLED_REASON)
+        .bind(now_ms)
+        .bind(format!("{CANCELLED_CODE}: {CANCELLED_REASON}"))
         .execute(&mut *c)
         .await?
         .rows_affected()
@@ -315,12 +363,16 @@ pub async fn failures_by_reason(
 }
 
 /// The campaign's messages queued but not yet handed to Meta (the
-/// dispatcher's lead over the send jobs).
+/// dispatcher's lead over the send jobs). A message Meta accepted stays
+/// `QUEUED` until its `sent` status webhook is processed: it is not
+/// counted (`send_state = 'accepted'`), or a webhook backlog would look
+/// like a full lead and starve the send jobs.
 pub async fn awaiting_send(tx: &mut TenantTx, campaign: Uuid) -> Result<i64, StoreError> {
     let n: i64 = on_tx!(tx.tx(), |c| {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM campaign_recipients r JOIN messages m ON m.id = r.message_id
-             WHERE r.campaign_id = $1 AND r.status = 'QUEUED' AND m.status = 'QUEUED'",
+             WHERE r.campaign_id = $1 AND r.status = 'QUEUED' AND m.status = 'QUEUED'
+               AND m.wamid IS NULL AND (m.send_state IS NULL OR m.send_state = 'sending')",
         )
         .bind(campaign)
         .fetch_one(&mut *c)

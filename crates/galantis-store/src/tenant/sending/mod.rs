@@ -243,11 +243,15 @@ pub async fn set_billable(tx: &mut TenantTx, id: Uuid, billable: bool) -> Result
 }
 
 /// A call to Meta is about to start: commit this before making it.
-pub async fn mark_sending(tx: &mut TenantTx, id: Uuid, now_ms: i64) -> Result<(), StoreError> {
-    on_tx!(tx.tx(), |c| {
+///
+/// Only a message still `QUEUED` is claimed: `false` when it was withdrawn
+/// (e.g. its campaign was cancelled) since the send job read it, and the
+/// job must not call Meta.
+pub async fn mark_sending(tx: &mut TenantTx, id: Uuid, now_ms: i64) -> Result<bool, StoreError> {
+    let n = on_tx!(tx.tx(), |c| {
         sqlx::query(
             "UPDATE messages SET send_state = 'sending', send_started_at = $1, send_attempts = send_attempts + 1,
-                 updated_at = $1 WHERE id = $2",
+                 updated_at = $1 WHERE id = $2 AND status = 'QUEUED'",
         )
         .bind(now_ms)
         .bind(id)
@@ -255,7 +259,7 @@ pub async fn mark_sending(tx: &mut TenantTx, id: Uuid, now_ms: i64) -> Result<()
         .await?
         .rows_affected()
     });
-    Ok(())
+    Ok(n == 1)
 }
 
 /// The call ended without reaching Meta, or Meta refused it with a
