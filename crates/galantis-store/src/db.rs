@@ -58,6 +58,8 @@ pub struct Db {
     /// (job bookkeeping, control rows), so a test's clock rules them too.
     clock: Arc<RwLock<Arc<dyn Clock>>>,
     events: Arc<crate::events::EventBus>,
+    /// Resolved API tokens, for at most 2 s (see `control::auth_cache`).
+    pub(crate) auth_cache: Arc<crate::control::auth_cache::AuthCache>,
 }
 
 pub(crate) enum Backend {
@@ -381,6 +383,7 @@ impl Db {
             signals: Arc::new(JobSignals::default()),
             clock: Arc::new(RwLock::new(Arc::new(SystemClock))),
             events: Arc::default(),
+            auth_cache: Arc::default(),
         })
     }
 
@@ -397,6 +400,11 @@ impl Db {
     /// Now, by the store's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock().now()
+    }
+
+    /// This process's cache of resolved API tokens.
+    pub fn auth_cache(&self) -> &crate::control::auth_cache::AuthCache {
+        &self.auth_cache
     }
 
     /// Domain event subscribers and the in-process feed of committed events.

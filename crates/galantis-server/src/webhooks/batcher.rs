@@ -2,7 +2,9 @@
 //! takes every webhook waiting for it, stores them (events + processing
 //! jobs) in one transaction, and only then answers each request. Under load
 //! this turns many small transactions into a few larger ones — the
-//! acknowledgement still follows the commit of that very event.
+//! acknowledgement still follows the commit of that very event. On
+//! PostgreSQL a batch of any size is one statement between `BEGIN` and
+//! `COMMIT` (ADR 0032); payloads are stored as received, never re-serialised.
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use dashmap::DashMap;
 use galantis_core::TenantId;
 use galantis_store::Db;
 use galantis_store::tenant::webhook_events::{self, NewWebhookEvent};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use super::job::ProcessWebhook;
@@ -25,7 +27,8 @@ pub struct Incoming {
     pub topic: String,
     pub external_id: String,
     pub origin: String,
-    pub payload: Value,
+    /// The body as received (validated JSON).
+    pub payload: Box<RawValue>,
     pub triggered_at: Option<i64>,
     pub received_at: i64,
     /// Known topics are stored `received` with a processing job; others `ignored`.
@@ -147,29 +150,36 @@ async fn write(
         })
         .collect();
     let mut tx = db.tenant_tx(tenant).await?;
-    // Two statements per batch, however large: the events, then their jobs.
-    let ids = webhook_events::insert_many(&mut tx, &rows).await?;
-    let mut jobs = Vec::new();
-    let mut out = Vec::with_capacity(batch.len());
-    for ((e, _), id) in batch.iter().zip(ids) {
-        out.push(match id {
-            Some(id) if e.process => {
-                let run_at =
-                    chrono::DateTime::from_timestamp_millis(e.received_at).unwrap_or_default();
-                let job = ProcessWebhook {
-                    event_id: id,
-                    replay: None,
-                };
-                jobs.push(galantis_store::jobs::NewJob::of(&job, run_at).map_err(|e| {
-                    galantis_store::StoreError::Config(format!("job payload: {e}"))
-                })?);
-                Stored::Accepted
-            }
+    let mut job_error = None;
+    let ids = webhook_events::insert_many_with_jobs(&mut tx, &rows, |i, id| {
+        let e = &batch[i].0;
+        if !e.process {
+            return None;
+        }
+        let run_at = chrono::DateTime::from_timestamp_millis(e.received_at).unwrap_or_default();
+        let job = ProcessWebhook {
+            event_id: id,
+            replay: None,
+        };
+        galantis_store::jobs::NewJob::of(&job, run_at)
+            .map_err(|err| job_error = Some(err))
+            .ok()
+    })
+    .await?;
+    if let Some(e) = job_error {
+        return Err(galantis_store::StoreError::Config(format!(
+            "job payload: {e}"
+        )));
+    }
+    let out: Vec<Stored> = batch
+        .iter()
+        .zip(ids)
+        .map(|((e, _), id)| match id {
+            Some(_) if e.process => Stored::Accepted,
             Some(_) => Stored::Ignored,
             None => Stored::Duplicate,
-        });
-    }
-    galantis_store::jobs::enqueue_many(&mut tx, &jobs).await?;
+        })
+        .collect();
     tx.commit().await?;
     Ok(out)
 }

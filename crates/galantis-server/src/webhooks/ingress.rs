@@ -15,6 +15,7 @@ use galantis_store::control::tenants;
 use galantis_store::tenant::{contacts, webhook_events};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -75,6 +76,21 @@ pub(crate) async fn tenant_of_shop(
     Ok(t.id)
 }
 
+/// The body to store, validated as JSON without building a tree: the bytes
+/// as received. A body with escapes (`\u00e9`, `\/`) is stored in
+/// serde_json's canonical form instead, so the literal match of personal
+/// data at erasure (`redaction::scrub_mentions`, a `LIKE` over the stored
+/// text on SQLite) still finds every mention.
+fn stored_payload(body: &[u8]) -> Result<Box<RawValue>, AppError> {
+    let invalid = || AppError::bad_request("invalid_json", "the webhook body is not valid JSON");
+    if body.contains(&b'\\') {
+        let v: Value = serde_json::from_slice(body).map_err(|_| invalid())?;
+        serde_json::value::to_raw_value(&v).map_err(|_| invalid())
+    } else {
+        serde_json::from_slice(body).map_err(|_| invalid())
+    }
+}
+
 fn unknown_shop() -> AppError {
     AppError::NotFoundCode {
         code: "unknown_shop",
@@ -117,8 +133,7 @@ pub async fn shopify(
         .ok_or_else(|| {
             AppError::bad_request("missing_topic", "the X-Shopify-Topic header is missing")
         })?;
-    let payload: Value = serde_json::from_slice(&body)
-        .map_err(|_| AppError::bad_request("invalid_json", "the webhook body is not valid JSON"))?;
+    let payload = stored_payload(&body)?;
     let tenant = tenant_of_shop(&state, &shop).await?;
     // A subscription registered under another version (the Partner
     // Dashboard's, or one made before the pin moved) still gets processed:
@@ -368,6 +383,8 @@ pub async fn meta(
                 .pointer("/change/value/metadata/phone_number_id")
                 .and_then(Value::as_str)
                 .unwrap_or("");
+            let raw = serde_json::value::to_raw_value(&c.payload)
+                .map_err(|e| galantis_store::StoreError::Config(format!("webhook payload: {e}")))?;
             let inserted = webhook_events::insert(
                 &mut tx,
                 &webhook_events::NewWebhookEvent {
@@ -375,7 +392,7 @@ pub async fn meta(
                     topic: &c.field,
                     external_id: &c.external_id,
                     origin,
-                    payload: &c.payload,
+                    payload: &raw,
                     triggered_at: None,
                     received_at: now,
                     status,

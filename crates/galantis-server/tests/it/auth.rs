@@ -527,3 +527,45 @@ async fn a_role_change_applies_to_the_next_request() {
         StatusCode::OK
     );
 }
+
+/// Resolved tokens are cached for up to 2 s (ADR 0032); a change made
+/// through this node takes effect at once anyway: a narrowed role on the
+/// very next request, a removed member's token is refused.
+#[tokio::test]
+async fn role_narrowing_and_removal_take_effect_at_once_despite_the_auth_cache() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("auth-cache").await;
+    let (member, token) = app.add_member(&t, Role::Admin).await;
+    for _ in 0..2 {
+        // Twice: the second answer comes from the cache.
+        let r = app.get("/api/v1/members", &token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = app
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/members/{member}"),
+            &t.token,
+        )
+        .json(&json!({"role": "VIEWER"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.get("/api/v1/members", &token).send().await.unwrap();
+    assert_eq!(error_of(r).await.0, StatusCode::FORBIDDEN);
+    let r = app.get("/api/v1/tenant", &token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/members/{member}"),
+            &t.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = app.get("/api/v1/tenant", &token).send().await.unwrap();
+    assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
+}

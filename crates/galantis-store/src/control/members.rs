@@ -193,6 +193,7 @@ pub async fn set_role(
         .rows_affected()
     });
     tx.commit().await?;
+    db.auth_cache().invalidate_all();
     Ok(Member {
         role,
         updated_at: now,
@@ -221,5 +222,7 @@ pub async fn remove(db: &Db, tenant: TenantId, id: MemberId) -> Result<(), Store
             .await?
             .rows_affected()
     });
-    tx.commit().await
+    tx.commit().await?;
+    db.auth_cache().invalidate_all();
+    Ok(())
 }

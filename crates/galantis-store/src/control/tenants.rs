@@ -303,6 +303,9 @@ async fn set_status(
         .rows_affected()
     });
     tx.commit().await?;
+    if changed > 0 {
+        db.auth_cache().invalidate_all();
+    }
     let tenant = find_by_shop(db, shop).await?.ok_or(StoreError::NotFound)?;
     if changed > 0 {
         tracing::info!(tenant = %tenant.id, status = status_text, "tenant status changed");

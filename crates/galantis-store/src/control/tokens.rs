@@ -46,10 +46,22 @@ pub struct Principal {
     pub role: Role,
     pub token_id: TokenId,
     last_used_at: Option<DateTime<Utc>>,
+    /// SHA-256 of the token: the auth cache's key.
+    key: [u8; 32],
+}
+
+impl Principal {
+    pub(crate) fn set_last_used_at(&mut self, at: DateTime<Utc>) {
+        self.last_used_at = Some(at);
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(digest(token))
 }
 
 fn generate() -> Result<(String, String), StoreError> {
@@ -112,6 +124,10 @@ pub async fn create(
 
 /// Resolves a presented bearer token. `None` for anything that should be a 401:
 /// unknown, malformed, revoked, member removed, tenant deactivated.
+///
+/// A token resolved in the last [`AUTH_CACHE_TTL`](super::auth_cache::AUTH_CACHE_TTL)
+/// (2 s) is answered from this process's cache; changes made through this
+/// process invalidate it at once (see `control::auth_cache`).
 pub async fn authenticate(
     db: &Db,
     presented: &SecretString,
@@ -120,6 +136,12 @@ pub async fn authenticate(
     if !presented.starts_with(TOKEN_PREFIX) || presented.len() > 128 {
         return Ok(None);
     }
+    let key = digest(presented);
+    let cache = db.auth_cache();
+    if let Some(p) = cache.get(&key) {
+        return Ok(Some(p));
+    }
+    let generation = cache.generation();
     let mut tx = db.control_read().await?;
     type Row = (Uuid, String, Uuid, String, Uuid, Option<DateTime<Utc>>);
     let row: Option<Row> = on_tx!(&mut tx.0, |c| {
@@ -130,7 +152,7 @@ pub async fn authenticate(
              JOIN tenants t ON t.id = k.tenant_id AND t.id = m.tenant_id
              WHERE k.token_hash = $1 AND k.revoked_at IS NULL AND t.status = 'active'",
         )
-        .bind(hash(presented))
+        .bind(hex::encode(key))
         .fetch_optional(&mut *c)
         .await?
     });
@@ -142,14 +164,17 @@ pub async fn authenticate(
         tracing::error!(token = %token, "token resolves to a member or tenant with invalid stored fields");
         return Ok(None);
     };
-    Ok(Some(Principal {
+    let principal = Principal {
         tenant_id: TenantId::from_uuid(tenant),
         shop,
         member_id: MemberId::from_uuid(member),
         role,
         token_id: TokenId::from_uuid(token),
         last_used_at,
-    }))
+        key,
+    };
+    cache.insert(key, principal.clone(), generation);
+    Ok(Some(principal))
 }
 
 /// Records use of a token, at most once a minute, so the hot auth path does
@@ -171,7 +196,9 @@ pub async fn touch(db: &Db, principal: &Principal) -> Result<(), StoreError> {
             .await?
             .rows_affected()
     });
-    tx.commit().await
+    tx.commit().await?;
+    db.auth_cache().touched(&principal.key, now);
+    Ok(())
 }
 
 /// Revokes a token of `tenant`. Revoking twice is a no-op; another tenant's
@@ -190,6 +217,7 @@ pub async fn revoke(db: &Db, tenant: TenantId, token: TokenId) -> Result<(), Sto
         .rows_affected()
     });
     tx.commit().await?;
+    db.auth_cache().invalidate_all();
     if found == 0 {
         Err(StoreError::NotFound)
     } else {

@@ -87,7 +87,7 @@ pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
 
 /// Unique keys are namespaced by tenant so one index serves all tenants on
 /// PostgreSQL (and the SQLite files agree with it).
-fn namespaced(tenant: Option<TenantId>, key: &str) -> String {
+pub(crate) fn namespaced(tenant: Option<TenantId>, key: &str) -> String {
     match tenant {
         Some(t) => format!("{t}:{key}"),
         None => format!("global:{key}"),

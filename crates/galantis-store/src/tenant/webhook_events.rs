@@ -3,6 +3,7 @@
 use galantis_core::TenantId;
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -20,7 +21,9 @@ pub struct NewWebhookEvent<'a> {
     pub external_id: &'a str,
     /// Shop domain or phone number id / WABA id.
     pub origin: &'a str,
-    pub payload: &'a Value,
+    /// The JSON as received (stored without being parsed into a tree and
+    /// serialised again).
+    pub payload: &'a RawValue,
     pub triggered_at: Option<i64>,
     pub received_at: i64,
     /// `received` (to process) or `ignored` (stored only).
@@ -233,6 +236,146 @@ pub async fn insert_many(
         inserted.extend(got);
     }
     let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    Ok(ids
+        .into_iter()
+        .map(|id| inserted.contains(&id).then_some(id))
+        .collect())
+}
+
+/// Stores many events and, for each one that is new, the job `job_of`
+/// returns for it (by index and new id), atomically with the transaction.
+/// Returns what [`insert_many`] returns.
+///
+/// On PostgreSQL this is one statement for any batch size: the events, their
+/// jobs and the lanes' `NOTIFY` as `UNNEST`ed arrays in one `WITH` (a single
+/// statement shape, so it stays prepared). On SQLite (no data-modifying
+/// `WITH`) it is [`insert_many`] then [`crate::jobs::enqueue_many`].
+pub async fn insert_many_with_jobs(
+    tx: &mut TenantTx,
+    events: &[NewWebhookEvent<'_>],
+    mut job_of: impl FnMut(usize, Uuid) -> Option<crate::jobs::NewJob>,
+) -> Result<Vec<Option<Uuid>>, StoreError> {
+    use crate::db::Tx;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !matches!(tx.tx(), Tx::Postgres(_)) {
+        let ids = insert_many(tx, events).await?;
+        let jobs: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| id.and_then(|id| job_of(i, id)))
+            .collect();
+        crate::jobs::enqueue_many(tx, &jobs).await?;
+        return Ok(ids);
+    }
+    let tenant = tx.tenant();
+    let now = crate::jobs::ms(tx.now());
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let mut j_event = Vec::new();
+    let mut j_id = Vec::new();
+    let mut j_kind = Vec::new();
+    let mut j_lane = Vec::new();
+    let mut j_priority = Vec::new();
+    let mut j_payload = Vec::new();
+    let mut j_max = Vec::new();
+    let mut j_timeout = Vec::new();
+    let mut j_run_at = Vec::new();
+    let mut j_unique = Vec::new();
+    let mut j_while_active = Vec::new();
+    let mut lanes: Vec<galantis_core::Lane> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let Some(j) = job_of(i, *id) else { continue };
+        j_event.push(*id);
+        j_id.push(Uuid::now_v7());
+        j_kind.push(j.kind);
+        j_lane.push(j.lane.as_str());
+        j_priority.push(i64::from(j.priority));
+        j_payload.push(j.payload.to_string());
+        j_max.push(i64::from(j.max_attempts));
+        j_timeout.push(i64::try_from(j.timeout.as_millis()).unwrap_or(i64::MAX));
+        j_run_at.push(crate::jobs::ms(j.run_at));
+        j_unique.push(
+            j.unique
+                .as_ref()
+                .map(|(k, _)| crate::jobs::namespaced(Some(tenant), k)),
+        );
+        j_while_active.push(matches!(
+            j.unique,
+            Some((_, galantis_core::UniqueScope::WhileActive))
+        ));
+        if !lanes.contains(&j.lane) {
+            lanes.push(j.lane);
+        }
+    }
+    let notify: Vec<&str> = lanes
+        .iter()
+        .filter(|l| !tx.pending.lanes.contains(**l))
+        .map(|l| l.as_str())
+        .collect();
+    let Tx::Postgres(c) = tx.tx() else {
+        unreachable!("checked above")
+    };
+    let got: Vec<Option<Uuid>> = sqlx::query_scalar(
+        "WITH ev AS (
+            INSERT INTO webhook_events (id, source, topic, external_id, origin, status, failure_reason, payload,
+                                        triggered_at, received_at)
+            SELECT e.id, e.source, e.topic, e.external_id, e.origin, e.status, e.failure_reason, e.payload::jsonb,
+                   e.triggered_at, e.received_at
+            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                        $8::text[], $9::int8[], $10::int8[])
+                 AS e(id, source, topic, external_id, origin, status, failure_reason, payload, triggered_at, received_at)
+            ON CONFLICT (source, external_id) DO NOTHING
+            RETURNING id
+         ), jb AS (
+            INSERT INTO public.jobs (id, tenant_id, kind, lane, priority, state, payload, max_attempts, timeout_ms,
+                                     run_at, unique_key, unique_while_active, created_at, updated_at)
+            SELECT j.id, $11, j.kind, j.lane, j.priority, 'available', j.payload::jsonb, j.max_attempts, j.timeout_ms,
+                   j.run_at, j.unique_key, j.while_active, $12, $12
+            FROM UNNEST($13::uuid[], $14::uuid[], $15::text[], $16::text[], $17::int8[], $18::text[], $19::int8[],
+                        $20::int8[], $21::int8[], $22::text[], $23::bool[])
+                 AS j(event_id, id, kind, lane, priority, payload, max_attempts, timeout_ms, run_at, unique_key,
+                      while_active)
+            WHERE j.event_id IN (SELECT id FROM ev)
+            ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+            RETURNING 1
+         ), nt AS (
+            SELECT pg_notify('galantis_jobs', l) FROM UNNEST($24::text[]) AS l
+            WHERE EXISTS (SELECT 1 FROM jb)
+         )
+         SELECT id FROM ev
+         UNION ALL SELECT NULL::uuid FROM nt",
+    )
+    .bind(&ids)
+    .bind(events.iter().map(|e| e.source).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.topic).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.external_id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.origin).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.status).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.failure_reason).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.payload.get()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.triggered_at).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+    .bind(tenant.as_uuid())
+    .bind(now)
+    .bind(&j_event)
+    .bind(&j_id)
+    .bind(&j_kind)
+    .bind(&j_lane)
+    .bind(&j_priority)
+    .bind(&j_payload)
+    .bind(&j_max)
+    .bind(&j_timeout)
+    .bind(&j_run_at)
+    .bind(&j_unique)
+    .bind(&j_while_active)
+    .bind(&notify)
+    .fetch_all(&mut **c)
+    .await?;
+    for l in lanes {
+        tx.pending.lanes.insert(l);
+    }
+    let inserted: std::collections::HashSet<Uuid> = got.into_iter().flatten().collect();
     Ok(ids
         .into_iter()
         .map(|id| inserted.contains(&id).then_some(id))
