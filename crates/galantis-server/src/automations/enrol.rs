@@ -1,79 +1,16 @@
-//! `automation.trigger`: a recorded trigger event enrols contacts through
-//! the gate (see the module doc of [`super`] for the steps).
-
-use std::time::Duration;
+//! One contact into one automation through the gate (consent → rolling cap
+//! → exclusions), and the enrolment of existing members at activation.
 
 use chrono::{DateTime, Utc};
 use galantis_core::automation::{
     Audience, AutomationStatus, ExclusionKind, Flow, FrequencyCap, TriggerFact, TriggerKind, gate,
-    trigger_fact,
 };
-use galantis_core::{DomainEvent, JobKind, Lane, RetrySchedule};
-use galantis_store::events::Recorded;
-use galantis_store::jobs::NewJob;
-use galantis_store::tenant::automations::{self, Automation, activity, runs};
+use galantis_store::tenant::automations::{Automation, activity, runs};
 use galantis_store::tenant::{contacts, lists, segments};
 use galantis_store::{StoreError, TenantTx};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::engine::{StepInput, StepJob};
-use crate::jobs::{JobContext, JobError};
-
-/// Enrols the audience of one recorded trigger event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TriggerJob {
-    pub event_id: Uuid,
-    pub occurred_at: DateTime<Utc>,
-    pub event: DomainEvent,
-}
-
-impl JobKind for TriggerJob {
-    const KIND: &'static str = "automation.trigger";
-    const LANE: Lane = Lane::Flows;
-    const MAX_ATTEMPTS: u32 = 20;
-    const TIMEOUT: Duration = Duration::from_secs(120);
-    const RETRY: RetrySchedule = RetrySchedule {
-        base: Duration::from_secs(2),
-        factor: 2.0,
-        cap: Duration::from_secs(600),
-        jitter: 0.2,
-    };
-
-    fn unique_key(&self) -> Option<String> {
-        Some(format!("automation_trigger:{}", self.event_id))
-    }
-}
-
-/// The subscriber: a job for every event that fires a trigger.
-pub(super) fn make_job(r: &Recorded<'_>) -> Option<NewJob> {
-    trigger_fact(r.event, r.id, r.at)?;
-    let job = TriggerJob {
-        event_id: r.id,
-        occurred_at: r.at,
-        event: r.event.clone(),
-    };
-    crate::jobs::new_job(&job, r.at).ok()
-}
-
-pub(super) async fn run(ctx: JobContext, job: TriggerJob) -> Result<(), JobError> {
-    let tenant = ctx
-        .tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("triggers belong to a tenant")))?;
-    let now = ctx.now();
-    let fact = trigger_fact(&job.event, job.event_id, job.occurred_at);
-    let links = match &fact {
-        Some(f) if f.trigger == TriggerKind::BackInStock => super::restock::Links::of(&ctx).await,
-        _ => Default::default(),
-    };
-    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
-    if let Some(fact) = fact {
-        enrol_fact_with(&mut tx, &fact, &links, now).await?;
-    }
-    ctx.complete_in(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
-}
 
 /// What [`enrol`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,82 +23,6 @@ pub enum Enrolment {
     Blocked(&'static str),
     /// The automation is not ACTIVE or its flow does not parse.
     NotActive,
-}
-
-/// Enrols the audience of `fact` in every matching ACTIVE automation.
-/// Returns how many runs were created.
-pub async fn enrol_fact(
-    tx: &mut TenantTx,
-    fact: &TriggerFact,
-    now: DateTime<Utc>,
-) -> Result<usize, StoreError> {
-    enrol_fact_with(tx, fact, &Default::default(), now).await
-}
-
-/// [`enrol_fact`] with where back-in-stock links point.
-pub async fn enrol_fact_with(
-    tx: &mut TenantTx,
-    fact: &TriggerFact,
-    links: &super::restock::Links,
-    now: DateTime<Utc>,
-) -> Result<usize, StoreError> {
-    // The back-in-stock recipe, created for this restock when the tenant
-    // has no automation of its own and a restock template is approved.
-    let created = if fact.trigger == TriggerKind::BackInStock {
-        super::restock::ensure_automation(tx, now)
-            .await?
-            .map(|a| a.id)
-    } else {
-        None
-    };
-    let candidates = automations::active_for_trigger(tx, fact.trigger).await?;
-    let mut enrolled = 0;
-    for a in candidates {
-        // Events from before activation (or while paused) never enrol;
-        // the automation created for this very event does.
-        if created != Some(a.id) && a.activated_at.is_none_or(|t| fact.occurred_at < t) {
-            continue;
-        }
-        let Ok(flow) = Flow::parse(&a.flow) else {
-            continue;
-        };
-        if !flow.trigger().is_some_and(|(_, t)| t.matches(fact)) {
-            continue;
-        }
-        let who = match fact.audience {
-            Audience::Contact(c) => vec![c],
-            Audience::ContactOfOrder(o) => super::audience::contact_of_order(tx, o)
-                .await?
-                .into_iter()
-                .collect(),
-            Audience::VariantSubscribers(_) => {
-                // Batched fan-out with a cursor (see `restock`).
-                let event_id = fact
-                    .key
-                    .strip_prefix("event:")
-                    .and_then(|k| k.parse().ok())
-                    .unwrap_or_default();
-                enrolled += super::restock::batch(
-                    tx,
-                    &a,
-                    fact,
-                    event_id,
-                    None,
-                    super::restock::FIRST_BATCH,
-                    links,
-                    now,
-                )
-                .await?;
-                continue;
-            }
-        };
-        for contact in who {
-            if let Enrolment::Enrolled(_) = enrol(tx, &a, contact, fact, now).await? {
-                enrolled += 1;
-            }
-        }
-    }
-    Ok(enrolled)
 }
 
 /// Enrols one contact in one automation for `fact` through the gate

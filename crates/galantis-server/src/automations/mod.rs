@@ -69,11 +69,13 @@ mod enrol;
 mod facts;
 mod render;
 pub mod restock;
+mod trigger;
 mod wake;
 
 pub use engine::{StepInput, StepJob};
-pub use enrol::{Enrolment, TriggerJob, activate_effects, enrol, enrol_fact, enrol_fact_with};
+pub use enrol::{Enrolment, activate_effects, enrol};
 pub use restock::RestockJob;
+pub use trigger::{TriggerJob, enrol_fact, enrol_fact_with};
 pub use wake::WakeJob;
 
 use galantis_core::EventKind;
@@ -81,7 +83,7 @@ use galantis_core::automation::TriggerKind;
 use galantis_store::events::EventBus;
 
 pub fn register(r: &mut crate::jobs::Registry) {
-    r.register::<TriggerJob, _, _>(enrol::run);
+    r.register::<TriggerJob, _, _>(trigger::run);
     r.register::<StepJob, _, _>(engine::run);
     r.register::<restock::RestockJob, _, _>(restock::run);
     r.register::<WakeJob, _, _>(wake::run);
@@ -94,7 +96,7 @@ pub fn subscribe(events: &EventBus) {
         events.subscribers.subscribe(
             t.event_kind(),
             "automations.trigger",
-            std::sync::Arc::new(enrol::make_job),
+            std::sync::Arc::new(trigger::make_job),
         );
     }
     for k in [
