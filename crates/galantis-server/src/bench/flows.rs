@@ -1,4 +1,5 @@
-//! `galantis bench flows`: durable flow transitions per second.
+//! `galantis bench flows` (a harness scenario, in `bench all`): durable flow
+//! transitions per second, beside the goal of design.md §9 (5,000/s).
 //!
 //! N subscribed contacts each place an order (N `OrderCreated` events
 //! recorded, 500 per transaction) into an ACTIVE automation ORDER_PLACED →
@@ -10,7 +11,8 @@
 //! delay steps, each a transaction committed with its job's completion.
 //! Figures: committed run steps per second (3 per contact: enrol, start,
 //! wake) and activity transitions per second (9 per contact: each node
-//! visit's PENDING → … → COMPLETED), over the whole run.
+//! visit's PENDING → … → COMPLETED), over the whole run, each with its ratio
+//! to the goal.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +29,9 @@ use galantis_store::tenant::{billing, templates};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::write_result;
+use futures::future::LocalBoxFuture;
+
+use super::{Ctx, Figure, Scenario};
 use crate::config::{Config, LaneConcurrency, QueueConfig};
 use crate::jobs::Registry;
 use crate::jobs::worker::Worker;
@@ -36,8 +40,42 @@ use crate::jobs::worker::Worker;
 const STEPS_PER_RUN: f64 = 3.0;
 /// Per contact: trigger 2, delay 3, condition 2, action 2.
 const TRANSITIONS_PER_RUN: f64 = 9.0;
+/// design.md §9: durable flow-step transitions per second.
+const GOAL_TRANSITIONS_PER_S: f64 = 5000.0;
 
-pub async fn run(config: &Config, contacts_n: u32, workers: usize) -> anyhow::Result<()> {
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct Flows {
+    /// Contacts, one order each (default 10,000; small: 200).
+    #[arg(long)]
+    pub contacts: Option<u32>,
+    /// Flow-lane job workers (default 8).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+impl Scenario for Flows {
+    fn name(&self) -> &'static str {
+        "flows"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut Ctx) -> LocalBoxFuture<'a, anyhow::Result<Vec<Figure>>> {
+        Box::pin(async move {
+            let contacts = self
+                .contacts
+                .unwrap_or(if ctx.small() { 200 } else { 10_000 });
+            let workers = self.workers.unwrap_or(8);
+            let cfg = ctx.store().await?;
+            measure(ctx, cfg, contacts, workers).await
+        })
+    }
+}
+
+async fn measure(
+    ctx: &Ctx,
+    mut cfg: Config,
+    contacts_n: u32,
+    workers: usize,
+) -> anyhow::Result<Vec<Figure>> {
     let run_tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
     let number = format!(
         "1{}",
@@ -53,18 +91,11 @@ pub async fn run(config: &Config, contacts_n: u32, workers: usize) -> anyhow::Re
         sc.with_template(TemplateSeed::approved("bench_flow", "en", "Hi {{1}}").waba(&waba)),
     )
     .await?;
-    let scratch = tempfile::tempdir()?;
-    let mut cfg = config.clone();
-    if cfg.is_embedded() {
-        cfg.data_dir = scratch.path().to_path_buf();
-    }
-    cfg.migrate_on_start = true;
     cfg.meta_base_url = Some(sb.base_url.clone());
     let mut state = crate::app::build_state(cfg).await?;
     let clock = Arc::new(FixedClock::new(chrono::Utc::now()));
     state.set_clock(clock.clone());
     let db = state.db.clone();
-    let engine = db.engine().as_str();
     let shop = ShopDomain::parse(&format!("bench-flows-{run_tag}.myshopify.com"))?;
     let tenant: TenantId = tenants::create(
         &db,
@@ -207,11 +238,13 @@ pub async fn run(config: &Config, contacts_n: u32, workers: usize) -> anyhow::Re
         tx.commit().await?;
     }
     let recorded_s = started.elapsed().as_secs_f64();
-    wait_for(&db, tenant, a.id, "WAITING", contacts_n).await?;
+    ctx.phase("runs enrolled and waiting", u64::from(contacts_n));
+    wait_for(ctx, &db, tenant, a.id, "WAITING", contacts_n).await?;
     let enrolled_s = started.elapsed().as_secs_f64();
     // Past the delay: every run wakes, branches and queues its message.
     clock.advance(chrono::Duration::minutes(1));
-    wait_for(&db, tenant, a.id, "COMPLETED", contacts_n).await?;
+    ctx.phase("runs completed", u64::from(contacts_n));
+    wait_for(ctx, &db, tenant, a.id, "COMPLETED", contacts_n).await?;
     let total_s = started.elapsed().as_secs_f64();
     let _ = stop.send(true);
     let _ = worker.await;
@@ -222,39 +255,33 @@ pub async fn run(config: &Config, contacts_n: u32, workers: usize) -> anyhow::Re
     let n = f64::from(contacts_n);
     let steps_per_s = n * STEPS_PER_RUN / total_s;
     let transitions_per_s = n * TRANSITIONS_PER_RUN / total_s;
-    let result = json!({
-        "scenario": "flows",
-        "engine": engine,
-        "contacts": contacts_n,
-        "workers": workers,
-        "record_events_s": recorded_s,
-        "all_waiting_s": enrolled_s,
-        "all_completed_s": total_s,
-        "run_steps_per_s": steps_per_s,
-        "activity_transitions_per_s": transitions_per_s,
-        "goal_transitions_per_s": 5000,
-        "runs_by_status": statuses,
-    });
-    println!("bench flows on {engine}: {contacts_n} contacts, {workers} flow workers");
-    println!("{:<44} {:>12} {:>10}", "figure", "value", "goal");
-    println!("{:<44} {:>12.1}", "events recorded (s)", recorded_s);
-    println!(
-        "{:<44} {:>12.1}",
-        "all enrolled and waiting (s)", enrolled_s
-    );
-    println!("{:<44} {:>12.1}", "all completed (s)", total_s);
-    println!("{:<44} {:>12.0}", "committed run steps / s", steps_per_s);
-    println!(
-        "{:<44} {:>12.0} {:>10}",
-        "durable activity transitions / s", transitions_per_s, ">= 5000"
-    );
-    write_result(config, &format!("flows-{engine}"), &result)?;
     db.close().await;
-    Ok(())
+    let runs = statuses
+        .iter()
+        .map(|(s, c)| format!("{s} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(vec![
+        Figure::rate(
+            format!("durable activity transitions, {contacts_n} contacts, {workers} workers"),
+            transitions_per_s,
+        )
+        .vs("goal", GOAL_TRANSITIONS_PER_S)
+        .goal("≥ 1.0 (5,000/s)")
+        .note(format!("runs: {runs}")),
+        Figure::rate("committed run steps (enrol, start, wake)", steps_per_s).vs(
+            "goal / 3 transitions per step",
+            GOAL_TRANSITIONS_PER_S / 3.0,
+        ),
+        Figure::new("events recorded", recorded_s, "s"),
+        Figure::new("all enrolled and waiting", enrolled_s, "s"),
+        Figure::new("all completed", total_s, "s"),
+    ])
 }
 
 /// Waits until `n` runs of the automation are in `status`.
 async fn wait_for(
+    ctx: &Ctx,
     db: &galantis_store::Db,
     tenant: TenantId,
     automation: uuid::Uuid,
@@ -266,6 +293,7 @@ async fn wait_for(
         let by = runs::count_by_status(&mut tx, automation).await?;
         tx.commit().await?;
         let have = by.iter().find(|(s, _)| s == status).map_or(0, |x| x.1);
+        ctx.advance(u64::try_from(have).unwrap_or(0));
         if have >= i64::from(n) {
             return Ok(());
         }

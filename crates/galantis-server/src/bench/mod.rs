@@ -38,6 +38,7 @@ use serde::Serialize;
 use crate::config::Config;
 
 mod audience;
+mod campaign;
 mod ctx;
 mod flows;
 mod inbox;
@@ -66,6 +67,8 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(ingest::Ingest::default()),
         Box::new(send::Send::default()),
         Box::new(inbox::Inbox::default()),
+        Box::new(flows::Flows::default()),
+        Box::new(campaign::Campaign::default()),
     ]
 }
 
@@ -201,7 +204,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
-    /// Every scenario (queue, ingest, send, inbox), peers included.
+    /// Every scenario (queue, ingest, send, inbox, flows, campaign), peers
+    /// included.
     All,
     /// Queue drain with graphile-worker in the same run; scaling over job
     /// counts and tenants; enqueue rate and pickup latency.
@@ -229,17 +233,12 @@ pub enum BenchCommand {
         repeat: u32,
     },
     /// Durable flow transitions per second: N contacts through trigger →
-    /// delay → condition → action (goal >= 5,000/s; standalone, on the
-    /// configured store: on PostgreSQL point DATABASE_URL at a scratch
-    /// database).
-    Flows {
-        /// Contacts, one order each.
-        #[arg(long, default_value_t = 10_000)]
-        contacts: u32,
-        /// Flow-lane job workers.
-        #[arg(long, default_value_t = 8)]
-        workers: usize,
-    },
+    /// delay → condition → action, beside the goal (5,000/s).
+    Flows(flows::Flows),
+    /// A campaign launched over HTTP to N recipients at each number limit
+    /// against the Meta sandbox: achieved/configured rate, 130429s,
+    /// duplicates (the sandbox's per-recipient counters), final status.
+    Campaign(campaign::Campaign),
     /// Create N tenants, then `migrate` over all of them twice (standalone;
     /// on PostgreSQL point DATABASE_URL at a scratch database).
     Tenants {
@@ -260,6 +259,8 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Ingest(s) => vec![Box::new(s)],
         BenchCommand::Send(s) => vec![Box::new(s)],
         BenchCommand::Inbox(s) => vec![Box::new(s)],
+        BenchCommand::Flows(s) => vec![Box::new(s)],
+        BenchCommand::Campaign(s) => vec![Box::new(s)],
         BenchCommand::Audience {
             contacts,
             orders,
@@ -267,9 +268,6 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
         } => return audience::run(config, contacts, orders, repeat).await,
         BenchCommand::Tenants { count, in_place } => {
             return tenants::run(config, count, in_place).await;
-        }
-        BenchCommand::Flows { contacts, workers } => {
-            return flows::run(config, contacts, workers).await;
         }
     };
     let engine = args.engine.unwrap_or(if config.is_embedded() {
