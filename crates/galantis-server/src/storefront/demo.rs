@@ -1,7 +1,13 @@
-//! `GET /storefront/demo?shop=…`: a sandbox product page with the widget,
-//! for trying the storefront flow without a Shopify theme. Served only
-//! where the Meta sandbox is mounted (embedded development mode or
-//! `[sandbox] enabled`), never in a production configuration.
+//! `GET /storefront/demo?shop=…&token=…`: a sandbox product page with the
+//! widget, for trying the storefront flow without a Shopify theme. Served
+//! only where the Meta sandbox is mounted (embedded development mode or
+//! `[sandbox] enabled`), never in a production configuration, and only to
+//! whoever holds the sandbox operator token: the page writes a sample
+//! product and signs App Proxy queries with the real app secret, so on a
+//! staging server with `[sandbox] enabled` it would otherwise let anyone
+//! create subscriptions. The token is the one the sandbox's control routes
+//! take (`[sandbox] token`, or `<data_dir>/sandbox.token` in development),
+//! checked by the sandbox itself before anything is read or written.
 //!
 //! The page shows the tenant's newest product (a sample product with one
 //! sold-out variant is added to an empty catalog) and points the widget at
@@ -31,6 +37,9 @@ const SAMPLE_PRODUCT_ID: i64 = 1_000_001;
 pub struct DemoQuery {
     /// The tenant's shop, `*.myshopify.com`.
     shop: String,
+    /// The sandbox operator token (`[sandbox] token` or `sandbox.token`
+    /// in the data directory).
+    token: Option<String>,
 }
 
 fn sample() -> ProductFields {
@@ -99,17 +108,33 @@ fn product_json(p: &ProductView) -> Value {
     tag = "storefront",
     summary = "Sandbox product page embedding the widget (development and sandbox only)",
     params(DemoQuery),
-    responses((status = 200, description = "HTML", body = String, content_type = "text/html"))
+    responses(
+        (status = 200, description = "HTML", body = String, content_type = "text/html"),
+        (status = 404, description = "`not_found` (no sandbox mounted), `invalid_sandbox_token` (token missing or wrong), `unknown_shop`"),
+    )
 )]
 pub async fn page(
     State(state): State<AppState>,
     Query(q): Query<DemoQuery>,
 ) -> Result<Response, AppError> {
-    if !state.config.sandbox_mounted() {
+    let Some(sandbox) = state
+        .sending
+        .embedded_sandbox()
+        .filter(|_| state.config.sandbox_mounted())
+    else {
         return Err(AppError::NotFoundCode {
             code: "not_found",
             message: "the demo page is served only in development mode or with the sandbox enabled"
                 .into(),
+        });
+    };
+    // Before the shop is looked up: without the token nothing is read
+    // (not even whether the shop is installed) and nothing is written.
+    if q.token.as_deref().is_none_or(str::is_empty) || !sandbox.control_token_ok(q.token.as_deref())
+    {
+        return Err(AppError::NotFoundCode {
+            code: "invalid_sandbox_token",
+            message: "the demo page needs `?token=<sandbox operator token>` ([sandbox] token, or sandbox.token in the data directory)".into(),
         });
     }
     let shop = ShopDomain::parse(&q.shop).map_err(|_| AppError::NotFoundCode {

@@ -9,7 +9,9 @@ use galantis_store::control::tenants::{self, PhoneNumberLink};
 use galantis_store::tenant::back_in_stock as bis;
 use galantis_store::tenant::catalog::{self, ProductFields, VariantFields};
 use galantis_store::tenant::contacts;
-use galantis_testkit::{TEST_META_SECRET, TEST_SHOPIFY_SECRET, TestApp, TestTenant};
+use galantis_testkit::{
+    TEST_META_SECRET, TEST_SANDBOX_TOKEN, TEST_SHOPIFY_SECRET, TestApp, TestTenant,
+};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -533,12 +535,15 @@ async fn a_start_reply_on_whatsapp_confirms_pending_subscriptions() {
 }
 
 #[tokio::test]
-async fn the_demo_page_is_served_only_where_the_sandbox_is_mounted() {
+async fn the_demo_page_is_served_only_where_the_sandbox_is_mounted_and_with_its_token() {
     let app = TestApp::spawn().await;
     let t = app.create_tenant("bis-demo-off").await;
     let r = app
         .client
-        .get(app.url(&format!("/storefront/demo?shop={}", t.shop.as_str())))
+        .get(app.url(&format!(
+            "/storefront/demo?shop={}&token={TEST_SANDBOX_TOKEN}",
+            t.shop.as_str()
+        )))
         .send()
         .await
         .unwrap();
@@ -546,19 +551,50 @@ async fn the_demo_page_is_served_only_where_the_sandbox_is_mounted() {
 
     let app = TestApp::builder().sandbox().spawn().await;
     let t = app.create_tenant("bis-demo-on").await;
-    let r = app
-        .client
-        .get(app.url("/storefront/demo?shop=nobody.myshopify.com"))
-        .send()
-        .await
-        .unwrap();
+    let demo = |query: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url(&format!("/storefront/demo?{query}")))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let shop = t.shop.as_str();
+    let r = demo(format!(
+        "shop=nobody.myshopify.com&token={TEST_SANDBOX_TOKEN}"
+    ))
+    .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = app
-        .client
-        .get(app.url(&format!("/storefront/demo?shop={}", t.shop.as_str())))
+
+    // Without the operator token (missing, empty or wrong): 404 with a
+    // stable code, even for an installed shop, and nothing is written.
+    for q in [
+        format!("shop={shop}"),
+        format!("shop={shop}&token="),
+        format!("shop={shop}&token=not-the-sandbox-token"),
+        format!("shop=nobody.myshopify.com&token=nope"),
+    ] {
+        let r = demo(q.clone()).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{q}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "invalid_sandbox_token",
+            "{q}: {body}"
+        );
+    }
+    let products: Value = app
+        .get("/api/v1/products", &t.token)
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
+    assert_eq!(products["data"].as_array().unwrap().len(), 0, "{products}");
+
+    let r = demo(format!("shop={shop}&token={TEST_SANDBOX_TOKEN}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
     assert!(html.contains("/storefront/back-in-stock.js?shop=bis-demo-on.myshopify.com"));
@@ -567,11 +603,7 @@ async fn the_demo_page_is_served_only_where_the_sandbox_is_mounted() {
     );
     assert!(html.contains("sold out"));
     // The sample product is in the catalog once, whatever the reloads.
-    app.client
-        .get(app.url(&format!("/storefront/demo?shop={}", t.shop.as_str())))
-        .send()
-        .await
-        .unwrap();
+    demo(format!("shop={shop}&token={TEST_SANDBOX_TOKEN}")).await;
     let products: Value = app
         .get("/api/v1/products", &t.token)
         .send()

@@ -102,9 +102,13 @@ async fn a_shopper_subscribes_to_a_sold_out_variant_from_the_demo_page() {
         .expect("a WebDriver session with headless Chromium");
 
     let run = async {
-        c.goto(&app.url(&format!("/storefront/demo?shop={}", t.shop.as_str())))
-            .await
-            .unwrap();
+        c.goto(&app.url(&format!(
+            "/storefront/demo?shop={}&token={}",
+            t.shop.as_str(),
+            galantis_testkit::TEST_SANDBOX_TOKEN
+        )))
+        .await
+        .unwrap();
         // The widget is there, hidden: the first variant is in stock.
         let widget = c
             .wait()
