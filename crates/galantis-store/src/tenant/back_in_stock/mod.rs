@@ -250,6 +250,27 @@ pub async fn cancel(
     }))
 }
 
+/// Cancels every open (PENDING or ACTIVE) subscription of a contact: a
+/// redacted or deleted customer is never notified. NOTIFIED ones stay as
+/// history. Returns how many were cancelled.
+pub async fn cancel_for_contact(
+    tx: &mut TenantTx,
+    contact: Uuid,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    Ok(on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE back_in_stock_subscriptions SET status = 'CANCELLED', cancelled_at = $1, updated_at = $1
+             WHERE contact_id = $2 AND status IN ('PENDING', 'ACTIVE')",
+        )
+        .bind(now_ms)
+        .bind(contact)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    }))
+}
+
 /// An `ACTIVE` subscriber of a variant, with what the pipeline's checks and
 /// template variables need.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -282,6 +282,7 @@ pub async fn mark_deleted(
                     .await?
                     .rows_affected()
             });
+            crate::tenant::back_in_stock::cancel_for_contact(tx, c.id, now_ms).await?;
             Ok(Some(c.id))
         }
         None => {
@@ -370,6 +371,7 @@ pub async fn redact(tx: &mut TenantTx, contact: Uuid, now_ms: i64) -> Result<(),
     });
     crate::tenant::messaging::scrub_amendments_for(tx, contact).await?;
     super::phone_changes::scrub(tx, contact).await?;
+    crate::tenant::back_in_stock::cancel_for_contact(tx, contact, now_ms).await?;
     Ok(())
 }
 
