@@ -1,11 +1,15 @@
 //! The restock pipeline's "what can prevent a notification" rows (seed 002,
 //! ADR 0031): no approved template, a template no longer approved, a
-//! missing calling code, insufficient credits.
+//! missing calling code, insufficient credits; a send Meta fails
+//! (refused at the API, or a `failed` status webhook after acceptance);
+//! a redacted or deleted customer.
 
 use chrono::Duration;
 use galantis_core::MarketingState;
 use galantis_core::automation::ActivityStatus;
 use galantis_core::back_in_stock::SubscriptionStatus;
+use galantis_core::messaging::MessageStatus;
+use galantis_sandbox::meta::{FailureMode, FailureRule};
 use galantis_store::tenant::back_in_stock::{self as bis, NewSubscription};
 use serde_json::json;
 
@@ -202,4 +206,152 @@ async fn insufficient_credits_fail_the_rest_after_a_partial_dispatch() {
         }
     }
     assert_eq!(refused, 3);
+}
+
+#[tokio::test]
+async fn a_redacted_or_deleted_customer_is_never_notified() {
+    let e = bis_env("bis-pipe-redact").await;
+    sold_out(&e).await;
+    let (kept, kept_sub) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    let (redacted, redacted_sub) = subscriber(
+        &e,
+        2,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    let (deleted, deleted_sub) = subscriber(
+        &e,
+        3,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Pending,
+    )
+    .await;
+    let shop = e.t.shop.as_str();
+    let redact = json!({"shop_id": 1, "shop_domain": shop,
+        "customer": {"id": 2, "phone": "+16135550102"}, "orders_to_redact": []});
+    let r =
+        galantis_testkit::webhooks::shopify(&e.app, &e.t, "customers/redact", "r-2", &redact).await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let r = galantis_testkit::webhooks::shopify(
+        &e.app,
+        &e.t,
+        "customers/delete",
+        "d-3",
+        &json!({"id": 3}),
+    )
+    .await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    e.app.run_jobs_until_idle().await;
+    assert_eq!(
+        status(&e, redacted_sub).await,
+        SubscriptionStatus::Cancelled
+    );
+    assert_eq!(status(&e, deleted_sub).await, SubscriptionStatus::Cancelled);
+    assert_eq!(status(&e, kept_sub).await, SubscriptionStatus::Active);
+
+    e.clock.advance(Duration::seconds(1));
+    update(&e, "p-1", &product(1, "Tee", (2, "20.00"), (0, "20.00"))).await;
+    assert_eq!(sends_to(&e, kept).await, 1);
+    assert_eq!(sends_to(&e, redacted).await, 0);
+    assert_eq!(sends_to(&e, deleted).await, 0);
+    assert_eq!(status(&e, kept_sub).await, SubscriptionStatus::Notified);
+    assert_eq!(
+        status(&e, redacted_sub).await,
+        SubscriptionStatus::Cancelled
+    );
+}
+
+/// A subscriber whose send Meta fails (`mode`) is NOTIFIED, the failure is
+/// in the activity log (the Action's activity points at the FAILED message,
+/// and the automation's stats count it) and no credit is consumed.
+async fn a_send_meta_fails(name: &str, mode: FailureMode) {
+    let e = bis_env(name).await;
+    sold_out(&e).await;
+    let (good, good_sub) = subscriber(
+        &e,
+        1,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    let (bad, bad_sub) = subscriber(
+        &e,
+        2,
+        MarketingState::Subscribed,
+        S,
+        SubscriptionStatus::Active,
+    )
+    .await;
+    e.sb.add_failure(FailureRule::recipient("16135550102", 131026, mode));
+    let before = balance(&e).await;
+    e.clock.advance(Duration::seconds(1));
+    update(&e, "p-1", &product(1, "Tee", (2, "20.00"), (0, "20.00"))).await;
+    let a = the_automation(&e).await.unwrap();
+    let failed = || async {
+        e.app.run_jobs_until_idle().await;
+        e.messages()
+            .await
+            .into_iter()
+            .find(|m| m.contact_id == bad && m.status == MessageStatus::Failed)
+    };
+    galantis_testkit::eventually("the failed send", || async { failed().await.is_some() }).await;
+    let m = failed().await.unwrap();
+    assert_eq!(m.error_code, Some(131026));
+    assert_eq!(sends_to(&e, good).await, 1);
+    assert_eq!(status(&e, good_sub).await, SubscriptionStatus::Notified);
+    assert_eq!(status(&e, bad_sub).await, SubscriptionStatus::Notified);
+    assert!(
+        e.activity(&a)
+            .await
+            .iter()
+            .any(|x| x.contact_id == bad && x.message_id == Some(m.id)),
+        "the Action's activity names the failed message"
+    );
+    let stats: serde_json::Value = e
+        .app
+        .get(&format!("/api/v1/automations/{}/stats", a.id), &e.t.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["messages"]["failed"], 1, "{stats}");
+    assert_eq!(stats["messages"]["sent"], 2, "{stats}");
+    let sb = &e.sb;
+    galantis_testkit::eventually("the good one accepted", || async {
+        sb.counters().accepted >= 1
+    })
+    .await;
+    let settled = || async {
+        e.app.run_jobs_until_idle().await;
+        balance(&e).await == before - 1
+    };
+    galantis_testkit::eventually("one credit, for the delivered send", settled).await;
+    assert_eq!(
+        balance(&e).await,
+        before - 1,
+        "the failed send costs nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_send_meta_refuses_is_notified_with_the_failure_and_no_credit() {
+    a_send_meta_fails("bis-pipe-fail-sync", FailureMode::Sync).await;
+}
+
+#[tokio::test]
+async fn a_send_meta_fails_after_accepting_is_notified_with_the_failure_and_no_credit() {
+    a_send_meta_fails("bis-pipe-fail-async", FailureMode::Async).await;
 }
