@@ -46,6 +46,7 @@ mod ingest;
 mod load;
 pub mod peers;
 mod queue;
+mod restock;
 mod send;
 mod table;
 mod tenants;
@@ -69,6 +70,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(inbox::Inbox::default()),
         Box::new(flows::Flows::default()),
         Box::new(campaign::Campaign::default()),
+        Box::new(restock::Restock::default()),
     ]
 }
 
@@ -204,8 +206,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
-    /// Every scenario (queue, ingest, send, inbox, flows, campaign), peers
-    /// included.
+    /// Every scenario (queue, ingest, send, inbox, flows, campaign,
+    /// restock), peers included.
     All,
     /// Queue drain with graphile-worker in the same run; scaling over job
     /// counts and tenants; enqueue rate and pickup latency.
@@ -239,6 +241,10 @@ pub enum BenchCommand {
     /// against the Meta sandbox: achieved/configured rate, 130429s,
     /// duplicates (the sandbox's per-recipient counters), final status.
     Campaign(campaign::Campaign),
+    /// Back in stock: a signed `products/update` restocking a variant with
+    /// N ACTIVE subscribers; webhook acknowledgement → first and last send
+    /// accepted by the Meta sandbox, beside the floor N / limit.
+    Restock(restock::Restock),
     /// Create N tenants, then `migrate` over all of them twice (standalone;
     /// on PostgreSQL point DATABASE_URL at a scratch database).
     Tenants {
@@ -261,6 +267,7 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Inbox(s) => vec![Box::new(s)],
         BenchCommand::Flows(s) => vec![Box::new(s)],
         BenchCommand::Campaign(s) => vec![Box::new(s)],
+        BenchCommand::Restock(s) => vec![Box::new(s)],
         BenchCommand::Audience {
             contacts,
             orders,

@@ -40,6 +40,8 @@ async fn every_scenario_produces_figures_at_a_tiny_size() {
     let names: Vec<_> = report.scenarios.iter().map(|s| s.scenario).collect();
     assert_eq!(
         names,
-        ["queue", "ingest", "send", "inbox", "flows", "campaign"]
+        [
+            "queue", "ingest", "send", "inbox", "flows", "campaign", "restock"
+        ]
     );
 }
