@@ -574,7 +574,7 @@ async fn the_demo_page_is_served_only_where_the_sandbox_is_mounted_and_with_its_
         format!("shop={shop}"),
         format!("shop={shop}&token="),
         format!("shop={shop}&token=not-the-sandbox-token"),
-        format!("shop=nobody.myshopify.com&token=nope"),
+        "shop=nobody.myshopify.com&token=nope".to_owned(),
     ] {
         let r = demo(q.clone()).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{q}");
