@@ -306,6 +306,85 @@ pub async fn complete_in(
     complete_on(tx.tx(), job, now).await
 }
 
+/// Opens `job`'s tenant transaction with the job already marked completed
+/// in it, so effect and completion commit together (as with
+/// [`complete_in`]) but, on PostgreSQL, without a round trip of their own:
+/// the guarded `UPDATE` travels with `BEGIN` (ADR 0033). `BEGIN` cannot
+/// report a row count, so a lost claim (the update matched nothing) makes
+/// the transaction read-only instead: the effect's first write fails
+/// (`cannot execute … in a read-only transaction`) and nothing commits. On
+/// SQLite the update runs as the transaction's first statement and `None`
+/// reports a lost claim at once. The job's row stays locked until commit,
+/// so heartbeats and rescues of this job wait for it: for short effects.
+pub async fn begin_completing(
+    db: &Db,
+    job: &ClaimedJob,
+    now: DateTime<Utc>,
+) -> Result<Option<TenantTx>, StoreError> {
+    let Some(tenant) = job.tenant else {
+        return Err(StoreError::Config(format!(
+            "job {} belongs to no tenant",
+            job.id
+        )));
+    };
+    // The worker id is inlined as a literal: only plain characters take
+    // that path (ids are `host-pid-hex`); anything else uses two statements.
+    let plain = !job.worker.is_empty()
+        && job
+            .worker
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if db.engine() == Engine::Postgres && plain {
+        let first = format!(
+            "WITH done AS ({} RETURNING 1) \
+             SELECT set_config('transaction_read_only', \
+                    CASE WHEN (SELECT count(*) FROM done) = 1 THEN 'off' ELSE 'on' END, true)",
+            complete_sql!("public.jobs")
+                .replacen("$1", &ms(now).to_string(), 2)
+                .replacen("$2", &format!("'{}'", job.id.as_uuid()), 1)
+                .replacen("$3", &format!("'{}'", job.worker), 1)
+        );
+        return Ok(Some(db.tenant_tx_then(tenant, Some(&first)).await?));
+    }
+    let mut tx = db.tenant_tx(tenant).await?;
+    if complete_on(tx.tx(), job, now).await? {
+        Ok(Some(tx))
+    } else {
+        tx.rollback().await?;
+        Ok(None)
+    }
+}
+
+/// Whether `job` is still this worker's running claim, read in `tx`
+/// (a handler's failure path, before it records anything about a run
+/// that may have been taken over).
+pub async fn claim_held(tx: &mut TenantTx, job: &ClaimedJob) -> Result<bool, StoreError> {
+    let n: i64 = on_tx!(
+        tx.tx(),
+        sqlite | c | {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE id = $1 AND state = 'running' AND claimed_by = $2",
+            )
+            .bind(job.id.as_uuid())
+            .bind(&job.worker)
+            .fetch_one(&mut *c)
+            .await?
+        },
+        postgres
+            | c
+            | {
+                sqlx::query_scalar(
+                "SELECT COUNT(*) FROM public.jobs WHERE id = $1 AND state = 'running' AND claimed_by = $2",
+            )
+            .bind(job.id.as_uuid())
+            .bind(&job.worker)
+            .fetch_one(&mut *c)
+            .await?
+            }
+    );
+    Ok(n == 1)
+}
+
 fn error_entry(job: &ClaimedJob, now: DateTime<Utc>, error: &str) -> Value {
     json!({ "attempt": job.attempt, "at": now, "error": truncate(error) })
 }
