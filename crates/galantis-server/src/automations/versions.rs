@@ -34,10 +34,12 @@ impl Version {
 /// bounds a process serving many tenants).
 const MAX_ENTRIES: usize = 4096;
 
+/// (automation, version).
 type Key = (Uuid, i32);
-static OF_RUNS: LazyLock<Mutex<HashMap<Key, Arc<Version>>>> = LazyLock::new(Default::default);
-static CURRENT: LazyLock<Mutex<HashMap<Key, (Value, Arc<Version>)>>> =
-    LazyLock::new(Default::default);
+type Cache<V> = LazyLock<Mutex<HashMap<Key, V>>>;
+static OF_RUNS: Cache<Arc<Version>> = LazyLock::new(Default::default);
+/// With the JSON it was parsed from.
+static CURRENT: Cache<(Value, Arc<Version>)> = LazyLock::new(Default::default);
 
 fn put<V>(map: &Mutex<HashMap<Key, V>>, key: Key, v: V) {
     let mut m = map.lock().unwrap_or_else(|e| e.into_inner());

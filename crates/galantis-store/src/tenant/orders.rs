@@ -446,41 +446,6 @@ pub async fn exists_for_checkout_token(tx: &mut TenantTx, token: &str) -> Result
     Ok(n > 0)
 }
 
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn lines_take_integer_products_and_string_vendors_lower_cased() {
-        let items = json!([
-            {"vendor": "NikeMX", "product_id": 555},
-            {"vendor": 5, "product_id": "7"},
-            "not an object",
-            {"vendor": "ÉCLAT", "product_id": 1.5},
-            {"product_id": 12345678901234567890u64},
-            {"product_id": i64::MIN}
-        ]);
-        let got: Vec<(i64, Option<i64>, Option<String>)> = lines_of(&items)
-            .into_iter()
-            .map(|l| (l.line_no, l.shopify_product_id, l.vendor))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                (0, Some(555), Some("nikemx".into())),
-                (1, None, None),
-                (2, None, None),
-                (3, None, Some("éclat".into())),
-                (4, None, None),
-                (5, Some(i64::MIN), None),
-            ]
-        );
-        assert!(lines_of(&json!({"vendor": "x"})).is_empty());
-    }
-}
-
 /// The contact's most recent order (not deleted; cancelled ones count, as
 /// for `contacts.last_order_at`): its id and when Shopify says it was
 /// placed.
@@ -537,4 +502,39 @@ pub async fn product_tags(
     tags.sort_unstable();
     tags.dedup();
     Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn lines_take_integer_products_and_string_vendors_lower_cased() {
+        let items = json!([
+            {"vendor": "NikeMX", "product_id": 555},
+            {"vendor": 5, "product_id": "7"},
+            "not an object",
+            {"vendor": "ÉCLAT", "product_id": 1.5},
+            {"product_id": 12345678901234567890u64},
+            {"product_id": i64::MIN}
+        ]);
+        let got: Vec<(i64, Option<i64>, Option<String>)> = lines_of(&items)
+            .into_iter()
+            .map(|l| (l.line_no, l.shopify_product_id, l.vendor))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, Some(555), Some("nikemx".into())),
+                (1, None, None),
+                (2, None, None),
+                (3, None, Some("éclat".into())),
+                (4, None, None),
+                (5, Some(i64::MIN), None),
+            ]
+        );
+        assert!(lines_of(&json!({"vendor": "x"})).is_empty());
+    }
 }
