@@ -106,3 +106,116 @@ pub enum RunEvent {
         status: MessageStatus,
     },
 }
+
+/// Which facts a flow version can read, so the server loads only those
+/// (a flow without list conditions never queries list membership, one
+/// without actions never reads templates). Computed once per version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FactNeeds {
+    /// Template statuses (an action node exists).
+    pub templates: bool,
+    /// The trigger's order: totals, items, values for rendering.
+    pub order: bool,
+    pub order_product_tags: bool,
+    pub last_order_at: bool,
+    pub lists: bool,
+    pub segments: bool,
+    /// The run's last message and the replies after it.
+    pub messages: bool,
+}
+
+impl FactNeeds {
+    pub fn of(flow: &super::Flow) -> Self {
+        use super::{Condition, NodeKind, Rule};
+        fn walk(rules: &[Rule], n: &mut FactNeeds) {
+            for r in rules {
+                match r {
+                    Rule::Group(g) => walk(&g.rules, n),
+                    Rule::Condition(c) => match c {
+                        Condition::MessageDeliveryStatus { .. }
+                        | Condition::UserReplyStatus { .. } => n.messages = true,
+                        Condition::OrderRecency { .. } => n.last_order_at = true,
+                        Condition::OrderValue { .. } | Condition::ItemCountInOrder { .. } => {
+                            n.order = true;
+                        }
+                        Condition::ProductInOrderHasTag { .. } => {
+                            n.order = true;
+                            n.order_product_tags = true;
+                        }
+                        Condition::InSegment { .. } => n.segments = true,
+                        Condition::InList { .. } => n.lists = true,
+                        Condition::CustomerTag { .. } | Condition::TotalSpent { .. } => {}
+                    },
+                }
+            }
+        }
+        let mut n = FactNeeds::default();
+        for node in &flow.nodes {
+            match &node.kind {
+                NodeKind::Condition(c) => walk(&c.group.rules, &mut n),
+                // Rendering may read any value source (order.* included).
+                NodeKind::Action(_) => {
+                    n.templates = true;
+                    n.order = true;
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::FactNeeds;
+    use crate::automation::Flow;
+
+    fn flow(rules: serde_json::Value, action: bool) -> Flow {
+        let mut nodes = vec![
+            json!({"id": "t", "type": "trigger", "trigger": "ORDER_PLACED"}),
+            json!({"id": "c", "type": "condition", "group": {"op": "or", "rules": rules}}),
+        ];
+        let mut edges = vec![json!({"from": "t", "to": "c"})];
+        if action {
+            nodes.push(json!({"id": "a", "type": "action", "template_id": uuid::Uuid::nil()}));
+            edges.push(json!({"from": "c", "to": "a", "branch": "yes"}));
+        }
+        Flow::parse(&json!({"nodes": nodes, "edges": edges})).expect("flow")
+    }
+
+    #[test]
+    fn needs_follow_the_conditions_and_actions() {
+        let n = FactNeeds::of(&flow(
+            json!([{"condition": "ORDER_VALUE", "operator": ">", "value": 100}]),
+            true,
+        ));
+        assert_eq!(
+            n,
+            FactNeeds {
+                templates: true,
+                order: true,
+                ..FactNeeds::default()
+            }
+        );
+        let n = FactNeeds::of(&flow(
+            json!([{"condition": "CUSTOMER_TAG", "tag": "vip"},
+                   {"op": "and", "rules": [
+                       {"condition": "ORDER_RECENCY", "operator": "<", "days": 30},
+                       {"condition": "PRODUCT_IN_ORDER_HAS_TAG", "tag": "gift"},
+                       {"condition": "IN_LIST", "list_id": uuid::Uuid::nil()}]}]),
+            false,
+        ));
+        assert_eq!(
+            n,
+            FactNeeds {
+                order: true,
+                order_product_tags: true,
+                last_order_at: true,
+                lists: true,
+                ..FactNeeds::default()
+            }
+        );
+    }
+}

@@ -91,6 +91,7 @@ mod tests;
 pub use condition::{
     Awaited, Cmp, Condition, DeliveryStatus, Group, GroupOp, Rule, Truth, evaluate_group,
 };
+pub use facts::FactNeeds;
 pub use gate::{FrequencyCap, GateRefusal, gate};
 pub use recipes::{Recipe, RecipeKind, RecipeTemplates, recipe};
 pub use step::{

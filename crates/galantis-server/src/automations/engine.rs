@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use galantis_core::automation::{
-    ActivityStatus, AutomationStatus, Effect, Flow, Input, RunEvent, RunStatus, step,
+    ActivityStatus, AutomationStatus, Effect, Input, RunEvent, RunStatus, step,
 };
 use galantis_core::{JobKind, Lane, MessageStatus, RetrySchedule};
 use galantis_store::tenant::automations::{self, activity, runs};
@@ -14,7 +14,8 @@ use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{facts, render};
+use super::versions::Version;
+use super::{facts, render, versions};
 use crate::jobs::{JobContext, JobError};
 use crate::sending::connection::{self, Resolved};
 use crate::sending::queue;
@@ -111,16 +112,13 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
         return Err(JobError::Snooze(PAUSED_RECHECK));
     }
     // 3. The run's version and its facts.
-    let flow = automations::version_flow(&mut tx, run.automation_id, run.version)
-        .await?
-        .and_then(|v| Flow::parse(&v).ok());
-    let Some(flow) = flow else {
+    let Some(version) = versions::of_run(&mut tx, run.automation_id, run.version).await? else {
         end_run(&mut tx, &run, "flow_invalid", now_ms).await?;
         ctx.complete_in(&mut tx).await?;
         tx.commit().await?;
         return Ok(());
     };
-    let facts = facts::load(&mut tx, &run, &flow).await?;
+    let facts = facts::load(&mut tx, &run, &version, None).await?;
     // 4. Step.
     let input = match &job.input {
         StepInput::Start => Input::Start,
@@ -137,7 +135,7 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
             status: *status,
         }),
     };
-    let out = step(&flow, &run.state, input, &facts, now);
+    let out = step(&version.flow, &run.state, input, &facts, now);
     // A timer that ran early waits again in place (its own job cannot be
     // moved while it runs).
     if let Some(until) = early(&job.input, &out.effects)
@@ -169,6 +167,43 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
     .await?;
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
+    metrics::counter!("galantis_flow_steps_total").increment(1);
+    Ok(())
+}
+
+/// A new run's first step, taken in its enrolment's transaction (no
+/// `Start` job, no second transaction; the enrolment job's completion
+/// commits with it). `contact` is the run's contact as the gate read it.
+/// A first step that sends while no connection is at hand is left to a
+/// `Start` job instead (it resolves the connection itself).
+pub(super) async fn start_inline(
+    tx: &mut TenantTx,
+    run: &runs::Run,
+    version: &Version,
+    contact: galantis_store::tenant::contacts::Contact,
+    conn: Option<&Resolved>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let facts = facts::load(tx, run, version, Some(contact)).await?;
+    let out = step(&version.flow, &run.state, Input::Start, &facts, now);
+    if conn.is_none() && out.effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
+        let job = StepJob {
+            run_id: run.id,
+            input: StepInput::Start,
+        };
+        crate::jobs::enqueue(tx, &job, now).await?;
+        return Ok(());
+    }
+    let applied = apply(tx, run, out, conn, None, now).await?;
+    runs::save(
+        tx,
+        run.id,
+        &applied.state,
+        applied.last_message,
+        applied.end_reason.as_deref(),
+        now.timestamp_millis(),
+    )
+    .await?;
     metrics::counter!("galantis_flow_steps_total").increment(1);
     Ok(())
 }

@@ -11,6 +11,8 @@ use galantis_store::{StoreError, TenantTx};
 use uuid::Uuid;
 
 use super::engine::{StepInput, StepJob};
+use super::versions;
+use crate::sending::connection::Resolved;
 
 /// What [`enrol`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,8 @@ pub enum Enrolment {
 
 /// Enrols one contact in one automation for `fact` through the gate
 /// (consent → rolling cap → exclusions). One run per (automation, contact,
-/// `fact.key`); a refusal is logged once per key with its reason.
+/// `fact.key`); a refusal is logged once per key with its reason. The
+/// run's first step is a `Start` job.
 pub async fn enrol(
     tx: &mut TenantTx,
     a: &Automation,
@@ -35,38 +38,51 @@ pub async fn enrol(
     fact: &TriggerFact,
     now: DateTime<Utc>,
 ) -> Result<Enrolment, StoreError> {
-    enrol_with(tx, a, contact_id, fact, now, true).await
+    enrol_with(tx, a, contact_id, fact, now, FirstStep::Job).await
 }
 
-/// [`enrol`]; without `enqueue_step` the caller performs the run's first
-/// step itself (the restock fan-out does, for a batch of runs at once).
+/// Who takes a new run's first step.
+#[derive(Clone, Copy)]
+pub(super) enum FirstStep<'a> {
+    /// A `Start` job.
+    Job,
+    /// The caller (the restock fan-out, for a batch of runs at once).
+    Caller,
+    /// [`enrol_with`] itself, in the enrolment's transaction, queueing a
+    /// send on this connection (without one, a step that sends is left
+    /// to a `Start` job).
+    Now(Option<&'a Resolved>),
+}
+
+/// [`enrol`], with who takes the run's first step.
 pub(super) async fn enrol_with(
     tx: &mut TenantTx,
     a: &Automation,
     contact_id: Uuid,
     fact: &TriggerFact,
     now: DateTime<Utc>,
-    enqueue_step: bool,
+    first: FirstStep<'_>,
 ) -> Result<Enrolment, StoreError> {
     if a.status != AutomationStatus::Active {
         return Ok(Enrolment::NotActive);
     }
-    let Ok(flow) = Flow::parse(&a.flow) else {
+    let Some(version) = versions::current(a) else {
         return Ok(Enrolment::NotActive);
     };
-    let trigger_node = flow
+    let trigger_node = version
+        .flow
         .trigger()
-        .map(|(n, _)| n.id.clone())
+        .map(|(n, _)| n.id.as_str())
         .unwrap_or_default();
     let now_ms = now.timestamp_millis();
     let Some(contact) = contacts::get(tx, contact_id).await?.filter(|c| !c.deleted) else {
         return Ok(Enrolment::Blocked("contact_not_found"));
     };
     // A duplicate event finds its run before the cap sees it.
-    if runs::exists(tx, a.id, contact_id, &fact.key).await? {
+    let (duplicate, last) = runs::prior(tx, a.id, contact_id, &fact.key).await?;
+    if duplicate {
         return Ok(Enrolment::Duplicate);
     }
-    let last = runs::last_enrolled_at(tx, a.id, contact_id).await?;
     let mut excluded = false;
     for ex in &a.exclusions {
         excluded |= match ex.kind {
@@ -81,7 +97,7 @@ pub(super) async fn enrol_with(
     let cap = a.frequency_cap.unwrap_or(FrequencyCap::Ever);
     if let Err(refusal) = gate(contact.marketing_state, cap, last, excluded, now) {
         let code = refusal.code();
-        activity::log_blocked(tx, a.id, contact_id, &trigger_node, &fact.key, code, now_ms).await?;
+        activity::log_blocked(tx, a.id, contact_id, trigger_node, &fact.key, code, now_ms).await?;
         metrics::counter!("galantis_flow_enrolments_total", "outcome" => code).increment(1);
         return Ok(Enrolment::Blocked(code));
     }
@@ -97,22 +113,24 @@ pub(super) async fn enrol_with(
         variant_id: fact.variant_id,
         context: &context,
     };
-    let Some(run_id) = runs::enrol(tx, &new, now_ms).await? else {
+    let Some(run) = runs::enrol_run(tx, &new, now_ms).await? else {
         return Ok(Enrolment::Duplicate);
     };
-    if enqueue_step {
-        crate::jobs::enqueue(
-            tx,
-            &StepJob {
-                run_id,
+    match first {
+        FirstStep::Job => {
+            let job = StepJob {
+                run_id: run.id,
                 input: StepInput::Start,
-            },
-            now,
-        )
-        .await?;
+            };
+            crate::jobs::enqueue(tx, &job, now).await?;
+        }
+        FirstStep::Caller => {}
+        FirstStep::Now(conn) => {
+            super::engine::start_inline(tx, &run, &version, contact, conn, now).await?;
+        }
     }
     metrics::counter!("galantis_flow_enrolments_total", "outcome" => "enrolled").increment(1);
-    Ok(Enrolment::Enrolled(run_id))
+    Ok(Enrolment::Enrolled(run.id))
 }
 
 /// At activation with `include_existing_users`: enrols the current members

@@ -2,13 +2,16 @@
 
 use chrono::DateTime;
 use galantis_core::MarketingState;
-use galantis_core::automation::{Facts, Flow, LastMessage, Reply};
+use galantis_core::automation::{Facts, LastMessage, Reply};
 use galantis_core::templates::TemplateStatus;
 use galantis_store::tenant::automations::runs::{self, Run};
+use galantis_store::tenant::contacts::{self, Contact};
 use galantis_store::tenant::sending as outbound;
-use galantis_store::tenant::{contacts, lists, orders, segments, templates};
+use galantis_store::tenant::{lists, orders, segments, templates};
 use galantis_store::{StoreError, TenantTx};
 use serde_json::Value;
+
+use super::versions::Version;
 
 /// "129.90" → 12990.
 pub(super) fn cents(s: &str) -> Option<i64> {
@@ -23,20 +26,32 @@ pub(super) fn cents(s: &str) -> Option<i64> {
     Some(int * 100 + if int < 0 { -f } else { f })
 }
 
-/// The facts of `run` now. Not loaded (read as unknown/absent):
-/// `last_order_at` and `order_product_tags`.
-pub(super) async fn load(tx: &mut TenantTx, run: &Run, flow: &Flow) -> Result<Facts, StoreError> {
-    let contact = contacts::get(tx, run.contact_id).await?;
+/// The facts of `run` now, only those its version reads (`needs`).
+/// `contact` is the run's contact when the caller has just read it (the
+/// enrolment gate did).
+pub(super) async fn load(
+    tx: &mut TenantTx,
+    run: &Run,
+    version: &Version,
+    contact: Option<Contact>,
+) -> Result<Facts, StoreError> {
+    let needs = version.needs;
+    let contact = match contact {
+        Some(c) => Some(c),
+        None => contacts::get(tx, run.contact_id).await?,
+    };
     let consent = match &contact {
         Some(c) if !c.deleted => c.marketing_state,
         _ => MarketingState::Redacted,
     };
     let mut f = Facts::new(consent);
-    for id in flow.template_ids() {
-        if let Some(t) = templates::get(tx, id).await?
-            && let Some(s) = TemplateStatus::from_meta(&t.status)
-        {
-            f.templates.insert(id, s);
+    if needs.templates {
+        for id in version.flow.template_ids() {
+            if let Some(t) = templates::get(tx, id).await?
+                && let Some(s) = TemplateStatus::from_meta(&t.status)
+            {
+                f.templates.insert(id, s);
+            }
         }
     }
     if let Some(c) = &contact {
@@ -52,20 +67,45 @@ pub(super) async fn load(tx: &mut TenantTx, run: &Run, flow: &Flow) -> Result<Fa
         }
         f.customer_tags = c.tags.iter().map(|t| t.to_lowercase()).collect();
         f.total_spent_cents = Some(c.total_spent_cents);
-        f.lists = lists::of_contact(tx, c.id)
-            .await?
-            .into_iter()
-            .map(|l| l.0)
-            .collect();
-        f.segments = segments::of_contact(tx, c.id)
-            .await?
-            .into_iter()
-            .map(|s| s.0)
-            .collect();
+        if needs.lists {
+            f.lists = lists::of_contact(tx, c.id)
+                .await?
+                .into_iter()
+                .map(|l| l.0)
+                .collect();
+        }
+        if needs.segments {
+            f.segments = segments::of_contact(tx, c.id)
+                .await?
+                .into_iter()
+                .map(|s| s.0)
+                .collect();
+        }
     }
-    if let Some(oid) = run.order_id
+    // The contact's last order: its time, and the order whose products'
+    // tags are read when the trigger had none (a tag or list trigger).
+    let last_order = if needs.last_order_at || (needs.order_product_tags && run.order_id.is_none())
+    {
+        orders::last_of_contact(tx, run.contact_id).await?
+    } else {
+        None
+    };
+    f.last_order_at = last_order.map(|(_, at)| at);
+    if needs.order_product_tags
+        && run.order_id.is_none()
+        && run.checkout_id.is_none()
+        && let Some((oid, _)) = last_order
         && let Some(o) = orders::get(tx, oid).await?
     {
+        f.order_product_tags = orders::product_tags(tx, &o.line_items).await?;
+    }
+    if needs.order
+        && let Some(oid) = run.order_id
+        && let Some(o) = orders::get(tx, oid).await?
+    {
+        if needs.order_product_tags {
+            f.order_product_tags = orders::product_tags(tx, &o.line_items).await?;
+        }
         if let Some(n) = o.order_number {
             f.values.insert("order.order_number".into(), n.to_string());
         }
@@ -103,6 +143,9 @@ pub(super) async fn load(tx: &mut TenantTx, run: &Run, flow: &Flow) -> Result<Fa
         if let Some(n) = f.values.get("checkout.item_count") {
             f.order_item_count = n.parse().ok();
         }
+    }
+    if !needs.messages {
+        return Ok(f);
     }
     let mut since = run.state.reached_at;
     if let Some(mid) = run.last_message_id

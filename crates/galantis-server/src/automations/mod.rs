@@ -21,16 +21,22 @@
 //!    contact per automation → excluded lists/segments; a refusal is a
 //!    `SKIPPED` activity row with the gate's code, once per trigger key),
 //!    then insert-or-ignore the run by (automation, contact, trigger key)
-//!    and enqueue its first `automation.step`.
+//!    and take its first step in the same transaction (as
+//!    `automation.step` does, below); a first step that sends while the
+//!    tenant has no sending connection is left to a `Start` step job.
 //!
 //! `automation.step` (see [`engine`]): one transition of one run, its
 //! effects, its saved state and the job's completion in one transaction:
 //! 1. Lock the run; an ended run completes the job, nothing else.
 //! 2. A `PAUSED` automation holds the run: the job snoozes
 //!    ([`engine::PAUSED_RECHECK`]) and nothing is written.
-//! 3. Load the run's version of the flow and the facts (consent, template
-//!    statuses, values with the trigger's variables merged, tags, lists,
-//!    segments, order/checkout totals, the last message, replies).
+//! 3. Load the run's version of the flow (parsed once per version:
+//!    [`versions`]) and, once, the facts that version reads
+//!    (`FactNeeds`: consent, values with the trigger's variables merged
+//!    and tags always; template statuses when it has actions; lists,
+//!    segments, the trigger order (totals, items, its products' tags),
+//!    the last order's time, the last message and replies only when a
+//!    condition or action reads them).
 //! 4. Step, then perform the effects: activity transitions per node visit;
 //!    `WaitUntil`/`WaitForEvent` schedule a job at the time, unique per
 //!    (run, node, visit) and rescheduled on repeat; `Send` renders the
@@ -59,9 +65,12 @@
 //! - Paused (or deactivated) automations hold runs by snoozing their step
 //!   job ([`engine::PAUSED_RECHECK`]); nothing is written while held, so a
 //!   resumed run continues on its own version at its next step.
-//! - Facts not loaded yet: `last_order_at` (ORDER_RECENCY reads it as
-//!   unknown → NO) and the trigger order's product tags
-//!   (PRODUCT_IN_ORDER_HAS_TAG → NO).
+//! - `ORDER_RECENCY` reads the contact's most recent order that is not
+//!   deleted (cancelled ones count, as for `contacts.last_order_at`);
+//!   `PRODUCT_IN_ORDER_HAS_TAG` reads the tags of the synced products in
+//!   the trigger's order, or in the contact's last order when the trigger
+//!   carries none (a tag, list or segment trigger). A checkout's products
+//!   are not read yet (an abandoned checkout's run reads no product tags).
 
 pub mod audience;
 pub mod engine;
@@ -70,6 +79,7 @@ mod facts;
 mod render;
 pub mod restock;
 mod trigger;
+mod versions;
 mod wake;
 
 pub use engine::{StepInput, StepJob};

@@ -45,8 +45,8 @@ use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::enrol::{Enrolment, enrol_with};
-use super::{engine, facts, render};
+use super::enrol::{Enrolment, FirstStep, enrol_with};
+use super::{engine, facts, render, versions};
 use crate::jobs::{JobContext, JobError};
 use crate::sending::connection::{self, Resolved};
 use crate::sending::queue;
@@ -278,8 +278,12 @@ pub async fn batch(
             let url = format!("{}/r/{}", links.public_url.trim_end_matches('/'), link.code);
             f.variables.insert("variant.url".into(), url);
         }
-        let enqueue_step = links.conn.is_none();
-        match enrol_with(tx, a, s.contact_id, &f, now, enqueue_step).await? {
+        let first = if links.conn.is_none() {
+            FirstStep::Job
+        } else {
+            FirstStep::Caller
+        };
+        match enrol_with(tx, a, s.contact_id, &f, now, first).await? {
             Enrolment::Enrolled(run) => {
                 enrolled += 1;
                 started.push(run);
@@ -322,7 +326,7 @@ async fn start_many(
 ) -> Result<(), StoreError> {
     use galantis_core::automation::{Effect, Input, step};
     use galantis_store::tenant::automations::runs;
-    let Ok(flow) = Flow::parse(&a.flow) else {
+    let Some(version) = versions::current(a) else {
         return Ok(());
     };
     let now_ms = now.timestamp_millis();
@@ -331,8 +335,8 @@ async fn start_many(
         let Some(run) = runs::get(tx, *id).await? else {
             continue;
         };
-        let f = facts::load(tx, &run, &flow).await?;
-        let out = step(&flow, &run.state, Input::Start, &f, now);
+        let f = facts::load(tx, &run, &version, None).await?;
+        let out = step(&version.flow, &run.state, Input::Start, &f, now);
         steps.push((run, out));
     }
     let mut sends = Vec::new();

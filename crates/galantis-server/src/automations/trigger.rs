@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use galantis_core::automation::{Audience, Flow, TriggerFact, TriggerKind, trigger_fact};
+use galantis_core::automation::{Audience, TriggerFact, TriggerKind, trigger_fact};
 use galantis_core::{DomainEvent, JobKind, Lane, RetrySchedule};
 use galantis_store::events::Recorded;
 use galantis_store::jobs::NewJob;
@@ -15,8 +15,10 @@ use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::enrol::{Enrolment, enrol};
+use super::enrol::{Enrolment, FirstStep, enrol_with};
+use super::versions;
 use crate::jobs::{JobContext, JobError};
+use crate::sending::connection;
 
 /// Enrols the audience of one recorded trigger event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,7 +64,13 @@ pub(super) async fn run(ctx: JobContext, job: TriggerJob) -> Result<(), JobError
     let fact = trigger_fact(&job.event, job.event_id, job.occurred_at);
     let links = match &fact {
         Some(f) if f.trigger == TriggerKind::BackInStock => super::restock::Links::of(&ctx).await,
-        _ => Default::default(),
+        // New runs take their first step in this transaction; one that
+        // sends queues on this connection (cached per tenant).
+        Some(_) => super::restock::Links {
+            conn: connection::resolve(&ctx.app, tenant).await.ok(),
+            ..Default::default()
+        },
+        None => Default::default(),
     };
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
     if let Some(fact) = fact {
@@ -107,10 +115,10 @@ pub async fn enrol_fact_with(
         if created != Some(a.id) && a.activated_at.is_none_or(|t| fact.occurred_at < t) {
             continue;
         }
-        let Ok(flow) = Flow::parse(&a.flow) else {
+        let Some(version) = versions::current(&a) else {
             continue;
         };
-        if !flow.trigger().is_some_and(|(_, t)| t.matches(fact)) {
+        if !version.flow.trigger().is_some_and(|(_, t)| t.matches(fact)) {
             continue;
         }
         let who = match fact.audience {
@@ -141,7 +149,8 @@ pub async fn enrol_fact_with(
             }
         };
         for contact in who {
-            if let Enrolment::Enrolled(_) = enrol(tx, &a, contact, fact, now).await? {
+            let first = FirstStep::Now(links.conn.as_deref());
+            if let Enrolment::Enrolled(_) = enrol_with(tx, &a, contact, fact, now, first).await? {
                 enrolled += 1;
             }
         }

@@ -10,6 +10,7 @@ mod automations_api;
 mod automations_crash;
 mod automations_dry_run;
 mod automations_engine;
+mod automations_facts;
 mod automations_lifecycle;
 mod automations_store;
 mod automations_support;

@@ -446,6 +446,64 @@ pub async fn exists_for_checkout_token(tx: &mut TenantTx, token: &str) -> Result
     Ok(n > 0)
 }
 
+/// The contact's most recent order (not deleted; cancelled ones count, as
+/// for `contacts.last_order_at`): its id and when Shopify says it was
+/// placed.
+pub async fn last_of_contact(
+    tx: &mut TenantTx,
+    contact_id: Uuid,
+) -> Result<Option<(Uuid, chrono::DateTime<chrono::Utc>)>, StoreError> {
+    let row: Option<(Uuid, i64)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT id, shopify_created_at FROM orders
+             WHERE contact_id = $1 AND deleted_at IS NULL AND shopify_created_at IS NOT NULL
+             ORDER BY shopify_created_at DESC LIMIT 1",
+        )
+        .bind(contact_id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(row.map(|(id, at)| (id, from_ms(at))))
+}
+
+/// The tags of the products in `line_items` (by their `product_id`), lower
+/// case, without repeats. Products not synced (yet) have none.
+pub async fn product_tags(
+    tx: &mut TenantTx,
+    line_items: &Value,
+) -> Result<Vec<String>, StoreError> {
+    let mut ids: Vec<i64> = lines_of(line_items)
+        .into_iter()
+        .filter_map(|l| l.shopify_product_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT tags FROM products WHERE shopify_product_id IN ({})",
+        marks.join(", ")
+    );
+    let rows: Vec<(Json<Vec<String>>,)> = on_tx!(tx.tx(), |c| {
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(&mut *c).await?
+    });
+    let mut tags: Vec<String> = rows
+        .into_iter()
+        .flat_map(|r| r.0.0)
+        .map(|t| t.trim().to_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    tags.sort_unstable();
+    tags.dedup();
+    Ok(tags)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

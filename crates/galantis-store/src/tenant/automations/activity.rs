@@ -106,31 +106,19 @@ pub async fn transition(
 ) -> Result<(), StoreError> {
     let col = time_column(status);
     let visit = i64::from(v.visit);
-    let updated = on_tx!(tx.tx(), |c| {
-        sqlx::query(AssertSqlSafe(format!(
-            "UPDATE automation_activity SET status = $1, {col} = COALESCE({col}, $2),
-                 reason = COALESCE($3, reason), message_id = COALESCE($4, message_id), updated_at = $2
-             WHERE run_id = $5 AND node_id = $6 AND visit = $7"
-        )))
-        .bind(status.as_str())
-        .bind(now_ms)
-        .bind(reason)
-        .bind(message_id)
-        .bind(v.run_id)
-        .bind(v.node_id)
-        .bind(visit)
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
-    });
-    if updated > 0 {
-        return Ok(());
-    }
+    // One statement: the visit's row is created by its first transition
+    // and moved by the later ones (the partial unique index on the visit).
     on_tx!(tx.tx(), |c| {
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO automation_activity (id, run_id, automation_id, contact_id, node_id, visit,
                  status, reason, message_id, {col}, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)
+             ON CONFLICT (run_id, node_id, visit) WHERE run_id IS NOT NULL DO UPDATE SET
+                 status = excluded.status,
+                 {col} = COALESCE(automation_activity.{col}, excluded.{col}),
+                 reason = COALESCE(excluded.reason, automation_activity.reason),
+                 message_id = COALESCE(excluded.message_id, automation_activity.message_id),
+                 updated_at = excluded.updated_at"
         )))
         .bind(Uuid::now_v7())
         .bind(v.run_id)

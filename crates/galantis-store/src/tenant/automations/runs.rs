@@ -116,6 +116,16 @@ pub async fn enrol(
     new: &NewRun<'_>,
     now_ms: i64,
 ) -> Result<Option<Uuid>, StoreError> {
+    Ok(enrol_run(tx, new, now_ms).await?.map(|r| r.id))
+}
+
+/// [`enrol`], returning the new run as stored (no read back), so its first
+/// step can be taken in the same transaction.
+pub async fn enrol_run(
+    tx: &mut TenantTx,
+    new: &NewRun<'_>,
+    now_ms: i64,
+) -> Result<Option<Run>, StoreError> {
     let id = Uuid::now_v7();
     let state = RunState::new();
     let n = on_tx!(tx.tx(), |c| {
@@ -142,7 +152,29 @@ pub async fn enrol(
         .await?
         .rows_affected()
     });
-    Ok((n > 0).then_some(id))
+    let at = from_ms(now_ms);
+    Ok((n > 0).then(|| Run {
+        id,
+        automation_id: new.automation_id,
+        version: new.version,
+        contact_id: new.contact_id,
+        trigger_key: new.trigger_key.to_owned(),
+        trigger_event_id: new.trigger_event_id,
+        order_id: new.order_id,
+        checkout_id: new.checkout_id,
+        variant_id: new.variant_id,
+        context: new.context.clone(),
+        state,
+        status: RunStatus::Active,
+        current_node: None,
+        waiting_for: None,
+        wait_until: None,
+        last_message_id: None,
+        end_reason: None,
+        started_at: at,
+        updated_at: at,
+        ended_at: None,
+    }))
 }
 
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Run>, StoreError> {
@@ -319,6 +351,29 @@ pub async fn end(
     state.wait = None;
     save(tx, id, &state, None, Some(reason), now_ms).await?;
     Ok(true)
+}
+
+/// For the gate, in one statement: whether this contact already has a run
+/// of this automation for `key` ([`exists`]) and when it last entered it
+/// ([`last_enrolled_at`]).
+pub async fn prior(
+    tx: &mut TenantTx,
+    automation_id: Uuid,
+    contact_id: Uuid,
+    key: &str,
+) -> Result<(bool, Option<DateTime<Utc>>), StoreError> {
+    let (dup, last): (i64, Option<i64>) = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN trigger_key = $3 THEN 1 ELSE 0 END), 0), MAX(started_at)
+             FROM automation_runs WHERE automation_id = $1 AND contact_id = $2",
+        )
+        .bind(automation_id)
+        .bind(contact_id)
+        .bind(key)
+        .fetch_one(&mut *c)
+        .await?
+    });
+    Ok((dup > 0, last.map(from_ms)))
 }
 
 /// Whether this contact already has a run of this automation for `key`.
