@@ -126,13 +126,23 @@ pub async fn run(ctx: JobContext, job: SendCampaignMessagesBatchJob) -> Result<(
     if room < i64::from(rate.min(app.config.campaigns.batch_max)) / 2 {
         return Err(JobError::Snooze(TICK));
     }
-    let batch = (room as u32).min(app.config.campaigns.batch_max);
-    match queue_batch(&ctx, tenant, &c, &conn, batch, now).await? {
-        None => done(&ctx, tenant).await,
-        Some(0) => Err(JobError::Snooze(Duration::ZERO)),
-        // 5.
-        Some(_) => Err(JobError::Snooze(TICK)),
+    // Fill the room batch after batch in this run: a snooze (and a claim)
+    // between batches would cap dispatch at a few batches per second, below
+    // the rate of a fast number.
+    let mut room = room;
+    while room > 0 {
+        let batch = (room as u32).min(app.config.campaigns.batch_max);
+        match queue_batch(&ctx, tenant, &c, &conn, batch, now).await? {
+            // Completed with the campaign's `dispatched` mark, in one
+            // transaction: completing again would find the claim gone and
+            // report it as lost to a rescue.
+            None => return Ok(()),
+            Some(0) => return Err(JobError::Snooze(Duration::ZERO)),
+            Some(n) => room -= n as i64,
+        }
     }
+    // 5.
+    Err(JobError::Snooze(TICK))
 }
 
 async fn done(ctx: &JobContext, tenant: TenantId) -> Result<(), JobError> {
@@ -205,10 +215,12 @@ async fn queue_batch(
         return Ok(None);
     }
     let template = templates::get(&mut tx, c.template_id).await?;
+    let ids: Vec<Uuid> = pending.iter().map(|r| r.contact_id).collect();
+    let people = contacts::get_many(&mut tx, &ids).await?;
     let mut sends = Vec::with_capacity(pending.len());
     let mut slots = Vec::with_capacity(pending.len());
     for r in &pending {
-        let contact = contacts::get(&mut tx, r.contact_id).await?;
+        let contact = people.get(&r.contact_id);
         let (Some(t), Some(contact)) = (&template, contact) else {
             let (code, reason) = if template.is_none() {
                 (
@@ -222,7 +234,7 @@ async fn queue_batch(
                 .await?;
             continue;
         };
-        match content::components(&c.variables_mapping, &contact) {
+        match content::components(&c.variables_mapping, contact) {
             Ok(components) => {
                 sends.push(content::outgoing(
                     t,
@@ -248,9 +260,10 @@ async fn queue_batch(
         }
     }
     let outcomes = queue_many(&mut tx, conn, now, &sends).await?;
+    let mut queued = Vec::with_capacity(outcomes.len());
     for (rid, outcome) in slots.iter().zip(outcomes) {
         match outcome {
-            Ok(q) => recipients::set_message(&mut tx, *rid, q.message.id, now_ms).await?,
+            Ok(q) => queued.push((*rid, q.message.id)),
             Err(refusal) => {
                 let (status, code) = match &refusal {
                     SendRefusal::NotOptedIn { .. } => {
@@ -263,6 +276,7 @@ async fn queue_batch(
             }
         }
     }
+    recipients::set_messages(&mut tx, &queued, now_ms).await?;
     tx.commit().await?;
     metrics::counter!("galantis_campaign_recipients_dispatched_total")
         .increment(pending.len() as u64);

@@ -20,11 +20,15 @@ use std::time::Duration;
 use galantis_core::campaign::{Action, CampaignStatus, transition};
 use galantis_core::{DomainEvent, JobKind, Lane, UniqueScope};
 use galantis_store::events::record;
+use galantis_store::tenant::campaigns::recipients::SyncScope;
 use galantis_store::tenant::campaigns::{self as store, Counts, recipients};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::jobs::{JobContext, JobError};
+
+/// About how often a tick during dispatch syncs every recipient.
+const FULL_SYNC_MS: i64 = 30_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorCampaignJob {
@@ -102,7 +106,20 @@ pub async fn run(ctx: JobContext, job: MonitorCampaignJob) -> Result<(), JobErro
         tx.commit().await?;
         return Ok(());
     };
-    recipients::sync_from_messages(&mut tx, c.id, now_ms).await?;
+    // While dispatch runs, only recipients in flight are synced on each
+    // tick (what progress and settling need); every recipient (a delivered
+    // one may since have been read) about every FULL_SYNC, once dispatch
+    // is over, and on the last tally of a paused or cancelled campaign.
+    let interval_ms = i64::try_from(cfg.monitor_interval_secs * 1000).unwrap_or(i64::MAX);
+    let scope = if c.status != CampaignStatus::Pending
+        || c.dispatched_at.is_some()
+        || now_ms.rem_euclid(FULL_SYNC_MS) < interval_ms
+    {
+        SyncScope::All
+    } else {
+        SyncScope::InFlight
+    };
+    recipients::sync_from_messages(&mut tx, c.id, scope, now_ms).await?;
     let t = recipients::tally(&mut tx, c.id).await?;
     if t.counts != c.counts {
         store::set_counts(&mut tx, c.id, &t.counts, now_ms).await?;

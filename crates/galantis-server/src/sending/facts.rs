@@ -77,16 +77,24 @@ pub async fn template(
     language: &str,
     components: &Value,
 ) -> Result<TemplateFacts, StoreError> {
-    let stored = templates::by_name(tx, name, language)
-        .await?
-        .map(|r| StoredTemplate {
-            parameters: ParamSpec::of(&r.components).check(components),
-            status: r.status,
-            category: r.category,
-        });
-    Ok(TemplateFacts {
+    let stored = templates::by_name(tx, name, language).await?;
+    Ok(template_of(stored.as_ref(), name, language, components))
+}
+
+/// [`template`] from a template already read (a batch reads each once).
+pub fn template_of(
+    stored: Option<&templates::TemplateRecord>,
+    name: &str,
+    language: &str,
+    components: &Value,
+) -> TemplateFacts {
+    TemplateFacts {
         name: name.to_owned(),
         language: language.to_owned(),
-        stored,
-    })
+        stored: stored.map(|r| StoredTemplate {
+            parameters: ParamSpec::of(&r.components).check(components),
+            status: r.status.clone(),
+            category: r.category,
+        }),
+    }
 }

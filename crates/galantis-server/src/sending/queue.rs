@@ -10,12 +10,16 @@
 //! - [`queue_many`]: a batch inside the caller's transaction (a campaign),
 //!   a refusal per recipient, the tenant lock taken once per batch.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use galantis_core::billing::is_billable;
 use galantis_core::sending::check::Credits;
 use galantis_core::sending::{SendFacts, SendRefusal, check_send};
 use galantis_core::{MessageKind, MessageSource, TenantId};
+use galantis_store::jobs::enqueue_many;
 use galantis_store::tenant::sending::{self as store, Outbound};
+use galantis_store::tenant::templates::{self as templates_store, TemplateRecord};
 use galantis_store::tenant::{contacts, messaging};
 use galantis_store::{StoreError, TenantTx};
 use serde::Deserialize;
@@ -205,6 +209,12 @@ pub async fn queue_in(
 /// availability in memory: the rows inserted are the reservations.
 /// Repeating a batch (same keys) returns the earlier messages and queues
 /// nothing new.
+///
+/// What does not change from one send to the next is read once per batch:
+/// the given keys already used, the contacts, each template and, after the
+/// inserts, the messages; the send jobs go in as one multi-row insert. A
+/// send then costs one statement of its own (the message's insert), so a
+/// campaign's batch does not hold the tenant's write lock for long.
 pub async fn queue_many(
     tx: &mut TenantTx,
     conn: &Resolved,
@@ -227,31 +237,53 @@ pub async fn queue_many(
         };
     }
     let conn_facts = facts::connection(conn);
-    let mut out = Vec::with_capacity(sends.len());
+    let given: Vec<&str> = sends
+        .iter()
+        .filter(|s| s.key_given)
+        .map(|s| s.idempotency_key.as_str())
+        .collect();
+    let used = if given.is_empty() {
+        HashMap::new()
+    } else {
+        store::message_ids_by_keys(tx, &given).await?
+    };
+    let mut contact_ids: Vec<Uuid> = sends.iter().map(|s| s.contact_id).collect();
+    contact_ids.sort_unstable();
+    contact_ids.dedup();
+    let people = contacts::get_many(tx, &contact_ids).await?;
+    let mut templates: HashMap<(String, String), Option<TemplateRecord>> = HashMap::new();
+    // Per send: the message (and whether it was there before) or a refusal.
+    let mut outcomes: Vec<Result<(Uuid, bool), SendRefusal>> = Vec::with_capacity(sends.len());
+    let mut jobs = Vec::new();
     for send in sends {
         if send.key_given
-            && let Some(id) = store::message_id_by_key(tx, &send.idempotency_key).await?
-            && let Some(message) = store::outbound(tx, id).await?
+            && let Some(id) = used.get(&send.idempotency_key)
         {
-            out.push(Ok(Queued {
-                message,
-                duplicate: true,
-            }));
+            outcomes.push(Ok((*id, true)));
             continue;
         }
-        let contact = contacts::get(tx, send.contact_id)
-            .await?
-            .filter(|c| !c.deleted);
+        let contact = people.get(&send.contact_id).filter(|c| !c.deleted);
         let (number_facts, number) = facts::number(conn, send.phone_number_id.as_deref());
         let template = match &send.template {
             Some(t) if send.kind.is_template() => {
-                Some(facts::template(tx, &t.name, &t.language, &t.components).await?)
+                let k = (t.name.clone(), t.language.clone());
+                if !templates.contains_key(&k) {
+                    let r = templates_store::by_name(tx, &t.name, &t.language).await?;
+                    templates.insert(k.clone(), r);
+                }
+                let stored = templates.get(&k).and_then(Option::as_ref);
+                Some(facts::template_of(
+                    stored,
+                    &t.name,
+                    &t.language,
+                    &t.components,
+                ))
             }
             _ => None,
         };
         // Only free-form sends look at the window, and only once the
         // contact and the number are known.
-        let window_open = match (&contact, number) {
+        let window_open = match (contact, number) {
             (Some(c), Some(n)) if !send.kind.is_template() => {
                 facts::window_open(tx, c.id, &n.phone_number_id, now).await?
             }
@@ -260,7 +292,7 @@ pub async fn queue_many(
         let f = SendFacts {
             kind: send.kind,
             source: send.source,
-            contact: contact.as_ref().map(facts::contact),
+            contact: contact.map(facts::contact),
             connection: conn_facts.clone(),
             number: number_facts,
             template,
@@ -270,7 +302,7 @@ pub async fn queue_many(
         let plan = match check_send(&f) {
             Ok(p) => p,
             Err(r) => {
-                out.push(Err(r));
+                outcomes.push(Err(r));
                 continue;
             }
         };
@@ -301,28 +333,43 @@ pub async fn queue_many(
             now_ms,
         )
         .await?;
-        let (id, duplicate) = match inserted {
+        match inserted {
             Some(id) => {
-                crate::jobs::enqueue(tx, &SendMessage { message_id: id }, now).await?;
+                let job = crate::jobs::new_job(&SendMessage { message_id: id }, now)
+                    .map_err(|e| StoreError::Config(format!("job payload: {e}")))?;
+                jobs.push(job);
                 if plan.billable {
                     credits.reserved += 1;
                 }
                 metrics::counter!("galantis_messages_queued_total", "type" => send.kind.as_str())
                     .increment(1);
-                (id, false)
+                outcomes.push(Ok((id, false)));
             }
             // Another transaction used the key since we looked.
-            None => (
-                store::message_id_by_key(tx, &send.idempotency_key)
+            None => {
+                let id = store::message_id_by_key(tx, &send.idempotency_key)
                     .await?
-                    .ok_or(StoreError::NotFound)?,
-                true,
-            ),
-        };
-        let message = store::outbound(tx, id).await?.ok_or(StoreError::NotFound)?;
-        out.push(Ok(Queued { message, duplicate }));
+                    .ok_or(StoreError::NotFound)?;
+                outcomes.push(Ok((id, true)));
+            }
+        }
     }
-    Ok(out)
+    enqueue_many(tx, &jobs).await?;
+    let ids: Vec<Uuid> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok().map(|(id, _)| *id))
+        .collect();
+    let messages = store::outbound_many(tx, &ids).await?;
+    outcomes
+        .into_iter()
+        .map(|o| match o {
+            Ok((id, duplicate)) => Ok(Ok(Queued {
+                message: messages.get(&id).cloned().ok_or(StoreError::NotFound)?,
+                duplicate,
+            })),
+            Err(r) => Ok(Err(r)),
+        })
+        .collect()
 }
 
 /// The message type and its stored content (Meta's field for that type).

@@ -308,3 +308,64 @@ async fn failures_give_partially_sent_with_reasons_and_all_failing_gives_failed(
     assert_eq!(c["counts"]["failed"], 5, "{c}");
     assert_eq!(c["counts"]["sent"], 0);
 }
+
+/// A dispatcher whose heartbeat looked stale is claimed again by another
+/// worker while the first may still be running (the queue's rescue). Here
+/// four dispatch jobs for one campaign — the launch's and three without the
+/// unique key — are due in the same transaction and run at once on a lane
+/// of four, in batches of 7, resolving and queueing side by side: each
+/// recipient still gets exactly one message, because its key is
+/// `campaign:{campaign}:{contact}` and the messages' unique index decides.
+#[tokio::test]
+async fn concurrent_dispatchers_of_one_campaign_send_no_one_twice() {
+    const N: usize = 120;
+    let e = env(
+        "camp-twice",
+        Opts {
+            batch_max: 7,
+            campaign_workers: 4,
+            ..Opts::default()
+        },
+        |_| {},
+    )
+    .await;
+    let (app, t) = (&e.app, &e.t);
+    grant(app, t, 1000).await;
+    let tpl = template_id(app, t, "promo").await;
+    let ids = people(app, t, 0, N, MarketingState::Subscribed).await;
+    let l = list_of(app, t, "twice", &ids).await;
+    let id = create(app, t, promo(tpl, &[l], &[])).await;
+    let now = app.state.clock.now();
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let c = cstore::get(&mut tx, id).await.unwrap().unwrap();
+    let started = start_in(&mut tx, &c, &[CampaignStatus::Draft], now)
+        .await
+        .unwrap();
+    assert!(matches!(started, Started::Launched), "{started:?}");
+    for _ in 0..3 {
+        let mut job = galantis_store::jobs::NewJob::of(
+            &galantis_server::campaigns::dispatch::SendCampaignMessagesBatchJob { campaign_id: id },
+            now,
+        )
+        .unwrap();
+        job.unique = None;
+        galantis_store::jobs::enqueue(&mut tx, &job).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let c = wait_status(app, t, id, "SENT").await;
+    assert_eq!(c["counts"]["recipients"], N as i64, "{c}");
+    assert_eq!(c["counts"]["sent"], N as i64, "{c}");
+    let k = e.sb.counters();
+    assert_eq!(k.accepted, N as u64, "{k:?}");
+    assert_eq!(k.accepted_by_recipient.len(), N);
+    assert!(k.accepted_by_recipient.values().all(|n| *n == 1), "{k:?}");
+    assert_eq!(k.duplicate_callback_data, 0);
+    // One message per recipient in the store too, each recipient on its own.
+    let rs = all_recipients(app, t, id).await;
+    assert_eq!(rs.len(), N);
+    let mut messages: Vec<Uuid> = rs.iter().filter_map(|r| r.message_id).collect();
+    messages.sort();
+    messages.dedup();
+    assert_eq!(messages.len(), N);
+}

@@ -45,6 +45,10 @@ struct Opts {
     clock: Option<Arc<FixedClock>>,
     workers: bool,
     messages_workers: usize,
+    /// `[campaigns] batch_max`.
+    batch_max: u32,
+    /// The campaigns lane's concurrency (dispatchers running at once).
+    campaign_workers: usize,
 }
 
 impl Default for Opts {
@@ -55,6 +59,8 @@ impl Default for Opts {
             clock: None,
             workers: true,
             messages_workers: 4,
+            batch_max: 500,
+            campaign_workers: 2,
         }
     }
 }
@@ -85,9 +91,12 @@ async fn env(name: &str, o: Opts, sb_tweak: impl FnOnce(&mut SandboxConfig)) -> 
     sb_tweak(&mut c);
     let sb = MetaSandbox::spawn(c).await.expect("sandbox");
     let base = sb.base_url.clone();
-    let workers = o.messages_workers;
+    let (workers, batch_max, campaign_workers) =
+        (o.messages_workers, o.batch_max, o.campaign_workers);
     let mut b = TestApp::builder().config(move |c: &mut Config| {
         c.meta_base_url = Some(base);
+        c.campaigns.batch_max = batch_max;
+        c.queue.concurrency.campaigns = campaign_workers;
         c.sending.pair_interval_ms = 10;
         c.sending.pair_burst = 1;
         c.queue.concurrency.messages = workers;

@@ -93,6 +93,34 @@ pub async fn set_message(
     Ok(())
 }
 
+/// The recipients' messages are queued: `(recipient, message)` pairs, one
+/// statement per 250 pairs instead of one per recipient.
+pub async fn set_messages(
+    tx: &mut TenantTx,
+    pairs: &[(Uuid, Uuid)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for chunk in pairs.chunks(250) {
+        let values = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH v(rid, mid) AS (VALUES {values})
+             UPDATE campaign_recipients SET message_id = v.mid, queued_at = $1, updated_at = $1
+             FROM v WHERE campaign_recipients.id = v.rid"
+        );
+        on_tx!(tx.tx(), |c| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(now_ms);
+            for (rid, mid) in chunk {
+                q = q.bind(*rid).bind(*mid);
+            }
+            q.execute(&mut *c).await?.rows_affected()
+        });
+    }
+    Ok(())
+}
+
 /// The send path refused the recipient: `SKIPPED` (consent) or `FAILED`,
 /// with the code and the reason.
 pub async fn refuse(
@@ -125,6 +153,17 @@ pub async fn refuse(
 const MAPPED: &str = "CASE m.status WHEN 'SENT' THEN 'SENT' WHEN 'DELIVERED' THEN 'DELIVERED'
     WHEN 'READ' THEN 'READ' WHEN 'PLAYED' THEN 'READ' WHEN 'FAILED' THEN 'FAILED' ELSE 'QUEUED' END";
 
+/// Which recipients [`sync_from_messages`] looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncScope {
+    /// Every recipient with a message.
+    All,
+    /// Only those still `QUEUED` or `SENT` (through the status index): what
+    /// dispatch progress and settling depend on, without reading every
+    /// recipient of a large campaign on each tick.
+    InFlight,
+}
+
 /// Brings recipients up to date with their messages (status, error and
 /// timestamps): those that differ, compared by value (never by update
 /// time, which a concurrent status webhook may have stamped earlier than
@@ -132,8 +171,13 @@ const MAPPED: &str = "CASE m.status WHEN 'SENT' THEN 'SENT' WHEN 'DELIVERED' THE
 pub async fn sync_from_messages(
     tx: &mut TenantTx,
     campaign: Uuid,
+    scope: SyncScope,
     now_ms: i64,
 ) -> Result<u64, StoreError> {
+    let which = match scope {
+        SyncScope::All => "status <> 'SKIPPED'",
+        SyncScope::InFlight => "status IN ('QUEUED', 'SENT')",
+    };
     let n = on_tx!(tx.tx(), |c| {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE campaign_recipients SET
@@ -142,7 +186,7 @@ pub async fn sync_from_messages(
                            m.sent_at, m.delivered_at, m.read_at, m.failed_at
                     FROM messages m WHERE m.id = campaign_recipients.message_id),
                 updated_at = $2
-             WHERE campaign_id = $1 AND message_id IS NOT NULL AND status <> 'SKIPPED' AND EXISTS (
+             WHERE campaign_id = $1 AND message_id IS NOT NULL AND {which} AND EXISTS (
                 SELECT 1 FROM messages m WHERE m.id = campaign_recipients.message_id
                   AND ({MAPPED} <> campaign_recipients.status
                        OR COALESCE(m.sent_at, -1) <> COALESCE(campaign_recipients.sent_at, -1)

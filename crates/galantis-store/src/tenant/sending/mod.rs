@@ -193,6 +193,63 @@ pub async fn outbound(tx: &mut TenantTx, id: Uuid) -> Result<Option<Outbound>, S
     row.map(to_outbound).transpose()
 }
 
+/// The outbound messages of `ids` that exist, by id, in one statement per
+/// 500 ids (a campaign's batch reads back what it queued).
+pub async fn outbound_many(
+    tx: &mut TenantTx,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Outbound>, StoreError> {
+    use crate::tenant::contacts::{IN_CHUNK, placeholders};
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT {OUTBOUND_COLUMNS} FROM messages WHERE direction = 'outbound' AND id IN ({})",
+            placeholders(chunk.len())
+        );
+        let rows: Vec<OutboundRow> = on_tx!(tx.tx(), |c| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            let mut rows = Vec::with_capacity(chunk.len());
+            for r in q.fetch_all(&mut *c).await? {
+                rows.push(decode_outbound!(r));
+            }
+            rows
+        });
+        for r in rows {
+            let m = to_outbound(r)?;
+            out.insert(m.id, m);
+        }
+    }
+    Ok(out)
+}
+
+/// The messages already holding some of `keys`, by key, in one statement
+/// per 500 keys.
+pub async fn message_ids_by_keys(
+    tx: &mut TenantTx,
+    keys: &[&str],
+) -> Result<std::collections::HashMap<String, Uuid>, StoreError> {
+    use crate::tenant::contacts::{IN_CHUNK, placeholders};
+    let mut out = std::collections::HashMap::new();
+    for chunk in keys.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT idempotency_key, id FROM messages WHERE idempotency_key IN ({})",
+            placeholders(chunk.len())
+        );
+        let rows: Vec<(String, Uuid)> = on_tx!(tx.tx(), |c| {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            q.fetch_all(&mut *c).await?
+        });
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
 /// Filters of [`list_outbound`].
 #[derive(Debug, Clone, Default)]
 pub struct OutboundFilter {
