@@ -333,14 +333,8 @@ impl Db {
                         ))
                     })?
                     .disable_statement_logging();
-                // No ping on acquire: it is a round trip (Sync → ReadyForQuery)
-                // before every transaction and every queue statement, a fifth
-                // of a job's round trips. A connection the server dropped
-                // fails its first statement instead; sqlx then discards it,
-                // the job retries and a request answers 503 (ADR 0033).
                 let pool = PgPoolOptions::new()
                     .max_connections(config.max_connections)
-                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
                     .await
@@ -477,18 +471,6 @@ impl Db {
 
     /// A write transaction scoped to `tenant`.
     pub async fn tenant_tx(&self, tenant: TenantId) -> Result<TenantTx, StoreError> {
-        self.tenant_tx_then(tenant, None).await
-    }
-
-    /// [`Db::tenant_tx`] whose opening round trip on PostgreSQL also runs
-    /// `pg_first` (one statement, values inlined: it travels in the same
-    /// simple query as `BEGIN`). SQLite ignores it; the caller runs its
-    /// equivalent itself.
-    pub(crate) async fn tenant_tx_then(
-        &self,
-        tenant: TenantId,
-        pg_first: Option<&str>,
-    ) -> Result<TenantTx, StoreError> {
         let tx = match &*self.backend {
             Backend::Sqlite(s) => {
                 s.begin_write(&Self::tenant_pool(s, tenant), Some(tenant))
@@ -499,12 +481,12 @@ impl Db {
                 // simple query; the schema name is hex digits only). `SET
                 // LOCAL` ends with the transaction, so the pooled connection
                 // is clean again after commit or rollback.
-                let mut sql = format!("BEGIN; SET LOCAL search_path TO {}", quoted_schema(tenant));
-                if let Some(first) = pg_first {
-                    sql.push_str("; ");
-                    sql.push_str(first);
-                }
-                let tx = p.begin_with(sqlx::AssertSqlSafe(sql)).await?;
+                let tx = p
+                    .begin_with(sqlx::AssertSqlSafe(format!(
+                        "BEGIN; SET LOCAL search_path TO {}",
+                        quoted_schema(tenant)
+                    )))
+                    .await?;
                 Tx::Postgres(tx)
             }
         };

@@ -93,32 +93,6 @@ impl JobContext {
         }
     }
 
-    /// A tenant transaction in which this job is already completed: commit
-    /// it to apply the effect and complete the job together, drop it to do
-    /// neither. Saves [`JobContext::complete_in`]'s round trip on
-    /// PostgreSQL; for handlers that commit only when they complete (do not
-    /// call `complete_in` as well). A claim lost meanwhile fails the
-    /// transaction's first write on PostgreSQL, and is an error at once on
-    /// SQLite.
-    pub async fn begin_completing(&self) -> Result<TenantTx, JobError> {
-        match run::begin_completing(&self.app.db, &self.job, self.now()).await? {
-            Some(tx) => {
-                self.completed.store(true, Ordering::SeqCst);
-                Ok(tx)
-            }
-            None => Err(JobError::Permanent(anyhow::anyhow!(
-                "claim lost: the job was rescued by another worker"
-            ))),
-        }
-    }
-
-    /// Whether this run still holds its claim, read in `tx`: a handler that
-    /// failed inside [`JobContext::begin_completing`] checks it before
-    /// recording the failure (a lost claim fails the effect's writes too).
-    pub async fn claim_held(&self, tx: &mut TenantTx) -> Result<bool, JobError> {
-        Ok(run::claim_held(tx, &self.job).await?)
-    }
-
     pub(crate) fn completed_in_tx(&self) -> bool {
         self.completed.load(Ordering::SeqCst)
     }

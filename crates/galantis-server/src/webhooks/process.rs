@@ -18,9 +18,7 @@ pub async fn run(ctx: JobContext, job: ProcessWebhook) -> Result<(), JobError> {
         .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("webhook jobs belong to a tenant")))?;
     let db = ctx.app.db.clone();
     let now = ctx.now().timestamp_millis();
-    // The job is completed in the transaction from its first round trip:
-    // every path below that commits has applied the event.
-    let mut tx = ctx.begin_completing().await?;
+    let mut tx = db.tenant_tx(tenant).await?;
     // Events of one tenant apply one at a time, in any order they arrive:
     // each handler reads stored versions before it writes.
     tx.serialize_tenant_writes().await?;
@@ -31,6 +29,7 @@ pub async fn run(ctx: JobContext, job: ProcessWebhook) -> Result<(), JobError> {
         )));
     };
     if event.status == "processed" && job.replay.is_none() {
+        ctx.complete_in(&mut tx).await?;
         tx.commit().await?;
         return Ok(());
     }
@@ -41,6 +40,7 @@ pub async fn run(ctx: JobContext, job: ProcessWebhook) -> Result<(), JobError> {
                 None => ("processed", None),
             };
             webhook_events::set_status(&mut tx, event.id, status, reason, now).await?;
+            ctx.complete_in(&mut tx).await?;
             // Publishes the recorded domain events once they are durable.
             tx.commit().await?;
             if event.source == "meta" && super::meta::changes_connection(&event.topic) {
@@ -57,11 +57,6 @@ pub async fn run(ctx: JobContext, job: ProcessWebhook) -> Result<(), JobError> {
                 }
             };
             let mut tx = db.tenant_tx(tenant).await?;
-            if !ctx.claim_held(&mut tx).await? {
-                // Rescued meanwhile (on PostgreSQL the lost claim is what
-                // failed the writes): the run that took over owns the status.
-                return Err(job_err);
-            }
             webhook_events::set_status(&mut tx, event.id, "failed", Some(&reason), now).await?;
             tx.commit().await?;
             tracing::warn!(event = %event.id, topic = %event.topic, reason = %reason, "webhook processing failed");

@@ -39,7 +39,6 @@ mod migrate;
 mod openapi;
 mod phones;
 mod queue;
-mod queue_completing;
 mod queue_crash;
 mod realtime;
 mod sandbox;

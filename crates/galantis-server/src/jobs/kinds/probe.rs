@@ -1,8 +1,7 @@
 //! `queue.probe`: an end-to-end check of the queue. Its effect counts how
 //! often it was applied (in `queue_probes`), in the same transaction that
-//! completes the job (`begin_completing`) — so any count other than one is
-//! a queue bug. Used by `galantis jobs probe`, the crash test and
-//! `galantis bench queue`.
+//! completes the job — so any count other than one is a queue bug. Used by
+//! `galantis jobs probe`, the crash test and `galantis bench queue`.
 
 use std::time::Duration;
 
@@ -27,16 +26,15 @@ impl JobKind for QueueProbe {
 }
 
 pub async fn run(ctx: JobContext, job: QueueProbe) -> Result<(), JobError> {
-    if ctx.tenant().is_none() {
-        return Err(JobError::Permanent(anyhow::anyhow!(
-            "queue.probe needs a tenant"
-        )));
-    }
+    let tenant = ctx
+        .tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("queue.probe needs a tenant")))?;
     if job.sleep_ms > 0 {
         tokio::time::sleep(Duration::from_millis(job.sleep_ms.min(10_000))).await;
     }
-    let mut tx = ctx.begin_completing().await?;
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
     probes::record(&mut tx, ctx.job.id, ctx.now().timestamp_millis()).await?;
+    ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
