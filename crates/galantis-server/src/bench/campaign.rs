@@ -83,14 +83,7 @@ impl Campaign {
                 vec![(100_000, 1000), (10_000, 80)]
             });
         };
-        runs.iter()
-            .map(|r| {
-                let (n, l) = r
-                    .split_once('@')
-                    .with_context(|| format!("--runs {r}: expected RECIPIENTS@LIMIT"))?;
-                Ok((n.trim().parse()?, l.trim().parse()?))
-            })
-            .collect()
+        super::parse_runs(runs, "RECIPIENTS")
     }
 
     async fn measure(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Figure>> {

@@ -356,3 +356,16 @@ pub(crate) fn quantile(sorted: &[f64], p: f64) -> f64 {
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
+
+/// `--runs COUNT@LIMIT,…` (campaign and restock): `what` names COUNT in errors.
+pub(crate) fn parse_runs(runs: &[String], what: &str) -> anyhow::Result<Vec<(u32, u32)>> {
+    use anyhow::Context as _;
+    runs.iter()
+        .map(|r| {
+            let (n, l) = r
+                .split_once('@')
+                .with_context(|| format!("--runs {r}: expected {what}@LIMIT"))?;
+            Ok((n.trim().parse()?, l.trim().parse()?))
+        })
+        .collect()
+}

@@ -109,14 +109,7 @@ impl Restock {
                 vec![(10_000, 1000), (10_000, 80)]
             });
         };
-        runs.iter()
-            .map(|r| {
-                let (n, l) = r
-                    .split_once('@')
-                    .with_context(|| format!("--runs {r}: expected SUBSCRIBERS@LIMIT"))?;
-                Ok((n.trim().parse()?, l.trim().parse()?))
-            })
-            .collect()
+        super::parse_runs(runs, "SUBSCRIBERS")
     }
 
     async fn measure(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Figure>> {
