@@ -154,20 +154,10 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
     } else {
         None
     };
-    let applied = apply(&mut tx, &run, out, conn.as_deref(), None, now).await?;
-    // 5. The state, with the wait columns wake-ups look up.
-    runs::save(
-        &mut tx,
-        run.id,
-        &applied.state,
-        applied.last_message,
-        applied.end_reason.as_deref(),
-        now_ms,
-    )
-    .await?;
+    // 5. Effects and the new state, committed with the job's completion.
+    apply(&mut tx, &run, out, conn.as_deref(), None, now).await?;
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
-    metrics::counter!("galantis_flow_steps_total").increment(1);
     Ok(())
 }
 
@@ -194,25 +184,7 @@ pub(super) async fn start_inline(
         crate::jobs::enqueue(tx, &job, now).await?;
         return Ok(());
     }
-    let applied = apply(tx, run, out, conn, None, now).await?;
-    runs::save(
-        tx,
-        run.id,
-        &applied.state,
-        applied.last_message,
-        applied.end_reason.as_deref(),
-        now.timestamp_millis(),
-    )
-    .await?;
-    metrics::counter!("galantis_flow_steps_total").increment(1);
-    Ok(())
-}
-
-/// What [`apply`] leaves to save.
-pub(super) struct Applied {
-    pub state: galantis_core::automation::RunState,
-    pub last_message: Option<Uuid>,
-    pub end_reason: Option<String>,
+    apply(tx, run, out, conn, None, now).await
 }
 
 /// A send's outcome: the message queued, or the refusal's code.
@@ -247,7 +219,8 @@ pub(super) async fn queue_one(
 /// Performs one step's effects for `run` (activity per node visit, timers,
 /// sends); `first_send` is the outcome of its first send when the caller
 /// already queued it (batched with other runs' sends). A refused send
-/// fails the node and ends the run; later effects are not performed.
+/// fails the node and ends the run; later effects are not performed. Saves
+/// the run's new state last.
 pub(super) async fn apply(
     tx: &mut TenantTx,
     run: &runs::Run,
@@ -255,7 +228,7 @@ pub(super) async fn apply(
     conn: Option<&Resolved>,
     first_send: Option<SendOutcome>,
     now: DateTime<Utc>,
-) -> Result<Applied, StoreError> {
+) -> Result<(), StoreError> {
     let mut state = out.state;
     let now_ms = now.timestamp_millis();
     let mut first_send = first_send;
@@ -332,11 +305,18 @@ pub(super) async fn apply(
         }
         activity::transition(tx, &v, status, reason, message_id, now_ms).await?;
     }
-    Ok(Applied {
-        state,
+    // The state, with the wait columns wake-ups look up.
+    runs::save(
+        tx,
+        run.id,
+        &state,
         last_message,
-        end_reason,
-    })
+        end_reason.as_deref(),
+        now_ms,
+    )
+    .await?;
+    metrics::counter!("galantis_flow_steps_total").increment(1);
+    Ok(())
 }
 
 /// When a timer job ran before its time: the wait it re-emitted for its

@@ -329,7 +329,6 @@ async fn start_many(
     let Some(version) = versions::current(a) else {
         return Ok(());
     };
-    let now_ms = now.timestamp_millis();
     let mut steps = Vec::with_capacity(run_ids.len());
     for id in run_ids {
         let Some(run) = runs::get(tx, *id).await? else {
@@ -375,17 +374,7 @@ async fn start_many(
                 Err(r) => Err(r.code().to_owned()),
             })
         });
-        let applied = engine::apply(tx, &run, out, Some(conn), first, now).await?;
-        runs::save(
-            tx,
-            run.id,
-            &applied.state,
-            applied.last_message,
-            applied.end_reason.as_deref(),
-            now_ms,
-        )
-        .await?;
-        metrics::counter!("galantis_flow_steps_total").increment(1);
+        engine::apply(tx, &run, out, Some(conn), first, now).await?;
     }
     Ok(())
 }
