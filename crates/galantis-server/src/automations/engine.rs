@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use galantis_core::automation::{
     ActivityStatus, AutomationStatus, Effect, Input, RunEvent, RunStatus, step,
 };
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use super::versions::Version;
 use super::{facts, render, versions};
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{AfterCommit, JobContext, JobError};
 use crate::sending::connection::{self, Resolved};
 use crate::sending::queue;
 
@@ -83,42 +84,64 @@ impl JobKind for StepJob {
 }
 
 pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
-    let tenant = ctx
-        .tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("runs belong to a tenant")))?;
+    let tenant = tenant_of(&ctx)?;
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    match step_in(&ctx, &mut tx, job).await {
+        Ok(()) => {
+            ctx.complete_in(&mut tx).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
+/// [`run`] inside a batch's transaction (see `jobs::Registry::batched`):
+/// steps due together (the ends of one delay, a restock's starts) commit
+/// together.
+pub(super) fn run_in<'a>(
+    ctx: &'a JobContext,
+    tx: &'a mut TenantTx,
+    job: StepJob,
+) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
+    Box::pin(async move { step_in(ctx, tx, job).await.map(|()| None) })
+}
+
+fn tenant_of(ctx: &JobContext) -> Result<galantis_core::TenantId, JobError> {
+    ctx.tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("runs belong to a tenant")))
+}
+
+/// One step of one run in `tx`; the caller completes the job and commits
+/// on `Ok`, and rolls back on `Err`.
+async fn step_in(ctx: &JobContext, tx: &mut TenantTx, job: StepJob) -> Result<(), JobError> {
+    let tenant = tenant_of(ctx)?;
     let now = ctx.now();
     let now_ms = now.timestamp_millis();
-    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
     // 1. The run, locked.
-    let Some(run) = runs::lock(&mut tx, job.run_id).await? else {
-        ctx.complete_in(&mut tx).await?;
-        tx.commit().await?;
+    let Some(run) = runs::lock(tx, job.run_id).await? else {
         return Ok(());
     };
     if run.status.is_terminal() {
-        ctx.complete_in(&mut tx).await?;
-        tx.commit().await?;
         return Ok(());
     }
     // 2. Paused (or deactivated): hold at this step.
-    let Some(a) = automations::get(&mut tx, run.automation_id).await? else {
-        end_run(&mut tx, &run, "automation_deleted", now_ms).await?;
-        ctx.complete_in(&mut tx).await?;
-        tx.commit().await?;
+    let Some(a) = automations::get(tx, run.automation_id).await? else {
+        end_run(tx, &run, "automation_deleted", now_ms).await?;
         return Ok(());
     };
     if a.status != AutomationStatus::Active {
-        tx.rollback().await?;
         return Err(JobError::Snooze(PAUSED_RECHECK));
     }
     // 3. The run's version and its facts.
-    let Some(version) = versions::of_run(&mut tx, run.automation_id, run.version).await? else {
-        end_run(&mut tx, &run, "flow_invalid", now_ms).await?;
-        ctx.complete_in(&mut tx).await?;
-        tx.commit().await?;
+    let Some(version) = versions::of_run(tx, run.automation_id, run.version).await? else {
+        end_run(tx, &run, "flow_invalid", now_ms).await?;
         return Ok(());
     };
-    let facts = facts::load(&mut tx, &run, &version, None).await?;
+    let facts = facts::load(tx, &run, &version, None).await?;
     // 4. Step.
     let input = match &job.input {
         StepInput::Start => Input::Start,
@@ -141,7 +164,6 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
     if let Some(until) = early(&job.input, &out.effects)
         && until > now
     {
-        tx.rollback().await?;
         let wait = (until - now).to_std().unwrap_or_default();
         return Err(JobError::Snooze(wait));
     }
@@ -154,10 +176,8 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
     } else {
         None
     };
-    // 5. Effects and the new state, committed with the job's completion.
-    apply(&mut tx, &run, out, conn.as_deref(), None, now).await?;
-    ctx.complete_in(&mut tx).await?;
-    tx.commit().await?;
+    // 5. Effects and the new state (committed with the job's completion).
+    apply(tx, &run, out, conn.as_deref(), None, now).await?;
     Ok(())
 }
 

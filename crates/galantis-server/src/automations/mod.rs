@@ -92,11 +92,19 @@ use galantis_core::EventKind;
 use galantis_core::automation::TriggerKind;
 use galantis_store::events::EventBus;
 
+/// Most trigger events of one tenant enrolled in one transaction.
+pub const TRIGGER_BATCH: usize = 32;
+/// Most steps of one tenant's runs taken in one transaction.
+pub const STEP_BATCH: usize = 32;
+/// Most wake-ups (replies, statuses, completed checkouts) looked up in one
+/// transaction.
+pub const WAKE_BATCH: usize = 32;
+
 pub fn register(r: &mut crate::jobs::Registry) {
-    r.register::<TriggerJob, _, _>(trigger::run);
-    r.register::<StepJob, _, _>(engine::run);
+    r.batched::<TriggerJob, _, _>(TRIGGER_BATCH, trigger::run, trigger::run_in);
+    r.batched::<StepJob, _, _>(STEP_BATCH, engine::run, engine::run_in);
     r.register::<restock::RestockJob, _, _>(restock::run);
-    r.register::<WakeJob, _, _>(wake::run);
+    r.batched::<WakeJob, _, _>(WAKE_BATCH, wake::run, wake::run_in);
 }
 
 /// Subscribes the trigger and wake-up jobs to the recorder. Called once

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use galantis_core::automation::{Audience, TriggerFact, TriggerKind, trigger_fact};
-use galantis_core::{DomainEvent, JobKind, Lane, RetrySchedule};
+use galantis_core::{DomainEvent, JobKind, Lane, RetrySchedule, TenantId};
 use galantis_store::events::Recorded;
 use galantis_store::jobs::NewJob;
 use galantis_store::tenant::automations;
@@ -17,7 +18,7 @@ use uuid::Uuid;
 
 use super::enrol::{Enrolment, FirstStep, enrol_with};
 use super::versions;
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{AfterCommit, JobContext, JobError};
 use crate::sending::connection;
 
 /// Enrols the audience of one recorded trigger event.
@@ -57,21 +58,12 @@ pub(super) fn make_job(r: &Recorded<'_>) -> Option<NewJob> {
 }
 
 pub(super) async fn run(ctx: JobContext, job: TriggerJob) -> Result<(), JobError> {
-    let tenant = ctx
-        .tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("triggers belong to a tenant")))?;
+    let tenant = tenant_of(&ctx)?;
     let now = ctx.now();
     let fact = trigger_fact(&job.event, job.event_id, job.occurred_at);
-    let links = match &fact {
-        Some(f) if f.trigger == TriggerKind::BackInStock => super::restock::Links::of(&ctx).await,
-        // New runs take their first step in this transaction; one that
-        // sends queues on this connection (cached per tenant).
-        Some(_) => super::restock::Links {
-            conn: connection::resolve(&ctx.app, tenant).await.ok(),
-            ..Default::default()
-        },
-        None => Default::default(),
-    };
+    // Resolved before the transaction, so its write lock is not held
+    // while they are.
+    let links = links_for(&ctx, tenant, fact.as_ref()).await;
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
     if let Some(fact) = fact {
         enrol_fact_with(&mut tx, &fact, &links, now).await?;
@@ -79,6 +71,46 @@ pub(super) async fn run(ctx: JobContext, job: TriggerJob) -> Result<(), JobError
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// [`run`] inside a batch's transaction (see `jobs::Registry::batched`):
+/// the enrolments of events recorded together commit together.
+pub(super) fn run_in<'a>(
+    ctx: &'a JobContext,
+    tx: &'a mut TenantTx,
+    job: TriggerJob,
+) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
+    Box::pin(async move {
+        let tenant = tenant_of(ctx)?;
+        let Some(fact) = trigger_fact(&job.event, job.event_id, job.occurred_at) else {
+            return Ok(None);
+        };
+        let links = links_for(ctx, tenant, Some(&fact)).await;
+        enrol_fact_with(tx, &fact, &links, ctx.now()).await?;
+        Ok(None)
+    })
+}
+
+fn tenant_of(ctx: &JobContext) -> Result<TenantId, JobError> {
+    ctx.tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("triggers belong to a tenant")))
+}
+
+/// Where back-in-stock links point, and the connection new runs' first
+/// sends queue on (cached per tenant).
+async fn links_for(
+    ctx: &JobContext,
+    tenant: TenantId,
+    fact: Option<&TriggerFact>,
+) -> super::restock::Links {
+    match fact {
+        Some(f) if f.trigger == TriggerKind::BackInStock => super::restock::Links::of(ctx).await,
+        Some(_) => super::restock::Links {
+            conn: connection::resolve(&ctx.app, tenant).await.ok(),
+            ..Default::default()
+        },
+        None => Default::default(),
+    }
 }
 
 /// Enrols the audience of `fact` in every matching ACTIVE automation.

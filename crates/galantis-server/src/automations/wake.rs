@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use galantis_core::{DomainEvent, JobKind, Lane, MessageStatus, RetrySchedule};
+use galantis_store::TenantTx;
 use galantis_store::events::Recorded;
 use galantis_store::jobs::NewJob;
 use galantis_store::tenant::automations::runs;
@@ -13,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::engine::{StepInput, StepJob, end_run};
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{AfterCommit, JobContext, JobError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WakeJob {
@@ -67,8 +69,34 @@ pub(super) async fn run(ctx: JobContext, job: WakeJob) -> Result<(), JobError> {
     let tenant = ctx
         .tenant()
         .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("wake-ups belong to a tenant")))?;
-    let now = ctx.now();
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    wake_in(&ctx, &mut tx, &job).await?;
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`run`] inside a batch's transaction (see `jobs::Registry::batched`).
+pub(super) fn run_in<'a>(
+    ctx: &'a JobContext,
+    tx: &'a mut TenantTx,
+    job: WakeJob,
+) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
+    Box::pin(async move {
+        if ctx.tenant().is_none() {
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "wake-ups belong to a tenant"
+            )));
+        }
+        wake_in(ctx, tx, &job).await?;
+        Ok(None)
+    })
+}
+
+/// Finds the runs `job`'s event concerns and queues their steps (or ends
+/// them) in `tx`.
+async fn wake_in(ctx: &JobContext, tx: &mut TenantTx, job: &WakeJob) -> Result<(), JobError> {
+    let now = ctx.now();
     let mut wake = Vec::new();
     match &job.event {
         DomainEvent::ConversationMessageCreated {
@@ -76,7 +104,7 @@ pub(super) async fn run(ctx: JobContext, job: WakeJob) -> Result<(), JobError> {
             button_reply_id,
             ..
         } => {
-            for r in runs::waiting_for_reply(&mut tx, *contact_id).await? {
+            for r in runs::waiting_for_reply(tx, *contact_id).await? {
                 wake.push(StepJob {
                     run_id: r.id,
                     input: StepInput::Reply {
@@ -89,7 +117,7 @@ pub(super) async fn run(ctx: JobContext, job: WakeJob) -> Result<(), JobError> {
         }
         DomainEvent::MessageStatusUpdated { message_id, to, .. } => {
             if let Some(status) = status_of(to) {
-                for r in runs::waiting_for_status(&mut tx, *message_id).await? {
+                for r in runs::waiting_for_status(tx, *message_id).await? {
                     wake.push(StepJob {
                         run_id: r.id,
                         input: StepInput::Status {
@@ -103,18 +131,16 @@ pub(super) async fn run(ctx: JobContext, job: WakeJob) -> Result<(), JobError> {
         }
         DomainEvent::CheckoutCompleted { token, .. } => {
             let now_ms = now.timestamp_millis();
-            for c in checkouts::by_token(&mut tx, token).await? {
-                for r in runs::live_for_checkout(&mut tx, c.id).await? {
-                    end_run(&mut tx, &r, "checkout_completed", now_ms).await?;
+            for c in checkouts::by_token(tx, token).await? {
+                for r in runs::live_for_checkout(tx, c.id).await? {
+                    end_run(tx, &r, "checkout_completed", now_ms).await?;
                 }
             }
         }
         _ => {}
     }
     for j in &wake {
-        crate::jobs::enqueue(&mut tx, j, now).await?;
+        crate::jobs::enqueue(tx, j, now).await?;
     }
-    ctx.complete_in(&mut tx).await?;
-    tx.commit().await?;
     Ok(())
 }

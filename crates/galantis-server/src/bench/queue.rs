@@ -6,7 +6,9 @@
 //! Each row uses a fresh store: N probe jobs are enqueued (500 per
 //! transaction and tenant), spread over T tenants, then W workers on one
 //! lane run them; each probe writes its effect and completes in one tenant
-//! transaction (the full enqueue → claim → effect → complete path). Rows:
+//! transaction (the full enqueue → claim → effect → complete path), up to
+//! `--batch` probes of one tenant per transaction (group commit, as the
+//! batched kinds run; the middle size is drained at 1 as well). Rows:
 //! 3 sizes on one tenant, then 10 and 100 tenants at the middle size, with
 //! the cost per job. On the middle row, with workers idle afterwards,
 //! single jobs are committed one at a time and the time from commit to
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use futures::future::LocalBoxFuture;
-use galantis_core::{ShopDomain, TenantId};
+use galantis_core::{JobKind, ShopDomain, TenantId};
 use galantis_store::control::tenants::{self, NewTenant};
 use galantis_store::tenant::probes;
 use tokio::sync::watch;
@@ -25,6 +27,7 @@ use tokio::sync::watch;
 use super::peers::{self, NOT_INSTALLED};
 use super::{Ctx, Figure, Scenario, quantile};
 use crate::config::QueueConfig;
+use crate::jobs::kinds::PROBE_BATCH;
 use crate::jobs::kinds::probe::QueueProbe;
 use crate::jobs::worker::Worker;
 use crate::jobs::{Registry, enqueue};
@@ -41,6 +44,10 @@ pub struct Queue {
     /// Jobs timed one at a time for pickup latency (default 500).
     #[arg(long)]
     pub latency_samples: Option<u32>,
+    /// Most probes per transaction (default: the probe's batch size); the
+    /// middle size is also drained at 1, one job per transaction.
+    #[arg(long)]
+    pub batch: Option<usize>,
 }
 
 /// Longest a drain may take before the row is reported as it stands.
@@ -77,11 +84,20 @@ impl Queue {
             .latency_samples
             .unwrap_or(if ctx.small() { 10 } else { 500 });
 
+        let batch = self.batch.unwrap_or(PROBE_BATCH).max(1);
         let mut figures = Vec::new();
         let mut headline = None;
         let mut repeated = 0;
         for &n in &sizes {
-            let d = drain(ctx, n, 1, workers, if n == mid { samples } else { 0 }).await?;
+            let d = drain(
+                ctx,
+                n,
+                1,
+                workers,
+                batch,
+                if n == mid { samples } else { 0 },
+            )
+            .await?;
             repeated += d.repeated;
             let mut f = Figure::rate(format!("drain {n} jobs, 1 tenant"), d.drain_per_s);
             if d.done < i64::from(n) {
@@ -92,8 +108,21 @@ impl Queue {
                 headline = Some(d);
             }
         }
+        // The same drain with every job in its own transaction: what the
+        // batches buy.
+        let single = if batch > 1 {
+            let d = drain(ctx, mid, 1, workers, 1, 0).await?;
+            repeated += d.repeated;
+            figures.push(Figure::rate(
+                format!("drain {mid} jobs, 1 tenant, one job per transaction"),
+                d.drain_per_s,
+            ));
+            Some(d.drain_per_s)
+        } else {
+            None
+        };
         for &t in &tenant_counts {
-            let d = drain(ctx, mid, t, workers, 0).await?;
+            let d = drain(ctx, mid, t, workers, batch, 0).await?;
             repeated += d.repeated;
             figures.push(Figure::rate(
                 format!("drain {mid} jobs, {t} tenants"),
@@ -116,10 +145,21 @@ impl Queue {
             format!("drain {mid} jobs vs graphile-worker, batched mode"),
             h.drain_per_s,
         );
+        let single = single.map(|v| {
+            Figure::rate(
+                format!(
+                    "drain {mid} jobs, one job per transaction, vs graphile-worker, default mode"
+                ),
+                v,
+            )
+        });
         match (ctx.peers().graphile(), ctx.scratch_pg().await?) {
             (Some(script), Some(url)) => {
                 ctx.phase("graphile-worker, default mode", 0);
                 let d = peers::graphile_drain(&script, &url, mid, "default").await;
+                if let (Some(f), Ok(v)) = (single, &d) {
+                    figures.push(f.vs("graphile-worker 0.17 c=10", *v));
+                }
                 figures.push(base.vs_result("graphile-worker 0.17 c=10", d));
                 ctx.phase("graphile-worker, batched mode", 0);
                 let b = peers::graphile_drain(&script, &url, mid, "batched").await;
@@ -165,6 +205,7 @@ async fn drain(
     jobs: u32,
     tenant_count: u32,
     workers: usize,
+    batch: usize,
     samples: u32,
 ) -> anyhow::Result<Drain> {
     let cfg = ctx.store().await?;
@@ -225,12 +266,10 @@ async fn drain(
         poll_interval_ms: 20,
         ..QueueConfig::default()
     };
+    let mut registry = Registry::builtin();
+    registry.set_batch(QueueProbe::KIND, batch);
     let (stop, rx) = watch::channel(false);
-    let worker = tokio::spawn(
-        Worker::new(state.clone(), Registry::builtin())
-            .with_config(q)
-            .run(rx),
-    );
+    let worker = tokio::spawn(Worker::new(state.clone(), registry).with_config(q).run(rx));
     ctx.phase(
         &format!("drain {jobs} jobs, {tenant_count} tenants, {workers} workers"),
         u64::from(jobs),

@@ -54,6 +54,10 @@ impl From<anyhow::Error> for JobError {
     }
 }
 
+/// Work a handler leaves for after its transaction commits (dropping a
+/// cache the transaction made stale, say).
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
 /// What a handler gets besides its payload.
 #[derive(Clone)]
 pub struct JobContext {

@@ -13,17 +13,47 @@ use futures::future::BoxFuture;
 use galantis_core::{JobKind, Lane, RetrySchedule};
 
 use super::scheduler::Periodic;
-use super::{JobContext, JobError};
+use galantis_store::TenantTx;
+
+use super::{AfterCommit, JobContext, JobError};
 use crate::config::Config;
 
 type Handler = Arc<
     dyn Fn(JobContext, serde_json::Value) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync,
 >;
 
+/// A kind's work inside a transaction the worker owns: it neither
+/// completes the job nor commits (see [`Registry::batched`]).
+pub type InTx<K> = for<'a> fn(
+    &'a JobContext,
+    &'a mut TenantTx,
+    K,
+) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>>;
+
+type ErasedInTx = Arc<
+    dyn for<'a> Fn(
+            &'a JobContext,
+            &'a mut TenantTx,
+            serde_json::Value,
+        ) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>>
+        + Send
+        + Sync,
+>;
+
+/// How a batched kind runs several jobs in one transaction.
+#[derive(Clone)]
+pub(crate) struct Batched {
+    pub run_in: ErasedInTx,
+    /// Most jobs in one transaction.
+    pub max: usize,
+}
+
+#[derive(Clone)]
 pub(crate) struct Entry {
     pub handler: Handler,
     pub retry: RetrySchedule,
     pub lane: Lane,
+    pub batch: Option<Batched>,
 }
 
 /// A periodic job as configured (`None`: switched off by the configuration).
@@ -77,8 +107,42 @@ impl Registry {
                 handler: erased,
                 retry: K::RETRY,
                 lane: K::LANE,
+                batch: None,
             }),
         );
+        self
+    }
+
+    /// Registers kind `K` to run up to `max` of one tenant's due jobs in one
+    /// transaction: `run_in` does one job's work in the worker's
+    /// transaction, the worker completes each job in it and commits once
+    /// (group commit: the effects and completions of the whole batch are
+    /// durable together, never one without the other). If any job of the
+    /// batch fails, snoozes, panics or times out, the transaction rolls back
+    /// and every job of the batch runs again alone through `single`, which
+    /// keeps the kind's own failure handling; so one bad job costs its
+    /// batch a second pass, never another job's outcome.
+    pub fn batched<K, F, Fut>(&mut self, max: usize, single: F, run_in: InTx<K>) -> &mut Self
+    where
+        K: JobKind,
+        F: Fn(JobContext, K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        self.register::<K, F, Fut>(single);
+        let erased: ErasedInTx =
+            Arc::new(
+                move |ctx, tx, payload| match serde_json::from_value::<K>(payload) {
+                    Ok(job) => run_in(ctx, tx, job),
+                    Err(e) => Box::pin(futures::future::ready(Err(JobError::Permanent(
+                        anyhow::anyhow!("payload is not a valid {}: {e}", K::KIND),
+                    )))),
+                },
+            );
+        let entry = self.entries.get_mut(K::KIND).expect("registered above");
+        Arc::make_mut(entry).batch = Some(Batched {
+            run_in: erased,
+            max: max.max(1),
+        });
         self
     }
 
@@ -102,6 +166,28 @@ impl Registry {
         let mut v: Vec<_> = self.entries.keys().copied().collect();
         v.sort_unstable();
         v
+    }
+
+    /// Changes the batch size of batched kind `kind` (1: one job per
+    /// transaction); other kinds are left alone. For comparing the two
+    /// paths (`galantis bench queue`) and for tests.
+    pub fn set_batch(&mut self, kind: &str, max: usize) -> &mut Self {
+        if let Some(entry) = self.entries.get_mut(kind)
+            && let Some(b) = Arc::make_mut(entry).batch.as_mut()
+        {
+            b.max = max.max(1);
+        }
+        self
+    }
+
+    /// The largest batch of any kind in `lane` (1 when none is batched).
+    pub(crate) fn max_batch_in(&self, lane: Lane) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.lane == lane)
+            .filter_map(|e| e.batch.as_ref().map(|b| b.max))
+            .max()
+            .unwrap_or(1)
     }
 
     /// The registered kinds of `lane`: what this node claims there.

@@ -108,7 +108,8 @@ impl Worker {
         // half of them have started, so a claim serves several jobs instead
         // of one per finished job. Buffered jobs are `running` (heartbeated,
         // released at shutdown) like the jobs being run.
-        let ahead = concurrency;
+        // A lane with batched kinds claims enough ahead to fill a batch.
+        let ahead = concurrency.max(2 * self.registry.max_batch_in(lane));
         let mut ready: VecDeque<Arc<ClaimedJob>> = VecDeque::new();
         loop {
             if *shutdown.borrow() {
@@ -121,7 +122,8 @@ impl Worker {
                     break;
                 };
                 let job = ready.pop_front().expect("not empty");
-                self.spawn_job(&mut tasks, job, permit, &running);
+                let batch = self.batch_with(job, &mut ready);
+                self.spawn_batch(&mut tasks, batch, permit, &running);
             }
             if ready.len() > ahead / 2 {
                 // Enough work in hand: wait for a slot.
@@ -199,26 +201,131 @@ impl Worker {
         self.drain(lane, tasks, running).await;
     }
 
-    fn spawn_job(
+    /// `first`, with the jobs of `ready` that can share its transaction:
+    /// the same batched kind and tenant, up to the kind's batch size, taken
+    /// out of `ready` (the others keep their order).
+    fn batch_with(
+        &self,
+        first: Arc<ClaimedJob>,
+        ready: &mut VecDeque<Arc<ClaimedJob>>,
+    ) -> Vec<Arc<ClaimedJob>> {
+        let max = self
+            .registry
+            .get(&first.kind)
+            .and_then(|e| e.batch.as_ref().map(|b| b.max))
+            .unwrap_or(1);
+        let mut batch = vec![first];
+        if max == 1 || batch[0].tenant.is_none() {
+            return batch;
+        }
+        let mut i = 0;
+        while i < ready.len() && batch.len() < max {
+            if ready[i].kind == batch[0].kind && ready[i].tenant == batch[0].tenant {
+                batch.push(ready.remove(i).expect("index in range"));
+            } else {
+                i += 1;
+            }
+        }
+        batch
+    }
+
+    fn spawn_batch(
         self: &Arc<Self>,
         tasks: &mut JoinSet<()>,
-        job: Arc<ClaimedJob>,
+        jobs: Vec<Arc<ClaimedJob>>,
         permit: tokio::sync::OwnedSemaphorePermit,
         running: &Running,
     ) {
         let this = self.clone();
         let running = running.clone();
-        let span = tracing::info_span!(
-            "job", job_id = %job.id, kind = %job.kind, tenant_id = ?job.tenant, attempt = job.attempt
-        );
+        let first = &jobs[0];
+        let span = if jobs.len() == 1 {
+            tracing::info_span!(
+                "job", job_id = %first.id, kind = %first.kind, tenant_id = ?first.tenant, attempt = first.attempt
+            )
+        } else {
+            tracing::info_span!(
+                "job_batch", first_job_id = %first.id, kind = %first.kind, tenant_id = ?first.tenant, size = jobs.len()
+            )
+        };
         tasks.spawn(async move {
-            this.execute(job.clone()).instrument(span).await;
-            running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&job.id);
+            this.execute_all(jobs.clone()).instrument(span).await;
+            let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
+            for job in &jobs {
+                running.remove(&job.id);
+            }
             drop(permit);
         });
+    }
+
+    /// Runs `jobs` (one job, or a batch from [`Self::batch_with`]).
+    async fn execute_all(&self, jobs: Vec<Arc<ClaimedJob>>) {
+        if jobs.len() == 1 {
+            let job = jobs.into_iter().next().expect("one job");
+            return self.execute(job).await;
+        }
+        let entry = self.registry.get(&jobs[0].kind);
+        let Some((entry, batched)) = entry
+            .as_ref()
+            .and_then(|e| e.batch.as_ref().map(|b| (e, b)))
+        else {
+            for job in jobs {
+                self.execute(job).await;
+            }
+            return;
+        };
+        let started = Instant::now();
+        let ctxs: Vec<JobContext> = jobs
+            .iter()
+            .map(|j| JobContext::new(self.app.clone(), j.clone()))
+            .collect();
+        let attempt = async {
+            let tenant = ctxs[0].tenant().expect("batches belong to a tenant");
+            let mut tx = self.app.db.tenant_tx(tenant).await?;
+            let mut after = Vec::new();
+            for ctx in &ctxs {
+                if let Some(a) = (batched.run_in)(ctx, &mut tx, ctx.job.payload.clone()).await? {
+                    after.push(a);
+                }
+                ctx.complete_in(&mut tx).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, JobError>(after)
+        };
+        let limit = jobs[0].timeout;
+        let outcome =
+            match tokio::time::timeout(limit, AssertUnwindSafe(attempt).catch_unwind()).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(JobError::Retry(anyhow::anyhow!("the handler panicked"))),
+                Err(_) => Err(JobError::Retry(anyhow::anyhow!(
+                    "timed out after {limit:?}"
+                ))),
+            };
+        match outcome {
+            Ok(after) => {
+                for f in after {
+                    f();
+                }
+                let per_job = started.elapsed().as_secs_f64() / jobs.len() as f64;
+                metrics::histogram!("galantis_job_batch_size", "kind" => jobs[0].kind.clone())
+                    .record(jobs.len() as f64);
+                for ctx in &ctxs {
+                    self.record(&ctx.job, ctx, Ok(()), entry.retry).await;
+                    metrics::histogram!("galantis_job_duration_seconds", "kind" => ctx.job.kind.clone())
+                        .record(per_job);
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch committed: each job runs again alone,
+                // with its kind's own handling of what went wrong.
+                tracing::info!(kind = %jobs[0].kind, size = jobs.len(), error = %e, "batch rolled back; running its jobs one by one");
+                metrics::counter!("galantis_job_batches_split_total", "kind" => jobs[0].kind.clone())
+                    .increment(1);
+                for job in jobs {
+                    self.execute(job).await;
+                }
+            }
+        }
     }
 
     async fn drain(&self, lane: Lane, mut tasks: JoinSet<()>, running: Running) {
@@ -305,15 +412,35 @@ impl Worker {
                     16,
                 )
                 .await?;
-                for job in jobs {
+                let mut jobs: VecDeque<Arc<ClaimedJob>> = jobs.into_iter().map(Arc::new).collect();
+                while let Some(job) = jobs.pop_front() {
                     claimed_any = true;
                     if ran >= max_runs {
                         let now = self.app.clock.now();
                         run::snooze(&self.app.db, &job, now, now).await?;
+                        for rest in jobs {
+                            run::snooze(&self.app.db, &rest, now, now).await?;
+                        }
                         anyhow::bail!("the queue was not idle after {max_runs} job runs");
                     }
-                    ran += 1;
-                    self.execute(Arc::new(job)).await;
+                    // Batched kinds run as they would on a node, but only
+                    // with the jobs right after them, so claim order holds.
+                    let mut batch = vec![job];
+                    let max = self
+                        .registry
+                        .get(&batch[0].kind)
+                        .and_then(|e| e.batch.as_ref().map(|b| b.max))
+                        .unwrap_or(1);
+                    while batch.len() < max
+                        && batch[0].tenant.is_some()
+                        && jobs
+                            .front()
+                            .is_some_and(|n| n.kind == batch[0].kind && n.tenant == batch[0].tenant)
+                    {
+                        batch.push(jobs.pop_front().expect("checked"));
+                    }
+                    ran += batch.len();
+                    self.execute_all(batch).await;
                 }
             }
             if !claimed_any {

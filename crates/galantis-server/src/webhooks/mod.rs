@@ -32,7 +32,13 @@ pub fn routes(limit: usize) -> OpenApiRouter<AppState> {
         .layer(RequestBodyLimitLayer::new(limit))
 }
 
+/// Most webhook events of one tenant applied in one transaction. Events
+/// of a tenant apply one at a time anyway (the tenant's write lock), so a
+/// batch trades nothing in parallelism; it is kept small because the lock
+/// is held for the whole batch and sends of the tenant wait for it.
+pub const PROCESS_BATCH: usize = 16;
+
 /// Webhook processing's kind.
 pub fn register(r: &mut crate::jobs::Registry) {
-    r.register::<process::ProcessWebhook, _, _>(process::run);
+    r.batched::<process::ProcessWebhook, _, _>(PROCESS_BATCH, process::run, process::run_in);
 }

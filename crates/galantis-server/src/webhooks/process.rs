@@ -5,50 +5,29 @@
 //! everything back, marks the event `failed` with its reason, and the queue
 //! retries; failed events can also be replayed.
 
+use futures::future::BoxFuture;
 use galantis_store::TenantTx;
 use galantis_store::tenant::webhook_events::{self, WebhookEvent};
 
 pub use super::job::ProcessWebhook;
 pub use super::outcome::{HandlerError, Outcome};
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{AfterCommit, JobContext, JobError};
 
 pub async fn run(ctx: JobContext, job: ProcessWebhook) -> Result<(), JobError> {
-    let tenant = ctx
-        .tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("webhook jobs belong to a tenant")))?;
+    let tenant = tenant_of(&ctx)?;
     let db = ctx.app.db.clone();
-    let now = ctx.now().timestamp_millis();
     let mut tx = db.tenant_tx(tenant).await?;
-    // Events of one tenant apply one at a time, in any order they arrive:
-    // each handler reads stored versions before it writes.
-    tx.serialize_tenant_writes().await?;
-    let Some(event) = webhook_events::get(&mut tx, job.event_id).await? else {
-        return Err(JobError::Permanent(anyhow::anyhow!(
-            "webhook event {} no longer exists",
-            job.event_id
-        )));
-    };
-    if event.status == "processed" && job.replay.is_none() {
-        ctx.complete_in(&mut tx).await?;
-        tx.commit().await?;
-        return Ok(());
-    }
-    match dispatch(&ctx, &mut tx, &event).await {
-        Ok(outcome) => {
-            let (status, reason) = match &outcome.ignored {
-                Some(r) => ("ignored", Some(r.as_str())),
-                None => ("processed", None),
-            };
-            webhook_events::set_status(&mut tx, event.id, status, reason, now).await?;
+    match apply(&ctx, &mut tx, &job).await? {
+        Ok(after) => {
             ctx.complete_in(&mut tx).await?;
             // Publishes the recorded domain events once they are durable.
             tx.commit().await?;
-            if event.source == "meta" && super::meta::changes_connection(&event.topic) {
-                ctx.app.sending.invalidate(tenant);
+            if let Some(after) = after {
+                after();
             }
             Ok(())
         }
-        Err(err) => {
+        Err((event, err)) => {
             tx.rollback().await?;
             let (reason, job_err) = match err {
                 HandlerError::Transient(e) => (format!("{e:#}"), JobError::Retry(e)),
@@ -56,12 +35,83 @@ pub async fn run(ctx: JobContext, job: ProcessWebhook) -> Result<(), JobError> {
                     (why.clone(), JobError::Permanent(anyhow::anyhow!(why)))
                 }
             };
+            let now = ctx.now().timestamp_millis();
             let mut tx = db.tenant_tx(tenant).await?;
             webhook_events::set_status(&mut tx, event.id, "failed", Some(&reason), now).await?;
             tx.commit().await?;
             tracing::warn!(event = %event.id, topic = %event.topic, reason = %reason, "webhook processing failed");
             Err(job_err)
         }
+    }
+}
+
+/// [`run`] inside a batch's transaction (see `jobs::Registry::batched`): a
+/// failing event fails the batch, whose jobs then run alone through [`run`],
+/// which records the failure on the event.
+pub fn run_in<'a>(
+    ctx: &'a JobContext,
+    tx: &'a mut TenantTx,
+    job: ProcessWebhook,
+) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
+    Box::pin(async move {
+        tenant_of(ctx)?;
+        match apply(ctx, tx, &job).await? {
+            Ok(after) => Ok(after),
+            Err((event, HandlerError::Transient(e))) => Err(JobError::Retry(
+                e.context(format!("webhook event {}", event.id)),
+            )),
+            Err((event, HandlerError::Invalid(why))) => Err(JobError::Permanent(anyhow::anyhow!(
+                "webhook event {}: {why}",
+                event.id
+            ))),
+        }
+    })
+}
+
+fn tenant_of(ctx: &JobContext) -> Result<galantis_core::TenantId, JobError> {
+    ctx.tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("webhook jobs belong to a tenant")))
+}
+
+/// Applies the job's event in `tx` and marks it processed (or ignored);
+/// neither completes the job nor commits. The inner error is the topic
+/// handler's, with the event it failed on.
+async fn apply(
+    ctx: &JobContext,
+    tx: &mut TenantTx,
+    job: &ProcessWebhook,
+) -> Result<Result<Option<AfterCommit>, (WebhookEvent, HandlerError)>, JobError> {
+    let now = ctx.now().timestamp_millis();
+    // Events of one tenant apply one at a time, in any order they arrive:
+    // each handler reads stored versions before it writes.
+    tx.serialize_tenant_writes().await?;
+    let Some(event) = webhook_events::get(tx, job.event_id).await? else {
+        return Err(JobError::Permanent(anyhow::anyhow!(
+            "webhook event {} no longer exists",
+            job.event_id
+        )));
+    };
+    if event.status == "processed" && job.replay.is_none() {
+        return Ok(Ok(None));
+    }
+    match dispatch(ctx, tx, &event).await {
+        Ok(outcome) => {
+            let (status, reason) = match &outcome.ignored {
+                Some(r) => ("ignored", Some(r.as_str())),
+                None => ("processed", None),
+            };
+            webhook_events::set_status(tx, event.id, status, reason, now).await?;
+            let after: Option<AfterCommit> =
+                if event.source == "meta" && super::meta::changes_connection(&event.topic) {
+                    let sending = ctx.app.sending.clone();
+                    let tenant = tx.tenant();
+                    Some(Box::new(move || sending.invalidate(tenant)))
+                } else {
+                    None
+                };
+            Ok(Ok(after))
+        }
+        Err(err) => Ok(Err((event, err))),
     }
 }
 

@@ -39,6 +39,7 @@ mod migrate;
 mod openapi;
 mod phones;
 mod queue;
+mod queue_batches;
 mod queue_crash;
 mod realtime;
 mod sandbox;

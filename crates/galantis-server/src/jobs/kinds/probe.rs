@@ -5,11 +5,13 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use galantis_core::{JobKind, Lane};
+use galantis_store::TenantTx;
 use galantis_store::tenant::probes;
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{AfterCommit, JobContext, JobError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueueProbe {
@@ -26,15 +28,38 @@ impl JobKind for QueueProbe {
 }
 
 pub async fn run(ctx: JobContext, job: QueueProbe) -> Result<(), JobError> {
-    let tenant = ctx
-        .tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("queue.probe needs a tenant")))?;
-    if job.sleep_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(job.sleep_ms.min(10_000))).await;
-    }
+    let tenant = tenant_of(&ctx)?;
+    work(&job).await;
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
     probes::record(&mut tx, ctx.job.id, ctx.now().timestamp_millis()).await?;
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// [`run`] in a batch's transaction: the effects and completions of the
+/// batch commit together, so a crash mid-batch re-runs all of it and a
+/// count other than one is still a queue bug.
+pub fn run_in<'a>(
+    ctx: &'a JobContext,
+    tx: &'a mut TenantTx,
+    job: QueueProbe,
+) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
+    Box::pin(async move {
+        tenant_of(ctx)?;
+        work(&job).await;
+        probes::record(tx, ctx.job.id, ctx.now().timestamp_millis()).await?;
+        Ok(None)
+    })
+}
+
+fn tenant_of(ctx: &JobContext) -> Result<galantis_core::TenantId, JobError> {
+    ctx.tenant()
+        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("queue.probe needs a tenant")))
+}
+
+async fn work(job: &QueueProbe) {
+    if job.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(job.sleep_ms.min(10_000))).await;
+    }
 }
