@@ -189,6 +189,9 @@ pub enum DomainEvent {
         from: String,
         to: String,
         error_code: Option<i64>,
+        /// Where the message came from (`campaign`, `automation`…), when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
     TemplateStatusUpdated {
         template_id: Uuid,
@@ -646,6 +649,7 @@ mod tests {
                 from: "SENT".into(),
                 to: "READ".into(),
                 error_code: None,
+                source: Some("campaign".into()),
             },
             TemplateStatusUpdated {
                 template_id: u(10),

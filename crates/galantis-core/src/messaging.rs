@@ -203,6 +203,12 @@ impl MessageSource {
         }
     }
 
+    /// Sources an automation run sends from: only their messages' statuses
+    /// can be awaited by a run (a delivery-status condition).
+    pub fn is_sent_by_runs(self) -> bool {
+        matches!(self, MessageSource::Automation | MessageSource::BackInStock)
+    }
+
     /// Sends Galantis starts on the merchant's behalf rather than in answer
     /// to the customer: they need the contact's marketing consent whatever
     /// their content.

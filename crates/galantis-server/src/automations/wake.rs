@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use galantis_core::{DomainEvent, JobKind, Lane, MessageStatus, RetrySchedule};
+use galantis_core::{DomainEvent, JobKind, Lane, MessageSource, MessageStatus, RetrySchedule};
 use galantis_store::TenantTx;
 use galantis_store::events::Recorded;
 use galantis_store::jobs::NewJob;
@@ -51,7 +51,16 @@ pub(super) fn make_job(r: &Recorded<'_>) -> Option<NewJob> {
         DomainEvent::ConversationMessageCreated { .. } | DomainEvent::CheckoutCompleted { .. } => {
             true
         }
-        DomainEvent::MessageStatusUpdated { to, .. } => status_of(to).is_some(),
+        // A status can only be awaited by the run that sent the message:
+        // campaign, inbox and API messages' statuses wake nothing, so they
+        // queue no job (three per campaign message otherwise).
+        DomainEvent::MessageStatusUpdated { to, source, .. } => {
+            status_of(to).is_some()
+                && source
+                    .as_deref()
+                    .and_then(|s| s.parse::<MessageSource>().ok())
+                    .is_none_or(MessageSource::is_sent_by_runs)
+        }
         _ => false,
     };
     if !wanted {
@@ -143,4 +152,41 @@ async fn wake_in(ctx: &JobContext, tx: &mut TenantTx, job: &WakeJob) -> Result<(
         crate::jobs::enqueue(tx, j, now).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(source: Option<&str>, to: &str) -> Option<NewJob> {
+        let event = DomainEvent::MessageStatusUpdated {
+            message_id: Uuid::nil(),
+            wamid: "wamid.X".into(),
+            from: "SENT".into(),
+            to: to.into(),
+            error_code: None,
+            source: source.map(str::to_owned),
+        };
+        make_job(&Recorded {
+            tenant: galantis_core::TenantId::new(),
+            id: Uuid::nil(),
+            event: &event,
+            at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn only_statuses_a_run_can_await_queue_a_wake_up() {
+        for source in ["automation", "back_in_stock"] {
+            assert!(status(Some(source), "DELIVERED").is_some(), "{source}");
+        }
+        // Not known (the message was linked by its callback data) or not a
+        // source Galantis knows: looked up, to be safe.
+        assert!(status(None, "READ").is_some());
+        assert!(status(Some("future_source"), "READ").is_some());
+        for source in ["campaign", "inbox", "api"] {
+            assert!(status(Some(source), "DELIVERED").is_none(), "{source}");
+        }
+        assert!(status(Some("automation"), "NOT_A_STATUS").is_none());
+    }
 }

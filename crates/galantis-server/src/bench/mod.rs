@@ -69,7 +69,10 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(send::Send::default()),
         Box::new(inbox::Inbox::default()),
         Box::new(flows::Flows::default()),
-        Box::new(campaign::Campaign::default()),
+        Box::new(campaign::Campaign {
+            within_all: true,
+            ..Default::default()
+        }),
         Box::new(restock::Restock::default()),
     ]
 }

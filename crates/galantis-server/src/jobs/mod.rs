@@ -97,6 +97,30 @@ impl JobContext {
         }
     }
 
+    /// [`complete_in`](Self::complete_in) for every job of a batch, in
+    /// one statement; errors (and nothing may commit) if any claim was lost.
+    pub(crate) async fn complete_all_in(
+        ctxs: &[JobContext],
+        tx: &mut TenantTx,
+    ) -> Result<(), JobError> {
+        let Some(first) = ctxs.first() else {
+            return Ok(());
+        };
+        let jobs: Vec<&ClaimedJob> = ctxs.iter().map(|c| &*c.job).collect();
+        let n = run::complete_all_in(tx, &jobs, first.now()).await?;
+        if n != jobs.len() as u64 {
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "claim lost: {} of {} jobs of the batch were rescued by another worker",
+                jobs.len() as u64 - n,
+                jobs.len()
+            )));
+        }
+        for c in ctxs {
+            c.completed.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
     pub(crate) fn completed_in_tx(&self) -> bool {
         self.completed.load(Ordering::SeqCst)
     }

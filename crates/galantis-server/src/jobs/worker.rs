@@ -287,8 +287,8 @@ impl Worker {
                 if let Some(a) = (batched.run_in)(ctx, &mut tx, ctx.job.payload.clone()).await? {
                     after.push(a);
                 }
-                ctx.complete_in(&mut tx).await?;
             }
+            JobContext::complete_all_in(&ctxs, &mut tx).await?;
             tx.commit().await?;
             Ok::<_, JobError>(after)
         };

@@ -233,6 +233,8 @@ async fn status(
                         previous: "QUEUED".into(),
                         status: m.status.clone(),
                         advanced: m.status != "QUEUED",
+                        // Unknown here: the wake-up looks (see `automations::wake`).
+                        source: None,
                     });
         }
     }
@@ -252,6 +254,7 @@ async fn status(
             from: applied.previous,
             to: applied.status,
             error_code: update.error_code,
+            source: applied.source,
         };
         out.event(tx, ev).await?;
     }

@@ -306,6 +306,65 @@ pub async fn complete_in(
     complete_on(tx.tx(), job, now).await
 }
 
+/// [`complete_in`] for a batch of jobs of the transaction's tenant, all
+/// claimed by one worker, in one statement. Returns how many were
+/// completed: fewer than `jobs.len()` means some claim was lost, and the
+/// caller must then not commit.
+pub async fn complete_all_in(
+    tx: &mut TenantTx,
+    jobs: &[&ClaimedJob],
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let Some(first) = jobs.first() else {
+        return Ok(0);
+    };
+    if let Some(j) = jobs
+        .iter()
+        .find(|j| j.tenant != Some(tx.tenant()) || j.worker != first.worker)
+    {
+        return Err(StoreError::Config(format!(
+            "job {} is not of tenant {} and worker {}",
+            j.id,
+            tx.tenant(),
+            first.worker
+        )));
+    }
+    const SET: &str =
+        "SET state = 'completed', finished_at = $1, updated_at = $1, claimed_by = NULL,
+            unique_key = CASE WHEN unique_while_active THEN NULL ELSE unique_key END
+         WHERE state = 'running' AND claimed_by = $2";
+    let n = on_tx!(
+        tx.tx(),
+        sqlite | c | {
+            let ids = (0..jobs.len())
+                .map(|i| format!("${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("UPDATE jobs {SET} AND id IN ({ids})");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(ms(now))
+                .bind(&first.worker);
+            for j in jobs {
+                q = q.bind(j.id.as_uuid());
+            }
+            q.execute(&mut *c).await?.rows_affected()
+        },
+        postgres | c | {
+            let ids: Vec<Uuid> = jobs.iter().map(|j| j.id.as_uuid()).collect();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE public.jobs {SET} AND id = ANY($3)"
+            )))
+            .bind(ms(now))
+            .bind(&first.worker)
+            .bind(ids)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        }
+    );
+    Ok(n)
+}
+
 fn error_entry(job: &ClaimedJob, now: DateTime<Utc>, error: &str) -> Value {
     json!({ "attempt": job.attempt, "at": now, "error": truncate(error) })
 }

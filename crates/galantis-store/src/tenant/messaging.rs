@@ -394,6 +394,8 @@ pub struct StatusApplied {
     pub status: String,
     /// Whether the message's status moved (timestamps may fill in regardless).
     pub advanced: bool,
+    /// The message's source (`campaign`, `automation`…).
+    pub source: Option<String>,
 }
 
 /// Applies a status to the message with that wamid: the status moves only
@@ -409,24 +411,24 @@ pub async fn apply_status(
     // applying those that overtook its answer) cannot both read the old
     // status and move it backwards. SQLite's single writer already
     // serialises them.
-    let row: Option<(Uuid, Uuid, String)> = on_tx!(
+    let row: Option<(Uuid, Uuid, String, Option<String>)> = on_tx!(
         tx.tx(),
         sqlite
             | c
             | {
-                sqlx::query_as("SELECT id, contact_id, status FROM messages WHERE wamid = $1 AND direction = 'outbound'")
+                sqlx::query_as("SELECT id, contact_id, status, source FROM messages WHERE wamid = $1 AND direction = 'outbound'")
                 .bind(s.wamid).fetch_optional(&mut *c).await?
             },
         postgres
             | c
             | {
                 sqlx::query_as(
-                "SELECT id, contact_id, status FROM messages WHERE wamid = $1 AND direction = 'outbound' FOR UPDATE",
+                "SELECT id, contact_id, status, source FROM messages WHERE wamid = $1 AND direction = 'outbound' FOR UPDATE",
             )
             .bind(s.wamid).fetch_optional(&mut *c).await?
             }
     );
-    let Some((id, contact_id, current)) = row else {
+    let Some((id, contact_id, current, source)) = row else {
         return Ok(None);
     };
     let current_status: MessageStatus = current.parse().unwrap_or(MessageStatus::Queued);
@@ -471,6 +473,7 @@ pub async fn apply_status(
         previous: current,
         status,
         advanced,
+        source,
     }))
 }
 
