@@ -84,7 +84,7 @@ impl JobKind for StepJob {
 }
 
 pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
-    let tenant = tenant_of(&ctx)?;
+    let tenant = ctx.tenant_required()?;
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
     match step_in(&ctx, &mut tx, job).await {
         Ok(()) => {
@@ -110,15 +110,10 @@ pub(super) fn run_in<'a>(
     Box::pin(async move { step_in(ctx, tx, job).await.map(|()| None) })
 }
 
-fn tenant_of(ctx: &JobContext) -> Result<galantis_core::TenantId, JobError> {
-    ctx.tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("runs belong to a tenant")))
-}
-
 /// One step of one run in `tx`; the caller completes the job and commits
 /// on `Ok`, and rolls back on `Err`.
 async fn step_in(ctx: &JobContext, tx: &mut TenantTx, job: StepJob) -> Result<(), JobError> {
-    let tenant = tenant_of(ctx)?;
+    let tenant = ctx.tenant_required()?;
     let now = ctx.now();
     let now_ms = now.timestamp_millis();
     // 1. The run, locked.

@@ -58,7 +58,7 @@ pub(super) fn make_job(r: &Recorded<'_>) -> Option<NewJob> {
 }
 
 pub(super) async fn run(ctx: JobContext, job: TriggerJob) -> Result<(), JobError> {
-    let tenant = tenant_of(&ctx)?;
+    let tenant = ctx.tenant_required()?;
     let now = ctx.now();
     let fact = trigger_fact(&job.event, job.event_id, job.occurred_at);
     // Resolved before the transaction, so its write lock is not held
@@ -81,7 +81,7 @@ pub(super) fn run_in<'a>(
     job: TriggerJob,
 ) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
     Box::pin(async move {
-        let tenant = tenant_of(ctx)?;
+        let tenant = ctx.tenant_required()?;
         let Some(fact) = trigger_fact(&job.event, job.event_id, job.occurred_at) else {
             return Ok(None);
         };
@@ -89,11 +89,6 @@ pub(super) fn run_in<'a>(
         enrol_fact_with(tx, &fact, &links, ctx.now()).await?;
         Ok(None)
     })
-}
-
-fn tenant_of(ctx: &JobContext) -> Result<TenantId, JobError> {
-    ctx.tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("triggers belong to a tenant")))
 }
 
 /// Where back-in-stock links point, and the connection new runs' first

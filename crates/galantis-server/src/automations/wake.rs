@@ -75,9 +75,7 @@ pub(super) fn make_job(r: &Recorded<'_>) -> Option<NewJob> {
 }
 
 pub(super) async fn run(ctx: JobContext, job: WakeJob) -> Result<(), JobError> {
-    let tenant = ctx
-        .tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("wake-ups belong to a tenant")))?;
+    let tenant = ctx.tenant_required()?;
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
     wake_in(&ctx, &mut tx, &job).await?;
     ctx.complete_in(&mut tx).await?;
@@ -92,11 +90,7 @@ pub(super) fn run_in<'a>(
     job: WakeJob,
 ) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
     Box::pin(async move {
-        if ctx.tenant().is_none() {
-            return Err(JobError::Permanent(anyhow::anyhow!(
-                "wake-ups belong to a tenant"
-            )));
-        }
+        ctx.tenant_required()?;
         wake_in(ctx, tx, &job).await?;
         Ok(None)
     })

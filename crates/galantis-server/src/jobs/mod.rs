@@ -79,6 +79,14 @@ impl JobContext {
         self.job.tenant
     }
 
+    /// The job's tenant, for kinds whose jobs always have one: a job
+    /// without can never run (a permanent failure).
+    pub fn tenant_required(&self) -> Result<TenantId, JobError> {
+        self.tenant().ok_or_else(|| {
+            JobError::Permanent(anyhow::anyhow!("{} jobs belong to a tenant", self.job.kind))
+        })
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.app.clock.now()
     }

@@ -14,7 +14,7 @@ pub use super::outcome::{HandlerError, Outcome};
 use crate::jobs::{AfterCommit, JobContext, JobError};
 
 pub async fn run(ctx: JobContext, job: ProcessWebhook) -> Result<(), JobError> {
-    let tenant = tenant_of(&ctx)?;
+    let tenant = ctx.tenant_required()?;
     let db = ctx.app.db.clone();
     let mut tx = db.tenant_tx(tenant).await?;
     match apply(&ctx, &mut tx, &job).await? {
@@ -54,7 +54,7 @@ pub fn run_in<'a>(
     job: ProcessWebhook,
 ) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
     Box::pin(async move {
-        tenant_of(ctx)?;
+        ctx.tenant_required()?;
         match apply(ctx, tx, &job).await? {
             Ok(after) => Ok(after),
             Err((event, HandlerError::Transient(e))) => Err(JobError::Retry(
@@ -66,11 +66,6 @@ pub fn run_in<'a>(
             ))),
         }
     })
-}
-
-fn tenant_of(ctx: &JobContext) -> Result<galantis_core::TenantId, JobError> {
-    ctx.tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("webhook jobs belong to a tenant")))
 }
 
 /// Applies the job's event in `tx` and marks it processed (or ignored);

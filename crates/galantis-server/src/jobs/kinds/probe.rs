@@ -28,7 +28,7 @@ impl JobKind for QueueProbe {
 }
 
 pub async fn run(ctx: JobContext, job: QueueProbe) -> Result<(), JobError> {
-    let tenant = tenant_of(&ctx)?;
+    let tenant = ctx.tenant_required()?;
     work(&job).await;
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
     probes::record(&mut tx, ctx.job.id, ctx.now().timestamp_millis()).await?;
@@ -46,16 +46,11 @@ pub fn run_in<'a>(
     job: QueueProbe,
 ) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
     Box::pin(async move {
-        tenant_of(ctx)?;
+        ctx.tenant_required()?;
         work(&job).await;
         probes::record(tx, ctx.job.id, ctx.now().timestamp_millis()).await?;
         Ok(None)
     })
-}
-
-fn tenant_of(ctx: &JobContext) -> Result<galantis_core::TenantId, JobError> {
-    ctx.tenant()
-        .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("queue.probe needs a tenant")))
 }
 
 async fn work(job: &QueueProbe) {
