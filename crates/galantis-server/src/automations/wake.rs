@@ -165,7 +165,7 @@ mod tests {
             tenant: galantis_core::TenantId::new(),
             id: Uuid::nil(),
             event: &event,
-            at: Utc::now(),
+            at: DateTime::from_timestamp(1_767_225_600, 0).expect("a valid time"),
         })
     }
 
