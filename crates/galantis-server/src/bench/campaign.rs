@@ -30,8 +30,9 @@ use galantis_store::tenant::billing;
 use galantis_store::tenant::contacts::{self, CustomerFields};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::api::TenantApi;
 use super::{Ctx, Engine, Figure, Scenario};
 use crate::config::{Config, DEV_META_APP_SECRET};
 use crate::http::ServeRole;
@@ -196,14 +197,14 @@ async fn one(
     .await
     .context("creating the bench tenant")?;
     let tenant = created.tenant.id;
-    let api = Api {
+    let api = TenantApi {
         client: reqwest::Client::new(),
         base: String::new(),
         token: created.token.secret.expose_secret().to_owned(),
     };
 
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api = Api {
+    let api = TenantApi {
         base: format!("http://{}", l.local_addr()?),
         ..api
     };
@@ -232,7 +233,7 @@ async fn one(
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     ctx: &Ctx,
-    api: &Api,
+    api: &TenantApi,
     sb: &galantis_sandbox::meta::SandboxHandle,
     db: &galantis_store::Db,
     tenant: galantis_core::TenantId,
@@ -404,31 +405,4 @@ async fn drive(
         status,
         to_final_s,
     })
-}
-
-/// The tenant API over loopback, with the owner's token.
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(status.is_success(), "{method} {path}: {status} {v}");
-        Ok(v)
-    }
 }

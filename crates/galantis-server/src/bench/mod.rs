@@ -37,6 +37,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 
+mod api;
 mod audience;
 mod campaign;
 mod ctx;

@@ -40,8 +40,9 @@ use galantis_store::tenant::catalog::{self, ProductFields, VariantFields};
 use galantis_store::tenant::contacts::{self, CustomerFields};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::api::TenantApi;
 use super::{Ctx, Engine, Figure, Scenario, quantile};
 use crate::config::{Config, DEV_META_APP_SECRET, DEV_SHOPIFY_APP_SECRET};
 use crate::http::ServeRole;
@@ -263,12 +264,10 @@ async fn one(
     .await
     .context("creating the bench tenant")?;
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api = Api {
+    let api = TenantApi {
         client: reqwest::Client::new(),
         base: format!("http://{}", l.local_addr()?),
         token: created.token.secret.expose_secret().to_owned(),
-        shop: shop.as_str().to_owned(),
-        secret: shopify_secret,
     };
     sb.update_webhooks(|w| w.url = Some(format!("{}/webhooks/meta", api.base)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -284,6 +283,8 @@ async fn one(
     let setup = Setup {
         ctx,
         api: &api,
+        shop: shop.as_str(),
+        shopify_secret: &shopify_secret,
         sb: &sb,
         db: &db,
         tenant: created.tenant.id,
@@ -300,7 +301,10 @@ async fn one(
 
 struct Setup<'a> {
     ctx: &'a Ctx,
-    api: &'a Api,
+    api: &'a TenantApi,
+    /// The shop whose signed webhooks the bench posts.
+    shop: &'a str,
+    shopify_secret: &'a SecretString,
     sb: &'a SandboxHandle,
     db: &'a Db,
     tenant: TenantId,
@@ -466,11 +470,11 @@ impl Setup<'_> {
             .post(format!("{}/webhooks/shopify", self.api.base))
             .header("content-type", "application/json")
             .header("x-shopify-topic", "products/update")
-            .header("x-shopify-shop-domain", &self.api.shop)
+            .header("x-shopify-shop-domain", self.shop)
             .header("x-shopify-webhook-id", format!("bench-restock-{offset}"))
             .header(
                 "x-shopify-hmac-sha256",
-                sign_shopify(&body, &self.api.secret),
+                sign_shopify(&body, self.shopify_secret),
             )
             .body(body)
             .send()
@@ -529,34 +533,5 @@ fn product_fields(offset: i64) -> ProductFields {
             ..Default::default()
         }],
         ..Default::default()
-    }
-}
-
-/// The tenant API and the shop's webhooks over loopback.
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-    shop: String,
-    secret: SecretString,
-}
-
-impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(status.is_success(), "{method} {path}: {status} {v}");
-        Ok(v)
     }
 }
