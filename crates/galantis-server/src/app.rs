@@ -156,14 +156,17 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let sending = crate::sending::Sending::new(&config).await?;
     let realtime = crate::realtime::hub::Hub::new(db.clone(), config.realtime.clone());
     let storefront_limiter = crate::storefront::limit::SubmissionLimiter::new(&config.storefront);
+    let config = Arc::new(config);
     Ok(AppState {
         db: db.clone(),
-        config: Arc::new(config),
+        meta_ingest: crate::webhooks::meta_ingest::meta_ingest(db.clone(), config.clone()),
+        send_recorder: crate::sending::recorder::send_recorder(db.clone()),
+        config,
         master_key: master,
         secrets,
         clock: Arc::new(SystemClock),
         shop_cache: Default::default(),
-        ingest: crate::webhooks::batcher::IngestBatcher::new(db.clone()),
+        ingest: crate::webhooks::batcher::ingest_batcher(db.clone()),
         events: db.events().sender(),
         shopify,
         sending,

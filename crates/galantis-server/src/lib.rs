@@ -10,6 +10,7 @@ pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod group_commit;
 pub mod http;
 pub mod jobs;
 pub mod listener;

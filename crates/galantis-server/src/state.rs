@@ -19,11 +19,15 @@ pub struct AppState {
     pub shop_cache: Arc<dashmap::DashMap<galantis_core::ShopDomain, galantis_core::TenantId>>,
     /// Group commit of incoming webhooks, one writer per tenant.
     pub ingest: crate::webhooks::batcher::IngestBatcher,
+    /// Group commit of Meta deliveries, one writer per tenant.
+    pub meta_ingest: crate::webhooks::meta_ingest::MetaIngest,
     /// Domain events, published in-process after they are committed (the
     /// store's feed, `db.events().sender()`; realtime only, lossy).
     pub events: tokio::sync::broadcast::Sender<PublishedEvent>,
     /// Shopify Admin API (write-backs); a recording fake in tests.
     pub shopify: Arc<dyn crate::shopify_client::ShopifyClient>,
+    /// Group commit of the send jobs' writes, one writer per tenant.
+    pub send_recorder: crate::sending::recorder::SendRecorder,
     /// The send path: Cloud API client, rate limiter, connections.
     pub sending: crate::sending::Sending,
     /// This node's realtime WebSocket clients.

@@ -70,7 +70,7 @@ pub(crate) enum Backend {
 pub(crate) struct SqliteBackend {
     pub(crate) dir: PathBuf,
     pub(crate) control: SqlitePool,
-    tenants: DashMap<TenantId, SqlitePool>,
+    tenants: DashMap<TenantId, TenantPools>,
     /// One writer per file at a time, queued in-process. SQLite allows one
     /// writer anyway; waiting here (fair, no polling) instead of in SQLite's
     /// busy handler (which sleeps and retries) keeps latency low under load.
@@ -78,6 +78,43 @@ pub(crate) struct SqliteBackend {
 }
 
 pub type WriterGuard = tokio::sync::OwnedMutexGuard<()>;
+
+/// A tenant file's connections: one for its writer, a few for readers. The
+/// writer has its own so that whoever holds the writer lock never waits for
+/// a connection behind readers (with one shared pool, a burst of reads —
+/// send jobs reading their messages — stalled every writer queued behind
+/// the lock holder).
+#[derive(Clone)]
+pub(crate) struct TenantPools {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl TenantPools {
+    fn open(path: &Path) -> Self {
+        let pool = |max| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(0)
+                .test_before_acquire(false)
+                .idle_timeout(Duration::from_secs(120))
+                .connect_lazy_with(sqlite_options(path, false))
+        };
+        Self {
+            write: pool(1),
+            read: pool(TENANT_READERS),
+        }
+    }
+
+    async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Read connections per tenant file (SQLite): reads run concurrently in WAL
+/// mode, and there are two cores to run them on.
+const TENANT_READERS: u32 = 4;
 
 impl SqliteBackend {
     async fn writer(&self, file: Option<TenantId>) -> WriterGuard {
@@ -239,6 +276,14 @@ pub struct TenantTx {
     tenant: TenantId,
     tx: Tx,
     pub(crate) pending: PendingSignals,
+    /// The tenant lock is held (PostgreSQL): taking it again would be a
+    /// round trip for nothing (a batch of webhook events takes it per event).
+    tenant_locked: bool,
+    /// Some advisory lock (tenant or keyed) is held (PostgreSQL).
+    holds_locks: bool,
+    /// Whether lock requests wait (the default) or fail at once with
+    /// [`StoreError::LockBusy`] when another transaction holds the lock.
+    wait_for_locks: bool,
 }
 
 impl TenantTx {
@@ -265,13 +310,43 @@ impl TenantTx {
     /// read-then-write sequences (upserts ordered by version) must not
     /// interleave.
     pub async fn serialize_tenant_writes(&mut self) -> Result<(), StoreError> {
-        if let Tx::Postgres(t) = &mut self.tx {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(self.tenant.schema_name())
-                .execute(&mut **t)
-                .await?;
+        if let Tx::Postgres(t) = &mut self.tx
+            && !self.tenant_locked
+        {
+            if self.wait_for_locks {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(self.tenant.schema_name())
+                    .execute(&mut **t)
+                    .await?;
+            } else {
+                let got: bool =
+                    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+                        .bind(self.tenant.schema_name())
+                        .fetch_one(&mut **t)
+                        .await?;
+                if !got {
+                    return Err(StoreError::LockBusy("the tenant's write lock".into()));
+                }
+            }
+            self.tenant_locked = true;
+            self.holds_locks = true;
         }
         Ok(())
+    }
+
+    /// Whether this transaction holds an advisory lock (tenant or keyed;
+    /// always `false` on SQLite, whose single writer needs none).
+    pub fn holds_locks(&self) -> bool {
+        self.holds_locks
+    }
+
+    /// Makes later lock requests wait (`true`, the default) or fail at once
+    /// with [`StoreError::LockBusy`] when the lock is taken (`false`). A
+    /// batch that runs several units of work in one transaction turns
+    /// waiting off once it holds locks: waiting then, in an order no one
+    /// agreed on, is how two batches deadlock.
+    pub fn wait_for_locks(&mut self, wait: bool) {
+        self.wait_for_locks = wait;
     }
 
     /// Serialises this transaction with every other that calls it with the
@@ -282,14 +357,39 @@ impl TenantTx {
     /// space (`(hash of schema, hash of key)`), which never conflicts with
     /// the tenant lock's one-key space.
     pub async fn serialize_on(&mut self, key: &str) -> Result<(), StoreError> {
+        if !self.wait_for_locks {
+            return match self.try_serialize_on(key).await? {
+                true => Ok(()),
+                false => Err(StoreError::LockBusy(key.to_owned())),
+            };
+        }
         if let Tx::Postgres(t) = &mut self.tx {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
                 .bind(self.tenant.schema_name())
                 .bind(key)
                 .execute(&mut **t)
                 .await?;
+            self.holds_locks = true;
         }
         Ok(())
+    }
+
+    /// [`serialize_on`](Self::serialize_on) without waiting: `false` when
+    /// another transaction holds `key` (nothing is taken then). For
+    /// transactions that hold several such locks and must never wait for
+    /// one (group commits).
+    pub async fn try_serialize_on(&mut self, key: &str) -> Result<bool, StoreError> {
+        if let Tx::Postgres(t) = &mut self.tx {
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext($2))")
+                    .bind(self.tenant.schema_name())
+                    .bind(key)
+                    .fetch_one(&mut **t)
+                    .await?;
+            self.holds_locks |= got;
+            return Ok(got);
+        }
+        Ok(true)
     }
 
     /// Commits, then wakes the workers of every lane a job was enqueued in.
@@ -455,17 +555,10 @@ impl Db {
         ))
     }
 
-    fn tenant_pool(s: &SqliteBackend, tenant: TenantId) -> SqlitePool {
+    fn tenant_pools(s: &SqliteBackend, tenant: TenantId) -> TenantPools {
         s.tenants
             .entry(tenant)
-            .or_insert_with(|| {
-                SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .min_connections(0)
-                    .test_before_acquire(false)
-                    .idle_timeout(Duration::from_secs(120))
-                    .connect_lazy_with(sqlite_options(&tenant_file(&s.dir, tenant), false))
-            })
+            .or_insert_with(|| TenantPools::open(&tenant_file(&s.dir, tenant)))
             .clone()
     }
 
@@ -473,7 +566,7 @@ impl Db {
     pub async fn tenant_tx(&self, tenant: TenantId) -> Result<TenantTx, StoreError> {
         let tx = match &*self.backend {
             Backend::Sqlite(s) => {
-                s.begin_write(&Self::tenant_pool(s, tenant), Some(tenant))
+                s.begin_write(&Self::tenant_pools(s, tenant).write, Some(tenant))
                     .await?
             }
             Backend::Postgres(p) => {
@@ -494,6 +587,9 @@ impl Db {
             tenant,
             tx,
             pending: PendingSignals::new(self),
+            tenant_locked: false,
+            holds_locks: false,
+            wait_for_locks: true,
         })
     }
 
@@ -502,8 +598,11 @@ impl Db {
         match &*self.backend {
             Backend::Sqlite(s) => Ok(TenantTx {
                 tenant,
-                tx: Tx::Sqlite(Self::tenant_pool(s, tenant).begin().await?, None),
+                tx: Tx::Sqlite(Self::tenant_pools(s, tenant).read.begin().await?, None),
                 pending: PendingSignals::new(self),
+                tenant_locked: false,
+                holds_locks: false,
+                wait_for_locks: true,
             }),
             Backend::Postgres(_) => self.tenant_tx(tenant).await,
         }
@@ -516,7 +615,8 @@ impl Db {
         Ok(match (&*self.backend, tenant) {
             (Backend::Sqlite(s), None) => s.begin_write(&s.control, None).await?,
             (Backend::Sqlite(s), Some(t)) => {
-                s.begin_write(&Self::tenant_pool(s, t), Some(t)).await?
+                s.begin_write(&Self::tenant_pools(s, t).write, Some(t))
+                    .await?
             }
             (Backend::Postgres(p), _) => Tx::Postgres(p.begin().await?),
         })
@@ -535,7 +635,7 @@ impl Db {
                 let guard = s.writer(file).await;
                 let pool = match file {
                     None => s.control.clone(),
-                    Some(t) => Self::tenant_pool(s, t),
+                    Some(t) => Self::tenant_pools(s, t).write,
                 };
                 AutoConn::Sqlite(pool.acquire().await?, guard)
             }
@@ -646,9 +746,9 @@ impl Db {
                 // Cloned out first: a map guard held across an await would
                 // block (not yield) a task that opens a tenant's pool
                 // meanwhile, stalling a single-threaded runtime for good.
-                let pools: Vec<SqlitePool> = s.tenants.iter().map(|e| e.value().clone()).collect();
-                for pool in pools {
-                    pool.close().await;
+                let pools: Vec<TenantPools> = s.tenants.iter().map(|e| e.value().clone()).collect();
+                for pools in pools {
+                    pools.close().await;
                 }
                 s.control.close().await;
             }

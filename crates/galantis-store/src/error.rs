@@ -22,6 +22,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
+    /// A lock another transaction holds, asked for in a transaction that
+    /// must not wait for it (see `TenantTx::wait_for_locks`).
+    #[error("lock busy: {0}")]
+    LockBusy(String),
 }
 
 impl StoreError {

@@ -40,6 +40,12 @@ pub enum JobError {
     /// Not now: run again after this long without spending an attempt.
     #[error("snoozed for {0:?}")]
     Snooze(Duration),
+    /// Only from a batched kind's `run_in`, before the job wrote anything:
+    /// it cannot go on in this batch's transaction without waiting for a
+    /// lock while the batch holds others. The batch commits the jobs before
+    /// it; this one and the rest run alone afterwards.
+    #[error("cannot run inside this batch without waiting for a lock")]
+    Later,
 }
 
 impl From<StoreError> for JobError {
@@ -127,6 +133,12 @@ impl JobContext {
             c.completed.store(true, Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    /// The job was completed in a transaction that has committed, written
+    /// by someone else for it (a group commit, `sending::recorder`).
+    pub(crate) fn completed_by_group(&self) {
+        self.completed.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn completed_in_tx(&self) -> bool {

@@ -283,14 +283,20 @@ impl Worker {
             let tenant = ctxs[0].tenant().expect("batches belong to a tenant");
             let mut tx = self.app.db.tenant_tx(tenant).await?;
             let mut after = Vec::new();
-            for ctx in &ctxs {
-                if let Some(a) = (batched.run_in)(ctx, &mut tx, ctx.job.payload.clone()).await? {
-                    after.push(a);
+            let mut done = ctxs.len();
+            for (i, ctx) in ctxs.iter().enumerate() {
+                match (batched.run_in)(ctx, &mut tx, ctx.job.payload.clone()).await {
+                    Ok(a) => after.extend(a),
+                    Err(JobError::Later) if i > 0 => {
+                        done = i;
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
-            JobContext::complete_all_in(&ctxs, &mut tx).await?;
+            JobContext::complete_all_in(&ctxs[..done], &mut tx).await?;
             tx.commit().await?;
-            Ok::<_, JobError>(after)
+            Ok::<_, JobError>((after, done))
         };
         let limit = jobs[0].timeout;
         let outcome =
@@ -302,17 +308,27 @@ impl Worker {
                 ))),
             };
         match outcome {
-            Ok(after) => {
+            Ok((after, done)) => {
                 for f in after {
                     f();
                 }
-                let per_job = started.elapsed().as_secs_f64() / jobs.len() as f64;
+                let per_job = started.elapsed().as_secs_f64() / done as f64;
                 metrics::histogram!("galantis_job_batch_size", "kind" => jobs[0].kind.clone())
-                    .record(jobs.len() as f64);
-                for ctx in &ctxs {
+                    .record(done as f64);
+                for ctx in &ctxs[..done] {
                     self.record(&ctx.job, ctx, Ok(()), entry.retry).await;
                     metrics::histogram!("galantis_job_duration_seconds", "kind" => ctx.job.kind.clone())
                         .record(per_job);
+                }
+                if done < jobs.len() {
+                    // The batch stopped short of a lock it must not wait for
+                    // (`JobError::Later`): the rest run alone, where waiting
+                    // is safe.
+                    metrics::counter!("galantis_job_batches_cut_total", "kind" => jobs[0].kind.clone())
+                        .increment(1);
+                    for job in jobs.into_iter().skip(done) {
+                        self.execute(job).await;
+                    }
                 }
             }
             Err(e) => {
@@ -513,7 +529,12 @@ impl Worker {
                     run::complete(&self.app.db, job, now).await
                 }
             }
-            Err(JobError::Snooze(d)) => {
+            // `Later` belongs inside batches; alone, it is "again, now".
+            Err(e @ (JobError::Snooze(_) | JobError::Later)) => {
+                let d = match e {
+                    JobError::Snooze(d) => d,
+                    _ => Duration::ZERO,
+                };
                 let until = now + chrono::Duration::from_std(d).unwrap_or_default();
                 let r = run::snooze(&self.app.db, job, until, now).await;
                 if matches!(r, Ok(true)) {

@@ -12,7 +12,9 @@
 //! 6. Record `sending` (only while the message is still `QUEUED`: one
 //!    withdrawn meanwhile, e.g. by a campaign's cancel, completes unsent),
 //!    call Meta, record the outcome with the job's completion in one
-//!    transaction.
+//!    transaction. The `sending` mark and an acceptance are group-committed
+//!    with the tenant's other sends (`recorder`); failures are written
+//!    alone.
 
 use std::time::Duration;
 
@@ -20,7 +22,9 @@ use galantis_core::sending::{
     Acquired, ErrorClass, Lookup, MessageSender, RateKey, RateLimiter, SendError, SendRequest,
 };
 use galantis_core::templates::{TemplateCategory, TemplateStatus};
-use galantis_core::{JobKind, Lane, MarketingState, MessageStatus, PhoneE164, RetrySchedule};
+use galantis_core::{
+    JobKind, Lane, MarketingState, MessageStatus, PhoneE164, RetrySchedule, TenantId,
+};
 use galantis_store::StoreError;
 use galantis_store::tenant::sending::{self as store, Outbound};
 use galantis_store::tenant::{billing, contacts, templates};
@@ -30,6 +34,7 @@ use uuid::Uuid;
 
 use super::connection::{self, Resolved};
 use super::credits;
+use super::recorder::{self, Recorded};
 use crate::jobs::{JobContext, JobError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,16 +280,15 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
     }
 
     // 6. Record the attempt, call, record the outcome.
-    let mut tx = app.db.tenant_tx(tenant).await?;
-    if !store::mark_sending(&mut tx, m.id, ctx.now().timestamp_millis()).await? {
+    if !mark_sending(&ctx, tenant, m.id).await? {
         // Withdrawn since it was read (its campaign was cancelled): the
         // message is final with its reason; nothing goes to Meta.
         tracing::info!(message = %m.id, "message withdrawn before sending");
+        let mut tx = app.db.tenant_tx(tenant).await?;
         ctx.complete_in(&mut tx).await?;
         tx.commit().await?;
         return Ok(());
     }
-    tx.commit().await?;
     let body = graph_body(&m, phone.digits(), &key);
     let result = api
         .send(&SendRequest {
@@ -308,6 +312,24 @@ pub async fn run(ctx: JobContext, job: SendMessage) -> Result<(), JobError> {
     }
 }
 
+/// Step 6's mark for message `id`, committed before the call: in the
+/// tenant's next group of send writes, or alone if that group failed.
+/// `false`: the message was withdrawn meanwhile and must not be sent.
+async fn mark_sending(ctx: &JobContext, tenant: TenantId, id: Uuid) -> Result<bool, JobError> {
+    if let Ok(Recorded::Sending(marked)) = ctx
+        .app
+        .send_recorder
+        .submit(tenant, recorder::SendWrite::Sending { message_id: id })
+        .await
+    {
+        return Ok(marked);
+    }
+    let mut tx = ctx.app.db.tenant_tx(tenant).await?;
+    let marked = store::mark_sending(&mut tx, id, ctx.now().timestamp_millis()).await?;
+    tx.commit().await?;
+    Ok(marked)
+}
+
 /// The Graph API body for message `m` to `to` (digits).
 fn graph_body(m: &Outbound, to: &str, key: &str) -> Value {
     let mut body = json!({
@@ -324,7 +346,8 @@ fn graph_body(m: &Outbound, to: &str, key: &str) -> Value {
 }
 
 /// Records an acceptance (if not yet), settles credits and completes the
-/// job, in one transaction. It no longer takes the tenant lock: on
+/// job, in one transaction: the tenant's next group of send writes
+/// (`recorder`), or alone when the group could not take it. It no longer takes the tenant lock: on
 /// PostgreSQL it serialises with the status webhooks of the same message
 /// only — through the wamid's lock (a status that overtook the answer is
 /// either recorded before this looks for early statuses, or finds the wamid
@@ -337,10 +360,32 @@ async fn finish_accepted(
     m: &Outbound,
     accepted: Option<(Option<String>, bool)>,
 ) -> Result<(), JobError> {
-    // A transaction that lost a race it cannot win by waiting (a period
-    // rolled over after it was read, a deadlock PostgreSQL broke) is tried
-    // again at once: failing the job would forget the wamid and send the
-    // retry through reconciliation.
+    let acceptance = recorder::Acceptance {
+        message_id: m.id,
+        billable: m.billable,
+        wamid: accepted
+            .as_ref()
+            .and_then(|(w, _)| w.clone())
+            .or_else(|| m.wamid.clone()),
+        accepted: accepted.clone(),
+    };
+    let write = recorder::SendWrite::Accepted(Box::new(recorder::AcceptedWrite {
+        job: ctx.job.clone(),
+        acceptance,
+    }));
+    if let Ok(Recorded::Accepted) = ctx
+        .app
+        .send_recorder
+        .submit(ctx.tenant_required()?, write)
+        .await
+    {
+        ctx.completed_by_group();
+        return Ok(());
+    }
+    // Alone. A transaction that lost a race it cannot win by waiting (a
+    // period rolled over after it was read, a deadlock PostgreSQL broke) is
+    // tried again at once: failing the job would forget the wamid and send
+    // the retry through reconciliation.
     let mut tries = 1;
     loop {
         match finish_once(ctx, m, &accepted).await {

@@ -22,6 +22,7 @@ pub mod job;
 pub mod kinds;
 pub mod limiter;
 pub mod queue;
+pub mod recorder;
 pub mod templates;
 
 use std::sync::{Arc, OnceLock};

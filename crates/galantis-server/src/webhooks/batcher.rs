@@ -1,19 +1,17 @@
-//! Group commit for webhook ingest. Each tenant has one writer task that
-//! takes every webhook waiting for it, stores them (events + processing
-//! jobs) in one transaction, and only then answers each request. Under load
-//! this turns many small transactions into a few larger ones — the
+//! Group commit for webhook ingest (`crate::group_commit`): each tenant's
+//! writer stores every webhook waiting for it (events + processing jobs) in
+//! one transaction, and only then answers each request — the
 //! acknowledgement still follows the commit of that very event. On
 //! PostgreSQL a batch of any size is one statement between `BEGIN` and
 //! `COMMIT` (ADR 0032); payloads are stored as received, never re-serialised.
 
-use std::sync::Arc;
-
-use dashmap::DashMap;
+use futures::future::BoxFuture;
 use galantis_core::TenantId;
 use galantis_store::Db;
 use galantis_store::tenant::webhook_events::{self, NewWebhookEvent};
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
+
+use crate::group_commit::{GroupCommit, GroupWrite};
 
 use super::job::ProcessWebhook;
 
@@ -53,91 +51,46 @@ impl Stored {
     }
 }
 
-type Reply = oneshot::Sender<Result<Stored, String>>;
-
-#[derive(Clone)]
-pub struct IngestBatcher {
+/// Webhook ingest as a [`GroupWrite`]: events and their processing jobs.
+pub struct IngestWrite {
     db: Db,
-    writers: Arc<DashMap<TenantId, mpsc::Sender<(Incoming, Reply)>>>,
 }
 
-impl IngestBatcher {
-    pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            writers: Arc::default(),
-        }
-    }
+/// Group commit of incoming webhooks, one writer per tenant.
+pub type IngestBatcher = GroupCommit<IngestWrite>;
 
-    /// Stores `event` for `tenant`; returns once it is committed.
-    pub async fn store(&self, tenant: TenantId, event: Incoming) -> Result<Stored, String> {
-        let (tx, rx) = oneshot::channel();
-        let mut item = Some((event, tx));
-        for _ in 0..2 {
-            let sender = self
-                .writers
-                .entry(tenant)
-                .or_insert_with(|| {
-                    let (s, r) = mpsc::channel(4 * MAX_BATCH);
-                    tokio::spawn(writer(self.db.clone(), tenant, r));
-                    s
-                })
-                .clone();
-            match sender
-                .send(item.take().expect("one attempt at a time"))
-                .await
-            {
-                Ok(()) => {
-                    return rx
-                        .await
-                        .map_err(|_| "the ingest writer stopped".to_owned())?;
-                }
-                Err(mpsc::error::SendError(back)) => {
-                    // The writer ended (runtime shutting down): start afresh once.
-                    self.writers.remove(&tenant);
-                    item = Some(back);
-                }
-            }
-        }
-        Err("the ingest writer is unavailable".into())
-    }
+pub fn ingest_batcher(db: Db) -> IngestBatcher {
+    GroupCommit::new(IngestWrite { db })
 }
 
-async fn writer(db: Db, tenant: TenantId, mut rx: mpsc::Receiver<(Incoming, Reply)>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
-        metrics::histogram!("galantis_webhook_ingest_batch_size").record(batch.len() as f64);
-        match write(&db, tenant, &batch).await {
-            Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                tracing::error!(tenant = %tenant, error = %e, size = batch.len(), "storing webhooks failed; none acknowledged");
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            }
-        }
+impl GroupWrite for IngestWrite {
+    type Item = Incoming;
+    type Out = Stored;
+    const NAME: &'static str = "webhook_ingest";
+    const MAX_BATCH: usize = MAX_BATCH;
+
+    fn write<'a>(
+        &'a self,
+        tenant: TenantId,
+        items: &'a [Incoming],
+    ) -> BoxFuture<'a, Result<Vec<Stored>, String>> {
+        Box::pin(async move {
+            write(&self.db, tenant, items).await.map_err(|e| {
+                tracing::error!(tenant = %tenant, error = %e, size = items.len(), "storing webhooks failed; none acknowledged");
+                e.to_string()
+            })
+        })
     }
 }
 
 async fn write(
     db: &Db,
     tenant: TenantId,
-    batch: &[(Incoming, Reply)],
+    batch: &[Incoming],
 ) -> Result<Vec<Stored>, galantis_store::StoreError> {
     let rows: Vec<NewWebhookEvent<'_>> = batch
         .iter()
-        .map(|(e, _)| NewWebhookEvent {
+        .map(|e| NewWebhookEvent {
             source: e.source,
             topic: &e.topic,
             external_id: &e.external_id,
@@ -152,7 +105,7 @@ async fn write(
     let mut tx = db.tenant_tx(tenant).await?;
     let mut job_error = None;
     let ids = webhook_events::insert_many_with_jobs(&mut tx, &rows, |i, id| {
-        let e = &batch[i].0;
+        let e = &batch[i];
         if !e.process {
             return None;
         }
@@ -174,7 +127,7 @@ async fn write(
     let out: Vec<Stored> = batch
         .iter()
         .zip(ids)
-        .map(|((e, _), id)| match id {
+        .map(|(e, id)| match id {
             Some(_) if e.process => Stored::Accepted,
             Some(_) => Stored::Ignored,
             None => Stored::Duplicate,

@@ -10,9 +10,8 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use galantis_core::{ConsentSource, MarketingState, PhoneE164, ShopDomain, TenantId};
+use galantis_core::{ShopDomain, TenantId};
 use galantis_store::control::tenants;
-use galantis_store::tenant::{contacts, webhook_events};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -20,12 +19,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::batcher::Incoming;
-use super::process::ProcessWebhook;
+use super::meta_ingest::{MetaDelivery, RoutedChange};
 use super::signature;
 use super::topics;
 use crate::config::{DEV_META_APP_SECRET, DEV_META_VERIFY_TOKEN, DEV_SHOPIFY_APP_SECRET};
 use crate::error::AppError;
-use crate::jobs;
 use crate::state::AppState;
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -162,7 +160,7 @@ pub async fn shopify(
     );
     let stored = state
         .ingest
-        .store(
+        .submit(
             tenant,
             Incoming {
                 source: "shopify",
@@ -231,12 +229,6 @@ pub async fn meta_verify(State(state): State<AppState>, Query(q): Query<Handshak
 pub const MAX_META_CHANGES: usize = 1_000;
 
 /// One change of a Meta payload, routed.
-struct RoutedChange {
-    field: String,
-    external_id: String,
-    payload: Value,
-}
-
 #[utoipa::path(
     post,
     path = "/webhooks/meta",
@@ -369,54 +361,21 @@ pub async fn meta(
     }
     let mut accepted = 0u64;
     for (tenant, changes) in by_tenant {
-        let mut tx = state.db.tenant_tx(tenant).await?;
-        for c in &changes {
-            let handling = topics::meta_handling(&c.field);
-            let (status, reason) = match handling {
-                Some(topics::MetaHandling::Process) => ("received", None),
-                Some(topics::MetaHandling::Ignore(why)) => ("ignored", Some(why)),
-                None => ("ignored", Some("unknown field")),
-            };
-            let known = status == "received";
-            let origin = c
-                .payload
-                .pointer("/change/value/metadata/phone_number_id")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let raw = serde_json::value::to_raw_value(&c.payload)
-                .map_err(|e| galantis_store::StoreError::Config(format!("webhook payload: {e}")))?;
-            let inserted = webhook_events::insert(
-                &mut tx,
-                &webhook_events::NewWebhookEvent {
-                    source: "meta",
-                    topic: &c.field,
-                    external_id: &c.external_id,
-                    origin,
-                    payload: &raw,
-                    triggered_at: None,
+        accepted += state
+            .meta_ingest
+            .submit(
+                tenant,
+                MetaDelivery {
+                    changes,
                     received_at: now,
-                    status,
-                    failure_reason: reason,
                 },
             )
-            .await?;
-            if let (Some(id), true) = (inserted, known) {
-                if c.field == "messages" || c.field == "user_preferences" {
-                    apply_consent_replies(&state, &mut tx, &c.payload, now).await?;
-                }
-                jobs::enqueue(
-                    &mut tx,
-                    &ProcessWebhook {
-                        event_id: id,
-                        replay: None,
-                    },
-                    state.clock.now(),
-                )
-                .await?;
-                accepted += 1;
-            }
-        }
-        tx.commit().await?;
+            .await
+            .and_then(|stored| stored)
+            // The writer logged the cause; Meta retries a 503.
+            .map_err(|_| {
+                AppError::unavailable_plain("the webhook could not be stored; retry later")
+            })?;
     }
     metrics::counter!("galantis_webhooks_received_total", "source" => "meta", "outcome" => "accepted").increment(accepted);
     metrics::histogram!("galantis_webhook_ingest_seconds", "source" => "meta")
@@ -447,138 +406,4 @@ async fn sandbox_only(state: &AppState, targets: Vec<TenantId>) -> Result<Vec<Te
         }
     }
     Ok(out)
-}
-
-/// An opt-out (STOP, a tap on a stop button such as Meta's "Stop promotions",
-/// or "stop" in WhatsApp's marketing preferences) or an
-/// opt-in (START, "resume") takes effect in the same transaction that stores
-/// the change, before any later send can be prepared (processing then
-/// stores the message). The message or preference event is the proof.
-async fn apply_consent_replies(
-    state: &AppState,
-    tx: &mut galantis_store::TenantTx,
-    routed: &Value,
-    now: i64,
-) -> Result<(), AppError> {
-    let stop = &state.config.stop_keywords;
-    let start = &state.config.start_keywords;
-    let value = routed.pointer("/change/value");
-    let each = |key: &str| -> Vec<Value> {
-        value
-            .and_then(|v| v.get(key))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    // (wa_id, new state, source, reference, seconds)
-    let mut changes = Vec::new();
-    let stop_buttons = &state.config.consent.stop_button_payloads;
-    for m in each("messages") {
-        let str_at = |p: &str| m.pointer(p).and_then(Value::as_str);
-        // A quick-reply tap: `button` on a template, `interactive` on a
-        // session message. Either its payload (id) or its label may be the
-        // configured one; Meta's own opt-out button carries "Stop promotions".
-        let tapped = match m.get("type").and_then(Value::as_str) {
-            Some("button") => vec![str_at("/button/payload"), str_at("/button/text")],
-            Some("interactive") => vec![
-                str_at("/interactive/button_reply/id"),
-                str_at("/interactive/button_reply/title"),
-            ],
-            _ => vec![],
-        };
-        let stop_tap = tapped.into_iter().flatten().any(|t| {
-            stop_buttons
-                .iter()
-                .any(|p| p.trim().to_lowercase() == t.trim().to_lowercase())
-        });
-        let text = if stop_tap {
-            ""
-        } else if m.get("type").and_then(Value::as_str) == Some("text") {
-            str_at("/text/body").unwrap_or_default()
-        } else {
-            continue;
-        };
-        let (next, source) = if stop_tap || galantis_core::consent::is_stop_reply(text, stop) {
-            (MarketingState::Unsubscribed, ConsentSource::StopReply)
-        } else if galantis_core::consent::is_start_reply(text, start) {
-            (MarketingState::Subscribed, ConsentSource::StartReply)
-        } else {
-            continue;
-        };
-        let reference = m
-            .get("id")
-            .and_then(Value::as_str)
-            .map(|w| format!("message:{w}"));
-        changes.push((
-            m.get("from").cloned(),
-            next,
-            source,
-            reference,
-            m.get("timestamp").cloned(),
-        ));
-    }
-    for p in each("user_preferences") {
-        if p.get("category").and_then(Value::as_str) != Some("marketing_messages") {
-            continue;
-        }
-        let next = match p.get("value").and_then(Value::as_str) {
-            Some("stop") => MarketingState::Unsubscribed,
-            Some("resume") => MarketingState::Subscribed,
-            _ => continue,
-        };
-        let reference = p
-            .get("timestamp")
-            .map(|t| format!("user_preferences:{}", t.to_string().trim_matches('"')));
-        changes.push((
-            p.get("wa_id").cloned(),
-            next,
-            ConsentSource::MetaUserPreferences,
-            reference,
-            p.get("timestamp").cloned(),
-        ));
-    }
-    for (from, next, source, reference, timestamp) in changes {
-        let Some(from) = from.as_ref().and_then(Value::as_str) else {
-            continue;
-        };
-        // Contact lookups and creation must not interleave with webhook
-        // processing of the same tenant (which may create the same contact).
-        tx.serialize_tenant_writes().await?;
-        let Ok(phone) = PhoneE164::from_wa_id(from) else {
-            continue;
-        };
-        let contact = match contacts::by_phone(tx, phone.as_str()).await? {
-            Some(c) => c,
-            None => contacts::create_from_whatsapp(tx, phone.as_str(), None, now).await?,
-        };
-        let current = contact.marketing_state;
-        if galantis_core::audience::consent_change_allowed(current, next, source).is_err() {
-            continue;
-        }
-        let at = super::parse::int(timestamp.as_ref())
-            .map(|s| s * 1000)
-            .unwrap_or(now);
-        if contacts::set_marketing_state(
-            tx,
-            contact.id,
-            next,
-            source,
-            reference.as_deref(),
-            at,
-            now,
-        )
-        .await?
-        {
-            tracing::info!(contact = %contact.id, source = source.as_str(), to = next.as_str(), "consent changed by the customer");
-        }
-        // Back in stock with confirmation mode `whatsapp`: the customer's
-        // opt-in confirms their pending subscriptions (ADR 0027).
-        if next == MarketingState::Subscribed {
-            galantis_store::tenant::back_in_stock::activate_pending_for_contact(
-                tx, contact.id, now,
-            )
-            .await?;
-        }
-    }
-    Ok(())
 }

@@ -17,6 +17,23 @@ use crate::jobs::JobContext;
 mod inbound;
 use inbound::inbound;
 
+/// A `messages` change that carries delivery statuses and nothing else
+/// (no inbound message, no contact profile): applying it needs only the
+/// locks of its wamids, not the tenant's (see `process::apply`).
+pub fn statuses_only(e: &WebhookEvent) -> bool {
+    e.source == "meta"
+        && e.topic == "messages"
+        && e.payload
+            .pointer("/change/value")
+            .and_then(Value::as_object)
+            .is_some_and(|v| {
+                v.contains_key("statuses")
+                    && v.keys().all(|k| {
+                        matches!(k.as_str(), "messaging_product" | "metadata" | "statuses")
+                    })
+            })
+}
+
 pub async fn handle(
     ctx: &JobContext,
     tx: &mut TenantTx,

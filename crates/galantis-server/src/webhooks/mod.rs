@@ -7,6 +7,7 @@ pub mod compliance;
 pub mod ingress;
 pub mod job;
 pub mod meta;
+pub mod meta_ingest;
 pub mod outcome;
 pub mod parse;
 pub mod process;

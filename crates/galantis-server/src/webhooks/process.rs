@@ -77,15 +77,49 @@ async fn apply(
     job: &ProcessWebhook,
 ) -> Result<Result<Option<AfterCommit>, (WebhookEvent, HandlerError)>, JobError> {
     let now = ctx.now().timestamp_millis();
-    // Events of one tenant apply one at a time, in any order they arrive:
-    // each handler reads stored versions before it writes.
-    tx.serialize_tenant_writes().await?;
     let Some(event) = webhook_events::get(tx, job.event_id).await? else {
         return Err(JobError::Permanent(anyhow::anyhow!(
             "webhook event {} no longer exists",
             job.event_id
         )));
     };
+    // Inside a batch that already holds locks (PostgreSQL), this event may
+    // not wait for one: it runs after the batch instead (`JobError::Later`).
+    tx.wait_for_locks(!tx.holds_locks());
+    let applied = apply_locked(ctx, tx, job, event, now).await;
+    tx.wait_for_locks(true);
+    match applied {
+        Err(JobError::Retry(e)) if lock_busy(&e) => Err(JobError::Later),
+        Ok(Err((_, HandlerError::Transient(e)))) if lock_busy(&e) => Err(JobError::Later),
+        other => other,
+    }
+}
+
+fn lock_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<galantis_store::StoreError>(),
+            Some(galantis_store::StoreError::LockBusy(_))
+        )
+    })
+}
+
+async fn apply_locked(
+    ctx: &JobContext,
+    tx: &mut TenantTx,
+    job: &ProcessWebhook,
+    event: WebhookEvent,
+    now: i64,
+) -> Result<Result<Option<AfterCommit>, (WebhookEvent, HandlerError)>, JobError> {
+    // Events of one tenant apply one at a time, in any order they arrive:
+    // each handler reads stored versions before it writes. Delivery
+    // statuses alone are the exception: they touch only their messages,
+    // serialised by each message's wamid lock (as with the sends recording
+    // Meta's answers), so a campaign's statuses do not queue behind one
+    // another or behind the tenant's other writers.
+    if !super::meta::statuses_only(&event) {
+        tx.serialize_tenant_writes().await?;
+    }
     if event.status == "processed" && job.replay.is_none() {
         return Ok(Ok(None));
     }

@@ -247,7 +247,13 @@ async fn an_upload_cut_off_mid_stream_ends_failed() {
 
 #[tokio::test]
 async fn an_upload_left_uploading_by_a_previous_process_ends_failed() {
-    let app = TestApp::spawn().await;
+    // A deadline far beyond the test's run: on a loaded machine the sweep
+    // below can take longer than the default (request timeout + 5 s), and
+    // the live upload's snoozed check must not come round meanwhile.
+    let app = TestApp::builder()
+        .config(|c| c.request_timeout_secs = 600)
+        .spawn()
+        .await;
     let t = app.create_tenant("bounded-restart").await;
     let list = new_list(&app, &t, "Restart").await;
     let list_id: Uuid = list.parse().unwrap();

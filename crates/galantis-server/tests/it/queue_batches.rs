@@ -11,9 +11,9 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use galantis_core::{JobId, JobKind, Lane, RetrySchedule};
 use galantis_server::jobs::{self, AfterCommit, JobContext, JobError, Registry};
-use galantis_store::TenantTx;
 use galantis_store::jobs::admin;
 use galantis_store::tenant::probes;
+use galantis_store::{Engine, StoreError, TenantTx};
 use galantis_testkit::{TestApp, TestTenant};
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +35,21 @@ static IN_BATCH: AtomicU64 = AtomicU64::new(0);
 static ALONE: AtomicU64 = AtomicU64::new(0);
 static SNOOZED: AtomicU64 = AtomicU64::new(0);
 
-/// The effect (a probe row keyed by the job), then the mode's outcome.
+/// A lock (PostgreSQL: each job its own, `busy` one that a test may hold
+/// elsewhere; never waited for while the batch holds others), the effect (a
+/// probe row keyed by the job), then the mode's outcome.
 async fn work(ctx: &JobContext, tx: &mut TenantTx, job: &Step) -> Result<(), JobError> {
+    let key = match job.mode.as_str() {
+        "busy" => "qb-busy".to_owned(),
+        _ => format!("qb-job:{}", ctx.job.id),
+    };
+    tx.wait_for_locks(!tx.holds_locks());
+    let locked = tx.serialize_on(&key).await;
+    tx.wait_for_locks(true);
+    match locked {
+        Err(StoreError::LockBusy(_)) => return Err(JobError::Later),
+        r => r?,
+    }
     probes::record(tx, ctx.job.id, ctx.now().timestamp_millis()).await?;
     match job.mode.as_str() {
         "invalid" => Err(JobError::Permanent(anyhow::anyhow!("cannot ever work"))),
@@ -183,7 +196,45 @@ async fn batches_commit_together_and_a_failing_job_sends_its_batch_back_one_by_o
     assert_eq!(effects(&app, &a).await.runs, 3);
     assert_eq!(effects(&app, &b).await.runs, 2);
 
-    // 5. A batch size of one is the one-job path.
+    // 5. A job that would wait for a lock while its batch holds others
+    // (PostgreSQL) does not: the batch commits the jobs before it, and it
+    // and the rest run alone, where waiting is safe. On SQLite (one writer,
+    // no such locks) all three share the batch.
+    let t = app.create_tenant("qb-later").await;
+    let holder = if app.db().engine() == Engine::Postgres {
+        let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+        tx.serialize_on("qb-busy").await.unwrap();
+        Some(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.commit().await.unwrap();
+        }))
+    } else {
+        None
+    };
+    let ids = enqueue(&app, &t, &["ok", "busy", "ok"]).await;
+    let before = (
+        IN_BATCH.load(Ordering::SeqCst),
+        ALONE.load(Ordering::SeqCst),
+    );
+    let _dead = app.try_run_jobs_until_idle().await;
+    let ran = (
+        IN_BATCH.load(Ordering::SeqCst) - before.0,
+        ALONE.load(Ordering::SeqCst) - before.1,
+    );
+    if let Some(h) = holder {
+        h.await.unwrap();
+        assert_eq!(ran, (2, 2), "the batch stopped at the busy lock");
+    } else {
+        assert_eq!(ran, (3, 0));
+    }
+    for id in &ids {
+        let v = state(&app, &t, *id).await;
+        assert_eq!((v.state.as_str(), v.attempt), ("completed", 1), "{id}");
+    }
+    let s = effects(&app, &t).await;
+    assert_eq!((s.jobs, s.runs, s.repeated), (3, 3, 0));
+
+    // 6. A batch size of one is the one-job path.
     let app = app_with(1).await;
     let t = app.create_tenant("qb-one").await;
     enqueue(&app, &t, &["ok"; 3]).await;

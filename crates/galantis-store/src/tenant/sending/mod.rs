@@ -346,6 +346,13 @@ pub async fn lock_wamid(tx: &mut TenantTx, wamid: &str) -> Result<(), StoreError
     tx.serialize_on(&format!("wamid:{wamid}")).await
 }
 
+/// [`lock_wamid`] without waiting: `false` when another transaction holds
+/// it (a group of acceptances then leaves that message to be recorded
+/// alone, so the group never waits on a wamid while holding others).
+pub async fn try_lock_wamid(tx: &mut TenantTx, wamid: &str) -> Result<bool, StoreError> {
+    tx.try_serialize_on(&format!("wamid:{wamid}")).await
+}
+
 /// An outbound message as settling its credits needs it, read while its row
 /// is held (see [`record_acceptance`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
