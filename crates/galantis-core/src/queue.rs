@@ -49,7 +49,12 @@ impl Lane {
     pub fn default_concurrency(self) -> usize {
         match self {
             Lane::Ingest => 8,
-            Lane::Messages => 16,
+            // Sends are I/O: each waits for its number's pace, the call to
+            // Meta and two group commits (ADR 0035), so the rate a number
+            // reaches is in-flight sends over that wait. 128 holds 1,000/s
+            // on SQLite (docs/performance.md); at 80/s the extra workers
+            // sleep in the limiter.
+            Lane::Messages => 128,
             Lane::Flows => 4,
             Lane::Campaigns => 2,
             Lane::Sync => 2,

@@ -33,7 +33,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::api::TenantApi;
-use super::{Ctx, Engine, Figure, Scenario};
+use super::{Ctx, Figure, Scenario};
 use crate::config::{Config, DEV_META_APP_SECRET};
 use crate::http::ServeRole;
 use crate::jobs::Registry;
@@ -48,7 +48,7 @@ pub struct Campaign {
     /// 100000@1000,10000@80; small: 500@1000,200@80).
     #[arg(long, value_delimiter = ',')]
     pub runs: Option<Vec<String>>,
-    /// Message-lane workers sending (default 8 on SQLite, 16 on PostgreSQL).
+    /// Message-lane workers sending (default: the `messages` lane's default concurrency).
     #[arg(long)]
     pub workers: Option<usize>,
     /// Run as part of `bench all`, which must finish within 15 minutes per
@@ -96,10 +96,9 @@ impl Campaign {
     }
 
     async fn measure(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Figure>> {
-        let workers = self.workers.unwrap_or(match ctx.engine() {
-            Engine::Sqlite => 8,
-            Engine::Postgres => 16,
-        });
+        let workers = self
+            .workers
+            .unwrap_or(galantis_core::Lane::Messages.default_concurrency());
         let mut figures = Vec::new();
         let (mut e130429, mut duplicates) = (0u64, 0u64);
         for (n, limit) in self.runs(ctx.small())? {

@@ -43,7 +43,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::api::TenantApi;
-use super::{Ctx, Engine, Figure, Scenario, quantile};
+use super::{Ctx, Figure, Scenario, quantile};
 use crate::config::{Config, DEV_META_APP_SECRET, DEV_SHOPIFY_APP_SECRET};
 use crate::http::ServeRole;
 use crate::jobs::Registry;
@@ -70,7 +70,7 @@ pub struct Restock {
     /// Subscribers of each small restock (default 5).
     #[arg(long)]
     pub round_size: Option<u32>,
-    /// Message-lane workers sending (default 8 on SQLite, 16 on PostgreSQL).
+    /// Message-lane workers sending (default: the `messages` lane's default concurrency).
     #[arg(long)]
     pub workers: Option<usize>,
 }
@@ -114,10 +114,9 @@ impl Restock {
     }
 
     async fn measure(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Figure>> {
-        let workers = self.workers.unwrap_or(match ctx.engine() {
-            Engine::Sqlite => 8,
-            Engine::Postgres => 16,
-        });
+        let workers = self
+            .workers
+            .unwrap_or(galantis_core::Lane::Messages.default_concurrency());
         let rounds = self.rounds.unwrap_or(if ctx.small() { 3 } else { 20 });
         let round_size = self.round_size.unwrap_or(5).max(1);
         let mut figures = Vec::new();

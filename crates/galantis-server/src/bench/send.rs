@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use futures::future::LocalBoxFuture;
 
-use super::{Ctx, Engine, Figure, Scenario};
+use super::{Ctx, Figure, Scenario};
 use crate::config::Config;
 use crate::jobs::Registry;
 use crate::jobs::worker::Worker;
@@ -36,7 +36,7 @@ pub struct Send {
     /// How long each run sends (default 20 s; small: 1 s).
     #[arg(long)]
     pub seconds: Option<u32>,
-    /// Job workers sending (default 8 on SQLite, 16 on PostgreSQL).
+    /// Job workers sending (default: the `messages` lane's default concurrency).
     #[arg(long)]
     pub workers: Option<usize>,
 }
@@ -59,10 +59,9 @@ impl Send {
             .clone()
             .unwrap_or_else(|| if small { vec![50] } else { vec![80, 1000] });
         let seconds = self.seconds.unwrap_or(if small { 1 } else { 20 });
-        let workers = self.workers.unwrap_or(match ctx.engine() {
-            Engine::Sqlite => 8,
-            Engine::Postgres => 16,
-        });
+        let workers = self
+            .workers
+            .unwrap_or(galantis_core::Lane::Messages.default_concurrency());
         let mut figures = Vec::new();
         let (mut e130429, mut duplicates) = (0u64, 0u64);
         for limit in limits {

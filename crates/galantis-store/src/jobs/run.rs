@@ -460,7 +460,35 @@ pub async fn snooze(
 }
 
 /// Records that the worker is still alive for each of `jobs`.
+///
+/// On PostgreSQL one statement per worker that skips rows another
+/// transaction holds: such a job is being completed (or snoozed) by its own
+/// worker right now, and a rescue would have to wait for that transaction
+/// too. Waiting for them instead — while holding the rows already updated —
+/// made every batch completing one of those jobs queue behind the
+/// heartbeat, every 5 s.
 pub async fn heartbeat(db: &Db, jobs: &[ClaimedJob], now: DateTime<Utc>) -> Result<(), StoreError> {
+    if db.engine() == Engine::Postgres {
+        let mut by_worker: std::collections::BTreeMap<&str, Vec<uuid::Uuid>> = Default::default();
+        for j in jobs {
+            by_worker.entry(&j.worker).or_default().push(j.id.as_uuid());
+        }
+        if let crate::db::AutoConn::Postgres(c) = &mut db.jobs_conn(None).await? {
+            for (worker, ids) in by_worker {
+                sqlx::query(
+                    "UPDATE jobs SET heartbeat_at = $1 WHERE id IN (
+                         SELECT id FROM jobs WHERE id = ANY($2) AND state = 'running' AND claimed_by = $3
+                         FOR UPDATE SKIP LOCKED)",
+                )
+                .bind(ms(now))
+                .bind(&ids)
+                .bind(worker)
+                .execute(&mut **c)
+                .await?;
+            }
+        }
+        return Ok(());
+    }
     let mut by_source: std::collections::BTreeMap<JobSource, Vec<&ClaimedJob>> = Default::default();
     for j in jobs {
         let key = if db.engine() == Engine::Postgres {
