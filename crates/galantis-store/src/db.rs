@@ -70,7 +70,7 @@ pub(crate) enum Backend {
 pub(crate) struct SqliteBackend {
     pub(crate) dir: PathBuf,
     pub(crate) control: SqlitePool,
-    tenants: DashMap<TenantId, TenantPools>,
+    tenants: DashMap<TenantId, SqlitePool>,
     /// One writer per file at a time, queued in-process. SQLite allows one
     /// writer anyway; waiting here (fair, no polling) instead of in SQLite's
     /// busy handler (which sleeps and retries) keeps latency low under load.
@@ -78,43 +78,6 @@ pub(crate) struct SqliteBackend {
 }
 
 pub type WriterGuard = tokio::sync::OwnedMutexGuard<()>;
-
-/// A tenant file's connections: one for its writer, a few for readers. The
-/// writer has its own so that whoever holds the writer lock never waits for
-/// a connection behind readers (with one shared pool, a burst of reads —
-/// send jobs reading their messages — stalled every writer queued behind
-/// the lock holder).
-#[derive(Clone)]
-pub(crate) struct TenantPools {
-    write: SqlitePool,
-    read: SqlitePool,
-}
-
-impl TenantPools {
-    fn open(path: &Path) -> Self {
-        let pool = |max| {
-            SqlitePoolOptions::new()
-                .max_connections(max)
-                .min_connections(0)
-                .test_before_acquire(false)
-                .idle_timeout(Duration::from_secs(120))
-                .connect_lazy_with(sqlite_options(path, false))
-        };
-        Self {
-            write: pool(1),
-            read: pool(TENANT_READERS),
-        }
-    }
-
-    async fn close(&self) {
-        self.write.close().await;
-        self.read.close().await;
-    }
-}
-
-/// Read connections per tenant file (SQLite): reads run concurrently in WAL
-/// mode, and there are two cores to run them on.
-const TENANT_READERS: u32 = 4;
 
 impl SqliteBackend {
     async fn writer(&self, file: Option<TenantId>) -> WriterGuard {
@@ -555,10 +518,17 @@ impl Db {
         ))
     }
 
-    fn tenant_pools(s: &SqliteBackend, tenant: TenantId) -> TenantPools {
+    fn tenant_pool(s: &SqliteBackend, tenant: TenantId) -> SqlitePool {
         s.tenants
             .entry(tenant)
-            .or_insert_with(|| TenantPools::open(&tenant_file(&s.dir, tenant)))
+            .or_insert_with(|| {
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .min_connections(0)
+                    .test_before_acquire(false)
+                    .idle_timeout(Duration::from_secs(120))
+                    .connect_lazy_with(sqlite_options(&tenant_file(&s.dir, tenant), false))
+            })
             .clone()
     }
 
@@ -566,7 +536,7 @@ impl Db {
     pub async fn tenant_tx(&self, tenant: TenantId) -> Result<TenantTx, StoreError> {
         let tx = match &*self.backend {
             Backend::Sqlite(s) => {
-                s.begin_write(&Self::tenant_pools(s, tenant).write, Some(tenant))
+                s.begin_write(&Self::tenant_pool(s, tenant), Some(tenant))
                     .await?
             }
             Backend::Postgres(p) => {
@@ -598,7 +568,7 @@ impl Db {
         match &*self.backend {
             Backend::Sqlite(s) => Ok(TenantTx {
                 tenant,
-                tx: Tx::Sqlite(Self::tenant_pools(s, tenant).read.begin().await?, None),
+                tx: Tx::Sqlite(Self::tenant_pool(s, tenant).begin().await?, None),
                 pending: PendingSignals::new(self),
                 tenant_locked: false,
                 holds_locks: false,
@@ -615,8 +585,7 @@ impl Db {
         Ok(match (&*self.backend, tenant) {
             (Backend::Sqlite(s), None) => s.begin_write(&s.control, None).await?,
             (Backend::Sqlite(s), Some(t)) => {
-                s.begin_write(&Self::tenant_pools(s, t).write, Some(t))
-                    .await?
+                s.begin_write(&Self::tenant_pool(s, t), Some(t)).await?
             }
             (Backend::Postgres(p), _) => Tx::Postgres(p.begin().await?),
         })
@@ -635,7 +604,7 @@ impl Db {
                 let guard = s.writer(file).await;
                 let pool = match file {
                     None => s.control.clone(),
-                    Some(t) => Self::tenant_pools(s, t).write,
+                    Some(t) => Self::tenant_pool(s, t),
                 };
                 AutoConn::Sqlite(pool.acquire().await?, guard)
             }
@@ -746,9 +715,9 @@ impl Db {
                 // Cloned out first: a map guard held across an await would
                 // block (not yield) a task that opens a tenant's pool
                 // meanwhile, stalling a single-threaded runtime for good.
-                let pools: Vec<TenantPools> = s.tenants.iter().map(|e| e.value().clone()).collect();
-                for pools in pools {
-                    pools.close().await;
+                let pools: Vec<SqlitePool> = s.tenants.iter().map(|e| e.value().clone()).collect();
+                for pool in pools {
+                    pool.close().await;
                 }
                 s.control.close().await;
             }
