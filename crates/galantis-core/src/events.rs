@@ -192,6 +192,10 @@ pub enum DomainEvent {
         /// Where the message came from (`campaign`, `automation`…), when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<String>,
+        /// An automation run was waiting for this message's status when it
+        /// was applied: only such a status wakes runs (ADR 0036).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        awaited: bool,
     },
     TemplateStatusUpdated {
         template_id: Uuid,
@@ -650,6 +654,7 @@ mod tests {
                 to: "READ".into(),
                 error_code: None,
                 source: Some("campaign".into()),
+                awaited: false,
             },
             TemplateStatusUpdated {
                 template_id: u(10),

@@ -312,6 +312,11 @@ impl TenantTx {
         self.wait_for_locks = wait;
     }
 
+    /// Whether lock requests wait (see [`Self::wait_for_locks`]).
+    pub(crate) fn waits_for_locks(&self) -> bool {
+        self.wait_for_locks
+    }
+
     /// Serialises this transaction with every other that calls it with the
     /// same `key` for the same tenant, until commit — a lock on one thing
     /// (a wamid), where [`serialize_tenant_writes`](Self::serialize_tenant_writes)

@@ -7,10 +7,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use galantis_core::automation::{
-    ActivityStatus, AutomationStatus, Effect, Input, RunEvent, RunStatus, step,
+    ActivityStatus, AutomationStatus, Awaited, Effect, Input, RunEvent, RunStatus, WaitKind, step,
 };
 use galantis_core::{JobKind, Lane, MessageStatus, RetrySchedule};
 use galantis_store::tenant::automations::{self, activity, runs};
+use galantis_store::tenant::sending;
 use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -86,7 +87,7 @@ impl JobKind for StepJob {
 pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
     let tenant = ctx.tenant_required()?;
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
-    match step_in(&ctx, &mut tx, job).await {
+    match step_in(&ctx, &mut tx, job, false).await {
         Ok(()) => {
             ctx.complete_in(&mut tx).await?;
             tx.commit().await?;
@@ -107,12 +108,19 @@ pub(super) fn run_in<'a>(
     tx: &'a mut TenantTx,
     job: StepJob,
 ) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
-    Box::pin(async move { step_in(ctx, tx, job).await.map(|()| None) })
+    Box::pin(async move { step_in(ctx, tx, job, true).await.map(|()| None) })
 }
 
 /// One step of one run in `tx`; the caller completes the job and commits
-/// on `Ok`, and rolls back on `Err`.
-async fn step_in(ctx: &JobContext, tx: &mut TenantTx, job: StepJob) -> Result<(), JobError> {
+/// on `Ok`, and rolls back on `Err`. In a batch (`batched`) it never waits
+/// for a message another transaction holds (`JobError::Later`, before it
+/// wrote anything).
+async fn step_in(
+    ctx: &JobContext,
+    tx: &mut TenantTx,
+    job: StepJob,
+    batched: bool,
+) -> Result<(), JobError> {
     let tenant = ctx.tenant_required()?;
     let now = ctx.now();
     let now_ms = now.timestamp_millis();
@@ -171,8 +179,64 @@ async fn step_in(ctx: &JobContext, tx: &mut TenantTx, job: StepJob) -> Result<()
     } else {
         None
     };
-    // 5. Effects and the new state (committed with the job's completion).
+    // 5. A status applied since step 3 read it found no waiting run: the
+    //    message is held from here to the commit and its status read again.
+    let mut moved = None;
+    if let Some((message_id, seen)) = awaits_earlier_send(&run, &out, &facts) {
+        tx.wait_for_locks(!batched);
+        let now_status = sending::status_for_wait(tx, message_id).await;
+        tx.wait_for_locks(true);
+        moved = now_status?
+            .filter(|s| *s != seen)
+            .map(|status| (message_id, status));
+    }
+    // 6. Effects and the new state (committed with the job's completion).
     apply(tx, &run, out, conn.as_deref(), None, now).await?;
+    if let Some((message_id, status)) = moved {
+        wake_self(tx, run.id, message_id, status, now).await?;
+    }
+    Ok(())
+}
+
+/// The message (sent by an earlier step) whose status `out` now waits
+/// for, and its status as this step's facts read it. A message this step
+/// sends cannot have a status before the step commits.
+fn awaits_earlier_send(
+    run: &runs::Run,
+    out: &galantis_core::automation::Step,
+    facts: &galantis_core::automation::Facts,
+) -> Option<(Uuid, MessageStatus)> {
+    let wait = out.state.wait.as_ref()?;
+    let WaitKind::Event { awaited } = wait.kind else {
+        return None;
+    };
+    if awaited == Awaited::Reply || out.effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
+        return None;
+    }
+    let id = run.last_message_id?;
+    let seen = facts.last_message.as_ref()?;
+    (seen.message_id == Some(id)).then_some((id, seen.status))
+}
+
+/// Queues the step of `run_id` with a status its handler could not
+/// hand it: that handler asked `runs::awaits_status` before this run's wait
+/// was visible (ADR 0036).
+async fn wake_self(
+    tx: &mut TenantTx,
+    run_id: Uuid,
+    message_id: Uuid,
+    status: MessageStatus,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let job = StepJob {
+        run_id,
+        input: StepInput::Status {
+            event_id: Uuid::now_v7(),
+            message_id,
+            status,
+        },
+    };
+    crate::jobs::enqueue(tx, &job, now).await?;
     Ok(())
 }
 

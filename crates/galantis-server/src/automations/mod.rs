@@ -46,9 +46,9 @@
 //! 5. Save the state (its wait columns are the indexes wake-ups use).
 //!
 //! `automation.wake` (from `ConversationMessageCreated` inbound and
-//! `MessageStatusUpdated`): finds the runs waiting for a reply of that
-//! contact or the status of that message, by index, and enqueues their
-//! step with the event. `CheckoutCompleted` ends the runs started by that
+//! `MessageStatusUpdated` with `awaited` set, ADR 0036): finds the runs
+//! waiting for a reply of that contact or the status of that message, by
+//! index, and enqueues their step with the event. `CheckoutCompleted` ends the runs started by that
 //! checkout (`SKIPPED`, `checkout_completed`) and skips the node they
 //! waited at.
 

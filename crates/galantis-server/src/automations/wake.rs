@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use galantis_core::{DomainEvent, JobKind, Lane, MessageSource, MessageStatus, RetrySchedule};
+use galantis_core::{DomainEvent, JobKind, Lane, MessageStatus, RetrySchedule};
 use galantis_store::TenantTx;
 use galantis_store::events::Recorded;
 use galantis_store::jobs::NewJob;
@@ -51,15 +51,12 @@ pub(super) fn make_job(r: &Recorded<'_>) -> Option<NewJob> {
         DomainEvent::ConversationMessageCreated { .. } | DomainEvent::CheckoutCompleted { .. } => {
             true
         }
-        // A status can only be awaited by the run that sent the message:
-        // campaign, inbox and API messages' statuses wake nothing, so they
-        // queue no job (three per campaign message otherwise).
-        DomainEvent::MessageStatusUpdated { to, source, .. } => {
-            status_of(to).is_some()
-                && source
-                    .as_deref()
-                    .and_then(|s| s.parse::<MessageSource>().ok())
-                    .is_none_or(MessageSource::is_sent_by_runs)
+        // Only a status some run was waiting for when it was applied wakes
+        // anything (the handler asks, ADR 0036): campaign, inbox and API
+        // messages and runs that wait for nothing queue no job (three per
+        // message otherwise).
+        DomainEvent::MessageStatusUpdated { to, awaited, .. } => {
+            *awaited && status_of(to).is_some()
         }
         _ => false,
     };
@@ -152,14 +149,15 @@ async fn wake_in(ctx: &JobContext, tx: &mut TenantTx, job: &WakeJob) -> Result<(
 mod tests {
     use super::*;
 
-    fn status(source: Option<&str>, to: &str) -> Option<NewJob> {
+    fn status(awaited: bool, to: &str) -> Option<NewJob> {
         let event = DomainEvent::MessageStatusUpdated {
             message_id: Uuid::nil(),
             wamid: "wamid.X".into(),
             from: "SENT".into(),
             to: to.into(),
             error_code: None,
-            source: source.map(str::to_owned),
+            source: Some("automation".into()),
+            awaited,
         };
         make_job(&Recorded {
             tenant: galantis_core::TenantId::new(),
@@ -170,17 +168,10 @@ mod tests {
     }
 
     #[test]
-    fn only_statuses_a_run_can_await_queue_a_wake_up() {
-        for source in ["automation", "back_in_stock"] {
-            assert!(status(Some(source), "DELIVERED").is_some(), "{source}");
-        }
-        // Not known (the message was linked by its callback data) or not a
-        // source Galantis knows: looked up, to be safe.
-        assert!(status(None, "READ").is_some());
-        assert!(status(Some("future_source"), "READ").is_some());
-        for source in ["campaign", "inbox", "api"] {
-            assert!(status(Some(source), "DELIVERED").is_none(), "{source}");
-        }
-        assert!(status(Some("automation"), "NOT_A_STATUS").is_none());
+    fn only_statuses_a_run_awaits_queue_a_wake_up() {
+        assert!(status(true, "DELIVERED").is_some());
+        assert!(status(true, "READ").is_some());
+        assert!(status(false, "DELIVERED").is_none());
+        assert!(status(true, "NOT_A_STATUS").is_none());
     }
 }

@@ -50,7 +50,12 @@ pub enum JobError {
 
 impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
-        JobError::Retry(e.into())
+        match e {
+            // Only a batch asks not to wait for locks
+            // (`TenantTx::wait_for_locks`): the job runs after it, alone.
+            StoreError::LockBusy(_) => JobError::Later,
+            e => JobError::Retry(e.into()),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! Meta change handlers: inbound messages, status updates, template status.
 
 use galantis_core::templates::TemplateCategory;
-use galantis_core::{DomainEvent, MessageStatus, PhoneE164};
+use galantis_core::{DomainEvent, MessageSource, MessageStatus, PhoneE164};
 use galantis_store::TenantTx;
+use galantis_store::tenant::automations::runs;
 use galantis_store::tenant::contacts;
 use galantis_store::tenant::messaging::{self, MessagePricing, StatusUpdate};
 use galantis_store::tenant::sending::connection as conn_store;
@@ -265,6 +266,14 @@ async fn status(
     if let Some(applied) = applied
         && applied.advanced
     {
+        // Only a run can await a status, and only a waiting run needs the
+        // wake-up job: asked here, after the status is written (ADR 0036).
+        let sent_by_runs = applied
+            .source
+            .as_deref()
+            .and_then(|s| s.parse::<MessageSource>().ok())
+            .is_none_or(MessageSource::is_sent_by_runs);
+        let awaited = sent_by_runs && runs::awaits_status(tx, applied.message_id).await?;
         let ev = DomainEvent::MessageStatusUpdated {
             message_id: applied.message_id,
             wamid: wamid.to_string(),
@@ -272,6 +281,7 @@ async fn status(
             to: applied.status,
             error_code: update.error_code,
             source: applied.source,
+            awaited,
         };
         out.event(tx, ev).await?;
     }

@@ -472,3 +472,193 @@ async fn the_abandoned_checkout_recipe_runs_end_to_end() {
         vip_msgs[0].content
     );
 }
+
+/// Whether any `MessageStatusUpdated` of `message` to `to` was recorded
+/// with `awaited` set (a run waited for it when it was applied).
+async fn status_awaited(e: &crate::automations_support::Env, message: Uuid, to: &str) -> bool {
+    let mut tx = e.app.db().tenant_read(e.t.id).await.unwrap();
+    let events = galantis_store::tenant::domain_events::list(
+        &mut tx,
+        Some("MessageStatusUpdated"),
+        None,
+        1000,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mine: Vec<_> = events
+        .iter()
+        .map(|ev| ev.payload.to_string())
+        .filter(|p| p.contains(&message.to_string()) && p.contains(&format!("\"to\":\"{to}\"")))
+        .collect();
+    assert!(!mine.is_empty(), "a {to} status of {message} was recorded");
+    mine.iter().any(|p| p.contains("\"awaited\":true"))
+}
+
+/// Send → 30 min delay → wait for `delivered` (ADR 0036): a status that
+/// arrives while no run waits for it queues no wake-up and the condition
+/// reads it when the delay ends; one that arrives while the run waits
+/// wakes it. A status applied while a step writes its wait is seen by
+/// the step (it cannot read the message until the status commits) or, once
+/// the wait commits, by the status handler.
+#[tokio::test]
+async fn a_status_wakes_a_run_only_while_it_waits_and_never_slips_between() {
+    use galantis_core::MessageStatus;
+    use galantis_core::automation::{Awaited, Wait, WaitKind};
+    use galantis_store::tenant::automations::runs;
+    use galantis_store::tenant::messaging::{self, StatusUpdate};
+    use galantis_store::tenant::sending;
+
+    let e = env("auto-await").await;
+    // Only `sent`: `delivered` comes from this test.
+    e.sb.update_webhooks(|w| {
+        w.delivered_after_ms = None;
+        w.read_after_ms = None;
+    });
+    let early = e
+        .contact(1, "+16135550131", MarketingState::Subscribed)
+        .await;
+    let late = e
+        .contact(2, "+16135550132", MarketingState::Subscribed)
+        .await;
+    let template = e.one_var;
+    let flow = json!({
+        "nodes": [
+            {"id": "t", "type": "trigger", "trigger": "CUSTOMER_TAGGED", "tag": "vip"},
+            {"id": "a", "type": "action", "template_id": template,
+             "variables": {"1": {"source": "customer.first_name", "fallback": "there"}}},
+            {"id": "d", "type": "delay", "amount": 30, "unit": "minutes"},
+            {"id": "c", "type": "condition", "group": {"op": "and", "rules": [
+                {"condition": "MESSAGE_DELIVERY_STATUS", "status": "delivered",
+                 "window": {"amount": 1, "unit": "days"}}]}},
+            {"id": "y", "type": "action", "template_id": template,
+             "variables": {"1": {"source": "customer.first_name", "fallback": "there"}}},
+            {"id": "n", "type": "action", "template_id": template,
+             "variables": {"1": {"source": "customer.first_name", "fallback": "there"}}}
+        ],
+        "edges": [{"from": "t", "to": "a"}, {"from": "a", "to": "d"}, {"from": "d", "to": "c"},
+                  {"from": "c", "to": "y", "branch": "yes"}, {"from": "c", "to": "n", "branch": "no"}]
+    });
+    let a = e.automation(flow, FrequencyCap::Days7, &[]).await;
+    e.clock.advance(Duration::seconds(1));
+    for c in [early, late] {
+        e.record(DomainEvent::CustomerTagged {
+            contact_id: c,
+            tag: "vip".into(),
+        })
+        .await;
+    }
+    eventually("both sends are sent", || async {
+        e.app.run_jobs_until_idle().await;
+        let m = e.messages().await;
+        m.len() == 2 && m.iter().all(|m| m.status == MessageStatus::Sent)
+    })
+    .await;
+    let sent = e.messages().await;
+    let message_of = |c: Uuid| sent.iter().find(|m| m.contact_id == c).unwrap().clone();
+    let (m_early, m_late) = (message_of(early), message_of(late));
+    // Both runs sit in the delay: `sent` woke nothing.
+    assert!(!status_awaited(&e, m_early.id, "SENT").await);
+    assert!(!status_awaited(&e, m_late.id, "SENT").await);
+
+    // `delivered` for `early` is being applied (not committed) just as a
+    // step reads the status to write `early`'s wait.
+    let run = e
+        .runs(&a)
+        .await
+        .into_iter()
+        .find(|r| r.contact_id == early)
+        .unwrap();
+    let mut status_tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
+    let update = StatusUpdate {
+        wamid: m_early.wamid.as_deref().unwrap(),
+        status: MessageStatus::Delivered,
+        at_ms: e.now().timestamp_millis(),
+        error_code: None,
+        error_title: None,
+        error_detail: None,
+    };
+    let now_ms = e.now().timestamp_millis();
+    messaging::apply_status(&mut status_tx, &update, now_ms)
+        .await
+        .unwrap()
+        .unwrap();
+    let step = {
+        let (db, tenant) = (e.app.db().clone(), e.t.id);
+        let mut state = run.state.clone();
+        state.node = Some("c".into());
+        state.wait = Some(Wait {
+            node: "c".into(),
+            visit: 1,
+            until: e.now() + Duration::days(1),
+            kind: WaitKind::Event {
+                awaited: Awaited::MessageStatus,
+            },
+        });
+        tokio::spawn(async move {
+            let mut tx = db.tenant_tx(tenant).await.unwrap();
+            let seen = sending::status_for_wait(&mut tx, m_early.id).await.unwrap();
+            runs::save(&mut tx, run.id, &state, None, None, now_ms)
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            seen
+        })
+    };
+    // Whichever engine: the step cannot read the message while the status
+    // is being applied (PostgreSQL: the row; SQLite: the one writer).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !step.is_finished(),
+        "the step read past an uncommitted status"
+    );
+    assert!(
+        !runs::awaits_status(&mut status_tx, m_early.id)
+            .await
+            .unwrap(),
+        "the step's wait is not committed"
+    );
+    // A step inside a batch does not wait for the row: it leaves the batch.
+    if e.app.db().engine() == galantis_store::Engine::Postgres {
+        let mut batch = e.app.db().tenant_tx(e.t.id).await.unwrap();
+        batch.wait_for_locks(false);
+        assert!(matches!(
+            sending::status_for_wait(&mut batch, m_early.id).await,
+            Err(galantis_store::StoreError::LockBusy(_))
+        ));
+        batch.rollback().await.unwrap();
+    }
+    status_tx.commit().await.unwrap();
+    assert_eq!(step.await.unwrap(), Some(MessageStatus::Delivered));
+
+    // The delays end: `early`'s condition reads `delivered` and takes YES
+    // at once; `late` waits for its status.
+    e.app.advance_clock_and_run(Duration::minutes(30)).await;
+    assert_eq!(
+        e.trail(&a, early).await,
+        vec![done("t"), done("a"), done("d"), done("c"), done("y")]
+    );
+    assert_eq!(
+        e.trail(&a, late).await.last().unwrap(),
+        &("c".into(), ActivityStatus::Scheduled, None)
+    );
+    // `delivered` for `late`, by webhook, while it waits: it wakes the run.
+    let r = galantis_testkit::webhooks::meta(
+        &e.app,
+        &json!({"object": "whatsapp_business_account", "entry": [{"id": "200000000000888", "changes": [{
+            "field": "messages",
+            "value": {"messaging_product": "whatsapp",
+                      "metadata": {"display_phone_number": "15550000000", "phone_number_id": crate::automations_support::NUMBER},
+                      "statuses": [{"id": m_late.wamid.as_deref().unwrap(), "status": "delivered",
+                                    "timestamp": e.now().timestamp().to_string(),
+                                    "recipient_id": "16135550132"}]}}]}]}),
+    )
+    .await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    eventually("the delivery wakes `late`", || async {
+        e.app.run_jobs_until_idle().await;
+        e.trail(&a, late).await.last() == Some(&done("y"))
+    })
+    .await;
+    assert!(status_awaited(&e, m_late.id, "DELIVERED").await);
+}

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 const TOKEN: &str = "EAAG-automation-test-token";
-const NUMBER: &str = "100000000000888";
+pub(crate) const NUMBER: &str = "100000000000888";
 const WABA: &str = "200000000000888";
 
 pub(crate) fn t0() -> DateTime<Utc> {

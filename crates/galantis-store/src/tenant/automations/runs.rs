@@ -312,6 +312,24 @@ pub async fn waiting_for_status(
     Ok(rows.into_iter().map(to_run).collect())
 }
 
+/// Whether a run waits for the status of `message_id` now. The status
+/// handler asks after applying the status (the message row is locked
+/// on PostgreSQL), so a step writing its wait concurrently either holds
+/// the row first and is seen here, or reads the status after this commit
+/// ([`crate::tenant::sending::status_for_wait`]).
+pub async fn awaits_status(tx: &mut TenantTx, message_id: Uuid) -> Result<bool, StoreError> {
+    let found: Option<i32> = on_tx!(tx.tx(), |c| {
+        sqlx::query_scalar(
+            "SELECT 1 FROM automation_runs WHERE last_message_id = $1
+               AND waiting_for IN ('message_status', 'reply_or_message_status') LIMIT 1",
+        )
+        .bind(message_id)
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(found.is_some())
+}
+
 /// Live (not ended) runs started by this checkout, for cancelling when it
 /// completes.
 pub async fn live_for_checkout(

@@ -193,6 +193,57 @@ pub async fn outbound(tx: &mut TenantTx, id: Uuid) -> Result<Option<Outbound>, S
     row.map(to_outbound).transpose()
 }
 
+/// PostgreSQL's SQLSTATE for a `NOWAIT` lock that is taken.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The status of outbound message `id`, read by a step about to write a
+/// wait for its next status. On PostgreSQL the row is locked `FOR SHARE`
+/// until the step commits: a status being applied (its handler holds the
+/// row `FOR UPDATE`) is waited for and seen here, and one applied later
+/// waits for the step and then sees its wait
+/// ([`crate::tenant::automations::runs::awaits_status`]), so a status is
+/// never missed by both sides. A transaction that may not wait for locks
+/// ([`TenantTx::wait_for_locks`]) gets [`StoreError::LockBusy`] instead.
+pub async fn status_for_wait(
+    tx: &mut TenantTx,
+    id: Uuid,
+) -> Result<Option<MessageStatus>, StoreError> {
+    let lock = if tx.waits_for_locks() {
+        "FOR SHARE"
+    } else {
+        "FOR SHARE NOWAIT"
+    };
+    let status: Option<String> = on_tx!(
+        tx.tx(),
+        sqlite | c | {
+            sqlx::query_scalar(
+                "SELECT status FROM messages WHERE id = $1 AND direction = 'outbound'",
+            )
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?
+        },
+        postgres | c | {
+            let sql = format!(
+                "SELECT status FROM messages WHERE id = $1 AND direction = 'outbound' {lock}"
+            );
+            match sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+            {
+                Err(sqlx::Error::Database(d))
+                    if d.code().as_deref() == Some(LOCK_NOT_AVAILABLE) =>
+                {
+                    return Err(StoreError::LockBusy(format!("message {id}")));
+                }
+                r => r?,
+            }
+        }
+    );
+    Ok(status.and_then(|s| s.parse().ok()))
+}
+
 /// The outbound messages of `ids` that exist, by id, in one statement per
 /// 500 ids (a campaign's batch reads back what it queued).
 pub async fn outbound_many(
