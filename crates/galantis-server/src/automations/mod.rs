@@ -48,9 +48,9 @@
 //! `automation.wake` (from `ConversationMessageCreated` inbound and
 //! `MessageStatusUpdated` with `awaited` set, ADR 0036): finds the runs
 //! waiting for a reply of that contact or the status of that message, by
-//! index, and enqueues their step with the event. `CheckoutCompleted` ends the runs started by that
-//! checkout (`SKIPPED`, `checkout_completed`) and skips the node they
-//! waited at.
+//! index, and enqueues their step with the event. `CheckoutCompleted`
+//! ends the runs started by that checkout (`SKIPPED`,
+//! `checkout_completed`) and skips the node they waited at.
 
 //!
 //! # Decisions

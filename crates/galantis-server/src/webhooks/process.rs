@@ -88,8 +88,9 @@ async fn apply(
     tx.wait_for_locks(!tx.holds_locks());
     let applied = apply_locked(ctx, tx, job, event, now).await;
     tx.wait_for_locks(true);
+    // A busy lock reached through the store is already `JobError::Later`;
+    // a handler reports it as a transient error.
     match applied {
-        Err(JobError::Retry(e)) if lock_busy(&e) => Err(JobError::Later),
         Ok(Err((_, HandlerError::Transient(e)))) if lock_busy(&e) => Err(JobError::Later),
         other => other,
     }

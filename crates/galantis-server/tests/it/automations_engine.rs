@@ -486,13 +486,21 @@ async fn status_awaited(e: &crate::automations_support::Env, message: Uuid, to: 
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let mine: Vec<_> = events
+    let mine: Vec<bool> = events
         .iter()
-        .map(|ev| ev.payload.to_string())
-        .filter(|p| p.contains(&message.to_string()) && p.contains(&format!("\"to\":\"{to}\"")))
+        .filter_map(|ev| DomainEvent::from_stored(&ev.kind, &ev.payload).ok())
+        .filter_map(|ev| match ev {
+            DomainEvent::MessageStatusUpdated {
+                message_id,
+                to: status,
+                awaited,
+                ..
+            } if message_id == message && status == to => Some(awaited),
+            _ => None,
+        })
         .collect();
     assert!(!mine.is_empty(), "a {to} status of {message} was recorded");
-    mine.iter().any(|p| p.contains("\"awaited\":true"))
+    mine.contains(&true)
 }
 
 /// Send → 30 min delay → wait for `delivered` (ADR 0036): a status that
