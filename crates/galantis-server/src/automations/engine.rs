@@ -16,6 +16,7 @@ use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::facts::Templates;
 use super::versions::Version;
 use super::{facts, render, versions};
 use crate::jobs::{AfterCommit, JobContext, JobError};
@@ -144,7 +145,8 @@ async fn step_in(
         end_run(tx, &run, "flow_invalid", now_ms).await?;
         return Ok(());
     };
-    let facts = facts::load(tx, &run, &version, None).await?;
+    let mut templates = Templates::default();
+    let facts = facts::load(tx, &run, &version, None, &mut templates).await?;
     // 4. Step.
     let input = match &job.input {
         StepInput::Start => Input::Start,
@@ -191,7 +193,7 @@ async fn step_in(
             .map(|status| (message_id, status));
     }
     // 6. Effects and the new state (committed with the job's completion).
-    apply(tx, &run, out, conn.as_deref(), None, now).await?;
+    apply(tx, &run, out, conn.as_deref(), &mut templates, now).await?;
     if let Some((message_id, status)) = moved {
         wake_self(tx, run.id, message_id, status, now).await?;
     }
@@ -253,7 +255,8 @@ pub(super) async fn start_inline(
     conn: Option<&Resolved>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let facts = facts::load(tx, run, version, Some(contact)).await?;
+    let mut templates = Templates::default();
+    let facts = facts::load(tx, run, version, Some(contact), &mut templates).await?;
     let out = step(&version.flow, &run.state, Input::Start, &facts, now);
     if conn.is_none() && out.effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
         let job = StepJob {
@@ -263,7 +266,7 @@ pub(super) async fn start_inline(
         crate::jobs::enqueue(tx, &job, now).await?;
         return Ok(());
     }
-    apply(tx, run, out, conn, None, now).await
+    apply(tx, run, out, conn, &mut templates, now).await
 }
 
 /// A send's outcome: the message queued, or the refusal's code.
@@ -273,6 +276,7 @@ pub(super) type SendOutcome = Result<Uuid, String>;
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn queue_one(
     tx: &mut TenantTx,
+    templates: &mut Templates,
     conn: Option<&Resolved>,
     run: &runs::Run,
     node: &str,
@@ -282,7 +286,8 @@ pub(super) async fn queue_one(
     now: DateTime<Utc>,
 ) -> Result<SendOutcome, StoreError> {
     let key = render::send_key(run.id, node, visit);
-    let Some(send) = render::outgoing(tx, template_id, variables, run.contact_id, key).await?
+    let Some(send) =
+        render::outgoing(tx, templates, template_id, variables, run.contact_id, key).await?
     else {
         return Ok(Err("template_not_found".to_owned()));
     };
@@ -296,21 +301,52 @@ pub(super) async fn queue_one(
 }
 
 /// Performs one step's effects for `run` (activity per node visit, timers,
-/// sends); `first_send` is the outcome of its first send when the caller
-/// already queued it (batched with other runs' sends). A refused send
-/// fails the node and ends the run; later effects are not performed. Saves
-/// the run's new state last.
+/// sends) and saves the run's new state. A refused send fails the node
+/// and ends the run; later effects are not performed.
 pub(super) async fn apply(
     tx: &mut TenantTx,
     run: &runs::Run,
     out: galantis_core::automation::Step,
     conn: Option<&Resolved>,
-    first_send: Option<SendOutcome>,
+    templates: &mut Templates,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let mut visits = Vec::with_capacity(out.effects.len());
+    let step = Applied {
+        conn,
+        first_send: None,
+        visits: &mut visits,
+    };
+    apply_into(tx, run, out, templates, step, now).await?;
+    activity::transition_many(tx, &visits, now.timestamp_millis()).await
+}
+
+/// What [`apply_into`] works with besides the run: the connection, the
+/// outcome of the step's first send when the caller already queued it
+/// (batched with other runs' sends), and where the step's activity goes
+/// (the caller writes it, a batch's together).
+pub(super) struct Applied<'a> {
+    pub conn: Option<&'a Resolved>,
+    pub first_send: Option<SendOutcome>,
+    pub visits: &'a mut Vec<activity::Transition>,
+}
+
+/// [`apply`], leaving the activity transitions in `step.visits`.
+pub(super) async fn apply_into(
+    tx: &mut TenantTx,
+    run: &runs::Run,
+    out: galantis_core::automation::Step,
+    templates: &mut Templates,
+    step: Applied<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Applied {
+        conn,
+        mut first_send,
+        visits,
+    } = step;
     let mut state = out.state;
     let now_ms = now.timestamp_millis();
-    let mut first_send = first_send;
     let mut last_message = None;
     let mut end_reason: Option<String> = None;
     for e in &out.effects {
@@ -356,25 +392,39 @@ pub(super) async fn apply(
                 let outcome = match first_send.take() {
                     Some(o) => o,
                     None => {
-                        queue_one(tx, conn, run, node, visit, *template_id, variables, now).await?
+                        queue_one(
+                            tx,
+                            templates,
+                            conn,
+                            run,
+                            node,
+                            visit,
+                            *template_id,
+                            variables,
+                            now,
+                        )
+                        .await?
                     }
                 };
-                let refused = match outcome {
+                match outcome {
                     Ok(id) => {
                         message_id = Some(id);
                         last_message = Some(id);
-                        None
                     }
-                    Err(code) => Some(code),
-                };
-                if let Some(code) = refused {
-                    activity::transition(tx, &v, ActivityStatus::Failed, Some(&code), None, now_ms)
-                        .await?;
-                    state.status = RunStatus::Failed;
-                    state.wait = None;
-                    state.node = Some(node.to_owned());
-                    end_reason = Some(code);
-                    break;
+                    Err(code) => {
+                        let failed = ActivityStatus::Failed;
+                        visits.push(activity::Transition::new(
+                            &v,
+                            failed,
+                            Some(code.clone()),
+                            None,
+                        ));
+                        state.status = RunStatus::Failed;
+                        state.wait = None;
+                        state.node = Some(node.to_owned());
+                        end_reason = Some(code);
+                        break;
+                    }
                 }
             }
             Effect::Skip { reason, .. } | Effect::Fail { reason, .. } => {
@@ -382,7 +432,12 @@ pub(super) async fn apply(
             }
             _ => {}
         }
-        activity::transition(tx, &v, status, reason, message_id, now_ms).await?;
+        visits.push(activity::Transition::new(
+            &v,
+            status,
+            reason.map(str::to_owned),
+            message_id,
+        ));
     }
     // The state, with the wait columns wake-ups look up.
     runs::save(

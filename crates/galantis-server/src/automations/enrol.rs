@@ -1,12 +1,15 @@
 //! One contact into one automation through the gate (consent → rolling cap
 //! → exclusions), and the enrolment of existing members at activation.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use galantis_core::automation::{
     Audience, AutomationStatus, ExclusionKind, Flow, FrequencyCap, TriggerFact, TriggerKind, gate,
 };
 use galantis_store::tenant::automations::{Automation, activity, runs};
-use galantis_store::tenant::{contacts, lists, segments};
+use galantis_store::tenant::contacts::{self, Contact};
+use galantis_store::tenant::{lists, segments};
 use galantis_store::{StoreError, TenantTx};
 use uuid::Uuid;
 
@@ -46,8 +49,6 @@ pub async fn enrol(
 pub(super) enum FirstStep<'a> {
     /// A `Start` job.
     Job,
-    /// The caller (the restock fan-out, for a batch of runs at once).
-    Caller,
     /// [`enrol_with`] itself, in the enrolment's transaction, queueing a
     /// send on this connection (without one, a step that sends is left
     /// to a `Start` job).
@@ -63,58 +64,12 @@ pub(super) async fn enrol_with(
     now: DateTime<Utc>,
     first: FirstStep<'_>,
 ) -> Result<Enrolment, StoreError> {
-    if a.status != AutomationStatus::Active {
-        return Ok(Enrolment::NotActive);
-    }
-    let Some(version) = versions::current(a) else {
-        return Ok(Enrolment::NotActive);
-    };
-    let trigger_node = version
-        .flow
-        .trigger()
-        .map(|(n, _)| n.id.as_str())
-        .unwrap_or_default();
-    let now_ms = now.timestamp_millis();
-    let Some(contact) = contacts::get(tx, contact_id).await?.filter(|c| !c.deleted) else {
-        return Ok(Enrolment::Blocked("contact_not_found"));
-    };
-    // A duplicate event finds its run before the cap sees it.
-    let (duplicate, last) = runs::prior(tx, a.id, contact_id, &fact.key).await?;
-    if duplicate {
-        return Ok(Enrolment::Duplicate);
-    }
-    let mut excluded = false;
-    for ex in &a.exclusions {
-        excluded |= match ex.kind {
-            ExclusionKind::List => lists::is_member(tx, ex.id, contact_id).await?,
-            ExclusionKind::Segment => segments::is_member(tx, ex.id, contact_id).await?,
-        };
-        if excluded {
-            break;
-        }
-    }
-    // No cap set cannot pass validation; treat it as the strictest.
-    let cap = a.frequency_cap.unwrap_or(FrequencyCap::Ever);
-    if let Err(refusal) = gate(contact.marketing_state, cap, last, excluded, now) {
-        let code = refusal.code();
-        activity::log_blocked(tx, a.id, contact_id, trigger_node, &fact.key, code, now_ms).await?;
-        metrics::counter!("galantis_flow_enrolments_total", "outcome" => code).increment(1);
-        return Ok(Enrolment::Blocked(code));
-    }
-    let context = serde_json::to_value(&fact.variables).unwrap_or_default();
-    let new = runs::NewRun {
-        automation_id: a.id,
-        version: a.current_version,
-        contact_id,
-        trigger_key: &fact.key,
-        trigger_event_id: None,
-        order_id: fact.order_id,
-        checkout_id: fact.checkout_id,
-        variant_id: fact.variant_id,
-        context: &context,
-    };
-    let Some(run) = runs::enrol_run(tx, &new, now_ms).await? else {
-        return Ok(Enrolment::Duplicate);
+    let (outcome, new) = enrol_many(tx, a, &[(contact_id, fact)], now)
+        .await?
+        .pop()
+        .expect("one outcome per candidate");
+    let Some((run, contact)) = new else {
+        return Ok(outcome);
     };
     match first {
         FirstStep::Job => {
@@ -124,13 +79,144 @@ pub(super) async fn enrol_with(
             };
             crate::jobs::enqueue(tx, &job, now).await?;
         }
-        FirstStep::Caller => {}
         FirstStep::Now(conn) => {
-            super::engine::start_inline(tx, &run, &version, contact, conn, now).await?;
+            if let Some(version) = versions::current(a) {
+                super::engine::start_inline(tx, &run, &version, contact, conn, now).await?;
+            }
         }
     }
-    metrics::counter!("galantis_flow_enrolments_total", "outcome" => "enrolled").increment(1);
-    Ok(Enrolment::Enrolled(run.id))
+    Ok(outcome)
+}
+
+/// A new run and its contact as the gate read it.
+pub(super) type NewRun = (runs::Run, Contact);
+
+/// [`enrol`] for many (contact, fact) candidates at once, set-based (a
+/// restock page): one read of the contacts, one of their prior runs, one
+/// insert of the new runs; the gate per candidate in memory. Per
+/// candidate, in order: what happened and, when enrolled, the new run
+/// with its contact. No first step is taken or queued.
+pub(super) async fn enrol_many(
+    tx: &mut TenantTx,
+    a: &Automation,
+    candidates: &[(Uuid, &TriggerFact)],
+    now: DateTime<Utc>,
+) -> Result<Vec<(Enrolment, Option<NewRun>)>, StoreError> {
+    let not_active = || {
+        candidates
+            .iter()
+            .map(|_| (Enrolment::NotActive, None))
+            .collect()
+    };
+    if a.status != AutomationStatus::Active {
+        return Ok(not_active());
+    }
+    let Some(version) = versions::current(a) else {
+        return Ok(not_active());
+    };
+    let trigger_node = version
+        .flow
+        .trigger()
+        .map(|(n, _)| n.id.as_str())
+        .unwrap_or_default();
+    let now_ms = now.timestamp_millis();
+    let mut ids: Vec<Uuid> = candidates.iter().map(|(c, _)| *c).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let people = contacts::get_many(tx, &ids).await?;
+    // Prior runs per key; a page has one key, so this is one read.
+    let mut prior = HashMap::new();
+    for key in candidates.iter().map(|(_, f)| f.key.as_str()) {
+        if !prior.contains_key(key) {
+            prior.insert(key, runs::prior_many(tx, a.id, &ids, key).await?);
+        }
+    }
+    // No cap set cannot pass validation; treat it as the strictest.
+    let cap = a.frequency_cap.unwrap_or(FrequencyCap::Ever);
+    let mut outcomes: Vec<Option<Enrolment>> = Vec::with_capacity(candidates.len());
+    let mut contexts = Vec::new();
+    for (contact_id, fact) in candidates {
+        let Some(contact) = people.get(contact_id).filter(|c| !c.deleted) else {
+            outcomes.push(Some(Enrolment::Blocked("contact_not_found")));
+            continue;
+        };
+        // A duplicate event finds its run before the cap sees it.
+        let (duplicate, last) = prior[fact.key.as_str()]
+            .get(contact_id)
+            .copied()
+            .unwrap_or((false, None));
+        if duplicate {
+            outcomes.push(Some(Enrolment::Duplicate));
+            continue;
+        }
+        let excluded = excluded(tx, a, *contact_id).await?;
+        if let Err(refusal) = gate(contact.marketing_state, cap, last, excluded, now) {
+            let code = refusal.code();
+            activity::log_blocked(tx, a.id, *contact_id, trigger_node, &fact.key, code, now_ms)
+                .await?;
+            metrics::counter!("galantis_flow_enrolments_total", "outcome" => code).increment(1);
+            outcomes.push(Some(Enrolment::Blocked(code)));
+            continue;
+        }
+        contexts.push(serde_json::to_value(&fact.variables).unwrap_or_default());
+        outcomes.push(None);
+    }
+    let wanted: Vec<(usize, &(Uuid, &TriggerFact))> = outcomes
+        .iter()
+        .zip(candidates)
+        .enumerate()
+        .filter(|(_, (o, _))| o.is_none())
+        .map(|(i, (_, c))| (i, c))
+        .collect();
+    let new: Vec<runs::NewRun<'_>> = wanted
+        .iter()
+        .zip(&contexts)
+        .map(|((_, (contact_id, fact)), context)| runs::NewRun {
+            automation_id: a.id,
+            version: a.current_version,
+            contact_id: *contact_id,
+            trigger_key: &fact.key,
+            trigger_event_id: None,
+            order_id: fact.order_id,
+            checkout_id: fact.checkout_id,
+            variant_id: fact.variant_id,
+            context,
+        })
+        .collect();
+    let created = runs::enrol_many(tx, &new, now_ms).await?;
+    let mut out: Vec<(Enrolment, Option<NewRun>)> = outcomes
+        .into_iter()
+        .map(|o| (o.unwrap_or(Enrolment::Duplicate), None))
+        .collect();
+    let mut enrolled = 0;
+    for ((i, (contact_id, _)), run) in wanted.into_iter().zip(created) {
+        // A run created by another transaction since the read, or for the
+        // same contact and key earlier in `candidates`, is a duplicate.
+        let Some(run) = run else { continue };
+        let contact = people
+            .get(contact_id)
+            .cloned()
+            .expect("the gate read this contact");
+        enrolled += 1;
+        out[i] = (Enrolment::Enrolled(run.id), Some((run, contact)));
+    }
+    metrics::counter!("galantis_flow_enrolments_total", "outcome" => "enrolled")
+        .increment(enrolled);
+    Ok(out)
+}
+
+/// Whether one of `a`'s exclusions holds `contact_id`.
+async fn excluded(tx: &mut TenantTx, a: &Automation, contact_id: Uuid) -> Result<bool, StoreError> {
+    for ex in &a.exclusions {
+        let member = match ex.kind {
+            ExclusionKind::List => lists::is_member(tx, ex.id, contact_id).await?,
+            ExclusionKind::Segment => segments::is_member(tx, ex.id, contact_id).await?,
+        };
+        if member {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// At activation with `include_existing_users`: enrols the current members

@@ -1,5 +1,7 @@
 //! Loading what the step function reads about a run's contact.
 
+use std::collections::HashMap;
+
 use chrono::DateTime;
 use galantis_core::MarketingState;
 use galantis_core::automation::{Facts, LastMessage, Reply};
@@ -7,9 +9,11 @@ use galantis_core::templates::TemplateStatus;
 use galantis_store::tenant::automations::runs::{self, Run};
 use galantis_store::tenant::contacts::{self, Contact};
 use galantis_store::tenant::sending as outbound;
-use galantis_store::tenant::{lists, orders, segments, templates};
+use galantis_store::tenant::templates::{self, TemplateRecord};
+use galantis_store::tenant::{lists, orders, segments};
 use galantis_store::{StoreError, TenantTx};
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::versions::Version;
 
@@ -26,6 +30,26 @@ pub(super) fn cents(s: &str) -> Option<i64> {
     Some(int * 100 + if int < 0 { -f } else { f })
 }
 
+/// The templates one transaction has read, by id: a step reads its flow's
+/// templates for the facts and again to render a send, and a restock page
+/// reads one template for all its runs.
+#[derive(Default)]
+pub(super) struct Templates(HashMap<Uuid, Option<TemplateRecord>>);
+
+impl Templates {
+    pub(super) async fn get(
+        &mut self,
+        tx: &mut TenantTx,
+        id: Uuid,
+    ) -> Result<Option<&TemplateRecord>, StoreError> {
+        if !self.0.contains_key(&id) {
+            let t = templates::get(tx, id).await?;
+            self.0.insert(id, t);
+        }
+        Ok(self.0.get(&id).and_then(Option::as_ref))
+    }
+}
+
 /// The facts of `run` now, only those its version reads (`needs`).
 /// `contact` is the run's contact when the caller has just read it (the
 /// enrolment gate did).
@@ -34,6 +58,7 @@ pub(super) async fn load(
     run: &Run,
     version: &Version,
     contact: Option<Contact>,
+    known: &mut Templates,
 ) -> Result<Facts, StoreError> {
     let needs = version.needs;
     let contact = match contact {
@@ -47,7 +72,7 @@ pub(super) async fn load(
     let mut f = Facts::new(consent);
     if needs.templates {
         for id in version.flow.template_ids() {
-            if let Some(t) = templates::get(tx, id).await?
+            if let Some(t) = known.get(tx, id).await?
                 && let Some(s) = TemplateStatus::from_meta(&t.status)
             {
                 f.templates.insert(id, s);

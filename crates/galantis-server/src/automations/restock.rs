@@ -30,6 +30,7 @@
 //! `APPROVED` template whose name starts with [`TEMPLATE_PREFIX`] exists
 //! (the newest such); otherwise the merchant's own automation is used.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -37,7 +38,7 @@ use galantis_core::automation::{
     AutomationStatus, Flow, RecipeKind, RecipeTemplates, TriggerFact, TriggerKind, recipe,
 };
 use galantis_core::{JobKind, Lane, RetrySchedule};
-use galantis_store::tenant::automations::{self, Automation, NewAutomation};
+use galantis_store::tenant::automations::{self, Automation, NewAutomation, activity};
 use galantis_store::tenant::back_in_stock as bis;
 use galantis_store::tenant::short_links::{self, Attribution};
 use galantis_store::tenant::templates;
@@ -45,7 +46,8 @@ use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::enrol::{Enrolment, FirstStep, enrol_with};
+use super::enrol::{Enrolment, NewRun, enrol_many};
+use super::facts::Templates;
 use super::{engine, facts, render, versions};
 use crate::jobs::{JobContext, JobError};
 use crate::sending::connection::{self, Resolved};
@@ -257,45 +259,63 @@ pub async fn batch(
         }
     }
     base.variables.insert("product.url".into(), target.clone());
-    let mut notified = Vec::with_capacity(subs.len());
-    let mut enrolled = 0;
-    let mut started = Vec::new();
-    for s in &subs {
-        let mut f = base.clone();
-        // A link only for those the gate may let through.
-        if s.marketing_state == "SUBSCRIBED" {
-            let link = short_links::create(
-                tx,
-                &target,
-                Attribution {
-                    contact_id: Some(s.contact_id),
-                    subscription_id: Some(s.subscription_id),
-                    message_id: None,
-                },
-                now_ms,
-            )
-            .await?;
+    // A link only for those the gate may let through, all in one insert.
+    let linked: Vec<&bis::ActiveSubscriber> = subs
+        .iter()
+        .filter(|s| s.marketing_state == "SUBSCRIBED")
+        .collect();
+    let attributions: Vec<Attribution> = linked
+        .iter()
+        .map(|s| Attribution {
+            contact_id: Some(s.contact_id),
+            subscription_id: Some(s.subscription_id),
+            message_id: None,
+        })
+        .collect();
+    let codes = short_links::create_many(tx, &target, &attributions, now_ms).await?;
+    let mut urls: HashMap<Uuid, String> = linked
+        .iter()
+        .zip(codes)
+        .map(|(s, link)| {
             let url = format!("{}/r/{}", links.public_url.trim_end_matches('/'), link.code);
-            f.variables.insert("variant.url".into(), url);
-        }
-        let first = if links.conn.is_none() {
-            FirstStep::Job
-        } else {
-            FirstStep::Caller
-        };
-        match enrol_with(tx, a, s.contact_id, &f, now, first).await? {
-            Enrolment::Enrolled(run) => {
-                enrolled += 1;
-                started.push(run);
-                notified.push(s.subscription_id);
+            (s.subscription_id, url)
+        })
+        .collect();
+    let facts: Vec<TriggerFact> = subs
+        .iter()
+        .map(|s| {
+            let mut f = base.clone();
+            if let Some(url) = urls.remove(&s.subscription_id) {
+                f.variables.insert("variant.url".into(), url);
             }
-            Enrolment::Duplicate => notified.push(s.subscription_id),
+            f
+        })
+        .collect();
+    let candidates: Vec<(Uuid, &TriggerFact)> =
+        subs.iter().map(|s| s.contact_id).zip(&facts).collect();
+    let outcomes = enrol_many(tx, a, &candidates, now).await?;
+    let mut notified = Vec::with_capacity(subs.len());
+    let mut started = Vec::new();
+    for (s, (outcome, new)) in subs.iter().zip(outcomes) {
+        match outcome {
+            Enrolment::Enrolled(_) | Enrolment::Duplicate => notified.push(s.subscription_id),
             Enrolment::Blocked(_) => {}
-            Enrolment::NotActive => return Ok(enrolled),
+            Enrolment::NotActive => return Ok(0),
         }
+        started.extend(new);
     }
-    if let Some(conn) = &links.conn {
-        start_many(tx, a, conn, &started, now).await?;
+    let enrolled = started.len();
+    match &links.conn {
+        Some(conn) => start_many(tx, a, conn, started, now).await?,
+        None => {
+            for (run, _) in &started {
+                let job = engine::StepJob {
+                    run_id: run.id,
+                    input: engine::StepInput::Start,
+                };
+                crate::jobs::enqueue(tx, &job, now).await?;
+            }
+        }
     }
     bis::mark_notified(tx, &notified, now_ms).await?;
     if subs.len() == limit as usize
@@ -316,25 +336,23 @@ pub async fn batch(
 
 /// Steps 9–10 for a batch: each new run's first step, with the first send
 /// of every run queued by one `queue_many` (one credit snapshot, one
-/// transaction), then each run's effects and state saved.
+/// transaction), then each run's state saved and the batch's activity
+/// written together.
 async fn start_many(
     tx: &mut TenantTx,
     a: &Automation,
     conn: &Resolved,
-    run_ids: &[Uuid],
+    started: Vec<NewRun>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     use galantis_core::automation::{Effect, Input, step};
-    use galantis_store::tenant::automations::runs;
     let Some(version) = versions::current(a) else {
         return Ok(());
     };
-    let mut steps = Vec::with_capacity(run_ids.len());
-    for id in run_ids {
-        let Some(run) = runs::get(tx, *id).await? else {
-            continue;
-        };
-        let f = facts::load(tx, &run, &version, None).await?;
+    let mut templates = Templates::default();
+    let mut steps = Vec::with_capacity(started.len());
+    for (run, contact) in started {
+        let f = facts::load(tx, &run, &version, Some(contact), &mut templates).await?;
         let out = step(&version.flow, &run.state, Input::Start, &f, now);
         steps.push((run, out));
     }
@@ -356,7 +374,16 @@ async fn start_many(
             None => None,
             Some((node, visit, template_id, variables)) => {
                 let key = render::send_key(run.id, node, visit);
-                match render::outgoing(tx, template_id, variables, run.contact_id, key).await? {
+                let send = render::outgoing(
+                    tx,
+                    &mut templates,
+                    template_id,
+                    variables,
+                    run.contact_id,
+                    key,
+                )
+                .await?;
+                match send {
                     Some(o) => {
                         sends.push(o);
                         Some(Ok(sends.len() - 1))
@@ -367,14 +394,20 @@ async fn start_many(
         });
     }
     let outcomes = queue::queue_many(tx, conn, now, &sends).await?;
+    let mut visits = Vec::with_capacity(steps.len() * 2);
     for ((run, out), first) in steps.into_iter().zip(firsts) {
-        let first = first.map(|f| {
+        let first_send = first.map(|f| {
             f.and_then(|i| match &outcomes[i] {
                 Ok(q) => Ok(q.message.id),
                 Err(r) => Err(r.code().to_owned()),
             })
         });
-        engine::apply(tx, &run, out, Some(conn), first, now).await?;
+        let applied = engine::Applied {
+            conn: Some(conn),
+            first_send,
+            visits: &mut visits,
+        };
+        engine::apply_into(tx, &run, out, &mut templates, applied, now).await?;
     }
-    Ok(())
+    activity::transition_many(tx, &visits, now.timestamp_millis()).await
 }

@@ -621,3 +621,153 @@ async fn activity_records_each_transition_once_and_stats_count_them() {
     assert_eq!(s.messages_sent, 0, "the message id is not a stored message");
     tx.commit().await.unwrap();
 }
+
+/// A batch writes its activity in one statement: the rows must be what
+/// the same transitions one by one leave, even when one visit moves twice
+/// in the batch (one statement may not touch a row twice on PostgreSQL).
+#[tokio::test]
+async fn activity_written_together_equals_activity_written_one_by_one() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = app.create_tenant("auto-store-activity-many").await;
+    let v = flow_json("vip", Uuid::now_v7());
+    let flow = Flow::parse(&v).unwrap();
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let a = automations::create(
+        &mut tx,
+        &NewAutomation {
+            name: "S",
+            flow: (&v, &flow),
+            frequency_cap: Some(FrequencyCap::Days7),
+            exclusions: &[],
+            include_existing_users: false,
+        },
+        ms(t0()),
+    )
+    .await
+    .unwrap();
+    let ctx = json!({});
+    let contacts = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    let new: Vec<NewRun<'_>> = contacts
+        .iter()
+        .map(|c| NewRun {
+            automation_id: a.id,
+            version: 1,
+            contact_id: *c,
+            trigger_key: "k",
+            trigger_event_id: None,
+            order_id: None,
+            checkout_id: None,
+            variant_id: None,
+            context: &ctx,
+        })
+        .collect();
+    // The third candidate repeats the first: one run each, in order.
+    let mut with_repeat = new.clone();
+    with_repeat[2] = new[0].clone();
+    let made = runs::enrol_many(&mut tx, &with_repeat, ms(t0()))
+        .await
+        .unwrap();
+    assert!(made[0].is_some() && made[1].is_some() && made[2].is_none());
+    let again = runs::enrol_many(&mut tx, &new[..2], ms(t0()))
+        .await
+        .unwrap();
+    assert!(again.iter().all(Option::is_none), "a run exists per key");
+    let prior = runs::prior_many(&mut tx, a.id, &contacts, "k")
+        .await
+        .unwrap();
+    assert_eq!(prior.len(), 2, "the third contact has no run");
+    assert_eq!(prior[&contacts[0]], (true, Some(t0())));
+    let other = runs::prior_many(&mut tx, a.id, &contacts, "k2")
+        .await
+        .unwrap();
+    assert_eq!(other[&contacts[1]], (false, Some(t0())));
+
+    let (one, many) = (made[0].as_ref().unwrap(), made[1].as_ref().unwrap());
+    let msg = Uuid::now_v7();
+    let steps = [
+        ("a", ActivityStatus::Pending, None, None),
+        ("a", ActivityStatus::Scheduled, None, None),
+        ("a", ActivityStatus::Completed, None, Some(msg)),
+        ("a", ActivityStatus::Pending, None, None),
+        ("b", ActivityStatus::Failed, Some("template_paused"), None),
+        ("b", ActivityStatus::Skipped, None, None),
+    ];
+    let visit = |run: &runs::Run, node: &'static str| Visit {
+        run_id: run.id,
+        automation_id: a.id,
+        contact_id: run.contact_id,
+        node_id: node,
+        visit: 1,
+    };
+    for (node, status, reason, message) in steps {
+        activity::transition(
+            &mut tx,
+            &visit(one, node),
+            status,
+            reason,
+            message,
+            ms(t0()),
+        )
+        .await
+        .unwrap();
+    }
+    let batch: Vec<activity::Transition> = steps
+        .iter()
+        .map(|(node, status, reason, message)| {
+            activity::Transition::new(
+                &visit(many, node),
+                *status,
+                reason.map(str::to_owned),
+                *message,
+            )
+        })
+        .collect();
+    activity::transition_many(&mut tx, &batch, ms(t0()))
+        .await
+        .unwrap();
+    // A retried batch keeps the first times.
+    activity::transition_many(&mut tx, &batch, ms(t0()) + 9)
+        .await
+        .unwrap();
+    let rows = activity::list(
+        &mut tx,
+        &ActivityFilter {
+            automation_id: Some(a.id),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let shape = |run: &runs::Run| {
+        let mut of: Vec<_> = rows
+            .iter()
+            .filter(|r| r.run_id == Some(run.id))
+            .map(|r| {
+                (
+                    r.node_id.clone(),
+                    r.status,
+                    r.reason.clone(),
+                    r.message_id,
+                    [
+                        r.pending_at,
+                        r.scheduled_at,
+                        r.completed_at,
+                        r.failed_at,
+                        r.skipped_at,
+                    ],
+                )
+            })
+            .collect();
+        of.sort_by(|x, y| x.0.cmp(&y.0));
+        of
+    };
+    assert_eq!(shape(one).len(), 2);
+    assert_eq!(shape(one), shape(many));
+    let b = &shape(many)[1];
+    assert_eq!(
+        (b.1, b.2.as_deref(), b.4[3]),
+        (ActivityStatus::Skipped, Some("template_paused"), Some(t0()))
+    );
+    tx.commit().await.unwrap();
+}

@@ -64,6 +64,21 @@ pub async fn create(
     attribution: Attribution,
     now_ms: i64,
 ) -> Result<ShortLink, StoreError> {
+    let mut links = create_many(tx, target_url, &[attribution], now_ms).await?;
+    Ok(links.pop().expect("one link per attribution"))
+}
+
+/// Links per multi-row `INSERT`.
+const CREATE_CHUNK: usize = 500;
+
+/// One short link to `target_url` per attribution, in order, in one
+/// statement per [`CREATE_CHUNK`] (a restock page's links).
+pub async fn create_many(
+    tx: &mut TenantTx,
+    target_url: &str,
+    attributions: &[Attribution],
+    now_ms: i64,
+) -> Result<Vec<ShortLink>, StoreError> {
     let ok = (target_url.starts_with("https://") || target_url.starts_with("http://"))
         && target_url.chars().count() <= MAX_TARGET_CHARS
         && !target_url
@@ -72,29 +87,37 @@ pub async fn create(
     if !ok {
         return Err(StoreError::Conflict("invalid_target_url"));
     }
-    let id = Uuid::now_v7();
-    let code = new_code(tx.tenant())?;
-    on_tx!(tx.tx(), |c| {
-        sqlx::query(
-            "INSERT INTO short_links (id, code, target_url, contact_id, subscription_id, message_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id)
-        .bind(&code)
-        .bind(target_url)
-        .bind(attribution.contact_id)
-        .bind(attribution.subscription_id)
-        .bind(attribution.message_id)
-        .bind(now_ms)
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
-    });
-    Ok(ShortLink {
-        id,
-        code,
-        target_url: target_url.to_owned(),
-    })
+    let links = attributions
+        .iter()
+        .map(|_| {
+            Ok(ShortLink {
+                id: Uuid::now_v7(),
+                code: new_code(tx.tenant())?,
+                target_url: target_url.to_owned(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    for (links, attributions) in links
+        .chunks(CREATE_CHUNK)
+        .zip(attributions.chunks(CREATE_CHUNK))
+    {
+        on_tx!(tx.tx(), |c| {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO short_links (id, code, target_url, contact_id, subscription_id, message_id, created_at) ",
+            );
+            qb.push_values(links.iter().zip(attributions), |mut row, (l, a)| {
+                row.push_bind(l.id)
+                    .push_bind(&l.code)
+                    .push_bind(target_url)
+                    .push_bind(a.contact_id)
+                    .push_bind(a.subscription_id)
+                    .push_bind(a.message_id)
+                    .push_bind(now_ms);
+            });
+            qb.build().execute(&mut *c).await?.rows_affected()
+        });
+    }
+    Ok(links)
 }
 
 /// Counts a click on `code` and returns its target; None for an unknown code.

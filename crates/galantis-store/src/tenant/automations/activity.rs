@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use galantis_core::automation::ActivityStatus;
 use serde::Serialize;
-use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
@@ -82,13 +81,15 @@ pub struct Visit<'a> {
     pub visit: u32,
 }
 
-fn time_column(s: ActivityStatus) -> &'static str {
+/// A status's time column, as its place in the columns `pending_at,
+/// scheduled_at, completed_at, failed_at, skipped_at`.
+fn time_column(s: ActivityStatus) -> usize {
     match s {
-        ActivityStatus::Pending => "pending_at",
-        ActivityStatus::Scheduled => "scheduled_at",
-        ActivityStatus::Completed => "completed_at",
-        ActivityStatus::Failed => "failed_at",
-        ActivityStatus::Skipped => "skipped_at",
+        ActivityStatus::Pending => 0,
+        ActivityStatus::Scheduled => 1,
+        ActivityStatus::Completed => 2,
+        ActivityStatus::Failed => 3,
+        ActivityStatus::Skipped => 4,
     }
 }
 
@@ -104,36 +105,129 @@ pub async fn transition(
     message_id: Option<Uuid>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let col = time_column(status);
-    let visit = i64::from(v.visit);
-    // One statement: the visit's row is created by its first transition
-    // and moved by the later ones (the partial unique index on the visit).
-    on_tx!(tx.tx(), |c| {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO automation_activity (id, run_id, automation_id, contact_id, node_id, visit,
-                 status, reason, message_id, {col}, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)
-             ON CONFLICT (run_id, node_id, visit) WHERE run_id IS NOT NULL DO UPDATE SET
-                 status = excluded.status,
-                 {col} = COALESCE(automation_activity.{col}, excluded.{col}),
-                 reason = COALESCE(excluded.reason, automation_activity.reason),
-                 message_id = COALESCE(excluded.message_id, automation_activity.message_id),
-                 updated_at = excluded.updated_at"
-        )))
-        .bind(Uuid::now_v7())
-        .bind(v.run_id)
-        .bind(v.automation_id)
-        .bind(v.contact_id)
-        .bind(v.node_id)
-        .bind(visit)
-        .bind(status.as_str())
-        .bind(reason)
-        .bind(message_id)
-        .bind(now_ms)
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
-    });
+    let t = Transition::new(v, status, reason.map(str::to_owned), message_id);
+    transition_many(tx, &[t], now_ms).await
+}
+
+/// One transition for [`transition_many`].
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub run_id: Uuid,
+    pub automation_id: Uuid,
+    pub contact_id: Uuid,
+    pub node_id: String,
+    pub visit: u32,
+    pub status: ActivityStatus,
+    pub reason: Option<String>,
+    pub message_id: Option<Uuid>,
+}
+
+impl Transition {
+    pub fn new(
+        v: &Visit<'_>,
+        status: ActivityStatus,
+        reason: Option<String>,
+        message_id: Option<Uuid>,
+    ) -> Transition {
+        Transition {
+            run_id: v.run_id,
+            automation_id: v.automation_id,
+            contact_id: v.contact_id,
+            node_id: v.node_id.to_owned(),
+            visit: v.visit,
+            status,
+            reason,
+            message_id,
+        }
+    }
+}
+
+/// Rows per multi-row upsert (16 binds each).
+const TRANSITION_CHUNK: usize = 200;
+
+/// A visit's transitions merged in order, as [`transition`] would leave
+/// its row after each: the last status, each status's first time, the
+/// last reason and message id given. One statement may not touch a row
+/// twice (PostgreSQL refuses it), so a visit is one row here.
+struct Merged<'a> {
+    first: &'a Transition,
+    status: ActivityStatus,
+    stamped: [bool; 5],
+    reason: Option<&'a str>,
+    message_id: Option<Uuid>,
+}
+
+fn merge(ts: &[Transition]) -> Vec<Merged<'_>> {
+    let mut out: Vec<Merged<'_>> = Vec::with_capacity(ts.len());
+    let mut at: std::collections::HashMap<(Uuid, &str, u32), usize> =
+        std::collections::HashMap::with_capacity(ts.len());
+    for t in ts {
+        let i = *at
+            .entry((t.run_id, t.node_id.as_str(), t.visit))
+            .or_insert_with(|| {
+                out.push(Merged {
+                    first: t,
+                    status: t.status,
+                    stamped: [false; 5],
+                    reason: None,
+                    message_id: None,
+                });
+                out.len() - 1
+            });
+        let m = &mut out[i];
+        m.status = t.status;
+        m.stamped[time_column(t.status)] = true;
+        m.reason = t.reason.as_deref().or(m.reason);
+        m.message_id = t.message_id.or(m.message_id);
+    }
+    out
+}
+
+/// [`transition`] for many visits (a step's nodes, a batch's runs) in one
+/// statement per [`TRANSITION_CHUNK`] visits.
+pub async fn transition_many(
+    tx: &mut TenantTx,
+    transitions: &[Transition],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let merged = merge(transitions);
+    for rows in merged.chunks(TRANSITION_CHUNK) {
+        on_tx!(tx.tx(), |c| {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO automation_activity (id, run_id, automation_id, contact_id, node_id, visit,
+                     status, reason, message_id, pending_at, scheduled_at, completed_at, failed_at,
+                     skipped_at, created_at, updated_at) ",
+            );
+            qb.push_values(rows, |mut row, m| {
+                row.push_bind(Uuid::now_v7())
+                    .push_bind(m.first.run_id)
+                    .push_bind(m.first.automation_id)
+                    .push_bind(m.first.contact_id)
+                    .push_bind(&m.first.node_id)
+                    .push_bind(i64::from(m.first.visit))
+                    .push_bind(m.status.as_str())
+                    .push_bind(m.reason)
+                    .push_bind(m.message_id);
+                for stamped in m.stamped {
+                    row.push_bind(stamped.then_some(now_ms));
+                }
+                row.push_bind(now_ms).push_bind(now_ms);
+            });
+            qb.push(
+                " ON CONFLICT (run_id, node_id, visit) WHERE run_id IS NOT NULL DO UPDATE SET
+                     status = excluded.status,
+                     pending_at = COALESCE(automation_activity.pending_at, excluded.pending_at),
+                     scheduled_at = COALESCE(automation_activity.scheduled_at, excluded.scheduled_at),
+                     completed_at = COALESCE(automation_activity.completed_at, excluded.completed_at),
+                     failed_at = COALESCE(automation_activity.failed_at, excluded.failed_at),
+                     skipped_at = COALESCE(automation_activity.skipped_at, excluded.skipped_at),
+                     reason = COALESCE(excluded.reason, automation_activity.reason),
+                     message_id = COALESCE(excluded.message_id, automation_activity.message_id),
+                     updated_at = excluded.updated_at",
+            );
+            qb.build().execute(&mut *c).await?.rows_affected()
+        });
+    }
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! a reply or a status (by contact, by last message), by checkout (to
 //! cancel), by start time (frequency caps).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use galantis_core::automation::{Awaited, RunState, RunStatus, WaitKind};
 use serde::Serialize;
@@ -95,6 +97,7 @@ fn to_run(r: Flat) -> Run {
 }
 
 /// An enrolment.
+#[derive(Debug, Clone)]
 pub struct NewRun<'a> {
     pub automation_id: Uuid,
     pub version: i32,
@@ -126,55 +129,84 @@ pub async fn enrol_run(
     new: &NewRun<'_>,
     now_ms: i64,
 ) -> Result<Option<Run>, StoreError> {
-    let id = Uuid::now_v7();
-    let state = RunState::new();
-    let n = on_tx!(tx.tx(), |c| {
-        sqlx::query(
-            "INSERT INTO automation_runs (id, automation_id, version, contact_id, trigger_key,
-                 trigger_event_id, order_id, checkout_id, variant_id, context, state, status,
-                 started_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'ACTIVE', $12, $12)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(new.automation_id)
-        .bind(new.version)
-        .bind(new.contact_id)
-        .bind(new.trigger_key)
-        .bind(new.trigger_event_id)
-        .bind(new.order_id)
-        .bind(new.checkout_id)
-        .bind(new.variant_id)
-        .bind(Json(new.context))
-        .bind(Json(&state))
-        .bind(now_ms)
-        .execute(&mut *c)
+    Ok(enrol_many(tx, std::slice::from_ref(new), now_ms)
         .await?
-        .rows_affected()
-    });
+        .pop()
+        .flatten())
+}
+
+/// Runs per multi-row `INSERT` (12 binds each, well under both engines'
+/// bind limits).
+const ENROL_CHUNK: usize = 200;
+
+/// [`enrol_run`] for many contacts in one statement per [`ENROL_CHUNK`]:
+/// per `new`, in order, the new run or `None` when one existed for
+/// (automation, contact, trigger key) — before, or earlier in `new`.
+pub async fn enrol_many(
+    tx: &mut TenantTx,
+    new: &[NewRun<'_>],
+    now_ms: i64,
+) -> Result<Vec<Option<Run>>, StoreError> {
+    let state = RunState::new();
+    let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
+    let mut inserted = std::collections::HashSet::with_capacity(new.len());
+    for (rows, ids) in new.chunks(ENROL_CHUNK).zip(ids.chunks(ENROL_CHUNK)) {
+        let got: Vec<Uuid> = on_tx!(tx.tx(), |c| {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO automation_runs (id, automation_id, version, contact_id, trigger_key,
+                     trigger_event_id, order_id, checkout_id, variant_id, context, state, status,
+                     started_at, updated_at) ",
+            );
+            qb.push_values(rows.iter().zip(ids), |mut row, (n, id)| {
+                row.push_bind(*id)
+                    .push_bind(n.automation_id)
+                    .push_bind(n.version)
+                    .push_bind(n.contact_id)
+                    .push_bind(n.trigger_key)
+                    .push_bind(n.trigger_event_id)
+                    .push_bind(n.order_id)
+                    .push_bind(n.checkout_id)
+                    .push_bind(n.variant_id)
+                    .push_bind(Json(n.context))
+                    .push_bind(Json(&state))
+                    .push("'ACTIVE'")
+                    .push_bind(now_ms)
+                    .push_bind(now_ms);
+            });
+            qb.push(" ON CONFLICT DO NOTHING RETURNING id");
+            qb.build_query_scalar().fetch_all(&mut *c).await?
+        });
+        inserted.extend(got);
+    }
     let at = from_ms(now_ms);
-    Ok((n > 0).then(|| Run {
-        id,
-        automation_id: new.automation_id,
-        version: new.version,
-        contact_id: new.contact_id,
-        trigger_key: new.trigger_key.to_owned(),
-        trigger_event_id: new.trigger_event_id,
-        order_id: new.order_id,
-        checkout_id: new.checkout_id,
-        variant_id: new.variant_id,
-        context: new.context.clone(),
-        state,
-        status: RunStatus::Active,
-        current_node: None,
-        waiting_for: None,
-        wait_until: None,
-        last_message_id: None,
-        end_reason: None,
-        started_at: at,
-        updated_at: at,
-        ended_at: None,
-    }))
+    Ok(new
+        .iter()
+        .zip(ids)
+        .map(|(new, id)| {
+            inserted.contains(&id).then(|| Run {
+                id,
+                automation_id: new.automation_id,
+                version: new.version,
+                contact_id: new.contact_id,
+                trigger_key: new.trigger_key.to_owned(),
+                trigger_event_id: new.trigger_event_id,
+                order_id: new.order_id,
+                checkout_id: new.checkout_id,
+                variant_id: new.variant_id,
+                context: new.context.clone(),
+                state: state.clone(),
+                status: RunStatus::Active,
+                current_node: None,
+                waiting_for: None,
+                wait_until: None,
+                last_message_id: None,
+                end_reason: None,
+                started_at: at,
+                updated_at: at,
+                ended_at: None,
+            })
+        })
+        .collect())
 }
 
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Run>, StoreError> {
@@ -371,27 +403,40 @@ pub async fn end(
     Ok(true)
 }
 
-/// For the gate, in one statement: whether this contact already has a run
-/// of this automation for `key` ([`exists`]) and when it last entered it
-/// ([`last_enrolled_at`]).
-pub async fn prior(
+/// Ids per `IN (…)` list of [`prior_many`].
+const PRIOR_CHUNK: usize = 500;
+
+/// For each contact of `contact_ids` that has runs of this automation:
+/// whether one is for `key` (a duplicate event), and the last run's start
+/// (the frequency cap). Contacts without a run are absent.
+pub async fn prior_many(
     tx: &mut TenantTx,
     automation_id: Uuid,
-    contact_id: Uuid,
+    contact_ids: &[Uuid],
     key: &str,
-) -> Result<(bool, Option<DateTime<Utc>>), StoreError> {
-    let (dup, last): (i64, Option<i64>) = on_tx!(tx.tx(), |c| {
-        sqlx::query_as(
-            "SELECT COALESCE(SUM(CASE WHEN trigger_key = $3 THEN 1 ELSE 0 END), 0), MAX(started_at)
-             FROM automation_runs WHERE automation_id = $1 AND contact_id = $2",
-        )
-        .bind(automation_id)
-        .bind(contact_id)
-        .bind(key)
-        .fetch_one(&mut *c)
-        .await?
-    });
-    Ok((dup > 0, last.map(from_ms)))
+) -> Result<HashMap<Uuid, (bool, Option<DateTime<Utc>>)>, StoreError> {
+    let mut out = HashMap::with_capacity(contact_ids.len());
+    for chunk in contact_ids.chunks(PRIOR_CHUNK) {
+        let rows: Vec<(Uuid, i64, Option<i64>)> = on_tx!(tx.tx(), |c| {
+            let mut qb =
+                sqlx::QueryBuilder::new("SELECT contact_id, COALESCE(SUM(CASE WHEN trigger_key = ");
+            qb.push_bind(key)
+                .push(" THEN 1 ELSE 0 END), 0), MAX(started_at) FROM automation_runs WHERE automation_id = ")
+                .push_bind(automation_id)
+                .push(" AND contact_id IN (");
+            let mut ids = qb.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            qb.push(") GROUP BY contact_id");
+            qb.build_query_as().fetch_all(&mut *c).await?
+        });
+        out.extend(
+            rows.into_iter()
+                .map(|(contact, dup, last)| (contact, (dup > 0, last.map(from_ms)))),
+        );
+    }
+    Ok(out)
 }
 
 /// Whether this contact already has a run of this automation for `key`.
