@@ -5,7 +5,7 @@ use galantis_core::{DomainEvent, MessageSource, MessageStatus, PhoneE164};
 use galantis_store::TenantTx;
 use galantis_store::tenant::automations::runs;
 use galantis_store::tenant::contacts;
-use galantis_store::tenant::messaging::{self, MessagePricing, StatusUpdate};
+use galantis_store::tenant::messaging::{self, MessagePricing, StatusRecorded, StatusUpdate};
 use galantis_store::tenant::sending::connection as conn_store;
 use galantis_store::tenant::templates;
 use galantis_store::tenant::webhook_events::WebhookEvent;
@@ -226,14 +226,12 @@ async fn status(
         conversation_expires_at: int(s.pointer("/conversation/expiration_timestamp"))
             .map(|t| t * 1000),
     };
-    if pricing != MessagePricing::default() {
-        messaging::set_pricing(tx, &wamid, &pricing, now).await?;
-    }
     // Duplicates (same wamid and status) are harmless: kept once, applied once.
-    if !messaging::record_status_event(tx, &update, now).await? {
+    let StatusRecorded::New(mut applied) =
+        messaging::record_and_apply(tx, &update, &pricing, now).await?
+    else {
         return Ok(());
-    }
-    let mut applied = messaging::apply_status(tx, &update, now).await?;
+    };
     if applied.is_none()
         && let Some(key) = string(s.get("biz_opaque_callback_data"))
     {

@@ -367,24 +367,6 @@ pub struct StatusUpdate<'a> {
     pub error_detail: Option<&'a str>,
 }
 
-/// Keeps the status event (once per wamid and status); `false` if seen before.
-pub async fn record_status_event(
-    tx: &mut TenantTx,
-    s: &StatusUpdate<'_>,
-    now_ms: i64,
-) -> Result<bool, StoreError> {
-    let n = on_tx!(tx.tx(), |c| {
-        sqlx::query(
-            "INSERT INTO message_status_events (id, wamid, status, occurred_at, error_code, error_title, error_detail, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (wamid, status) DO NOTHING",
-        )
-        .bind(Uuid::now_v7()).bind(s.wamid).bind(s.status.as_str()).bind(s.at_ms).bind(s.error_code)
-        .bind(s.error_title).bind(s.error_detail).bind(now_ms)
-        .execute(&mut *c).await?.rows_affected()
-    });
-    Ok(n == 1)
-}
-
 /// The outcome of applying a status to its message.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusApplied {
@@ -406,18 +388,88 @@ pub async fn apply_status(
     s: &StatusUpdate<'_>,
     now_ms: i64,
 ) -> Result<Option<StatusApplied>, StoreError> {
-    // PostgreSQL: the row is locked before its status is read, so two
-    // transactions applying statuses to one message (a webhook, and a send
-    // applying those that overtook its answer) cannot both read the old
-    // status and move it backwards. SQLite's single writer already
-    // serialises them.
-    let row: Option<(Uuid, Uuid, String, Option<String>)> = on_tx!(
+    let Some(row) = status_target(tx, s.wamid).await? else {
+        return Ok(None);
+    };
+    let applied = write_status(tx, row, s, None, now_ms).await?;
+    on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "UPDATE message_status_events SET applied = $1 WHERE wamid = $2 AND status = $3",
+        )
+        .bind(true)
+        .bind(s.wamid)
+        .bind(s.status.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(Some(applied))
+}
+
+/// What [`record_and_apply`] did with a status.
+#[derive(Debug, Clone)]
+pub enum StatusRecorded {
+    /// Seen before (same wamid and status): nothing changed but pricing.
+    Duplicate,
+    /// Kept; applied to its message when that is known (else kept
+    /// unapplied for [`apply_pending`]).
+    New(Option<StatusApplied>),
+}
+
+/// A webhook's status in three statements: the message row (locked on
+/// PostgreSQL), the status event (once per wamid and status, marked
+/// applied when its message is known) and the message's update with the
+/// status's pricing. A duplicate keeps its pricing only (the first copy
+/// may have come before the message had its wamid).
+pub async fn record_and_apply(
+    tx: &mut TenantTx,
+    s: &StatusUpdate<'_>,
+    pricing: &MessagePricing,
+    now_ms: i64,
+) -> Result<StatusRecorded, StoreError> {
+    let row = status_target(tx, s.wamid).await?;
+    let known = row.is_some();
+    let inserted = on_tx!(tx.tx(), |c| {
+        sqlx::query(
+            "INSERT INTO message_status_events (id, wamid, status, occurred_at, error_code, error_title, error_detail, received_at, applied)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (wamid, status) DO NOTHING",
+        )
+        .bind(Uuid::now_v7()).bind(s.wamid).bind(s.status.as_str()).bind(s.at_ms).bind(s.error_code)
+        .bind(s.error_title).bind(s.error_detail).bind(now_ms).bind(known)
+        .execute(&mut *c).await?.rows_affected()
+    });
+    let new = inserted == 1;
+    let priced = (*pricing != MessagePricing::default()).then_some(pricing);
+    match (new, row) {
+        (false, _) => {
+            if let Some(p) = priced {
+                set_pricing(tx, s.wamid, p, now_ms).await?;
+            }
+            Ok(StatusRecorded::Duplicate)
+        }
+        (true, None) => Ok(StatusRecorded::New(None)),
+        (true, Some(row)) => Ok(StatusRecorded::New(Some(
+            write_status(tx, row, s, priced, now_ms).await?,
+        ))),
+    }
+}
+
+/// An outbound message's id, contact, status and source.
+type StatusTarget = (Uuid, Uuid, String, Option<String>);
+
+/// The outbound message with `wamid`. PostgreSQL: the row is locked before
+/// its status is read, so two transactions applying statuses to one
+/// message (a webhook, and a send applying those that overtook its answer)
+/// cannot both read the old status and move it backwards. SQLite's single
+/// writer already serialises them.
+async fn status_target(tx: &mut TenantTx, wamid: &str) -> Result<Option<StatusTarget>, StoreError> {
+    Ok(on_tx!(
         tx.tx(),
         sqlite
             | c
             | {
                 sqlx::query_as("SELECT id, contact_id, status, source FROM messages WHERE wamid = $1 AND direction = 'outbound'")
-                .bind(s.wamid).fetch_optional(&mut *c).await?
+                .bind(wamid).fetch_optional(&mut *c).await?
             },
         postgres
             | c
@@ -425,12 +477,21 @@ pub async fn apply_status(
                 sqlx::query_as(
                 "SELECT id, contact_id, status, source FROM messages WHERE wamid = $1 AND direction = 'outbound' FOR UPDATE",
             )
-            .bind(s.wamid).fetch_optional(&mut *c).await?
+            .bind(wamid).fetch_optional(&mut *c).await?
             }
-    );
-    let Some((id, contact_id, current, source)) = row else {
-        return Ok(None);
-    };
+    ))
+}
+
+/// Moves the message of `row` to `s` (forward only; each status's first
+/// time kept) and keeps `pricing` where given.
+async fn write_status(
+    tx: &mut TenantTx,
+    row: StatusTarget,
+    s: &StatusUpdate<'_>,
+    pricing: Option<&MessagePricing>,
+    now_ms: i64,
+) -> Result<StatusApplied, StoreError> {
+    let (id, contact_id, current, source) = row;
     let current_status: MessageStatus = current.parse().unwrap_or(MessageStatus::Queued);
     let advanced = current_status.advances_to(s.status);
     let (error_code, error_reason) = if advanced && s.status == MessageStatus::Failed {
@@ -443,6 +504,7 @@ pub async fn apply_status(
     } else {
         current.clone()
     };
+    let p = pricing.cloned().unwrap_or_default();
     on_tx!(tx.tx(), |c| {
         sqlx::query(
             "UPDATE messages SET status = $1,
@@ -451,30 +513,28 @@ pub async fn apply_status(
                 read_at = CASE WHEN $2 = 'READ' AND read_at IS NULL THEN $3 ELSE read_at END,
                 played_at = CASE WHEN $2 = 'PLAYED' AND played_at IS NULL THEN $3 ELSE played_at END,
                 failed_at = CASE WHEN $4 AND $2 = 'FAILED' THEN $3 ELSE failed_at END,
-                error_code = COALESCE($5, error_code), error_reason = COALESCE($6, error_reason), updated_at = $7
+                error_code = COALESCE($5, error_code), error_reason = COALESCE($6, error_reason), updated_at = $7,
+                pricing_billable = COALESCE($9, pricing_billable),
+                pricing_category = COALESCE($10, pricing_category), pricing_model = COALESCE($11, pricing_model),
+                meta_conversation_id = COALESCE($12, meta_conversation_id),
+                conversation_origin = COALESCE($13, conversation_origin),
+                conversation_expires_at = COALESCE($14, conversation_expires_at)
              WHERE id = $8",
         )
         .bind(&status).bind(s.status.as_str()).bind(s.at_ms).bind(advanced).bind(error_code).bind(error_reason)
         .bind(now_ms).bind(id)
-        .execute(&mut *c).await?;
-        sqlx::query(
-            "UPDATE message_status_events SET applied = $1 WHERE wamid = $2 AND status = $3",
-        )
-        .bind(true)
-        .bind(s.wamid)
-        .bind(s.status.as_str())
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
+        .bind(p.billable).bind(&p.category).bind(&p.pricing_model).bind(&p.conversation_id)
+        .bind(&p.conversation_origin).bind(p.conversation_expires_at)
+        .execute(&mut *c).await?.rows_affected()
     });
-    Ok(Some(StatusApplied {
+    Ok(StatusApplied {
         message_id: id,
         contact_id,
         previous: current,
         status,
         advanced,
         source,
-    }))
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
