@@ -311,27 +311,47 @@ pub(super) async fn apply(
     templates: &mut Templates,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut visits = Vec::with_capacity(out.effects.len());
+    let mut written = Written::default();
     let step = Applied {
         conn,
         first_send: None,
-        visits: &mut visits,
+        written: &mut written,
     };
     apply_into(tx, run, out, templates, step, now).await?;
-    activity::transition_many(tx, &visits, now.timestamp_millis()).await
+    written.write(tx, now).await
+}
+
+/// What steps leave to write together: their runs' new states and their
+/// activity transitions (a batch's in one statement each).
+#[derive(Default)]
+pub(super) struct Written {
+    saves: Vec<runs::Save>,
+    visits: Vec<activity::Transition>,
+}
+
+impl Written {
+    pub(super) async fn write(
+        self,
+        tx: &mut TenantTx,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now_ms = now.timestamp_millis();
+        runs::save_many(tx, &self.saves, now_ms).await?;
+        activity::transition_many(tx, &self.visits, now_ms).await
+    }
 }
 
 /// What [`apply_into`] works with besides the run: the connection, the
 /// outcome of the step's first send when the caller already queued it
-/// (batched with other runs' sends), and where the step's activity goes
-/// (the caller writes it, a batch's together).
+/// (batched with other runs' sends), and where the step's state and
+/// activity go (the caller writes them, a batch's together).
 pub(super) struct Applied<'a> {
     pub conn: Option<&'a Resolved>,
     pub first_send: Option<SendOutcome>,
-    pub visits: &'a mut Vec<activity::Transition>,
+    pub written: &'a mut Written,
 }
 
-/// [`apply`], leaving the activity transitions in `step.visits`.
+/// [`apply`], leaving the run's state and activity in `step.written`.
 pub(super) async fn apply_into(
     tx: &mut TenantTx,
     run: &runs::Run,
@@ -343,10 +363,10 @@ pub(super) async fn apply_into(
     let Applied {
         conn,
         mut first_send,
-        visits,
+        written,
     } = step;
+    let visits = &mut written.visits;
     let mut state = out.state;
-    let now_ms = now.timestamp_millis();
     let mut last_message = None;
     let mut end_reason: Option<String> = None;
     for e in &out.effects {
@@ -440,15 +460,12 @@ pub(super) async fn apply_into(
         ));
     }
     // The state, with the wait columns wake-ups look up.
-    runs::save(
-        tx,
-        run.id,
-        &state,
-        last_message,
-        end_reason.as_deref(),
-        now_ms,
-    )
-    .await?;
+    written.saves.push(runs::Save {
+        id: run.id,
+        state,
+        last_message_id: last_message,
+        end_reason,
+    });
     metrics::counter!("galantis_flow_steps_total").increment(1);
     Ok(())
 }

@@ -38,7 +38,7 @@ use galantis_core::automation::{
     AutomationStatus, Flow, RecipeKind, RecipeTemplates, TriggerFact, TriggerKind, recipe,
 };
 use galantis_core::{JobKind, Lane, RetrySchedule};
-use galantis_store::tenant::automations::{self, Automation, NewAutomation, activity};
+use galantis_store::tenant::automations::{self, Automation, NewAutomation};
 use galantis_store::tenant::back_in_stock as bis;
 use galantis_store::tenant::short_links::{self, Attribution};
 use galantis_store::tenant::templates;
@@ -394,7 +394,7 @@ async fn start_many(
         });
     }
     let outcomes = queue::queue_many(tx, conn, now, &sends).await?;
-    let mut visits = Vec::with_capacity(steps.len() * 2);
+    let mut written = engine::Written::default();
     for ((run, out), first) in steps.into_iter().zip(firsts) {
         let first_send = first.map(|f| {
             f.and_then(|i| match &outcomes[i] {
@@ -405,9 +405,9 @@ async fn start_many(
         let applied = engine::Applied {
             conn: Some(conn),
             first_send,
-            visits: &mut visits,
+            written: &mut written,
         };
         engine::apply_into(tx, &run, out, &mut templates, applied, now).await?;
     }
-    activity::transition_many(tx, &visits, now.timestamp_millis()).await
+    written.write(tx, now).await
 }

@@ -202,6 +202,16 @@ pub async fn queue_in(
     Ok(out.pop().expect("one outcome per send"))
 }
 
+/// Where one send of [`queue_many`] stands before its outcome is known.
+enum Slot {
+    /// Decided without an insert: a key used before, or a refusal.
+    Done(Result<(Uuid, bool), SendRefusal>),
+    /// Decided by this row of the batch's insert.
+    Insert(usize),
+    /// The same key as this row, earlier in the batch.
+    SameAs(usize),
+}
+
 /// Queues `sends` inside the caller's transaction: one outcome per send, in
 /// order; a refused send does not stop the others. Billable sends take the
 /// tenant lock once for the whole batch and read the balance and the
@@ -252,14 +262,20 @@ pub async fn queue_many(
     contact_ids.dedup();
     let people = contacts::get_many(tx, &contact_ids).await?;
     let mut templates: HashMap<(String, String), Option<TemplateRecord>> = HashMap::new();
-    // Per send: the message (and whether it was there before) or a refusal.
-    let mut outcomes: Vec<Result<(Uuid, bool), SendRefusal>> = Vec::with_capacity(sends.len());
-    let mut jobs = Vec::new();
+    // Per send: its outcome, or the row of the one insert that decides it.
+    let mut slots: Vec<Slot> = Vec::with_capacity(sends.len());
+    let mut rows: Vec<(messaging::OutboundMessage<'_>, bool)> = Vec::new();
+    let mut row_of_key: HashMap<&str, usize> = HashMap::new();
     for send in sends {
         if send.key_given
             && let Some(id) = used.get(&send.idempotency_key)
         {
-            outcomes.push(Ok((*id, true)));
+            slots.push(Slot::Done(Ok((*id, true))));
+            continue;
+        }
+        // A key repeated within the batch is the first one's message.
+        if let Some(row) = row_of_key.get(send.idempotency_key.as_str()) {
+            slots.push(Slot::SameAs(*row));
             continue;
         }
         let contact = people.get(&send.contact_id).filter(|c| !c.deleted);
@@ -302,7 +318,7 @@ pub async fn queue_many(
         let plan = match check_send(&f) {
             Ok(p) => p,
             Err(r) => {
-                outcomes.push(Err(r));
+                slots.push(Slot::Done(Err(r)));
                 continue;
             }
         };
@@ -315,9 +331,10 @@ pub async fn queue_many(
             .and_then(|t| t.get("body"))
             .and_then(Value::as_str);
         let tpl = send.template.as_ref().filter(|_| send.kind.is_template());
-        let inserted = store::insert_queued(
-            tx,
-            &messaging::OutboundMessage {
+        row_of_key.insert(&send.idempotency_key, rows.len());
+        slots.push(Slot::Insert(rows.len()));
+        rows.push((
+            messaging::OutboundMessage {
                 contact_id: contact.id,
                 phone_number_id: &number.phone_number_id,
                 idempotency_key: &send.idempotency_key,
@@ -330,30 +347,43 @@ pub async fn queue_many(
                 is_sandbox: conn.sandbox,
             },
             plan.billable,
-            now_ms,
-        )
-        .await?;
-        match inserted {
+        ));
+        // Exact: billable sends hold the tenant's write lock, so no other
+        // transaction can take one of these keys before the insert.
+        if plan.billable {
+            credits.reserved += 1;
+        }
+    }
+    let inserted = store::insert_queued_many(tx, &rows, now_ms).await?;
+    let mut decided: Vec<(Uuid, bool)> = Vec::with_capacity(rows.len());
+    let mut jobs = Vec::new();
+    for ((m, _), id) in rows.iter().zip(inserted) {
+        match id {
             Some(id) => {
                 let job = crate::jobs::new_job(&SendMessage { message_id: id }, now)
                     .map_err(|e| StoreError::Config(format!("job payload: {e}")))?;
                 jobs.push(job);
-                if plan.billable {
-                    credits.reserved += 1;
-                }
-                metrics::counter!("galantis_messages_queued_total", "type" => send.kind.as_str())
+                metrics::counter!("galantis_messages_queued_total", "type" => m.kind.to_owned())
                     .increment(1);
-                outcomes.push(Ok((id, false)));
+                decided.push((id, false));
             }
             // Another transaction used the key since we looked.
             None => {
-                let id = store::message_id_by_key(tx, &send.idempotency_key)
+                let id = store::message_id_by_key(tx, m.idempotency_key)
                     .await?
                     .ok_or(StoreError::NotFound)?;
-                outcomes.push(Ok((id, true)));
+                decided.push((id, true));
             }
         }
     }
+    let outcomes: Vec<Result<(Uuid, bool), SendRefusal>> = slots
+        .into_iter()
+        .map(|slot| match slot {
+            Slot::Done(o) => o,
+            Slot::Insert(row) => Ok(decided[row]),
+            Slot::SameAs(row) => Ok((decided[row].0, true)),
+        })
+        .collect();
     enqueue_many(tx, &jobs).await?;
     let ids: Vec<Uuid> = outcomes
         .iter()

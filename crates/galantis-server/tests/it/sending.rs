@@ -1280,6 +1280,99 @@ async fn the_embedded_default_sends_to_the_mounted_sandbox_and_marks_sends() {
     assert_eq!(counters["accepted"], 1, "{counters}");
 }
 
+/// `queue_many` inserts a batch's messages in one statement: a key given
+/// twice in one batch is still one message, one job and one credit held,
+/// and the second send is its duplicate; a key used before is a duplicate
+/// with no new job.
+#[tokio::test]
+async fn a_key_repeated_within_one_batch_is_one_message() {
+    use galantis_core::{MessageKind, MessageSource};
+    use galantis_server::sending::queue::{Outgoing, TemplateSend, queue_many};
+
+    let e = env(
+        "send-batch-repeat",
+        1000,
+        1000,
+        |c| c.webhooks.url = Some(String::new()),
+        |c| c.queue.concurrency.messages = 0,
+    )
+    .await;
+    let (app, t) = (&e.app, &e.t);
+    set_plan(app, t, "ENTERPRISE").await;
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    billing::operator_grant(&mut tx, 10, "batch test", "campaign", chrono::Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let people: Vec<Uuid> = contacts_n(app, t, 3, 0)
+        .await
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    let send = |c: Uuid, key: &str| Outgoing {
+        contact_id: c,
+        phone_number_id: None,
+        source: MessageSource::Campaign,
+        idempotency_key: key.to_owned(),
+        key_given: true,
+        kind: MessageKind::Template,
+        content: json!({"template": {"name": "promo", "language": {"code": "en"},
+            "components": [{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]}}),
+        template: Some(TemplateSend {
+            name: "promo".into(),
+            language: "en".into(),
+            components: json!([{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]),
+        }),
+    };
+    let conn = galantis_server::sending::connection::resolve(&app.state, t.id)
+        .await
+        .unwrap();
+    let first = [send(people[0], "k0"), send(people[1], "k1")];
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let out = queue_many(&mut tx, &conn, chrono::Utc::now(), &first)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let k0 = out[0].as_ref().unwrap().message.id;
+    let batch = [
+        send(people[2], "k2"),
+        send(people[2], "k2"),
+        send(people[0], "k0"),
+        send(people[2], "k2"),
+    ];
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let out = queue_many(&mut tx, &conn, chrono::Utc::now(), &batch)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let got: Vec<(Uuid, bool)> = out
+        .iter()
+        .map(|o| {
+            let q = o.as_ref().unwrap();
+            (q.message.id, q.duplicate)
+        })
+        .collect();
+    let k2 = got[0].0;
+    assert_eq!(
+        got,
+        vec![(k2, false), (k2, true), (k0, true), (k2, true)],
+        "the first of a key is new, the rest are its duplicates"
+    );
+    assert_eq!(all_messages(app, t).await.len(), 3);
+    let jobs = galantis_store::jobs::admin::list(app.db(), Some(t.id), None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.iter().filter(|j| j.kind == "message.send").count(),
+        3,
+        "one send job per message"
+    );
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let (_, reserved) = sending::balance_and_reserved(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(reserved, 3);
+}
+
 /// A campaign-shaped send: 10,000 recipients queued with `queue_many` in
 /// batches of 500, each batch in the caller's own transaction. One
 /// recipient lacks a calling code and one is not subscribed: each is

@@ -254,41 +254,76 @@ pub async fn save(
     end_reason: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let (waiting_for, wait_until) = match &state.wait {
-        Some(w) => (
-            match w.kind {
-                WaitKind::Event { awaited } => Some(awaited.as_str()),
-                WaitKind::Delay => None,
-            },
-            Some(w.until.timestamp_millis()),
-        ),
-        None => (None, None),
+    let save = Save {
+        id,
+        state: state.clone(),
+        last_message_id,
+        end_reason: end_reason.map(str::to_owned),
     };
-    let ended = state.status.is_terminal().then_some(now_ms);
-    let n = on_tx!(tx.tx(), |c| {
-        sqlx::query(
-            "UPDATE automation_runs SET state = $1, status = $2, current_node = $3, waiting_for = $4,
-                 wait_until = $5, last_message_id = COALESCE($6, last_message_id),
-                 end_reason = COALESCE($7, end_reason), ended_at = COALESCE(ended_at, $8),
-                 updated_at = $9
-             WHERE id = $10",
-        )
-        .bind(Json(state))
-        .bind(state.status.as_str())
-        .bind(state.node.as_deref())
-        .bind(waiting_for)
-        .bind(wait_until)
-        .bind(last_message_id)
-        .bind(end_reason)
-        .bind(ended)
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
-    });
-    if n == 0 {
-        return Err(StoreError::NotFound);
+    save_many(tx, &[save], now_ms).await
+}
+
+/// One run's [`save`], for [`save_many`].
+#[derive(Debug, Clone)]
+pub struct Save {
+    pub id: Uuid,
+    pub state: RunState,
+    pub last_message_id: Option<Uuid>,
+    pub end_reason: Option<String>,
+}
+
+/// Runs per multi-row `UPDATE` (9 binds each).
+const SAVE_CHUNK: usize = 200;
+
+/// [`save`] for many distinct runs (a batch's first steps) in one
+/// statement per [`SAVE_CHUNK`]. `NotFound` if one of them is gone.
+pub async fn save_many(tx: &mut TenantTx, saves: &[Save], now_ms: i64) -> Result<(), StoreError> {
+    for rows in saves.chunks(SAVE_CHUNK) {
+        let n = on_tx!(tx.tx(), |c| {
+            // The same text on both engines: a CTE with named columns
+            // (SQLite has no column list on a subquery alias).
+            let mut qb = sqlx::QueryBuilder::new(
+                "WITH v(id, state, status, current_node, waiting_for, wait_until, last_message_id,
+                        end_reason, ended_at) AS (",
+            );
+            qb.push_values(rows, |mut row, save| {
+                let state = &save.state;
+                let (waiting_for, wait_until) = match &state.wait {
+                    Some(w) => (
+                        match w.kind {
+                            WaitKind::Event { awaited } => Some(awaited.as_str()),
+                            WaitKind::Delay => None,
+                        },
+                        Some(w.until.timestamp_millis()),
+                    ),
+                    None => (None, None),
+                };
+                row.push_bind(save.id)
+                    .push_bind(Json(state))
+                    .push_bind(state.status.as_str())
+                    .push_bind(state.node.as_deref())
+                    .push_bind(waiting_for)
+                    .push_bind(wait_until)
+                    .push_bind(save.last_message_id)
+                    .push_bind(save.end_reason.as_deref())
+                    .push_bind(state.status.is_terminal().then_some(now_ms));
+            });
+            qb.push(
+                ") UPDATE automation_runs SET state = v.state, status = v.status,
+                     current_node = v.current_node, waiting_for = v.waiting_for,
+                     wait_until = v.wait_until,
+                     last_message_id = COALESCE(v.last_message_id, automation_runs.last_message_id),
+                     end_reason = COALESCE(v.end_reason, automation_runs.end_reason),
+                     ended_at = COALESCE(automation_runs.ended_at, v.ended_at),
+                     updated_at = ",
+            )
+            .push_bind(now_ms)
+            .push(" FROM v WHERE automation_runs.id = v.id");
+            qb.build().execute(&mut *c).await?.rows_affected()
+        });
+        if n != rows.len() as u64 {
+            return Err(StoreError::NotFound);
+        }
     }
     Ok(())
 }

@@ -624,18 +624,56 @@ pub async fn insert_queued(
     billable: bool,
     now_ms: i64,
 ) -> Result<Option<Uuid>, StoreError> {
-    let id = Uuid::now_v7();
-    let n = on_tx!(tx.tx(), |c| {
-        sqlx::query(
-            "INSERT INTO messages (id, contact_id, phone_number_id, direction, idempotency_key, kind, body, content, source,
-                                   template_name, template_language, status, is_sandbox, billable, created_at, updated_at)
-             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, 'QUEUED', $11, $12, $13, $13)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-        )
-        .bind(id).bind(m.contact_id).bind(m.phone_number_id).bind(m.idempotency_key).bind(m.kind).bind(m.body)
-        .bind(Json(m.content)).bind(m.source).bind(m.template_name).bind(m.template_language).bind(m.is_sandbox)
-        .bind(billable).bind(now_ms)
-        .execute(&mut *c).await?.rows_affected()
-    });
-    Ok((n == 1).then_some(id))
+    let mut ids = insert_queued_many(tx, &[(m.clone(), billable)], now_ms).await?;
+    Ok(ids.pop().flatten())
+}
+
+/// Messages per multi-row `INSERT` (13 binds each).
+const INSERT_CHUNK: usize = 200;
+
+/// [`insert_queued`] for many messages in one statement per
+/// [`INSERT_CHUNK`]: per message, in order, its new id or `None` when its
+/// key was taken (before, or earlier in `messages`).
+pub async fn insert_queued_many(
+    tx: &mut TenantTx,
+    messages: &[(messaging::OutboundMessage<'_>, bool)],
+    now_ms: i64,
+) -> Result<Vec<Option<Uuid>>, StoreError> {
+    let ids: Vec<Uuid> = messages.iter().map(|_| Uuid::now_v7()).collect();
+    let mut inserted = std::collections::HashSet::with_capacity(ids.len());
+    for (rows, ids) in messages.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
+        let got: Vec<Uuid> = on_tx!(tx.tx(), |c| {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO messages (id, contact_id, phone_number_id, direction, idempotency_key, kind, body, content,
+                     source, template_name, template_language, status, is_sandbox, billable, created_at, updated_at) ",
+            );
+            qb.push_values(rows.iter().zip(ids), |mut row, ((m, billable), id)| {
+                row.push_bind(*id)
+                    .push_bind(m.contact_id)
+                    .push_bind(m.phone_number_id)
+                    .push("'outbound'")
+                    .push_bind(m.idempotency_key)
+                    .push_bind(m.kind)
+                    .push_bind(m.body)
+                    .push_bind(Json(m.content))
+                    .push_bind(m.source)
+                    .push_bind(m.template_name)
+                    .push_bind(m.template_language)
+                    .push("'QUEUED'")
+                    .push_bind(m.is_sandbox)
+                    .push_bind(*billable)
+                    .push_bind(now_ms)
+                    .push_bind(now_ms);
+            });
+            qb.push(
+                " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+            );
+            qb.build_query_scalar().fetch_all(&mut *c).await?
+        });
+        inserted.extend(got);
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| inserted.contains(&id).then_some(id))
+        .collect())
 }
