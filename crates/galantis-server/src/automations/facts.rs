@@ -1,6 +1,7 @@
 //! Loading what the step function reads about a run's contact.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use chrono::DateTime;
 use galantis_core::MarketingState;
@@ -42,9 +43,8 @@ impl Templates {
         tx: &mut TenantTx,
         id: Uuid,
     ) -> Result<Option<&TemplateRecord>, StoreError> {
-        if !self.0.contains_key(&id) {
-            let t = templates::get(tx, id).await?;
-            self.0.insert(id, t);
+        if let Entry::Vacant(e) = self.0.entry(id) {
+            e.insert(templates::get(tx, id).await?);
         }
         Ok(self.0.get(&id).and_then(Option::as_ref))
     }

@@ -43,7 +43,10 @@
 //!    template and queues it with `queue_in` (idempotency key
 //!    `automation:<run>:<node>:<visit>`, source `automation`); a refused
 //!    send makes the node `FAILED` with the refusal code and ends the run.
-//! 5. Save the state (its wait columns are the indexes wake-ups use).
+//! 5. Save the state (its wait columns are the indexes wake-ups use). The
+//!    activity and the state are written last, one statement each
+//!    ([`engine::Written`]); a restock page writes all its first steps'
+//!    together (ADR 0037).
 //!
 //! `automation.wake` (from `ConversationMessageCreated` inbound and
 //! `MessageStatusUpdated` with `awaited` set, ADR 0036): finds the runs

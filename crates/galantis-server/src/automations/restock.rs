@@ -9,7 +9,8 @@
 //!    the variant, oldest first, after the cursor. If the variant is sold
 //!    out again, the fan-out stops: the rest stay `ACTIVE` for the next
 //!    restock (metric `galantis_restock_stopped_total`).
-//! 7–8. Each subscriber goes through the automation's gate (consent
+//! 7–8. The page's subscribers go through the automation's gate together
+//!    (one read of their contacts and prior runs, ADR 0037; consent
 //!    `SUBSCRIBED`, then the frequency cap, 24 h in the recipe): a refusal
 //!    is a `SKIPPED` activity row with the gate's reason and the
 //!    subscription stays `ACTIVE`.

@@ -11,7 +11,7 @@ use galantis_core::automation::{
 use galantis_core::templates::TemplateStatus;
 use galantis_store::tenant::automations::activity::{self, ActivityFilter, Visit};
 use galantis_store::tenant::automations::runs::{self, NewRun};
-use galantis_store::tenant::automations::{self, AutomationChange, NewAutomation};
+use galantis_store::tenant::automations::{self, Automation, AutomationChange, NewAutomation};
 use galantis_testkit::TestApp;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -362,10 +362,11 @@ async fn one_enrolment_per_trigger_key_and_waiting_runs_are_found_by_index() {
     tx.commit().await.unwrap();
 }
 
-#[tokio::test]
-async fn activity_records_each_transition_once_and_stats_count_them() {
+/// A tenant with one automation (flow "vip", cap 7 days) and a
+/// transaction open on it.
+async fn activity_setup(tenant: &str) -> (TestApp, galantis_store::TenantTx, Automation) {
     let app = TestApp::builder().without_workers().spawn().await;
-    let t = app.create_tenant("auto-store-activity").await;
+    let t = app.create_tenant(tenant).await;
     let v = flow_json("vip", Uuid::now_v7());
     let flow = Flow::parse(&v).unwrap();
     let mut tx = app.db().tenant_tx(t.id).await.unwrap();
@@ -382,6 +383,12 @@ async fn activity_records_each_transition_once_and_stats_count_them() {
     )
     .await
     .unwrap();
+    (app, tx, a)
+}
+
+#[tokio::test]
+async fn activity_records_each_transition_once_and_stats_count_them() {
+    let (_app, mut tx, a) = activity_setup("auto-store-activity").await;
     let contact = Uuid::now_v7();
     let ctx = json!({});
     let run_id = runs::enrol(
@@ -627,24 +634,7 @@ async fn activity_records_each_transition_once_and_stats_count_them() {
 /// in the batch (one statement may not touch a row twice on PostgreSQL).
 #[tokio::test]
 async fn activity_written_together_equals_activity_written_one_by_one() {
-    let app = TestApp::builder().without_workers().spawn().await;
-    let t = app.create_tenant("auto-store-activity-many").await;
-    let v = flow_json("vip", Uuid::now_v7());
-    let flow = Flow::parse(&v).unwrap();
-    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
-    let a = automations::create(
-        &mut tx,
-        &NewAutomation {
-            name: "S",
-            flow: (&v, &flow),
-            frequency_cap: Some(FrequencyCap::Days7),
-            exclusions: &[],
-            include_existing_users: false,
-        },
-        ms(t0()),
-    )
-    .await
-    .unwrap();
+    let (_app, mut tx, a) = activity_setup("auto-store-activity-many").await;
     let ctx = json!({});
     let contacts = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
     let new: Vec<NewRun<'_>> = contacts

@@ -1280,50 +1280,70 @@ async fn the_embedded_default_sends_to_the_mounted_sandbox_and_marks_sends() {
     assert_eq!(counters["accepted"], 1, "{counters}");
 }
 
-/// `queue_many` inserts a batch's messages in one statement: a key given
-/// twice in one batch is still one message, one job and one credit held,
-/// and the second send is its duplicate; a key used before is a duplicate
-/// with no new job.
-#[tokio::test]
-async fn a_key_repeated_within_one_batch_is_one_message() {
-    use galantis_core::{MessageKind, MessageSource};
-    use galantis_server::sending::queue::{Outgoing, TemplateSend, queue_many};
-
+/// A tenant on ENTERPRISE with `credits` granted, its send workers off
+/// (what `queue_many` queues stays queued).
+async fn campaign_env(name: &str, credits: i64) -> Env {
     let e = env(
-        "send-batch-repeat",
+        name,
         1000,
         1000,
         |c| c.webhooks.url = Some(String::new()),
         |c| c.queue.concurrency.messages = 0,
     )
     .await;
-    let (app, t) = (&e.app, &e.t);
-    set_plan(app, t, "ENTERPRISE").await;
-    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
-    billing::operator_grant(&mut tx, 10, "batch test", "campaign", chrono::Utc::now())
-        .await
-        .unwrap();
+    set_plan(&e.app, &e.t, "ENTERPRISE").await;
+    let mut tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
+    billing::operator_grant(
+        &mut tx,
+        credits,
+        "campaign test",
+        "campaign",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
+    e
+}
+
+/// The campaign-shaped send of template "promo" to `contact` under `key`.
+fn promo_send(contact: Uuid, key: String) -> galantis_server::sending::queue::Outgoing {
+    use galantis_core::{MessageKind, MessageSource};
+    use galantis_server::sending::queue::{Outgoing, TemplateSend};
+    let components = json!([{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]);
+    Outgoing {
+        contact_id: contact,
+        phone_number_id: None,
+        source: MessageSource::Campaign,
+        idempotency_key: key,
+        key_given: true,
+        kind: MessageKind::Template,
+        content: json!({"template": {"name": "promo", "language": {"code": "en"},
+            "components": components.clone()}}),
+        template: Some(TemplateSend {
+            name: "promo".into(),
+            language: "en".into(),
+            components,
+        }),
+    }
+}
+
+/// `queue_many` inserts a batch's messages in one statement: a key given
+/// twice in one batch is still one message, one job and one credit held,
+/// and the second send is its duplicate; a key used before is a duplicate
+/// with no new job.
+#[tokio::test]
+async fn a_key_repeated_within_one_batch_is_one_message() {
+    use galantis_server::sending::queue::queue_many;
+
+    let e = campaign_env("send-batch-repeat", 10).await;
+    let (app, t) = (&e.app, &e.t);
     let people: Vec<Uuid> = contacts_n(app, t, 3, 0)
         .await
         .into_iter()
         .map(|p| p.0)
         .collect();
-    let send = |c: Uuid, key: &str| Outgoing {
-        contact_id: c,
-        phone_number_id: None,
-        source: MessageSource::Campaign,
-        idempotency_key: key.to_owned(),
-        key_given: true,
-        kind: MessageKind::Template,
-        content: json!({"template": {"name": "promo", "language": {"code": "en"},
-            "components": [{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]}}),
-        template: Some(TemplateSend {
-            name: "promo".into(),
-            language: "en".into(),
-            components: json!([{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]),
-        }),
-    };
+    let send = |c: Uuid, key: &str| promo_send(c, key.to_owned());
     let conn = galantis_server::sending::connection::resolve(&app.state, t.id)
         .await
         .unwrap();
@@ -1383,30 +1403,10 @@ async fn a_key_repeated_within_one_batch_is_one_message() {
 #[tokio::test]
 async fn a_campaign_queues_ten_thousand_in_batches_once_and_refuses_per_recipient() {
     use galantis_core::sending::SendRefusal;
-    use galantis_core::{MessageKind, MessageSource};
-    use galantis_server::sending::queue::{Outgoing, TemplateSend, queue_many};
+    use galantis_server::sending::queue::{Outgoing, queue_many};
 
-    let e = env(
-        "send-campaign",
-        1000,
-        1000,
-        |c| c.webhooks.url = Some(String::new()),
-        |c| c.queue.concurrency.messages = 0,
-    )
-    .await;
+    let e = campaign_env("send-campaign", 20_000).await;
     let (app, t) = (&e.app, &e.t);
-    set_plan(app, t, "ENTERPRISE").await;
-    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
-    billing::operator_grant(
-        &mut tx,
-        20_000,
-        "campaign test",
-        "campaign",
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
 
     const N: usize = 10_000;
     let mut people: Vec<Uuid> = contacts_n(app, t, N, 0)
@@ -1446,21 +1446,7 @@ async fn a_campaign_queues_ten_thousand_in_batches_once_and_refuses_per_recipien
 
     let sends: Vec<Outgoing> = people
         .iter()
-        .map(|c| Outgoing {
-            contact_id: *c,
-            phone_number_id: None,
-            source: MessageSource::Campaign,
-            idempotency_key: format!("campaign:spring:{c}"),
-            key_given: true,
-            kind: MessageKind::Template,
-            content: json!({"template": {"name": "promo", "language": {"code": "en"},
-                "components": [{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]}}),
-            template: Some(TemplateSend {
-                name: "promo".into(),
-                language: "en".into(),
-                components: json!([{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]),
-            }),
-        })
+        .map(|c| promo_send(*c, format!("campaign:spring:{c}")))
         .collect();
     let conn = galantis_server::sending::connection::resolve(&app.state, t.id)
         .await
