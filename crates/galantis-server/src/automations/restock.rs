@@ -224,6 +224,11 @@ pub async fn batch(
     let Some(variant_id) = fact.variant_id else {
         return Ok(0);
     };
+    // Nobody is enrolled in an automation that is not running: write no
+    // links for them either.
+    if a.status != AutomationStatus::Active || versions::current(a).is_none() {
+        return Ok(0);
+    }
     let Some(v) = bis::notice_variant(tx, variant_id).await? else {
         return Ok(0);
     };
