@@ -259,14 +259,23 @@ pub(super) async fn start_inline(
     let facts = facts::load(tx, run, version, Some(contact), &mut templates).await?;
     let out = step(&version.flow, &run.state, Input::Start, &facts, now);
     if conn.is_none() && out.effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
-        let job = StepJob {
-            run_id: run.id,
-            input: StepInput::Start,
-        };
-        crate::jobs::enqueue(tx, &job, now).await?;
-        return Ok(());
+        return queue_start(tx, run.id, now).await;
     }
     apply(tx, run, out, conn, &mut templates, now).await
+}
+
+/// Leaves a new run's first step to a `Start` job.
+pub(super) async fn queue_start(
+    tx: &mut TenantTx,
+    run_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let job = StepJob {
+        run_id,
+        input: StepInput::Start,
+    };
+    crate::jobs::enqueue(tx, &job, now).await?;
+    Ok(())
 }
 
 /// A send's outcome: the message queued, or the refusal's code.

@@ -13,7 +13,6 @@ use galantis_store::tenant::{lists, segments};
 use galantis_store::{StoreError, TenantTx};
 use uuid::Uuid;
 
-use super::engine::{StepInput, StepJob};
 use super::versions;
 use crate::sending::connection::Resolved;
 
@@ -72,13 +71,7 @@ pub(super) async fn enrol_with(
         return Ok(outcome);
     };
     match first {
-        FirstStep::Job => {
-            let job = StepJob {
-                run_id: run.id,
-                input: StepInput::Start,
-            };
-            crate::jobs::enqueue(tx, &job, now).await?;
-        }
+        FirstStep::Job => super::engine::queue_start(tx, run.id, now).await?,
         FirstStep::Now(conn) => {
             if let Some(version) = versions::current(a) {
                 super::engine::start_inline(tx, &run, &version, contact, conn, now).await?;

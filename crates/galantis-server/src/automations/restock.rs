@@ -31,7 +31,6 @@
 //! `APPROVED` template whose name starts with [`TEMPLATE_PREFIX`] exists
 //! (the newest such); otherwise the merchant's own automation is used.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -266,32 +265,27 @@ pub async fn batch(
     }
     base.variables.insert("product.url".into(), target.clone());
     // A link only for those the gate may let through, all in one insert.
-    let linked: Vec<&bis::ActiveSubscriber> = subs
+    let linked = |s: &&bis::ActiveSubscriber| s.marketing_state == "SUBSCRIBED";
+    let attributions: Vec<Attribution> = subs
         .iter()
-        .filter(|s| s.marketing_state == "SUBSCRIBED")
-        .collect();
-    let attributions: Vec<Attribution> = linked
-        .iter()
+        .filter(linked)
         .map(|s| Attribution {
             contact_id: Some(s.contact_id),
             subscription_id: Some(s.subscription_id),
             message_id: None,
         })
         .collect();
-    let codes = short_links::create_many(tx, &target, &attributions, now_ms).await?;
-    let mut urls: HashMap<Uuid, String> = linked
-        .iter()
-        .zip(codes)
-        .map(|(s, link)| {
-            let url = format!("{}/r/{}", links.public_url.trim_end_matches('/'), link.code);
-            (s.subscription_id, url)
-        })
-        .collect();
+    let mut codes = short_links::create_many(tx, &target, &attributions, now_ms)
+        .await?
+        .into_iter();
+    let public = links.public_url.trim_end_matches('/');
     let facts: Vec<TriggerFact> = subs
         .iter()
         .map(|s| {
             let mut f = base.clone();
-            if let Some(url) = urls.remove(&s.subscription_id) {
+            if linked(&s) {
+                let link = codes.next().expect("one link per linked subscriber");
+                let url = format!("{public}/r/{}", link.code);
                 f.variables.insert("variant.url".into(), url);
             }
             f
@@ -315,11 +309,7 @@ pub async fn batch(
         Some(conn) => start_many(tx, a, conn, started, now).await?,
         None => {
             for (run, _) in &started {
-                let job = engine::StepJob {
-                    run_id: run.id,
-                    input: engine::StepInput::Start,
-                };
-                crate::jobs::enqueue(tx, &job, now).await?;
+                engine::queue_start(tx, run.id, now).await?;
             }
         }
     }

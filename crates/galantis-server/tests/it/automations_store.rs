@@ -362,6 +362,23 @@ async fn one_enrolment_per_trigger_key_and_waiting_runs_are_found_by_index() {
     tx.commit().await.unwrap();
 }
 
+/// The automation's activity rows (at most 10).
+async fn activity_of(
+    tx: &mut galantis_store::TenantTx,
+    automation: Uuid,
+) -> Vec<activity::Activity> {
+    activity::list(
+        tx,
+        &ActivityFilter {
+            automation_id: Some(automation),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// A tenant with one automation (flow "vip", cap 7 days) and a
 /// transaction open on it.
 async fn activity_setup(tenant: &str) -> (TestApp, galantis_store::TenantTx, Automation) {
@@ -482,16 +499,7 @@ async fn activity_records_each_transition_once_and_stats_count_them() {
     )
     .await
     .unwrap();
-    let rows = activity::list(
-        &mut tx,
-        &ActivityFilter {
-            automation_id: Some(a.id),
-            limit: 10,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let rows = activity_of(&mut tx, a.id).await;
     assert_eq!(rows.len(), 2);
     let row = rows.iter().find(|r| r.node_id == "a").unwrap();
     assert_eq!(
@@ -719,16 +727,7 @@ async fn activity_written_together_equals_activity_written_one_by_one() {
     activity::transition_many(&mut tx, &batch, ms(t0()) + 9)
         .await
         .unwrap();
-    let rows = activity::list(
-        &mut tx,
-        &ActivityFilter {
-            automation_id: Some(a.id),
-            limit: 10,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let rows = activity_of(&mut tx, a.id).await;
     let shape = |run: &runs::Run| {
         let mut of: Vec<_> = rows
             .iter()
