@@ -578,20 +578,16 @@ async fn a_job_killed_after_meta_accepted_does_not_send_again() {
     }
 }
 
-/// A `failed` status (without our key, so only its wamid can link it)
-/// processed while the send is recording Meta's acceptance: whichever
-/// commits first, the status is applied and the charge refunded. On
-/// PostgreSQL the two meet on the wamid's lock and the message's row (no
-/// tenant lock any more); on SQLite on the single writer.
-#[tokio::test]
-async fn a_failed_status_racing_the_recorded_acceptance_is_applied_and_refunded() {
-    let e = env("send-race", 1000, 1000, |_| {}, |_| {}).await;
+/// A billable message whose send is in flight: marked `sending` and
+/// accepted by the sandbox (whose webhooks are off), with nothing of the
+/// answer recorded yet. Returns the message, its wamid and the
+/// recipient's WhatsApp id.
+async fn billable_send_in_flight(e: &Env, key: &str) -> (Uuid, String, String) {
     e.sb.update_webhooks(|w| w.url = None);
     let app = &e.app;
     let t = &e.t;
     set_plan(app, t, "GROWTH").await;
     let (contact, wa) = contacts_n(app, t, 1, 4000).await.remove(0);
-    let key = "race-test-1";
     let content = json!({"template": {"name": "order_update", "language": {"code": "en"},
         "components": [{"type":"body","parameters":[{"type":"text","text":"Ana"},{"type":"text","text":"#1"}]}]}});
     let mut tx = app.db().tenant_tx(t.id).await.unwrap();
@@ -631,6 +627,19 @@ async fn a_failed_status_racing_the_recorded_acceptance_is_applied_and_refunded(
         .await
         .unwrap();
     let wamid = answer["messages"][0]["id"].as_str().unwrap().to_owned();
+    (id, wamid, wa)
+}
+
+/// A `failed` status (without our key, so only its wamid can link it)
+/// processed while the send is recording Meta's acceptance: whichever
+/// commits first, the status is applied and the charge refunded. On
+/// PostgreSQL the two meet on the wamid's lock and the message's row (no
+/// tenant lock any more); on SQLite on the single writer.
+#[tokio::test]
+async fn a_failed_status_racing_the_recorded_acceptance_is_applied_and_refunded() {
+    let e = env("send-race", 1000, 1000, |_| {}, |_| {}).await;
+    let (app, t) = (&e.app, &e.t);
+    let (id, wamid, wa) = billable_send_in_flight(&e, "race-test-1").await;
 
     // The send's outcome transaction, as `message.send` runs it, left open…
     let now = chrono::Utc::now();
@@ -687,6 +696,76 @@ async fn a_failed_status_racing_the_recorded_acceptance_is_applied_and_refunded(
     let m = message(app, t, id).await;
     assert_eq!(m.wamid.as_deref(), Some(wamid.as_str()));
     assert_eq!(m.error_code, Some(131026));
+}
+
+/// A `sent` status carrying our key overtakes the send's answer: the
+/// webhook links the wamid and applies the status, so the message is no
+/// longer `QUEUED` while its charge is still to be written. Its credit stays
+/// held until the send records the acceptance and charges it (here the
+/// path of a retried job, which finds the wamid linked); before, a tenant
+/// could queue one message more than its credits in that window.
+#[tokio::test]
+async fn a_message_linked_by_its_status_holds_its_credit_until_it_is_charged() {
+    let e = env("send-linked", 1000, 1000, |_| {}, |_| {}).await;
+    let (app, t) = (&e.app, &e.t);
+    let key = "linked-1";
+    let (id, wamid, wa) = billable_send_in_flight(&e, key).await;
+    let held = || async {
+        let mut tx = app.db().tenant_read(t.id).await.unwrap();
+        let r = sending::balance_and_reserved(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        r
+    };
+    let (balance, reserved) = held().await;
+    assert_eq!(reserved, 1);
+
+    let now = chrono::Utc::now();
+    let status = json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "19990000777", "phone_number_id": NUMBER},
+        "statuses": [{"id": wamid, "status": "sent", "timestamp": now.timestamp().to_string(), "recipient_id": wa,
+            "biz_opaque_callback_data": key}]}}]}]});
+    assert!(
+        galantis_testkit::webhooks::meta(app, &status)
+            .await
+            .status()
+            .is_success()
+    );
+    eventually("linked and sent", || async {
+        let m = message(app, t, id).await;
+        m.status == "SENT" && m.wamid.as_deref() == Some(wamid.as_str())
+    })
+    .await;
+    assert_eq!(
+        held().await,
+        (balance, 1),
+        "linked, not yet charged: the credit is still held"
+    );
+    assert_eq!(
+        message(app, t, id).await.send_state.as_deref(),
+        Some("sending")
+    );
+
+    // The retried send finds the wamid and records the acceptance with its
+    // charge.
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let period = billing::account(&mut tx, now).await.unwrap().period;
+    sending::lock_wamid(&mut tx, &wamid).await.unwrap();
+    let settling = sending::record_acceptance(&mut tx, id, None, now.timestamp_millis())
+        .await
+        .unwrap()
+        .unwrap();
+    galantis_server::sending::credits::settle(&mut tx, &settling, Some(&period), now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(held().await, (balance - 1, 0), "charged once, held no more");
+    let m = message(app, t, id).await;
+    assert_eq!(m.send_state.as_deref(), Some("accepted"));
+    assert!(m.accepted_at.is_some());
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let entries = billing::entries_for_message(&mut tx, id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(entries, vec![("charge".to_owned(), -1)]);
 }
 
 #[tokio::test]

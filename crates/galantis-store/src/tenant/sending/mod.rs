@@ -453,7 +453,8 @@ fn to_settling(r: SettlingRow) -> Settling {
 }
 
 /// Records Meta's acceptance of message `id` — with `accepted`, `(wamid if
-/// known, sandbox)`; without, it was recorded already (a retried job) — in
+/// known, sandbox)`; without, it was recorded already (a retried job) or a
+/// status webhook linked its wamid ([`link_by_callback_data`]) — in
 /// one statement that always updates the row, so on PostgreSQL the row is
 /// held until commit: a status webhook applying to this message (which
 /// updates the row too) waits for this transaction, and one that committed
@@ -488,11 +489,12 @@ pub async fn record_acceptance(
     let row: Option<Row> = on_tx!(tx.tx(), |c| {
         sqlx::query_as(
             "UPDATE messages SET
-                 accepted_at = CASE WHEN $1 AND (send_state IS NULL OR send_state <> 'accepted') THEN $2 ELSE accepted_at END,
+                 accepted_at = CASE WHEN ($1 OR wamid IS NOT NULL) AND (send_state IS NULL OR send_state <> 'accepted')
+                                    THEN COALESCE(accepted_at, $2) ELSE accepted_at END,
                  is_sandbox = CASE WHEN $1 AND (send_state IS NULL OR send_state <> 'accepted') THEN $3 ELSE is_sandbox END,
-                 updated_at = CASE WHEN ($1 AND (send_state IS NULL OR send_state <> 'accepted'))
+                 updated_at = CASE WHEN (($1 OR wamid IS NOT NULL) AND (send_state IS NULL OR send_state <> 'accepted'))
                                      OR (wamid IS NULL AND $4 IS NOT NULL) THEN $2 ELSE updated_at END,
-                 send_state = CASE WHEN $1 THEN 'accepted' ELSE send_state END,
+                 send_state = CASE WHEN $1 OR wamid IS NOT NULL THEN 'accepted' ELSE send_state END,
                  wamid = COALESCE(wamid, $4)
              WHERE id = $5 AND direction = 'outbound'
              RETURNING id, status, wamid, idempotency_key, billable, delivered_at, read_at, error_code,
@@ -562,6 +564,10 @@ pub async fn mark_rejected(
 /// idempotency key as `biz_opaque_callback_data`: the send was accepted
 /// (its job may have died before storing the answer). Links the wamid and
 /// applies pending statuses. Returns the message id if one was linked.
+///
+/// It does not record the acceptance (`send_state` stays as it is): that is
+/// written with the charge, by the send's job ([`record_acceptance`]), so
+/// the message holds its credit until then (see `reservations`).
 pub async fn link_by_callback_data(
     tx: &mut TenantTx,
     idempotency_key: &str,
@@ -579,7 +585,7 @@ pub async fn link_by_callback_data(
     let Some(id) = id else { return Ok(None) };
     on_tx!(tx.tx(), |c| {
         sqlx::query(
-            "UPDATE messages SET send_state = 'accepted', accepted_at = COALESCE(accepted_at, $1), updated_at = $1 WHERE id = $2",
+            "UPDATE messages SET accepted_at = COALESCE(accepted_at, $1), updated_at = $1 WHERE id = $2",
         )
         .bind(now_ms)
         .bind(id)
