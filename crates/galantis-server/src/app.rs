@@ -128,11 +128,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             "using development webhook secrets (embedded mode); set GALANTIS_SHOPIFY_APP_SECRET and GALANTIS_META_APP_SECRET for real traffic"
         );
     }
-    if !config.is_embedded() && config.metrics.bind.is_none() && config.metrics.token.is_none() {
-        tracing::warn!(
-            "/metrics is open to anyone who can reach the listener; set GALANTIS_METRICS__BIND (a separate, internal address) or GALANTIS_METRICS__TOKEN"
-        );
-    }
     // Install the metrics recorder before the first request records anything.
     crate::telemetry::prometheus();
     let (db, master, _) = open(&config).await?;

@@ -849,6 +849,14 @@ impl Config {
                 "GALANTIS_SANDBOX_TOKEN is required when the sandbox is enabled with PostgreSQL (a generated token would differ between nodes)".into(),
             ));
         }
+        // Metrics name tenants' volumes and the service's inner workings: in
+        // production they are read with a credential only, wherever they are
+        // served (a separate address is a network boundary, not a credential).
+        if self.metrics.token.is_none() {
+            return Err(ConfigError(
+                "GALANTIS_METRICS__TOKEN is required when DATABASE_URL points at PostgreSQL: /metrics answers only with it (Authorization: Bearer …), on the main listener or on GALANTIS_METRICS__BIND".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -1002,6 +1010,28 @@ mod tests {
         };
         let e = pg.validate_for_serve().unwrap_err().0;
         assert!(e.contains("GALANTIS_SANDBOX_TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn production_refuses_metrics_without_a_token() {
+        let mut pg = Config {
+            database_url: Some(SecretString::from("postgres://x")),
+            shopify_app_secret: Some(SecretString::from("s")),
+            meta_app_secret: Some(SecretString::from("m")),
+            meta_verify_token: Some(SecretString::from("v")),
+            ..Config::default()
+        };
+        for bind in [None, Some("127.0.0.1:9091".parse().unwrap())] {
+            pg.metrics.bind = bind;
+            let e = pg.validate_for_serve().unwrap_err().0;
+            assert!(e.contains("GALANTIS_METRICS__TOKEN"), "{bind:?}: {e}");
+        }
+        pg.metrics.token = Some(SecretString::from("metrics-token-0123456789"));
+        assert!(pg.validate_for_serve().is_ok());
+        assert!(
+            Config::default().validate_for_serve().is_ok(),
+            "embedded development needs none"
+        );
     }
 
     #[test]

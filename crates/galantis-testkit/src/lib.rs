@@ -37,6 +37,9 @@ pub use pg::PgScratch;
 pub const TEST_SHOPIFY_SECRET: &str = "test-shopify-app-secret";
 /// Meta webhook secret configured on every test app.
 pub const TEST_META_SECRET: &str = "test-meta-app-secret";
+/// `/metrics`'s token in PostgreSQL (production) configurations, which
+/// require one; embedded ones serve metrics openly.
+pub const TEST_METRICS_TOKEN: &str = "test-metrics-token-0123456789";
 
 /// The Meta sandbox's operator token on test apps built with
 /// [`TestAppBuilder::sandbox`].
@@ -82,6 +85,13 @@ impl Scratch {
             shopify_app_secret: Some(SecretString::from(TEST_SHOPIFY_SECRET)),
             meta_app_secret: Some(SecretString::from(TEST_META_SECRET)),
             meta_verify_token: Some(SecretString::from("test-verify-token")),
+            metrics: galantis_server::config::MetricsConfig {
+                token: self
+                    .pg
+                    .as_ref()
+                    .map(|_| SecretString::from(TEST_METRICS_TOKEN)),
+                bind: None,
+            },
             // Below the production default (20) but with room for a lane of
             // workers, the scheduler's LISTEN, webhook processing and the
             // test's own reads at once.
@@ -117,6 +127,10 @@ impl Scratch {
         ];
         if let Some(pg) = &self.pg {
             env.push(("DATABASE_URL".to_owned(), pg.url.clone()));
+            env.push((
+                "GALANTIS_METRICS__TOKEN".to_owned(),
+                TEST_METRICS_TOKEN.to_owned(),
+            ));
         }
         env
     }
@@ -303,6 +317,24 @@ impl TestApp {
 
     pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::GET, path, token)
+    }
+
+    /// `GET url` (this app's `/metrics`, or its separate metrics listener),
+    /// with the metrics token when the configuration has one.
+    pub async fn metrics_at(&self, url: &str) -> reqwest::Response {
+        let mut r = self.client.get(url);
+        if let Some(t) = &self.state.config.metrics.token {
+            use secrecy::ExposeSecret;
+            r = r.bearer_auth(t.expose_secret());
+        }
+        r.send().await.expect("GET /metrics")
+    }
+
+    /// This app's `/metrics` as Prometheus text (asserting 200).
+    pub async fn metrics_text(&self) -> String {
+        let r = self.metrics_at(&self.url("/metrics")).await;
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "GET /metrics");
+        r.text().await.expect("metrics body")
     }
 
     pub fn master_key(&self) -> &MasterKey {

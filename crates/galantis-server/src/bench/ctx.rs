@@ -114,6 +114,11 @@ impl Ctx {
                 cfg.shopify_app_secret = bench(cfg.shopify_app_secret.take());
                 cfg.meta_app_secret = bench(cfg.meta_app_secret.take());
                 cfg.meta_verify_token = bench(cfg.meta_verify_token.take());
+                cfg.metrics.token = cfg
+                    .metrics
+                    .token
+                    .take()
+                    .or_else(|| Some(SecretString::from("galantis-bench-metrics")));
                 if cfg.master_key.is_none() {
                     let mut key = [0u8; 32];
                     getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("random key: {e}"))?;

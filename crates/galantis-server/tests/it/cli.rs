@@ -730,27 +730,35 @@ async fn serve_log(env: &[(String, String)]) -> String {
     log
 }
 
-/// Production (PostgreSQL) with /metrics neither on its own address nor
-/// behind a token says so at start-up; with either, it does not.
+/// A production (PostgreSQL) configuration without a metrics token is
+/// refused at start-up, whether or not /metrics has its own address: a
+/// separate address is a network boundary, not a credential.
 #[tokio::test]
-async fn production_warns_about_open_metrics() {
+async fn production_refuses_to_serve_metrics_without_a_token() {
     let scratch = Scratch::new().await;
     if scratch.engine() != galantis_store::Engine::Postgres {
         return;
     }
-    const WARNING: &str = "/metrics is open to anyone";
-    let env = scratch.env();
-    assert!(serve_log(&env).await.contains(WARNING));
-    let mut with_token = env.clone();
-    with_token.push((
-        "GALANTIS_METRICS__TOKEN".to_owned(),
-        "metrics-token-0123456789".to_owned(),
-    ));
-    assert!(!serve_log(&with_token).await.contains(WARNING));
-    let mut with_bind = env;
+    let env: Vec<_> = scratch
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "GALANTIS_METRICS__TOKEN")
+        .collect();
+    let mut with_bind = env.clone();
     with_bind.push((
         "GALANTIS_METRICS__BIND".to_owned(),
         format!("127.0.0.1:{}", free_port()),
     ));
-    assert!(!serve_log(&with_bind).await.contains(WARNING));
+    for env in [&env, &with_bind] {
+        let out = run(
+            env,
+            &["serve", "--bind", &format!("127.0.0.1:{}", free_port())],
+        )
+        .await;
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("GALANTIS_METRICS__TOKEN"), "{err}");
+    }
+    // With the token (as `scratch.env()` has it), it serves.
+    serve_log(&scratch.env()).await;
 }

@@ -25,9 +25,7 @@ async fn health_readiness_and_metrics_answer() {
         .send()
         .await
         .unwrap();
-    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let text = r.text().await.unwrap();
+    let text = app.metrics_text().await;
     assert!(text.contains("galantis_http_requests_total"), "{text}");
 }
 

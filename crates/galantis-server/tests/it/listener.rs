@@ -290,7 +290,7 @@ async fn metrics_on_their_own_address_are_not_on_the_main_listener() {
     for _ in 0..100 {
         if let Ok(r) = app
             .client
-            .get(format!("http://{metrics_addr}/metrics"))
+            .get(format!("http://{metrics_addr}/healthz"))
             .send()
             .await
         {
@@ -300,6 +300,10 @@ async fn metrics_on_their_own_address_are_not_on_the_main_listener() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let r = served.expect("the metrics listener answers");
+    assert_eq!(r.status(), 404, "only /metrics on the metrics address");
+    let r = app
+        .metrics_at(&format!("http://{metrics_addr}/metrics"))
+        .await;
     assert_eq!(r.status(), 200);
     assert!(
         r.text()

@@ -447,16 +447,7 @@ async fn each_error_class_is_handled_by_its_code() {
     let conn = get(app, t, "/api/v1/settings/whatsapp").await;
     assert_eq!(conn["error_code"], 190);
     assert!(conn["reason"].as_str().unwrap().contains("190"), "{conn}");
-    let metrics = e
-        .app
-        .client
-        .get(e.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = e.app.metrics_text().await;
     assert!(
         metrics.contains("galantis_whatsapp_connection_needs_attention_total")
             && !metrics.contains(&e.t.id.to_string()),
