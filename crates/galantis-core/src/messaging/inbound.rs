@@ -32,6 +32,20 @@ fn str_at<'a>(m: &'a Value, path: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The id of the quick-reply button the customer pressed, if this message
+/// is such a press: an interactive message's reply button (`button_reply.id`,
+/// the id we gave it) or a template's quick-reply button (`button.payload`:
+/// the payload given at send time, else Meta sends the button's text).
+/// Reply conditions (`USER_REPLY_STATUS` with a button) compare it.
+pub fn button_reply_id(m: &Value) -> Option<String> {
+    match str_at(m, "/type")? {
+        "interactive" => str_at(m, "/interactive/button_reply/id"),
+        "button" => str_at(m, "/button/payload"),
+        _ => None,
+    }
+    .map(str::to_owned)
+}
+
 /// The message's effect. A reaction, edit or revoke without the id of the
 /// message it changes cannot change anything and is kept as a new message.
 pub fn effect(m: &Value) -> InboundEffect<'_> {
@@ -262,6 +276,23 @@ pub fn summary(m: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_button_press_is_read_from_interactive_and_template_buttons() {
+        let interactive = json!({"type": "interactive", "interactive": {"type": "button_reply",
+            "button_reply": {"id": "yes-1", "title": "Yes"}}});
+        assert_eq!(button_reply_id(&interactive).as_deref(), Some("yes-1"));
+        let template = json!({"type": "button", "button": {"payload": "STOP_PROMOS", "text": "Stop promotions"}});
+        assert_eq!(button_reply_id(&template).as_deref(), Some("STOP_PROMOS"));
+        for not_a_press in [
+            json!({"type": "text", "text": {"body": "yes"}}),
+            json!({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "r1"}}}),
+            json!({"type": "button", "button": {"payload": "  "}}),
+            json!({"button": {"payload": "no type"}}),
+        ] {
+            assert_eq!(button_reply_id(&not_a_press), None, "{not_a_press}");
+        }
+    }
 
     #[test]
     fn every_type_has_a_summary() {

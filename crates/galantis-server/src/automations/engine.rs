@@ -7,18 +7,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use galantis_core::automation::{
-    ActivityStatus, AutomationStatus, Awaited, Effect, Input, RunEvent, RunStatus, WaitKind, step,
+    ActivityStatus, AutomationStatus, Effect, Input, RunEvent, RunStatus, step,
 };
 use galantis_core::{JobKind, Lane, MessageStatus, RetrySchedule};
 use galantis_store::tenant::automations::{self, activity, runs};
-use galantis_store::tenant::sending;
 use galantis_store::{StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::facts::Templates;
 use super::versions::Version;
-use super::{facts, render, versions};
+use super::{facts, render, slip, versions};
 use crate::jobs::{AfterCommit, JobContext, JobError};
 use crate::sending::connection::{self, Resolved};
 use crate::sending::queue;
@@ -181,64 +180,23 @@ async fn step_in(
     } else {
         None
     };
-    // 5. A status applied since step 3 read it found no waiting run: the
-    //    message is held from here to the commit and its status read again.
-    let mut moved = None;
-    if let Some((message_id, seen)) = awaits_earlier_send(&run, &out, &facts) {
-        tx.wait_for_locks(!batched);
-        let now_status = sending::status_for_wait(tx, message_id).await;
-        tx.wait_for_locks(true);
-        moved = now_status?
-            .filter(|s| *s != seen)
-            .map(|status| (message_id, status));
-    }
+    // 5. An awaited status or reply committed since step 3 read the facts,
+    //    while no run waited for it: read again under the lock its
+    //    handler takes, and wake this run if it moved (`slip`).
+    let missed = slip::missed(tx, &run, &out, &facts, batched).await?;
     // 6. Effects and the new state (committed with the job's completion).
     apply(tx, &run, out, conn.as_deref(), &mut templates, now).await?;
-    if let Some((message_id, status)) = moved {
-        wake_self(tx, run.id, message_id, status, now).await?;
+    if let Some(input) = missed {
+        crate::jobs::enqueue(
+            tx,
+            &StepJob {
+                run_id: run.id,
+                input,
+            },
+            now,
+        )
+        .await?;
     }
-    Ok(())
-}
-
-/// The message (sent by an earlier step) whose status `out` now waits
-/// for, and its status as this step's facts read it. A message this step
-/// sends cannot have a status before the step commits.
-fn awaits_earlier_send(
-    run: &runs::Run,
-    out: &galantis_core::automation::Step,
-    facts: &galantis_core::automation::Facts,
-) -> Option<(Uuid, MessageStatus)> {
-    let wait = out.state.wait.as_ref()?;
-    let WaitKind::Event { awaited } = wait.kind else {
-        return None;
-    };
-    if awaited == Awaited::Reply || out.effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
-        return None;
-    }
-    let id = run.last_message_id?;
-    let seen = facts.last_message.as_ref()?;
-    (seen.message_id == Some(id)).then_some((id, seen.status))
-}
-
-/// Queues the step of `run_id` with a status its handler could not
-/// hand it: that handler asked `runs::awaits_status` before this run's wait
-/// was visible (ADR 0036).
-async fn wake_self(
-    tx: &mut TenantTx,
-    run_id: Uuid,
-    message_id: Uuid,
-    status: MessageStatus,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let job = StepJob {
-        run_id,
-        input: StepInput::Status {
-            event_id: Uuid::now_v7(),
-            message_id,
-            status,
-        },
-    };
-    crate::jobs::enqueue(tx, &job, now).await?;
     Ok(())
 }
 

@@ -184,12 +184,11 @@ pub(super) async fn load(
         });
     }
     if let Some(since) = since {
-        for ms in runs::inbound_since(tx, run.contact_id, since.timestamp_millis()).await? {
+        for (ms, button_id) in
+            runs::inbound_since(tx, run.contact_id, since.timestamp_millis()).await?
+        {
             if let Some(at) = DateTime::from_timestamp_millis(ms) {
-                f.replies.push(Reply {
-                    at,
-                    button_id: None,
-                });
+                f.replies.push(Reply { at, button_id });
             }
         }
     }

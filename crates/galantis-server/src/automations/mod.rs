@@ -46,7 +46,10 @@
 //! 5. Save the state (its wait columns are the indexes wake-ups use). The
 //!    activity and the state are written last, one statement each
 //!    ([`engine::Written`]); a restock page writes all its first steps'
-//!    together (ADR 0037).
+//!    together (ADR 0037). A new wait for a status or a reply first reads
+//!    that status or the replies again under the lock their handlers take,
+//!    and queues the run's own wake-up if one committed meanwhile
+//!    ([`slip`], ADRs 0036 and 0038).
 //!
 //! `automation.wake` (from `ConversationMessageCreated` inbound and
 //! `MessageStatusUpdated` with `awaited` set, ADR 0036): finds the runs
@@ -81,6 +84,7 @@ mod enrol;
 mod facts;
 mod render;
 pub mod restock;
+mod slip;
 mod trigger;
 mod versions;
 mod wake;

@@ -260,6 +260,134 @@ async fn a_button_reply_takes_yes_at_once_and_silence_takes_no_at_the_window_end
     assert_eq!(e.messages().await.len(), 4);
 }
 
+/// A template's quick-reply button, pressed on the customer's phone: Meta
+/// reports it as a message of type `button` whose `payload` is the
+/// button's id. It reaches the waiting run through the real webhook and
+/// takes YES.
+#[tokio::test]
+async fn a_template_quick_reply_button_by_webhook_takes_yes() {
+    let e = env("auto-button").await;
+    let c = e
+        .contact(1, "+16135550108", MarketingState::Subscribed)
+        .await;
+    let cond = json!({"condition": "USER_REPLY_STATUS", "button_id": "yes_please",
+                      "window": {"amount": 2, "unit": "hours"}});
+    let a = e
+        .automation(reply_flow(e.one_var, cond), FrequencyCap::Days7, &[])
+        .await;
+    e.clock.advance(Duration::seconds(1));
+    e.record(DomainEvent::CustomerTagged {
+        contact_id: c,
+        tag: "vip".into(),
+    })
+    .await;
+    e.app.run_jobs_until_idle().await;
+    assert_eq!(
+        e.trail(&a, c).await.last().unwrap(),
+        &("c".into(), ActivityStatus::Scheduled, None)
+    );
+    e.app.advance_clock_and_run(Duration::minutes(5)).await;
+    let press = json!({"object": "whatsapp_business_account", "entry": [{"id": "200000000000888", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+                  "metadata": {"display_phone_number": "15550000000", "phone_number_id": crate::automations_support::NUMBER},
+                  "contacts": [{"profile": {"name": "Ana"}, "wa_id": "16135550108"}],
+                  "messages": [{"from": "16135550108", "id": "wamid.button-press",
+                                "timestamp": e.now().timestamp().to_string(), "type": "button",
+                                "button": {"payload": "yes_please", "text": "Yes, please"}}]}}]}]});
+    let r = galantis_testkit::webhooks::meta(&e.app, &press).await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    eventually("the press takes YES", || async {
+        e.app.run_jobs_until_idle().await;
+        e.trail(&a, c).await.last() == Some(&done("y"))
+    })
+    .await;
+    assert_eq!(
+        e.trail(&a, c).await,
+        vec![done("t"), done("a"), done("c"), done("y")]
+    );
+}
+
+/// A reply stored while a step writes its wait for that contact's reply
+/// (ADR 0038): the step cannot read the replies until the reply commits,
+/// and then sees it (the step wakes itself); a reply whose transaction
+/// comes second waits for the step's commit, so its wake-up finds the
+/// wait. A step inside a batch does not wait: it leaves the batch.
+#[tokio::test]
+async fn a_reply_stored_while_a_step_writes_its_wait_is_seen_by_one_side() {
+    use galantis_store::tenant::automations::runs;
+    use galantis_store::tenant::messaging::{self, InboundMessage};
+
+    let e = env("auto-reply-race").await;
+    let c = e
+        .contact(1, "+16135550109", MarketingState::Subscribed)
+        .await;
+    let since = e.now().timestamp_millis();
+    let at = since + 1_000;
+    let content = json!({"from": "16135550109", "id": "wamid.race-reply", "type": "button",
+                         "button": {"payload": "yes_please", "text": "Yes, please"}});
+    let mut reply_tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
+    let conversation = messaging::touch_conversation_inbound(
+        &mut reply_tx,
+        c,
+        crate::automations_support::NUMBER,
+        at,
+        at,
+    )
+    .await
+    .unwrap()
+    .id;
+    runs::hold_replies(&mut reply_tx, c).await.unwrap();
+    messaging::insert_inbound(
+        &mut reply_tx,
+        &InboundMessage {
+            conversation_id: conversation,
+            contact_id: c,
+            phone_number_id: crate::automations_support::NUMBER,
+            wamid: "wamid.race-reply",
+            kind: "button",
+            body: Some("Yes, please"),
+            content: &content,
+            context_wamid: None,
+            at_ms: at,
+        },
+        at,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let step = {
+        let (db, tenant) = (e.app.db().clone(), e.t.id);
+        tokio::spawn(async move {
+            let mut tx = db.tenant_tx(tenant).await.unwrap();
+            runs::hold_replies(&mut tx, c).await.unwrap();
+            let seen = runs::inbound_since(&mut tx, c, since).await.unwrap();
+            tx.rollback().await.unwrap();
+            seen
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !step.is_finished(),
+        "the step read the replies past an uncommitted one"
+    );
+    if e.app.db().engine() == galantis_store::Engine::Postgres {
+        let mut batch = e.app.db().tenant_tx(e.t.id).await.unwrap();
+        batch.wait_for_locks(false);
+        assert!(matches!(
+            runs::hold_replies(&mut batch, c).await,
+            Err(galantis_store::StoreError::LockBusy(_))
+        ));
+        batch.rollback().await.unwrap();
+    }
+    reply_tx.commit().await.unwrap();
+    let seen = step.await.unwrap();
+    let created = seen.first().map(|r| r.0);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(created.is_some_and(|t| t >= since));
+    assert_eq!(seen[0].1.as_deref(), Some("yes_please"), "with its button");
+}
+
 #[tokio::test]
 async fn message_delivery_status_follows_the_sandbox_read_receipts() {
     let e = env("auto-status").await;

@@ -6,6 +6,7 @@
 use galantis_core::messaging::inbound::{self, InboundEffect};
 use galantis_core::{DomainEvent, PhoneE164};
 use galantis_store::TenantTx;
+use galantis_store::tenant::automations::runs;
 use galantis_store::tenant::contacts::phone_changes::{self, NumberChange};
 use galantis_store::tenant::contacts::{self, Contact};
 use galantis_store::tenant::messaging::{self, Amendment, InboundMessage};
@@ -120,6 +121,9 @@ pub(super) async fn inbound(
         (t.id, t.reopened)
     };
     let body = inbound::summary(m);
+    // A run writing its wait for this contact's reply sees this message,
+    // or its wake-up sees the wait (`runs::hold_replies`).
+    runs::hold_replies(tx, contact.id).await?;
     let inserted = messaging::insert_inbound(
         tx,
         &InboundMessage {
@@ -144,7 +148,7 @@ pub(super) async fn inbound(
             contact_id: contact.id,
             wamid: wamid.to_string(),
             message_type: kind,
-            button_reply_id: text("/interactive/button_reply/id"),
+            button_reply_id: inbound::button_reply_id(m),
             context_wamid: text("/context/id"),
             reopened,
         };

@@ -519,23 +519,45 @@ pub async fn list_members(tx: &mut TenantTx, list: Uuid) -> Result<Vec<Uuid>, St
     }))
 }
 
-/// When the contact's inbound messages since `since_ms` arrived (epoch
-/// ms, oldest first; at most 50), for reply conditions.
+/// The contact's inbound messages since `since_ms`, for reply conditions:
+/// when each arrived (epoch ms) and the quick-reply button it pressed, if
+/// any; oldest first, at most 50.
 pub async fn inbound_since(
     tx: &mut TenantTx,
     contact_id: Uuid,
     since_ms: i64,
-) -> Result<Vec<i64>, StoreError> {
-    Ok(on_tx!(tx.tx(), |c| {
-        sqlx::query_scalar(
-            "SELECT created_at FROM messages WHERE contact_id = $1 AND direction = 'inbound'
+) -> Result<Vec<(i64, Option<String>)>, StoreError> {
+    let rows: Vec<(i64, Option<Json<Value>>)> = on_tx!(tx.tx(), |c| {
+        sqlx::query_as(
+            "SELECT created_at, content FROM messages WHERE contact_id = $1 AND direction = 'inbound'
                  AND created_at >= $2 ORDER BY created_at LIMIT 50",
         )
         .bind(contact_id)
         .bind(since_ms)
         .fetch_all(&mut *c)
         .await?
-    }))
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(at, content)| {
+            let button =
+                content.and_then(|c| galantis_core::messaging::inbound::button_reply_id(&c.0));
+            (at, button)
+        })
+        .collect())
+}
+
+/// Serialises, until commit, the transactions that store an inbound
+/// message of `contact_id` with those that write a run's wait for its
+/// reply: a step that takes it and then reads [`inbound_since`] sees every
+/// reply whose transaction did not wait for it, and a reply whose
+/// transaction waited is stored after the wait commits, so its wake-up
+/// finds the run (the status counterpart is
+/// [`crate::tenant::sending::status_for_wait`]). Free on SQLite's single
+/// writer. In a transaction that may not wait
+/// ([`TenantTx::wait_for_locks`]), [`StoreError::LockBusy`].
+pub async fn hold_replies(tx: &mut TenantTx, contact_id: Uuid) -> Result<(), StoreError> {
+    tx.serialize_on(&format!("replies:{contact_id}")).await
 }
 
 /// An automation's runs, oldest first (at most `limit`).
