@@ -27,7 +27,7 @@ pub struct PublishedEvent {
     pub tenant: TenantId,
     pub id: Uuid,
     /// The tenant's sequence number of the event (realtime replay order),
-    /// given at commit.
+    /// given at commit, when the event is written.
     pub seq: i64,
     pub kind: &'static str,
     pub subject_id: Option<String>,
@@ -154,15 +154,16 @@ pub async fn record_caused_by(
     now: DateTime<Utc>,
 ) -> Result<Uuid, StoreError> {
     let subject_id = event.subject_id();
-    let id = domain_events::insert(
-        tx,
-        event.kind().as_str(),
-        subject_id.as_deref(),
-        &event.payload(),
+    let id = Uuid::now_v7();
+    // Written at commit, numbered (`number_pending`): one insert per event.
+    tx.pending.events.rows.push(domain_events::NewEvent {
+        id,
+        kind: event.kind().as_str(),
+        subject_id: subject_id.clone(),
+        payload: event.payload(),
         webhook_event_id,
-        now.timestamp_millis(),
-    )
-    .await?;
+        occurred_at_ms: now.timestamp_millis(),
+    });
     let bus = tx.pending.events.bus.clone();
     let recorded = Recorded {
         tenant: tx.tenant(),
@@ -184,15 +185,15 @@ pub async fn record_caused_by(
     Ok(id)
 }
 
-/// Numbers the transaction's recorded events, and announces them on
-/// PostgreSQL when asked to; the last statements before commit.
+/// Writes the transaction's recorded events, numbered, and announces them
+/// on PostgreSQL when asked to; the last statements before commit.
 pub(crate) async fn number_pending(tx: &mut TenantTx) -> Result<(), StoreError> {
-    if tx.pending.events.queued.is_empty() {
+    if tx.pending.events.rows.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = tx.pending.events.queued.iter().map(|e| e.id).collect();
-    let last = domain_events::number(tx, &ids).await?;
-    let first = last - ids.len() as i64 + 1;
+    let rows = std::mem::take(&mut tx.pending.events.rows);
+    let last = domain_events::insert_numbered(tx, &rows).await?;
+    let first = last - rows.len() as i64 + 1;
     for (i, e) in tx.pending.events.queued.iter_mut().enumerate() {
         e.seq = first + i as i64;
     }
@@ -213,6 +214,8 @@ pub(crate) async fn number_pending(tx: &mut TenantTx) -> Result<(), StoreError> 
 pub(crate) struct PendingEvents {
     bus: Arc<EventBus>,
     queued: Vec<PublishedEvent>,
+    /// The rows to write at commit, in the order recorded.
+    rows: Vec<domain_events::NewEvent>,
 }
 
 impl PendingEvents {
@@ -220,7 +223,14 @@ impl PendingEvents {
         Self {
             bus: bus.clone(),
             queued: Vec::new(),
+            rows: Vec::new(),
         }
+    }
+
+    /// The payloads not yet written, for a redaction in the same
+    /// transaction.
+    pub(crate) fn payloads_mut(&mut self) -> impl Iterator<Item = &mut serde_json::Value> {
+        self.rows.iter_mut().map(|r| &mut r.payload)
     }
 
     pub(crate) fn publish(&mut self) {

@@ -34,60 +34,62 @@ pub struct SequencedEvent {
     pub occurred_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Inserts the event; its sequence number is given at commit
-/// ([`number`]).
-pub(crate) async fn insert(
-    tx: &mut TenantTx,
-    kind: &str,
-    subject_id: Option<&str>,
-    payload: &Value,
-    webhook_event_id: Option<Uuid>,
-    now_ms: i64,
-) -> Result<Uuid, StoreError> {
-    let id = Uuid::now_v7();
-    on_tx!(tx.tx(), |c| {
-        sqlx::query(
-            "INSERT INTO domain_events (id, kind, subject_id, payload, webhook_event_id, occurred_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(kind)
-        .bind(subject_id)
-        .bind(Json(payload))
-        .bind(webhook_event_id)
-        .bind(now_ms)
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
-    });
-    Ok(id)
+/// An event recorded in a transaction, written at its commit.
+#[derive(Debug, Clone)]
+pub(crate) struct NewEvent {
+    pub id: Uuid,
+    pub kind: &'static str,
+    pub subject_id: Option<String>,
+    pub payload: Value,
+    pub webhook_event_id: Option<Uuid>,
+    pub occurred_at_ms: i64,
 }
 
-/// Numbers the transaction's events `ids` (in order) with the tenant's next
-/// sequence numbers; returns the last. Called just before commit: the
-/// counter row stays locked until then (PostgreSQL; SQLite has one writer),
-/// so a number never becomes visible before every smaller one — a reader
-/// that saw N may later ask for "after N" and miss nothing — and, being the
-/// last lock the transaction takes, it cannot deadlock with the others.
-pub(crate) async fn number(tx: &mut TenantTx, ids: &[Uuid]) -> Result<i64, StoreError> {
-    let n = ids.len() as i64;
+/// Rows per multi-row `INSERT` on SQLite (7 binds each).
+const SQLITE_CHUNK: usize = 100;
+
+/// Writes the transaction's events (in order) numbered with the tenant's
+/// next sequence numbers; returns the last. Called just before commit:
+/// the counter row stays locked until then (PostgreSQL; SQLite has one
+/// writer), so a number never becomes visible before every smaller one — a
+/// reader that saw N may later ask for "after N" and miss nothing — and,
+/// being the last lock the transaction takes, it cannot deadlock with the
+/// others. Each event is one insert, already numbered: no row is written
+/// twice (ADR 0039).
+pub(crate) async fn insert_numbered(
+    tx: &mut TenantTx,
+    events: &[NewEvent],
+) -> Result<i64, StoreError> {
+    let n = events.len() as i64;
     // PostgreSQL: the counter and every event in one statement, so the
     // counter's row (which every tenant transaction with events takes) is
-    // held for one round trip and the commit, not one per event.
+    // held for one round trip and the commit.
     if let crate::db::Tx::Postgres(c) = tx.tx() {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+        let subjects: Vec<Option<&str>> = events.iter().map(|e| e.subject_id.as_deref()).collect();
+        let payloads: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.payload)).collect();
+        let causes: Vec<Option<Uuid>> = events.iter().map(|e| e.webhook_event_id).collect();
+        let times: Vec<i64> = events.iter().map(|e| e.occurred_at_ms).collect();
         let last: Option<i64> = sqlx::query_scalar(
             "WITH counter AS (
                  UPDATE domain_event_seq SET last = last + $1 WHERE id = 1 RETURNING last
-             ), numbered AS (
-                 UPDATE domain_events d SET seq = (SELECT last FROM counter) - $1 + v.ord
-                 FROM unnest($2::uuid[]) WITH ORDINALITY AS v(id, ord)
-                 WHERE d.id = v.id
-                 RETURNING d.id
+             ), written AS (
+                 INSERT INTO domain_events (id, kind, subject_id, payload, webhook_event_id, occurred_at, seq)
+                 SELECT v.id, v.kind, v.subject_id, v.payload, v.cause, v.at, (SELECT last FROM counter) - $1 + v.ord
+                 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::uuid[], $7::int8[])
+                      WITH ORDINALITY AS v(id, kind, subject_id, payload, cause, at, ord)
+                 RETURNING id
              )
-             SELECT last FROM counter WHERE (SELECT COUNT(*) FROM numbered) >= 0",
+             SELECT last FROM counter WHERE (SELECT COUNT(*) FROM written) >= 0",
         )
         .bind(n)
         .bind(ids)
+        .bind(kinds)
+        .bind(subjects)
+        .bind(payloads)
+        .bind(causes)
+        .bind(times)
         .fetch_optional(&mut **c)
         .await?;
         return last.ok_or_else(|| StoreError::Config("domain_event_seq has no row".into()));
@@ -100,15 +102,23 @@ pub(crate) async fn number(tx: &mut TenantTx, ids: &[Uuid]) -> Result<i64, Store
         .fetch_one(&mut *c)
         .await?
     });
-    for (i, id) in ids.iter().enumerate() {
-        let seq = last - n + 1 + i as i64;
+    let first = last - n + 1;
+    for (i, chunk) in events.chunks(SQLITE_CHUNK).enumerate() {
+        let base = first + (i * SQLITE_CHUNK) as i64;
         on_tx!(tx.tx(), |c| {
-            sqlx::query("UPDATE domain_events SET seq = $1 WHERE id = $2")
-                .bind(seq)
-                .bind(id)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO domain_events (id, kind, subject_id, payload, webhook_event_id, occurred_at, seq) ",
+            );
+            qb.push_values(chunk.iter().enumerate(), |mut row, (j, e)| {
+                row.push_bind(e.id)
+                    .push_bind(e.kind)
+                    .push_bind(e.subject_id.as_deref())
+                    .push_bind(Json(&e.payload))
+                    .push_bind(e.webhook_event_id)
+                    .push_bind(e.occurred_at_ms)
+                    .push_bind(base + j as i64);
+            });
+            qb.build().execute(&mut *c).await?.rows_affected()
         });
     }
     Ok(last)
@@ -184,13 +194,36 @@ pub async fn list(
         .collect())
 }
 
-/// Replaces payloads mentioning any of `needles` (personal data being erased).
+/// Replaces payloads mentioning any of `needles` (personal data being
+/// erased), also those of events this transaction recorded (written at its
+/// commit).
 pub async fn scrub_mentions(tx: &mut TenantTx, needles: &[String]) -> Result<u64, StoreError> {
-    super::redaction::scrub_mentions(tx, super::redaction::PayloadTable::DomainEvents, needles)
-        .await
+    let long_enough: Vec<&String> = needles.iter().filter(|s| s.len() >= 3).collect();
+    let mut n = 0;
+    for payload in tx.pending.events.payloads_mut() {
+        let text = payload.to_string();
+        if long_enough.iter().any(|s| text.contains(s.as_str())) {
+            *payload = redacted();
+            n += 1;
+        }
+    }
+    Ok(n + super::redaction::scrub_mentions(
+        tx,
+        super::redaction::PayloadTable::DomainEvents,
+        needles,
+    )
+    .await?)
 }
 
 /// Shop erasure: every stored payload replaced by a redaction marker.
 pub async fn scrub_all(tx: &mut TenantTx) -> Result<u64, StoreError> {
+    for payload in tx.pending.events.payloads_mut() {
+        *payload = redacted();
+    }
     super::redaction::scrub_all(tx, super::redaction::PayloadTable::DomainEvents).await
+}
+
+/// The marker a scrubbed payload becomes (as `redaction` writes it).
+fn redacted() -> Value {
+    serde_json::json!({"redacted": true})
 }
