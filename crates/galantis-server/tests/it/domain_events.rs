@@ -247,3 +247,54 @@ async fn events_recorded_by_webhook_handlers_decode_into_their_variants() {
     assert_eq!(ignored.len(), 1, "{ignored:?}");
     assert_eq!(ignored[0]["topic"], "carts/create");
 }
+
+/// Events are written at commit, numbered, in the order recorded (more
+/// than one multi-row insert's worth in one transaction), and a redaction
+/// in the same transaction reaches the ones not written yet (ADR 0039).
+#[tokio::test]
+async fn events_of_one_transaction_are_numbered_in_order_and_redactable_before_commit() {
+    use galantis_store::tenant::domain_events;
+
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = app.create_tenant("events-at-commit").await;
+    let contact = Uuid::now_v7();
+    let tag = |i: usize| DomainEvent::CustomerTagged {
+        contact_id: contact,
+        tag: format!("tag-{i:03}"),
+    };
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let before = domain_events::last_seq(&mut tx).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..250 {
+        ids.push(events::record(&mut tx, &tag(i), Utc::now()).await.unwrap());
+    }
+    let secret = DomainEvent::CustomerTagged {
+        contact_id: contact,
+        tag: "ana.secret@example.com".into(),
+    };
+    events::record(&mut tx, &secret, Utc::now()).await.unwrap();
+    let scrubbed = domain_events::scrub_mentions(&mut tx, &["ana.secret@example.com".into()])
+        .await
+        .unwrap();
+    assert_eq!(scrubbed, 1, "the pending event is scrubbed");
+    tx.commit().await.unwrap();
+
+    let mut tx = app.db().tenant_read(t.id).await.unwrap();
+    let rows = domain_events::after_seq(&mut tx, before, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        domain_events::last_seq(&mut tx).await.unwrap(),
+        before + 251
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(rows.len(), 251);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.seq, before + 1 + i as i64, "consecutive");
+        if i < 250 {
+            assert_eq!(row.id, ids[i], "in the order recorded");
+            assert_eq!(row.payload["tag"], format!("tag-{i:03}"));
+        }
+    }
+    assert_eq!(rows[250].payload, json!({"redacted": true}));
+}
