@@ -194,6 +194,28 @@ fn reply_flow(template: Uuid, condition: Value) -> Value {
     })
 }
 
+/// Contact `n` at `phone`, subscribed, enrolled in [`reply_flow`] with
+/// `cond` by a `vip` tag a second after activation; the run has sent and
+/// waits at `c`.
+async fn waiting_at_condition(
+    e: &crate::automations_support::Env,
+    n: i64,
+    phone: &str,
+    cond: Value,
+) -> (Uuid, automations::Automation) {
+    let c = e.contact(n, phone, MarketingState::Subscribed).await;
+    let a = e
+        .automation(reply_flow(e.one_var, cond), FrequencyCap::Days7, &[])
+        .await;
+    e.clock.advance(Duration::seconds(1));
+    e.record(DomainEvent::CustomerTagged {
+        contact_id: c,
+        tag: "vip".into(),
+    })
+    .await;
+    (c, a)
+}
+
 #[tokio::test]
 async fn a_button_reply_takes_yes_at_once_and_silence_takes_no_at_the_window_end() {
     let e = env("auto-reply").await;
@@ -267,20 +289,9 @@ async fn a_button_reply_takes_yes_at_once_and_silence_takes_no_at_the_window_end
 #[tokio::test]
 async fn a_template_quick_reply_button_by_webhook_takes_yes() {
     let e = env("auto-button").await;
-    let c = e
-        .contact(1, "+16135550108", MarketingState::Subscribed)
-        .await;
     let cond = json!({"condition": "USER_REPLY_STATUS", "button_id": "yes_please",
                       "window": {"amount": 2, "unit": "hours"}});
-    let a = e
-        .automation(reply_flow(e.one_var, cond), FrequencyCap::Days7, &[])
-        .await;
-    e.clock.advance(Duration::seconds(1));
-    e.record(DomainEvent::CustomerTagged {
-        contact_id: c,
-        tag: "vip".into(),
-    })
-    .await;
+    let (c, a) = waiting_at_condition(&e, 1, "+16135550108", cond).await;
     e.app.run_jobs_until_idle().await;
     assert_eq!(
         e.trail(&a, c).await.last().unwrap(),
@@ -391,20 +402,9 @@ async fn a_reply_stored_while_a_step_writes_its_wait_is_seen_by_one_side() {
 #[tokio::test]
 async fn message_delivery_status_follows_the_sandbox_read_receipts() {
     let e = env("auto-status").await;
-    let c = e
-        .contact(1, "+16135550107", MarketingState::Subscribed)
-        .await;
     let cond = json!({"condition": "MESSAGE_DELIVERY_STATUS", "status": "read",
                       "window": {"amount": 1, "unit": "days"}});
-    let a = e
-        .automation(reply_flow(e.one_var, cond), FrequencyCap::Days7, &[])
-        .await;
-    e.clock.advance(Duration::seconds(1));
-    e.record(DomainEvent::CustomerTagged {
-        contact_id: c,
-        tag: "vip".into(),
-    })
-    .await;
+    let (c, a) = waiting_at_condition(&e, 1, "+16135550107", cond).await;
     // The sandbox sends, then reports sent, delivered and read by webhook.
     eventually("the read receipt takes the YES branch", || async {
         e.app.run_jobs_until_idle().await;
