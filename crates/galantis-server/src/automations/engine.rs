@@ -186,16 +186,25 @@ async fn step_in(
     let missed = slip::missed(tx, &run, &out, &facts, batched).await?;
     // 6. Effects and the new state (committed with the job's completion).
     apply(tx, &run, out, conn.as_deref(), &mut templates, now).await?;
-    if let Some(input) = missed {
-        crate::jobs::enqueue(
-            tx,
-            &StepJob {
-                run_id: run.id,
-                input,
+    if let Some(missed) = missed {
+        let event_id = Uuid::now_v7();
+        let input = match missed {
+            slip::Missed::Status { message_id, status } => StepInput::Status {
+                event_id,
+                message_id,
+                status,
             },
-            now,
-        )
-        .await?;
+            slip::Missed::Reply { at, button_id } => StepInput::Reply {
+                event_id,
+                at,
+                button_id,
+            },
+        };
+        let job = StepJob {
+            run_id: run.id,
+            input,
+        };
+        crate::jobs::enqueue(tx, &job, now).await?;
     }
     Ok(())
 }

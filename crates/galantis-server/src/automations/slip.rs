@@ -12,17 +12,28 @@
 //! run. SQLite's single writer rules the interleaving out; the second read
 //! there only repeats the first.
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
+use galantis_core::MessageStatus;
 use galantis_core::automation::{Awaited, Effect, Facts, Step, WaitKind};
 use galantis_store::tenant::automations::runs;
 use galantis_store::tenant::sending;
 use galantis_store::{StoreError, TenantTx};
 use uuid::Uuid;
 
-use super::engine::StepInput;
+/// What committed unseen: the engine wakes the run with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Missed {
+    Status {
+        message_id: Uuid,
+        status: MessageStatus,
+    },
+    Reply {
+        at: DateTime<Utc>,
+        button_id: Option<String>,
+    },
+}
 
-/// What `out` waits for that committed since `facts` were read: the input
-/// of the step that wakes the run, or `None`. In a batch (`batched`) it
+/// What `out` waits for that committed since `facts` were read, or `None`. In a batch (`batched`) it
 /// never waits for a lock another transaction holds
 /// ([`StoreError::LockBusy`]: the step runs after the batch, alone).
 pub(super) async fn missed(
@@ -31,7 +42,7 @@ pub(super) async fn missed(
     out: &Step,
     facts: &Facts,
     batched: bool,
-) -> Result<Option<StepInput>, StoreError> {
+) -> Result<Option<Missed>, StoreError> {
     let Some(awaited) = awaited(out) else {
         return Ok(None);
     };
@@ -56,7 +67,7 @@ async fn read_again(
     run: &runs::Run,
     facts: &Facts,
     awaited: Awaited,
-) -> Result<Option<StepInput>, StoreError> {
+) -> Result<Option<Missed>, StoreError> {
     let (status, reply) = match awaited {
         Awaited::MessageStatus => (true, false),
         Awaited::Reply => (false, true),
@@ -77,7 +88,7 @@ async fn status_moved(
     tx: &mut TenantTx,
     run: &runs::Run,
     facts: &Facts,
-) -> Result<Option<StepInput>, StoreError> {
+) -> Result<Option<Missed>, StoreError> {
     let Some(message_id) = run.last_message_id else {
         return Ok(None);
     };
@@ -91,11 +102,7 @@ async fn status_moved(
     let now = sending::status_for_wait(tx, message_id).await?;
     Ok(now
         .filter(|s| *s != seen.status)
-        .map(|status| StepInput::Status {
-            event_id: Uuid::now_v7(),
-            message_id,
-            status,
-        }))
+        .map(|status| Missed::Status { message_id, status }))
 }
 
 /// The contact's replies since the same moment the facts read them from,
@@ -105,7 +112,7 @@ async fn reply_arrived(
     tx: &mut TenantTx,
     run: &runs::Run,
     facts: &Facts,
-) -> Result<Option<StepInput>, StoreError> {
+) -> Result<Option<Missed>, StoreError> {
     // As `facts::load` chose it: after the run's last message, else since
     // the run reached its node.
     let Some(since) = facts
@@ -121,8 +128,7 @@ async fn reply_arrived(
     let Some((at_ms, button_id)) = replies.into_iter().nth(facts.replies.len()) else {
         return Ok(None);
     };
-    Ok(Some(StepInput::Reply {
-        event_id: Uuid::now_v7(),
+    Ok(Some(Missed::Reply {
         at: DateTime::from_timestamp_millis(at_ms).unwrap_or_default(),
         button_id,
     }))
