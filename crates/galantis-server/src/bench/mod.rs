@@ -29,7 +29,7 @@
 //! Scenarios may use the wall clock (`Instant`, `Utc::now()`).
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use futures::future::LocalBoxFuture;
@@ -330,6 +330,17 @@ pub async fn run_all(ctx: &mut Ctx, list: &[Box<dyn Scenario>]) -> anyhow::Resul
         let figures = figures.map_err(|e| e.context(format!("bench {}", s.name())))?;
         let seconds = started.elapsed().as_secs_f64();
         ctx.print(&table::render(s.name(), ctx.engine(), seconds, &figures));
+        // The scenarios share this process: work a finished one left
+        // running would be charged to the next one's figures.
+        if let Some(busy) = residual_cpu(Duration::from_secs(2)).await
+            && busy > 0.05
+        {
+            ctx.print(&format!(
+                "  note: after {}, this process still used {:.0} % of a core over 2 s of idle",
+                s.name(),
+                busy * 100.0
+            ));
+        }
         report.scenarios.push(ScenarioReport {
             scenario: s.name(),
             seconds,
@@ -337,6 +348,24 @@ pub async fn run_all(ctx: &mut Ctx, list: &[Box<dyn Scenario>]) -> anyhow::Resul
         });
     }
     Ok(report)
+}
+
+/// The share of one core this process used while idle for `over` (Linux:
+/// `/proc/self/stat`, in the kernel's 100 ticks per second; `None`
+/// elsewhere).
+async fn residual_cpu(over: Duration) -> Option<f64> {
+    fn ticks() -> Option<u64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may hold spaces): state is
+        // the first, utime the 12th, stime the 13th.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    }
+    let before = ticks()?;
+    tokio::time::sleep(over).await;
+    let after = ticks()?;
+    Some((after - before) as f64 / 100.0 / over.as_secs_f64())
 }
 
 /// Writes a standalone benchmark's JSON under `<data dir>/bench/`.
