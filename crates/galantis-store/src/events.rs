@@ -1,10 +1,11 @@
 //! The one way domain events are recorded: a transactional outbox.
 //!
-//! [`record`] writes the event and, in the same tenant transaction, enqueues
-//! the job of every subscriber of its kind (automation triggers, segment
-//! re-evaluation…): the event, its consequences and the change that caused
-//! them commit together or not at all, and a subscriber never misses an
-//! event because nothing was listening. Only after the commit is the event
+//! [`record`] enqueues, in the caller's tenant transaction, the job of every
+//! subscriber of the event's kind (automation triggers, segment
+//! re-evaluation…) and keeps the event itself to be written, numbered, just
+//! before that transaction commits (ADR 0039): the event, its consequences
+//! and the change that caused them commit together or not at all, and a
+//! subscriber never misses an event because nothing was listening. Only after the commit is the event
 //! handed to the in-process [`EventBus`], which is for realtime clients: it
 //! may drop events when a listener lags, so nothing durable hangs off it.
 
