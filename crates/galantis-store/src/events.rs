@@ -5,9 +5,10 @@
 //! re-evaluation…) and keeps the event itself to be written, numbered, just
 //! before that transaction commits (ADR 0039): the event, its consequences
 //! and the change that caused them commit together or not at all, and a
-//! subscriber never misses an event because nothing was listening. Only after the commit is the event
-//! handed to the in-process [`EventBus`], which is for realtime clients: it
-//! may drop events when a listener lags, so nothing durable hangs off it.
+//! subscriber never misses an event because nothing was listening. Only
+//! after the commit is the event handed to the in-process [`EventBus`],
+//! which is for realtime clients: it may drop events when a listener lags,
+//! so nothing durable hangs off it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use galantis_core::MarketingState;
 use galantis_core::automation::{Facts, LastMessage, Reply};
 use galantis_core::templates::TemplateStatus;
@@ -172,18 +172,16 @@ pub(super) async fn load(
     if !needs.messages {
         return Ok(f);
     }
-    let mut since = run.state.reached_at;
     if let Some(mid) = run.last_message_id
         && let Some(m) = outbound::outbound(tx, mid).await?
     {
-        since = Some(m.created_at);
         f.last_message = Some(LastMessage {
             message_id: Some(mid),
             sent_at: m.created_at,
             status: m.status,
         });
     }
-    if let Some(since) = since {
+    if let Some(since) = replies_since(run, &f) {
         for (ms, button_id) in
             runs::inbound_since(tx, run.contact_id, since.timestamp_millis()).await?
         {
@@ -193,6 +191,16 @@ pub(super) async fn load(
         }
     }
     Ok(f)
+}
+
+/// Where a run's replies count from: after its last message, else since
+/// the run reached its node (`None`: neither is known).
+pub(super) fn replies_since(run: &Run, facts: &Facts) -> Option<DateTime<Utc>> {
+    facts
+        .last_message
+        .as_ref()
+        .map(|m| m.sent_at)
+        .or(run.state.reached_at)
 }
 
 #[cfg(test)]

@@ -33,9 +33,10 @@ pub(super) enum Missed {
     },
 }
 
-/// What `out` waits for that committed since `facts` were read, or `None`. In a batch (`batched`) it
-/// never waits for a lock another transaction holds
-/// ([`StoreError::LockBusy`]: the step runs after the batch, alone).
+/// What `out` waits for that committed since `facts` were read, or
+/// `None`. In a batch (`batched`) it never waits for a lock another
+/// transaction holds ([`StoreError::LockBusy`]: the step runs after the
+/// batch, alone).
 pub(super) async fn missed(
     tx: &mut TenantTx,
     run: &runs::Run,
@@ -113,14 +114,7 @@ async fn reply_arrived(
     run: &runs::Run,
     facts: &Facts,
 ) -> Result<Option<Missed>, StoreError> {
-    // As `facts::load` chose it: after the run's last message, else since
-    // the run reached its node.
-    let Some(since) = facts
-        .last_message
-        .as_ref()
-        .map(|m| m.sent_at)
-        .or(run.state.reached_at)
-    else {
+    let Some(since) = super::facts::replies_since(run, facts) else {
         return Ok(None);
     };
     runs::hold_replies(tx, run.contact_id).await?;

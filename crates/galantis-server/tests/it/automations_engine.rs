@@ -216,6 +216,25 @@ async fn waiting_at_condition(
     (c, a)
 }
 
+/// Runs jobs until `c`'s run in [`reply_flow`] `a` has taken YES, then
+/// checks its whole trail.
+async fn takes_yes(
+    e: &crate::automations_support::Env,
+    a: &automations::Automation,
+    c: Uuid,
+    what: &str,
+) {
+    eventually(what, || async {
+        e.app.run_jobs_until_idle().await;
+        e.trail(a, c).await.last() == Some(&done("y"))
+    })
+    .await;
+    assert_eq!(
+        e.trail(a, c).await,
+        vec![done("t"), done("a"), done("c"), done("y")]
+    );
+}
+
 #[tokio::test]
 async fn a_button_reply_takes_yes_at_once_and_silence_takes_no_at_the_window_end() {
     let e = env("auto-reply").await;
@@ -308,15 +327,7 @@ async fn a_template_quick_reply_button_by_webhook_takes_yes() {
                                 "button": {"payload": "yes_please", "text": "Yes, please"}}]}}]}]});
     let r = galantis_testkit::webhooks::meta(&e.app, &press).await;
     assert_eq!(r.status(), reqwest::StatusCode::OK);
-    eventually("the press takes YES", || async {
-        e.app.run_jobs_until_idle().await;
-        e.trail(&a, c).await.last() == Some(&done("y"))
-    })
-    .await;
-    assert_eq!(
-        e.trail(&a, c).await,
-        vec![done("t"), done("a"), done("c"), done("y")]
-    );
+    takes_yes(&e, &a, c, "the press takes YES").await;
 }
 
 /// A reply stored while a step writes its wait for that contact's reply
@@ -406,15 +417,7 @@ async fn message_delivery_status_follows_the_sandbox_read_receipts() {
                       "window": {"amount": 1, "unit": "days"}});
     let (c, a) = waiting_at_condition(&e, 1, "+16135550107", cond).await;
     // The sandbox sends, then reports sent, delivered and read by webhook.
-    eventually("the read receipt takes the YES branch", || async {
-        e.app.run_jobs_until_idle().await;
-        e.trail(&a, c).await.last() == Some(&done("y"))
-    })
-    .await;
-    assert_eq!(
-        e.trail(&a, c).await,
-        vec![done("t"), done("a"), done("c"), done("y")]
-    );
+    takes_yes(&e, &a, c, "the read receipt takes the YES branch").await;
     let m = e.messages().await;
     assert_eq!(m.len(), 2);
 }

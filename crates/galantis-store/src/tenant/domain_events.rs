@@ -198,32 +198,15 @@ pub async fn list(
 /// erased), also those of events this transaction recorded (written at its
 /// commit).
 pub async fn scrub_mentions(tx: &mut TenantTx, needles: &[String]) -> Result<u64, StoreError> {
-    let long_enough: Vec<&String> = needles.iter().filter(|s| s.len() >= 3).collect();
-    let mut n = 0;
-    for payload in tx.pending.events.payloads_mut() {
-        let text = payload.to_string();
-        if long_enough.iter().any(|s| text.contains(s.as_str())) {
-            *payload = redacted();
-            n += 1;
-        }
-    }
-    Ok(n + super::redaction::scrub_mentions(
-        tx,
-        super::redaction::PayloadTable::DomainEvents,
-        needles,
-    )
-    .await?)
+    use super::redaction::{PayloadTable, scrub_pending};
+    let pending = scrub_pending(tx.pending.events.payloads_mut(), Some(needles));
+    Ok(pending + super::redaction::scrub_mentions(tx, PayloadTable::DomainEvents, needles).await?)
 }
 
-/// Shop erasure: every stored payload replaced by a redaction marker.
+/// Every payload becomes the marker (shop erasure), also those of events
+/// this transaction recorded.
 pub async fn scrub_all(tx: &mut TenantTx) -> Result<u64, StoreError> {
-    for payload in tx.pending.events.payloads_mut() {
-        *payload = redacted();
-    }
-    super::redaction::scrub_all(tx, super::redaction::PayloadTable::DomainEvents).await
-}
-
-/// The marker a scrubbed payload becomes (as `redaction` writes it).
-fn redacted() -> Value {
-    serde_json::json!({"redacted": true})
+    use super::redaction::{PayloadTable, scrub_pending};
+    scrub_pending(tx.pending.events.payloads_mut(), None);
+    super::redaction::scrub_all(tx, PayloadTable::DomainEvents).await
 }
