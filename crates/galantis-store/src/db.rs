@@ -20,7 +20,7 @@ use dashmap::DashMap;
 use galantis_core::{Clock, SystemClock, TenantId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Sqlite, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool};
 
 use crate::error::StoreError;
 use crate::jobs::signals::{JobSignals, LaneSet};
@@ -60,11 +60,13 @@ pub struct Db {
     events: Arc<crate::events::EventBus>,
     /// Resolved API tokens, for at most 2 s (see `control::auth_cache`).
     pub(crate) auth_cache: Arc<crate::control::auth_cache::AuthCache>,
+    /// Announces commits to other nodes (PostgreSQL only; `pg_notify`).
+    notifier: Option<Arc<crate::pg_notify::PgNotifier>>,
 }
 
 pub(crate) enum Backend {
     Sqlite(SqliteBackend),
-    Postgres(PgPool),
+    Postgres(Arc<crate::pg_conns::PgConns>),
 }
 
 pub(crate) struct SqliteBackend {
@@ -104,7 +106,7 @@ pub enum Tx {
     /// A SQLite write transaction also holds its file's in-process writer
     /// lock (see `SqliteBackend::writer`).
     Sqlite(sqlx::Transaction<'static, Sqlite>, Option<WriterGuard>),
-    Postgres(sqlx::Transaction<'static, Postgres>),
+    Postgres(crate::pg_conns::PgTx),
 }
 
 /// Runs `$body` with `$c` bound to the transaction's connection; the body is
@@ -191,6 +193,7 @@ pub(crate) struct PendingSignals {
     pub(crate) lanes: LaneSet,
     pub(crate) events: crate::events::PendingEvents,
     clock: Arc<dyn Clock>,
+    notifier: Option<Arc<crate::pg_notify::PgNotifier>>,
 }
 
 impl PendingSignals {
@@ -200,6 +203,7 @@ impl PendingSignals {
             lanes: LaneSet::default(),
             events: crate::events::PendingEvents::new(&db.events),
             clock: db.clock(),
+            notifier: db.notifier.clone(),
         }
     }
 
@@ -208,6 +212,10 @@ impl PendingSignals {
     }
 
     fn fire(&mut self, tenant: Option<TenantId>) {
+        if let Some(notifier) = &self.notifier {
+            let event = tenant.zip(self.events.announced_seq());
+            notifier.post(self.lanes, event);
+        }
         if !self.lanes.is_empty() {
             self.signals.jobs_committed(tenant, self.lanes);
         }
@@ -391,6 +399,7 @@ impl Db {
     /// Opens the store. SQLite creates its directory and control database
     /// when missing; PostgreSQL must be reachable. Does not migrate.
     pub async fn connect(config: &DbConfig) -> Result<Self, StoreError> {
+        let mut notifier = None;
         let backend = match &config.database_url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 let opts: PgConnectOptions = url
@@ -402,14 +411,15 @@ impl Db {
                     })?
                     .disable_statement_logging();
                 let pool = PgPoolOptions::new()
-                    .max_connections(config.max_connections)
+                    .max_connections(config.max_connections + crate::pg_conns::DIRECT_RESERVE)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
                     .await
                     .map_err(|e| {
                         StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
                     })?;
-                Backend::Postgres(pool)
+                notifier = Some(crate::pg_notify::PgNotifier::new(pool.clone()));
+                Backend::Postgres(crate::pg_conns::PgConns::new(pool, config.max_connections))
             }
             Some(_) => {
                 return Err(StoreError::Config(
@@ -452,6 +462,7 @@ impl Db {
             clock: Arc::new(RwLock::new(Arc::new(SystemClock))),
             events: Arc::default(),
             auth_cache: Arc::default(),
+            notifier,
         })
     }
 
@@ -506,7 +517,7 @@ impl Db {
         Ok(ControlTx(
             match &*self.backend {
                 Backend::Sqlite(s) => s.begin_write(&s.control, None).await?,
-                Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
+                Backend::Postgres(p) => Tx::Postgres(p.begin(None, "BEGIN").await?),
             },
             PendingSignals::new(self),
         ))
@@ -517,7 +528,7 @@ impl Db {
         Ok(ControlTx(
             match &*self.backend {
                 Backend::Sqlite(s) => Tx::Sqlite(s.control.begin().await?, None),
-                Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
+                Backend::Postgres(p) => Tx::Postgres(p.begin(None, "BEGIN").await?),
             },
             PendingSignals::new(self),
         ))
@@ -549,13 +560,8 @@ impl Db {
                 // simple query; the schema name is hex digits only). `SET
                 // LOCAL` ends with the transaction, so the pooled connection
                 // is clean again after commit or rollback.
-                let tx = p
-                    .begin_with(sqlx::AssertSqlSafe(format!(
-                        "BEGIN; SET LOCAL search_path TO {}",
-                        quoted_schema(tenant)
-                    )))
-                    .await?;
-                Tx::Postgres(tx)
+                let begin = format!("BEGIN; SET LOCAL search_path TO {}", quoted_schema(tenant));
+                Tx::Postgres(p.begin(Some(tenant), &begin).await?)
             }
         };
         Ok(TenantTx {
@@ -592,7 +598,7 @@ impl Db {
             (Backend::Sqlite(s), Some(t)) => {
                 s.begin_write(&Self::tenant_pool(s, t), Some(t)).await?
             }
-            (Backend::Postgres(p), _) => Tx::Postgres(p.begin().await?),
+            (Backend::Postgres(p), _) => Tx::Postgres(p.begin(None, "BEGIN").await?),
         })
     }
 
@@ -613,7 +619,7 @@ impl Db {
                 };
                 AutoConn::Sqlite(pool.acquire().await?, guard)
             }
-            (Backend::Postgres(p), _) => AutoConn::Postgres(p.acquire().await?),
+            (Backend::Postgres(p), _) => AutoConn::Postgres(p.acquire(None).await?),
         })
     }
 
@@ -629,9 +635,9 @@ impl Db {
     }
 
     /// The PostgreSQL pool (for LISTEN), if that is the engine.
-    pub fn pg_pool(&self) -> Option<&PgPool> {
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
         match &*self.backend {
-            Backend::Postgres(p) => Some(p),
+            Backend::Postgres(p) => Some(p.pool()),
             Backend::Sqlite(_) => None,
         }
     }
@@ -640,7 +646,7 @@ impl Db {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sqlite(s) => s.control.acquire().await?.ping().await?,
-            Backend::Postgres(p) => p.acquire().await?.ping().await?,
+            Backend::Postgres(p) => p.pool().acquire().await?.ping().await?,
         }
         Ok(())
     }
@@ -667,7 +673,7 @@ impl Db {
                     .await?,
             )),
             Backend::Postgres(p) => {
-                let mut conn = p.connect_options().connect().await?;
+                let mut conn = p.pool().connect_options().connect().await?;
                 let schema = quoted_schema(tenant);
                 if create {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -706,7 +712,7 @@ impl Db {
                     "DROP SCHEMA IF EXISTS {} CASCADE",
                     quoted_schema(tenant)
                 )))
-                .execute(p)
+                .execute(p.pool())
                 .await?;
             }
         }
@@ -726,7 +732,12 @@ impl Db {
                 }
                 s.control.close().await;
             }
-            Backend::Postgres(p) => p.close().await,
+            Backend::Postgres(p) => {
+                if let Some(n) = &self.notifier {
+                    n.close();
+                }
+                p.close().await;
+            }
         }
     }
 }
@@ -738,7 +749,19 @@ pub(crate) enum AutoConn {
         sqlx::pool::PoolConnection<Sqlite>,
         #[allow(dead_code)] WriterGuard,
     ),
-    Postgres(sqlx::pool::PoolConnection<Postgres>),
+    Postgres(crate::pg_conns::PgLease),
+}
+
+impl AutoConn {
+    /// Gives the connection back once its statement has finished (on
+    /// PostgreSQL it is then kept for reuse; see `pg_conns`). Dropped
+    /// without this, it goes back to the pool, which checks it first.
+    pub(crate) fn release(self) {
+        match self {
+            AutoConn::Sqlite(..) => {}
+            AutoConn::Postgres(lease) => lease.release(),
+        }
+    }
 }
 
 /// [`on_tx!`] for an [`AutoConn`].

@@ -94,20 +94,6 @@ pub struct EventBus {
 /// node, as `<tenant id>:<seq>`, when [`EventBus::set_postgres_notify`] is on.
 pub const EVENTS_CHANNEL: &str = "galantis_events";
 
-/// `pg_notify` inside the recording transaction: PostgreSQL delivers it at
-/// commit, and never for a rolled-back event.
-async fn notify_postgres(tx: &mut TenantTx, seq: i64) -> Result<(), StoreError> {
-    let payload = format!("{}:{seq}", tx.tenant().as_uuid());
-    if let crate::db::Tx::Postgres(t) = tx.tx() {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(EVENTS_CHANNEL)
-            .bind(payload)
-            .execute(&mut **t)
-            .await?;
-    }
-    Ok(())
-}
-
 impl Default for EventBus {
     fn default() -> Self {
         Self {
@@ -187,8 +173,8 @@ pub async fn record_caused_by(
     Ok(id)
 }
 
-/// Writes the transaction's recorded events, numbered, and announces them
-/// on PostgreSQL when asked to; the last statements before commit.
+/// Writes the transaction's recorded events, numbered; the last statement
+/// before commit (they are announced to other nodes after it: `pg_notify`).
 pub(crate) async fn number_pending(tx: &mut TenantTx) -> Result<(), StoreError> {
     if tx.pending.events.rows.is_empty() {
         return Ok(());
@@ -198,15 +184,6 @@ pub(crate) async fn number_pending(tx: &mut TenantTx) -> Result<(), StoreError> 
     let first = last - rows.len() as i64 + 1;
     for (i, e) in tx.pending.events.queued.iter_mut().enumerate() {
         e.seq = first + i as i64;
-    }
-    if tx
-        .pending
-        .events
-        .bus
-        .postgres_notify
-        .load(Ordering::Relaxed)
-    {
-        notify_postgres(tx, last).await?;
     }
     Ok(())
 }
@@ -233,6 +210,16 @@ impl PendingEvents {
     /// transaction.
     pub(crate) fn payloads_mut(&mut self) -> impl Iterator<Item = &mut serde_json::Value> {
         self.rows.iter_mut().map(|r| &mut r.payload)
+    }
+
+    /// The number of the transaction's last event, when committed events
+    /// are to be announced on [`EVENTS_CHANNEL`] (after commit; see
+    /// `pg_notify`).
+    pub(crate) fn announced_seq(&self) -> Option<i64> {
+        if !self.bus.postgres_notify.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.queued.last().map(|e| e.seq)
     }
 
     pub(crate) fn publish(&mut self) {

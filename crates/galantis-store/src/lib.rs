@@ -16,6 +16,8 @@ pub mod jobs;
 pub mod like;
 pub mod migrate;
 pub mod parsed_text;
+mod pg_conns;
+mod pg_notify;
 pub mod secret_store;
 pub mod tenant;
 

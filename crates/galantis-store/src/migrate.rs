@@ -46,7 +46,7 @@ async fn applied_count(db: &Db) -> Result<u64, StoreError> {
     let q = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
     let n: Result<i64, sqlx::Error> = match db.backend() {
         Backend::Sqlite(s) => sqlx::query_scalar(q).fetch_one(&s.control).await,
-        Backend::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await,
+        Backend::Postgres(p) => sqlx::query_scalar(q).fetch_one(p.pool()).await,
     };
     Ok(n.unwrap_or(0).max(0) as u64)
 }
@@ -56,7 +56,7 @@ pub async fn migrate_control(db: &Db) -> Result<u64, StoreError> {
     let before = applied_count(db).await?;
     match db.backend() {
         Backend::Sqlite(s) => SQLITE_CONTROL.run(&s.control).await?,
-        Backend::Postgres(p) => PG_CONTROL.run(p).await?,
+        Backend::Postgres(p) => PG_CONTROL.run(p.pool()).await?,
     }
     Ok(applied_count(db).await? - before)
 }
@@ -186,7 +186,12 @@ pub async fn migrations_current(db: &Db) -> Result<bool, StoreError> {
                 .fetch_one(&s.control)
                 .await?
         }
-        Backend::Postgres(p) => sqlx::query_scalar(q).bind(target).fetch_one(p).await?,
+        Backend::Postgres(p) => {
+            sqlx::query_scalar(q)
+                .bind(target)
+                .fetch_one(p.pool())
+                .await?
+        }
     };
     Ok(behind == 0)
 }

@@ -111,7 +111,7 @@ async fn listen(db: galantis_store::Db, pool: sqlx::PgPool) {
     loop {
         match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(mut l) => {
-                if let Err(e) = l.listen("galantis_jobs").await {
+                if let Err(e) = l.listen(galantis_store::jobs::JOBS_CHANNEL).await {
                     tracing::warn!(error = %e, "LISTEN failed");
                 } else {
                     loop {

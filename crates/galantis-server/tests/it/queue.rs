@@ -780,3 +780,47 @@ async fn a_drain_that_ends_with_dead_jobs_fails_and_lists_them() {
     .await;
     assert!(panicked.is_err(), "run_jobs_until_idle fails on dead jobs");
 }
+
+/// Other nodes hear of a committed enqueue through PostgreSQL's NOTIFY,
+/// sent after the commit (ADR 0040: no data transaction takes PostgreSQL's
+/// notification lock), and never of a rolled-back one.
+#[tokio::test]
+async fn other_nodes_hear_of_committed_enqueues_only() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let Some(pool) = app.db().pg_pool() else {
+        return;
+    };
+    let t = app.create_tenant("q-notify").await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+        .await
+        .unwrap();
+    listener
+        .listen(galantis_store::jobs::JOBS_CHANNEL)
+        .await
+        .unwrap();
+    let in_lane = |lane: Lane| {
+        let mut job = jobs::new_job(&QueueProbe { sleep_ms: 0 }, Utc::now()).unwrap();
+        job.lane = lane;
+        job
+    };
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    galantis_store::jobs::enqueue(&mut tx, &in_lane(Lane::Compliance))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    galantis_store::jobs::enqueue(&mut tx, &in_lane(Lane::Campaigns))
+        .await
+        .unwrap();
+    // Nothing is announced before the commit.
+    let early = tokio::time::timeout(Duration::from_millis(200), listener.recv()).await;
+    assert!(early.is_err(), "announced before commit: {early:?}");
+    tx.commit().await.unwrap();
+    // Notifications arrive in order: the rolled-back lane, had it been
+    // announced, would come first.
+    let heard = tokio::time::timeout(Duration::from_secs(30), listener.recv())
+        .await
+        .expect("the commit is announced")
+        .unwrap();
+    assert_eq!(heard.payload(), Lane::Campaigns.as_str());
+}

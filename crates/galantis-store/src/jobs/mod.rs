@@ -12,6 +12,7 @@ pub mod admin;
 pub mod run;
 pub mod signals;
 
+pub use crate::pg_notify::JOBS_CHANNEL;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -98,9 +99,8 @@ pub(crate) fn namespaced(tenant: Option<TenantId>, key: &str) -> String {
 /// else the transaction writes. Workers are woken after commit.
 pub async fn enqueue(tx: &mut TenantTx, job: &NewJob) -> Result<Enqueued, StoreError> {
     let tenant = tx.tenant();
-    let notify = !tx.pending.lanes.contains(job.lane);
     let now = tx.now();
-    let r = insert(tx.tx(), Some(tenant), job, notify, now).await?;
+    let r = insert(tx.tx(), Some(tenant), job, now).await?;
     tx.pending.lanes.insert(job.lane);
     Ok(r)
 }
@@ -127,12 +127,6 @@ pub async fn enqueue_many(tx: &mut TenantTx, jobs: &[NewJob]) -> Result<(), Stor
     let mut lanes: Vec<Lane> = jobs.iter().map(|j| j.lane).collect();
     lanes.sort();
     lanes.dedup();
-    let notify: Vec<Lane> = lanes
-        .iter()
-        .copied()
-        .filter(|l| !tx.pending.lanes.contains(*l))
-        .collect();
-    let mut notify = notify.as_slice();
     for chunk in crate::db::pow2_chunks(jobs.len()) {
         let (jobs, rows) = (&jobs[chunk.clone()], &rows[chunk]);
         on_tx!(
@@ -186,18 +180,9 @@ pub async fn enqueue_many(tx: &mut TenantTx, jobs: &[NewJob]) -> Result<(), Stor
                             .push_bind(now);
                     });
                     qb.push(" ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING");
-                    let n = qb.build().execute(&mut *c).await?.rows_affected();
-                    for lane in notify {
-                        sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
-                            .bind(lane.as_str())
-                            .execute(&mut *c)
-                            .await?;
-                    }
-                    n
+                    qb.build().execute(&mut *c).await?.rows_affected()
                 }
         );
-        // NOTIFY once per lane, with the first chunk.
-        notify = &[];
     }
     for lane in lanes {
         tx.pending.lanes.insert(lane);
@@ -207,9 +192,8 @@ pub async fn enqueue_many(tx: &mut TenantTx, jobs: &[NewJob]) -> Result<(), Stor
 
 /// Enqueues a global (not tenant-scoped) job.
 pub async fn enqueue_global(tx: &mut ControlTx, job: &NewJob) -> Result<Enqueued, StoreError> {
-    let notify = !tx.1.lanes.contains(job.lane);
     let now = tx.now();
-    let r = insert(&mut tx.0, None, job, notify, now).await?;
+    let r = insert(&mut tx.0, None, job, now).await?;
     tx.1.lanes.insert(job.lane);
     Ok(r)
 }
@@ -222,12 +206,11 @@ pub async fn enqueue_global_now(db: &crate::Db, job: &NewJob) -> Result<Enqueued
     Ok(r)
 }
 
-/// `notify`: issue the cross-node NOTIFY (once per lane per transaction is enough).
+/// Other nodes hear of the job after commit (`pg_notify`).
 async fn insert(
     tx: &mut Tx,
     tenant: Option<TenantId>,
     job: &NewJob,
-    notify: bool,
     now: DateTime<Utc>,
 ) -> Result<Enqueued, StoreError> {
     let id = JobId::new();
@@ -264,7 +247,7 @@ async fn insert(
         postgres
             | c
             | {
-                let n = sqlx::query(
+                sqlx::query(
                 "INSERT INTO public.jobs (id, tenant_id, kind, lane, priority, state, payload, max_attempts, timeout_ms,
                                           run_at, unique_key, unique_while_active, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11, $12, $12)
@@ -284,15 +267,7 @@ async fn insert(
             .bind(now)
             .execute(&mut *c)
             .await?
-            .rows_affected();
-                // Delivered by PostgreSQL at commit, to every node listening.
-                if notify {
-                    sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
-                        .bind(job.lane.as_str())
-                        .execute(&mut *c)
-                        .await?;
-                }
-                n
+            .rows_affected()
             }
     );
     if inserted == 1 {
@@ -333,7 +308,6 @@ pub async fn schedule(tx: &mut TenantTx, job: &NewJob) -> Result<(), StoreError>
     let while_active = matches!(scope, UniqueScope::WhileActive);
     let timeout_ms = i64::try_from(job.timeout.as_millis()).unwrap_or(i64::MAX);
     let now = ms(tx.now());
-    let notify = !tx.pending.lanes.contains(job.lane);
     on_tx!(
         tx.tx(),
         sqlite
@@ -365,7 +339,7 @@ pub async fn schedule(tx: &mut TenantTx, job: &NewJob) -> Result<(), StoreError>
         postgres
             | c
             | {
-                let n = sqlx::query(
+                sqlx::query(
                 "INSERT INTO public.jobs AS j (id, tenant_id, kind, lane, priority, state, payload, max_attempts,
                                                timeout_ms, run_at, unique_key, unique_while_active, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11, $12, $12)
@@ -387,14 +361,7 @@ pub async fn schedule(tx: &mut TenantTx, job: &NewJob) -> Result<(), StoreError>
             .bind(now)
             .execute(&mut *c)
             .await?
-            .rows_affected();
-                if notify {
-                    sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
-                        .bind(job.lane.as_str())
-                        .execute(&mut *c)
-                        .await?;
-                }
-                n
+            .rows_affected()
             }
     );
     tx.pending.lanes.insert(job.lane);
@@ -457,7 +424,7 @@ pub async fn wake_jobs(
             .rows_affected()
             },
         postgres | c | {
-            let n = sqlx::query(
+            sqlx::query(
                 "UPDATE public.jobs SET run_at = $1
                  WHERE tenant_id = $3 AND kind = $2 AND state = 'available' AND run_at > $1",
             )
@@ -466,12 +433,7 @@ pub async fn wake_jobs(
             .bind(tenant)
             .execute(&mut *c)
             .await?
-            .rows_affected();
-            sqlx::query("SELECT pg_notify('galantis_jobs', $1)")
-                .bind(lane.as_str())
-                .execute(&mut *c)
-                .await?;
-            n
+            .rows_affected()
         }
     ))
 }

@@ -203,7 +203,7 @@ async fn claim_from(
                 .collect()
         }
     );
-    drop(conn);
+    conn.release();
     jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
     Ok(jobs)
 }
@@ -216,6 +216,7 @@ async fn has_pending(db: &Db, source: JobSource) -> Result<bool, StoreError> {
             .fetch_one(&mut *c)
             .await?
     });
+    conn.release();
     Ok(n > 0)
 }
 
@@ -284,6 +285,7 @@ pub async fn complete(db: &Db, job: &ClaimedJob, now: DateTime<Utc>) -> Result<b
                 .rows_affected()
         }
     );
+    conn.release();
     Ok(n == 1)
 }
 
@@ -426,6 +428,7 @@ pub async fn fail(
             .execute(&mut *c).await?.rows_affected()
             }
     );
+    conn.release();
     Ok(n == 1)
 }
 
@@ -452,7 +455,7 @@ pub async fn snooze(
         .await?
         .rows_affected()
     });
-    drop(conn);
+    conn.release();
     if n == 1 {
         db.signals.mark_source(JobSource::from_tenant(job.tenant));
     }

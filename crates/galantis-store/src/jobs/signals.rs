@@ -37,6 +37,10 @@ impl LaneSet {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    pub fn union(&mut self, other: LaneSet) {
+        self.0 |= other.0;
+    }
 }
 
 /// Where a job lives: the global store or one tenant's.

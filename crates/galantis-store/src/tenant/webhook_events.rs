@@ -308,11 +308,6 @@ pub async fn insert_many_with_jobs(
             lanes.push(j.lane);
         }
     }
-    let notify: Vec<&str> = lanes
-        .iter()
-        .filter(|l| !tx.pending.lanes.contains(**l))
-        .map(|l| l.as_str())
-        .collect();
     let Tx::Postgres(c) = tx.tx() else {
         unreachable!("checked above")
     };
@@ -339,12 +334,8 @@ pub async fn insert_many_with_jobs(
             WHERE j.event_id IN (SELECT id FROM ev)
             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
             RETURNING 1
-         ), nt AS (
-            SELECT pg_notify('galantis_jobs', l) FROM UNNEST($24::text[]) AS l
-            WHERE EXISTS (SELECT 1 FROM jb)
          )
-         SELECT id FROM ev
-         UNION ALL SELECT NULL::uuid FROM nt",
+         SELECT id FROM ev",
     )
     .bind(&ids)
     .bind(events.iter().map(|e| e.source).collect::<Vec<_>>())
@@ -369,7 +360,6 @@ pub async fn insert_many_with_jobs(
     .bind(&j_run_at)
     .bind(&j_unique)
     .bind(&j_while_active)
-    .bind(&notify)
     .fetch_all(&mut **c)
     .await?;
     for l in lanes {
