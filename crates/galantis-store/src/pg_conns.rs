@@ -77,14 +77,14 @@ struct Idle {
 
 impl Idle {
     /// The newest of `scope`'s, else the one idle longest.
-    fn take(&mut self, scope: Scope) -> Option<(PoolConnection<Postgres>, bool)> {
+    fn take(&mut self, scope: Scope) -> Option<PoolConnection<Postgres>> {
         if let Some(list) = self.by_scope.get_mut(&scope)
             && let Some((conn, _)) = list.pop()
         {
             if list.is_empty() {
                 self.by_scope.remove(&scope);
             }
-            return Some((conn, true));
+            return Some(conn);
         }
         let oldest = self
             .by_scope
@@ -97,7 +97,7 @@ impl Idle {
         if list.is_empty() {
             self.by_scope.remove(&oldest);
         }
-        Some((conn, false))
+        Some(conn)
     }
 
     fn drain_older_than(&mut self, limit: Instant) -> Vec<PoolConnection<Postgres>> {
@@ -128,27 +128,17 @@ impl PgConns {
         &self.pool
     }
 
-    /// A connection for `scope`, whether it last served `scope`.
+    /// A connection for `scope`: a kept one when there is one (its own
+    /// scope's first), else one from the pool.
     pub(crate) async fn acquire(self: &Arc<Self>, scope: Scope) -> Result<PgLease, StoreError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable("the PostgreSQL pool is closed".into()))?;
+        let permit = self.permit().await?;
         let kept = self.lock().take(scope);
-        let (conn, warm) = match kept {
-            Some((conn, warm)) => (conn, Some(warm)),
-            None => (self.pool.acquire().await?, None),
+        let reused = kept.is_some();
+        let conn = match kept {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
         };
-        Ok(PgLease {
-            conn: Some(conn),
-            permit: Some(permit),
-            scope,
-            home: self.clone(),
-            reusable: false,
-            reused: warm.is_some(),
-        })
+        Ok(self.lease(conn, permit, scope, reused))
     }
 
     /// A transaction for `scope` begun with `begin` (which must start with
@@ -173,20 +163,34 @@ impl PgConns {
     }
 
     async fn acquire_from_pool(self: &Arc<Self>, scope: Scope) -> Result<PgLease, StoreError> {
-        let permit = self
-            .permits
+        let permit = self.permit().await?;
+        let conn = self.pool.acquire().await?;
+        Ok(self.lease(conn, permit, scope, false))
+    }
+
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, StoreError> {
+        self.permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| StoreError::Unavailable("the PostgreSQL pool is closed".into()))?;
-        Ok(PgLease {
-            conn: Some(self.pool.acquire().await?),
+            .map_err(|_| StoreError::Unavailable("the PostgreSQL pool is closed".into()))
+    }
+
+    fn lease(
+        self: &Arc<Self>,
+        conn: PoolConnection<Postgres>,
+        permit: OwnedSemaphorePermit,
+        scope: Scope,
+        reused: bool,
+    ) -> PgLease {
+        PgLease {
+            conn: Some(conn),
             permit: Some(permit),
             scope,
             home: self.clone(),
             reusable: false,
-            reused: false,
-        })
+            reused,
+        }
     }
 
     /// Gives every kept connection back to the pool and keeps none from now
