@@ -100,6 +100,14 @@ impl Idle {
         Some(conn)
     }
 
+    fn drain_all(&mut self) -> Vec<PoolConnection<Postgres>> {
+        std::mem::take(&mut self.by_scope)
+            .into_values()
+            .flatten()
+            .map(|(c, _)| c)
+            .collect()
+    }
+
     fn drain_older_than(&mut self, limit: Instant) -> Vec<PoolConnection<Postgres>> {
         let mut out = Vec::new();
         self.by_scope.retain(|_, list| {
@@ -199,7 +207,7 @@ impl PgConns {
         let kept: Vec<_> = {
             let mut idle = self.lock();
             idle.closed = true;
-            idle.drain_older_than(far_future())
+            idle.drain_all()
         };
         drop(kept);
         self.permits.close();
@@ -209,8 +217,7 @@ impl PgConns {
     fn keep(&self, scope: Scope, conn: PoolConnection<Postgres>) {
         let mut idle = self.lock();
         if idle.closed {
-            drop(idle);
-            drop(conn);
+            // `conn` goes back to the pool (after the lock is released).
             return;
         }
         idle.by_scope
@@ -227,10 +234,6 @@ impl PgConns {
     fn kept(&self) -> usize {
         self.lock().by_scope.values().map(Vec::len).sum()
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 async fn sweep(conns: Weak<PgConns>) {
@@ -284,13 +287,13 @@ impl DerefMut for PgLease {
 
 impl Drop for PgLease {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            if self.reusable {
-                self.home.keep(self.scope, conn);
-            } else {
-                drop(conn);
-            }
+        if let Some(conn) = self.conn.take()
+            && self.reusable
+        {
+            self.home.keep(self.scope, conn);
         }
+        // Not kept, the connection went back to the pool above; the permit
+        // goes last, so the next holder finds a kept connection.
         drop(self.permit.take());
     }
 }

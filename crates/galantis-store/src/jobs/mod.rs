@@ -13,6 +13,7 @@ pub mod run;
 pub mod signals;
 
 pub use crate::pg_notify::JOBS_CHANNEL;
+
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
