@@ -719,6 +719,15 @@ impl Db {
         Ok(())
     }
 
+    /// [`Db::close`] has been called: background loops stop instead of
+    /// reporting the closed pool as a failure.
+    pub fn is_closed(&self) -> bool {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.control.is_closed(),
+            Backend::Postgres(p) => p.pool().is_closed(),
+        }
+    }
+
     /// Closes every pool; pending work finishes first.
     pub async fn close(&self) {
         match &*self.backend {

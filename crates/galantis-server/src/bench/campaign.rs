@@ -23,17 +23,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::future::LocalBoxFuture;
-use galantis_core::{MarketingState, ShopDomain};
+use galantis_core::ShopDomain;
 use galantis_sandbox::meta::{MetaSandbox, NumberConfig, SandboxConfig, TemplateSeed};
 use galantis_store::control::tenants::{self, NewTenant};
 use galantis_store::tenant::billing;
-use galantis_store::tenant::contacts::{self, CustomerFields};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::api::TenantApi;
-use super::{Ctx, Figure, Scenario};
+use super::{Ctx, Figure, Scenario, seed};
 use crate::config::{Config, DEV_META_APP_SECRET};
 use crate::http::ServeRole;
 use crate::jobs::Registry;
@@ -278,33 +277,16 @@ async fn drive(
         &format!("{n} recipients @ {limit}/s: contacts"),
         u64::from(n),
     );
-    let mut ids = Vec::with_capacity(n as usize);
-    for chunk in 0..n.div_ceil(1000) {
-        let mut tx = db.tenant_tx(tenant).await?;
-        for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
-            // Valid Spanish mobiles, +34 612 xxx xxx.
-            let phone = format!("+34612{i:06}");
-            let f = CustomerFields {
-                shopify_customer_id: i64::from(i) + 1,
-                first_name: (i % 2 == 0).then(|| format!("Ana{i}")),
-                phone: Some(phone.clone()),
-                phone_raw: Some(phone.clone()),
-                phone_status: Some("valid"),
-                marketing_state: Some(MarketingState::Subscribed),
-                updated_at: 1,
-                ..Default::default()
-            };
-            contacts::upsert_customer(&mut tx, &f, 1).await?;
-            ids.push(
-                contacts::by_phone(&mut tx, &phone)
-                    .await?
-                    .context("contact")?
-                    .id,
-            );
+    // Valid Spanish mobiles, +34 612 xxx xxx; every other one without a
+    // first name (the variable's fallback).
+    let ids = seed::customers(ctx, db, tenant, 0..n, |i| {
+        let mut f = seed::subscribed(i, format!("+34612{i:06}"));
+        if i % 2 == 1 {
+            f.first_name = None;
         }
-        tx.commit().await?;
-        ctx.advance(ids.len() as u64);
-    }
+        f
+    })
+    .await?;
     let list = api
         .call(
             Method::POST,

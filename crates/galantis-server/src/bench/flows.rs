@@ -19,19 +19,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use galantis_core::automation::{AutomationStatus, Flow, FrequencyCap};
-use galantis_core::{Clock, DomainEvent, FixedClock, MarketingState, ShopDomain, TenantId};
+use galantis_core::{Clock, DomainEvent, FixedClock, ShopDomain, TenantId};
 use galantis_sandbox::meta::{MetaSandbox, NumberConfig, SandboxConfig, TemplateSeed};
 use galantis_store::control::phone_numbers;
 use galantis_store::control::tenants::{self, NewTenant, PhoneNumberLink};
 use galantis_store::tenant::automations::{self, NewAutomation, runs};
-use galantis_store::tenant::contacts::{self, CustomerFields};
 use galantis_store::tenant::{billing, templates};
 use serde_json::json;
 use tokio::sync::watch;
 
 use futures::future::LocalBoxFuture;
 
-use super::{Ctx, Figure, Scenario};
+use super::{Ctx, Figure, Scenario, seed};
 use crate::config::{Config, LaneConcurrency, QueueConfig};
 use crate::jobs::Registry;
 use crate::jobs::worker::Worker;
@@ -170,31 +169,10 @@ async fn measure(
     )
     .await?;
     tx.commit().await?;
-    let mut ids = Vec::with_capacity(contacts_n as usize);
-    for chunk in 0..contacts_n.div_ceil(1000) {
-        let mut tx = db.tenant_tx(tenant).await?;
-        for i in chunk * 1000..((chunk + 1) * 1000).min(contacts_n) {
-            let phone = format!("+1666{i:07}");
-            let f = CustomerFields {
-                shopify_customer_id: i64::from(i) + 1,
-                first_name: Some(format!("C{i}")),
-                phone: Some(phone.clone()),
-                phone_raw: Some(phone.clone()),
-                phone_status: Some("valid"),
-                marketing_state: Some(MarketingState::Subscribed),
-                updated_at: 1,
-                ..Default::default()
-            };
-            contacts::upsert_customer(&mut tx, &f, 1).await?;
-            ids.push(
-                contacts::by_phone(&mut tx, &phone)
-                    .await?
-                    .context("contact")?
-                    .id,
-            );
-        }
-        tx.commit().await?;
-    }
+    let ids = seed::customers(ctx, &db, tenant, 0..contacts_n, |i| {
+        seed::subscribed(i, format!("+1666{i:07}"))
+    })
+    .await?;
     clock.advance(chrono::Duration::seconds(1));
 
     let q = QueueConfig {

@@ -48,6 +48,7 @@ mod load;
 pub mod peers;
 mod queue;
 mod restock;
+mod seed;
 mod send;
 mod table;
 mod tenants;

@@ -28,7 +28,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::future::LocalBoxFuture;
 use galantis_core::back_in_stock::SubscriptionStatus;
-use galantis_core::{MarketingState, ShopDomain, TenantId};
+use galantis_core::{ShopDomain, TenantId};
 use galantis_sandbox::meta::{
     MetaSandbox, NumberConfig, SandboxConfig, SandboxHandle, TemplateSeed,
 };
@@ -37,13 +37,12 @@ use galantis_store::control::tenants::{self, NewTenant};
 use galantis_store::tenant::back_in_stock::{self as bis, NewSubscription};
 use galantis_store::tenant::billing;
 use galantis_store::tenant::catalog::{self, ProductFields, VariantFields};
-use galantis_store::tenant::contacts::{self, CustomerFields};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::api::TenantApi;
-use super::{Ctx, Figure, Scenario, quantile};
+use super::{Ctx, Figure, Scenario, quantile, seed};
 use crate::config::{Config, DEV_META_APP_SECRET, DEV_SHOPIFY_APP_SECRET};
 use crate::http::ServeRole;
 use crate::jobs::Registry;
@@ -410,29 +409,15 @@ impl Setup<'_> {
         let mut tx = self.db.tenant_tx(self.tenant).await?;
         catalog::upsert_product(&mut tx, &product_fields(offset), now_ms).await?;
         tx.commit().await?;
+        // Valid Spanish mobiles, +34 612 xxx xxx.
+        let ids = seed::customers(self.ctx, self.db, self.tenant, from..from + count, |k| {
+            seed::subscribed(k, format!("+34612{k:06}"))
+        })
+        .await?;
         let options = json!({"Size": "M"});
-        let mut i = from;
-        while i < from + count {
-            let end = (i + 1000).min(from + count);
+        for chunk in ids.chunks(1000) {
             let mut tx = self.db.tenant_tx(self.tenant).await?;
-            for k in i..end {
-                // Valid Spanish mobiles, +34 612 xxx xxx.
-                let phone = format!("+34612{k:06}");
-                let f = CustomerFields {
-                    shopify_customer_id: i64::from(k) + 1,
-                    first_name: Some(format!("Ana{k}")),
-                    phone: Some(phone.clone()),
-                    phone_raw: Some(phone.clone()),
-                    phone_status: Some("valid"),
-                    marketing_state: Some(MarketingState::Subscribed),
-                    updated_at: 1,
-                    ..Default::default()
-                };
-                contacts::upsert_customer(&mut tx, &f, 1).await?;
-                let contact = contacts::by_phone(&mut tx, &phone)
-                    .await?
-                    .context("contact")?
-                    .id;
+            for &contact in chunk {
                 bis::subscribe(
                     &mut tx,
                     NewSubscription {
@@ -448,7 +433,6 @@ impl Setup<'_> {
                 .await?;
             }
             tx.commit().await?;
-            i = end;
         }
         Ok(())
     }

@@ -108,7 +108,7 @@ async fn publish_gauges(app: &AppState) {
 /// Wakes local workers when any node enqueues (PostgreSQL NOTIFY). Reconnects
 /// on failure; polling covers the gap.
 async fn listen(db: galantis_store::Db, pool: sqlx::PgPool) {
-    loop {
+    while !db.is_closed() {
         match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(mut l) => {
                 if let Err(e) = l.listen(galantis_store::jobs::JOBS_CHANNEL).await {
@@ -121,6 +121,7 @@ async fn listen(db: galantis_store::Db, pool: sqlx::PgPool) {
                                     db.wake_lane(lane);
                                 }
                             }
+                            Err(_) if db.is_closed() => return,
                             Err(e) => {
                                 tracing::warn!(error = %e, "job notification listener lost its connection");
                                 break;
@@ -129,6 +130,7 @@ async fn listen(db: galantis_store::Db, pool: sqlx::PgPool) {
                     }
                 }
             }
+            Err(_) if db.is_closed() => return,
             Err(e) => tracing::warn!(error = %e, "cannot start the job notification listener"),
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

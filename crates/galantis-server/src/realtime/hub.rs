@@ -235,6 +235,8 @@ impl Hub {
                         continue;
                     }
                 }
+                // The store shut down under the feed's last clients.
+                Err(_) if self.inner.db.is_closed() => return,
                 Err(e) => {
                     tracing::warn!(error = %e, tenant_id = %tenant, "realtime: cannot read events");
                     tokio::time::sleep(Duration::from_secs(1)).await;
