@@ -2,10 +2,10 @@
 //! transaction with the job's completion (steps in the module doc of
 //! [`super`]).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use galantis_core::automation::{
     ActivityStatus, AutomationStatus, Effect, Input, RunEvent, RunStatus, step,
 };
@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::facts::Templates;
 use super::versions::Version;
 use super::{facts, render, slip, versions};
-use crate::jobs::{AfterCommit, JobContext, JobError};
+use crate::jobs::{JobContext, JobError};
 use crate::sending::connection::{self, Resolved};
 use crate::sending::queue;
 
@@ -87,7 +87,7 @@ impl JobKind for StepJob {
 pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
     let tenant = ctx.tenant_required()?;
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
-    match step_in(&ctx, &mut tx, job, false).await {
+    match step_in(&ctx, &mut tx, job).await {
         Ok(()) => {
             ctx.complete_in(&mut tx).await?;
             tx.commit().await?;
@@ -100,41 +100,92 @@ pub(super) async fn run(ctx: JobContext, job: StepJob) -> Result<(), JobError> {
     }
 }
 
-/// [`run`] inside a batch's transaction (see `jobs::Registry::batched`):
-/// steps due together (the ends of one delay, a restock's starts) commit
-/// together.
-pub(super) fn run_in<'a>(
-    ctx: &'a JobContext,
-    tx: &'a mut TenantTx,
-    job: StepJob,
-) -> BoxFuture<'a, Result<Option<AfterCommit>, JobError>> {
-    Box::pin(async move { step_in(ctx, tx, job, true).await.map(|()| None) })
+/// One step of one run in `tx`, alone (a batch's steps go through
+/// `step_batch`); the caller completes the job and commits on `Ok`, and
+/// rolls back on `Err`.
+async fn step_in(ctx: &JobContext, tx: &mut TenantTx, job: StepJob) -> Result<(), JobError> {
+    let mut reads = Reads::default();
+    let Some(t) = take(ctx, tx, job, false, &mut reads).await? else {
+        return Ok(());
+    };
+    let conn = if t.sends() {
+        Some(
+            connection::resolve(&ctx.app, ctx.tenant_required()?)
+                .await
+                .map_err(JobError::Retry)?,
+        )
+    } else {
+        None
+    };
+    let now = ctx.now();
+    let mut written = Written::default();
+    let applied = Applied {
+        conn: conn.as_deref(),
+        first_send: None,
+        written: &mut written,
+    };
+    apply_into(tx, &t.run, t.out, &mut reads.templates, applied, now).await?;
+    written.write(tx, now).await?;
+    wake_missed(tx, &t.run, t.missed, now).await?;
+    Ok(())
 }
 
-/// One step of one run in `tx`; the caller completes the job and commits
-/// on `Ok`, and rolls back on `Err`. In a batch (`batched`) it never waits
-/// for a message another transaction holds (`JobError::Later`, before it
-/// wrote anything).
-async fn step_in(
+/// What the steps of one transaction read once: templates, automations.
+#[derive(Default)]
+pub(super) struct Reads {
+    pub templates: Templates,
+    automations: HashMap<Uuid, Option<automations::Automation>>,
+}
+
+/// A step decided but not yet performed: the locked run, the step
+/// function's output, and a wake-up the slip check found.
+pub(super) struct Taken {
+    pub run: runs::Run,
+    pub out: galantis_core::automation::Step,
+    pub missed: Option<slip::Missed>,
+}
+
+impl Taken {
+    pub(super) fn sends(&self) -> bool {
+        self.out
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Send { .. }))
+    }
+}
+
+/// Steps 1–5 of the module doc of [`super`]: `None` when the job is done
+/// without a step (the run ended, or was ended here: writes made). In a
+/// batch (`batched`) it never waits for a message another transaction
+/// holds (`JobError::Later`, before it wrote anything).
+pub(super) async fn take(
     ctx: &JobContext,
     tx: &mut TenantTx,
     job: StepJob,
     batched: bool,
-) -> Result<(), JobError> {
-    let tenant = ctx.tenant_required()?;
+    reads: &mut Reads,
+) -> Result<Option<Taken>, JobError> {
     let now = ctx.now();
     let now_ms = now.timestamp_millis();
     // 1. The run, locked.
     let Some(run) = runs::lock(tx, job.run_id).await? else {
-        return Ok(());
+        return Ok(None);
     };
     if run.status.is_terminal() {
-        return Ok(());
+        return Ok(None);
     }
     // 2. Paused (or deactivated): hold at this step.
-    let Some(a) = automations::get(tx, run.automation_id).await? else {
+    let a = match reads.automations.get(&run.automation_id) {
+        Some(a) => a.clone(),
+        None => {
+            let a = automations::get(tx, run.automation_id).await?;
+            reads.automations.insert(run.automation_id, a.clone());
+            a
+        }
+    };
+    let Some(a) = a else {
         end_run(tx, &run, "automation_deleted", now_ms).await?;
-        return Ok(());
+        return Ok(None);
     };
     if a.status != AutomationStatus::Active {
         return Err(JobError::Snooze(PAUSED_RECHECK));
@@ -142,10 +193,9 @@ async fn step_in(
     // 3. The run's version and its facts.
     let Some(version) = versions::of_run(tx, run.automation_id, run.version).await? else {
         end_run(tx, &run, "flow_invalid", now_ms).await?;
-        return Ok(());
+        return Ok(None);
     };
-    let mut templates = Templates::default();
-    let facts = facts::load(tx, &run, &version, None, &mut templates).await?;
+    let facts = facts::load(tx, &run, &version, None, &mut reads.templates).await?;
     // 4. Step.
     let input = match &job.input {
         StepInput::Start => Input::Start,
@@ -171,41 +221,41 @@ async fn step_in(
         let wait = (until - now).to_std().unwrap_or_default();
         return Err(JobError::Snooze(wait));
     }
-    let conn = if out.effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
-        Some(
-            connection::resolve(&ctx.app, tenant)
-                .await
-                .map_err(JobError::Retry)?,
-        )
-    } else {
-        None
-    };
     // 5. An awaited status or reply committed since step 3 read the facts,
     //    while no run waited for it: read again under the lock its
     //    handler takes, and wake this run if it moved (`slip`).
     let missed = slip::missed(tx, &run, &out, &facts, batched).await?;
-    // 6. Effects and the new state (committed with the job's completion).
-    apply(tx, &run, out, conn.as_deref(), &mut templates, now).await?;
-    if let Some(missed) = missed {
-        let event_id = Uuid::now_v7();
-        let input = match missed {
-            slip::Missed::Status { message_id, status } => StepInput::Status {
-                event_id,
-                message_id,
-                status,
-            },
-            slip::Missed::Reply { at, button_id } => StepInput::Reply {
-                event_id,
-                at,
-                button_id,
-            },
-        };
-        let job = StepJob {
-            run_id: run.id,
-            input,
-        };
-        crate::jobs::enqueue(tx, &job, now).await?;
-    }
+    Ok(Some(Taken { run, out, missed }))
+}
+
+/// Queues the run's own wake-up with what [`slip`] found committed unseen.
+pub(super) async fn wake_missed(
+    tx: &mut TenantTx,
+    run: &runs::Run,
+    missed: Option<slip::Missed>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(missed) = missed else {
+        return Ok(());
+    };
+    let event_id = Uuid::now_v7();
+    let input = match missed {
+        slip::Missed::Status { message_id, status } => StepInput::Status {
+            event_id,
+            message_id,
+            status,
+        },
+        slip::Missed::Reply { at, button_id } => StepInput::Reply {
+            event_id,
+            at,
+            button_id,
+        },
+    };
+    let job = StepJob {
+        run_id: run.id,
+        input,
+    };
+    crate::jobs::enqueue(tx, &job, now).await?;
     Ok(())
 }
 

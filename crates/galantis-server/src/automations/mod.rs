@@ -85,6 +85,7 @@ mod facts;
 mod render;
 pub mod restock;
 mod slip;
+mod step_batch;
 mod trigger;
 mod versions;
 mod wake;
@@ -109,7 +110,7 @@ pub const WAKE_BATCH: usize = 32;
 
 pub fn register(r: &mut crate::jobs::Registry) {
     r.batched::<TriggerJob, _, _>(TRIGGER_BATCH, trigger::run, trigger::run_in);
-    r.batched::<StepJob, _, _>(STEP_BATCH, engine::run, engine::run_in);
+    r.batched_whole::<StepJob, _, _>(STEP_BATCH, engine::run, step_batch::run_batch);
     r.register::<restock::RestockJob, _, _>(restock::run);
     r.batched::<WakeJob, _, _>(WAKE_BATCH, wake::run, wake::run_in);
 }

@@ -48,10 +48,9 @@ use uuid::Uuid;
 
 use super::enrol::{Enrolment, NewRun, enrol_many};
 use super::facts::Templates;
-use super::{engine, facts, render, versions};
+use super::{engine, facts, step_batch, versions};
 use crate::jobs::{JobContext, JobError};
 use crate::sending::connection::{self, Resolved};
-use crate::sending::queue;
 
 /// The first page is small, so the first sends leave quickly.
 pub const FIRST_BATCH: u32 = 50;
@@ -341,7 +340,7 @@ async fn start_many(
     started: Vec<NewRun>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    use galantis_core::automation::{Effect, Input, step};
+    use galantis_core::automation::{Input, Step, step};
     let Some(version) = versions::current(a) else {
         return Ok(());
     };
@@ -352,52 +351,10 @@ async fn start_many(
         let out = step(&version.flow, &run.state, Input::Start, &f, now);
         steps.push((run, out));
     }
-    let mut sends = Vec::new();
-    let mut firsts: Vec<Option<Result<usize, String>>> = Vec::with_capacity(steps.len());
-    for (run, out) in &steps {
-        let first = out.effects.iter().find_map(|e| match (e, e.node()) {
-            (
-                Effect::Send {
-                    template_id,
-                    variables,
-                    ..
-                },
-                Some((node, visit)),
-            ) => Some((node, visit, *template_id, variables)),
-            _ => None,
-        });
-        firsts.push(match first {
-            None => None,
-            Some((node, visit, template_id, variables)) => {
-                let key = render::send_key(run.id, node, visit);
-                let send = render::outgoing(
-                    tx,
-                    &mut templates,
-                    template_id,
-                    variables,
-                    run.contact_id,
-                    key,
-                )
-                .await?;
-                match send {
-                    Some(o) => {
-                        sends.push(o);
-                        Some(Ok(sends.len() - 1))
-                    }
-                    None => Some(Err("template_not_found".to_owned())),
-                }
-            }
-        });
-    }
-    let outcomes = queue::queue_many(tx, conn, now, &sends).await?;
+    let pairs: Vec<(&automations::runs::Run, &Step)> = steps.iter().map(|(r, o)| (r, o)).collect();
+    let firsts = step_batch::queue_first_sends(tx, &mut templates, Some(conn), &pairs, now).await?;
     let mut written = engine::Written::default();
-    for ((run, out), first) in steps.into_iter().zip(firsts) {
-        let first_send = first.map(|f| {
-            f.and_then(|i| match &outcomes[i] {
-                Ok(q) => Ok(q.message.id),
-                Err(r) => Err(r.code().to_owned()),
-            })
-        });
+    for ((run, out), first_send) in steps.into_iter().zip(firsts) {
         let applied = engine::Applied {
             conn: Some(conn),
             first_send,

@@ -40,12 +40,43 @@ type ErasedInTx = Arc<
         + Sync,
 >;
 
+/// A kind's work for a whole batch inside the worker's transaction (see
+/// [`Registry::batched_whole`]).
+pub type InTxBatch<K> = for<'a> fn(
+    &'a [JobContext],
+    &'a mut TenantTx,
+    Vec<K>,
+) -> BoxFuture<'a, Result<BatchDone, JobError>>;
+
+type ErasedInTxBatch = Arc<
+    dyn for<'a> Fn(&'a [JobContext], &'a mut TenantTx) -> BoxFuture<'a, Result<BatchDone, JobError>>
+        + Send
+        + Sync,
+>;
+
+/// What a whole-batch handler did: the first `done` jobs (at least one),
+/// and what to run once they have committed. The worker runs the rest
+/// alone afterwards, as when a per-job handler returns
+/// [`JobError::Later`].
+pub struct BatchDone {
+    pub done: usize,
+    pub after: Vec<AfterCommit>,
+}
+
 /// How a batched kind runs several jobs in one transaction.
 #[derive(Clone)]
 pub(crate) struct Batched {
-    pub run_in: ErasedInTx,
+    pub run: BatchRun,
     /// Most jobs in one transaction.
     pub max: usize,
+}
+
+#[derive(Clone)]
+pub(crate) enum BatchRun {
+    /// One job at a time ([`Registry::batched`]).
+    EachJob(ErasedInTx),
+    /// The batch at once ([`Registry::batched_whole`]).
+    Whole(ErasedInTxBatch),
 }
 
 #[derive(Clone)]
@@ -138,9 +169,45 @@ impl Registry {
                     )))),
                 },
             );
-        let entry = self.entries.get_mut(K::KIND).expect("registered above");
+        self.set_batched(K::KIND, BatchRun::EachJob(erased), max)
+    }
+
+    /// Like [`Registry::batched`], but `run_all` gets the whole batch: for
+    /// kinds that do part of every job's work together (one statement, or
+    /// one lock taken as late as possible, for all of them). Its jobs are
+    /// parsed first; one that does not parse fails the batch, which then
+    /// runs alone through `single` like any failed batch.
+    pub fn batched_whole<K, F, Fut>(
+        &mut self,
+        max: usize,
+        single: F,
+        run_all: InTxBatch<K>,
+    ) -> &mut Self
+    where
+        K: JobKind,
+        F: Fn(JobContext, K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        self.register::<K, F, Fut>(single);
+        let erased: ErasedInTxBatch = Arc::new(move |ctxs, tx| {
+            let jobs = ctxs
+                .iter()
+                .map(|c| serde_json::from_value::<K>(c.job.payload.clone()))
+                .collect::<Result<Vec<K>, _>>();
+            match jobs {
+                Ok(jobs) => run_all(ctxs, tx, jobs),
+                Err(e) => Box::pin(futures::future::ready(Err(JobError::Permanent(
+                    anyhow::anyhow!("payload is not a valid {}: {e}", K::KIND),
+                )))),
+            }
+        });
+        self.set_batched(K::KIND, BatchRun::Whole(erased), max)
+    }
+
+    fn set_batched(&mut self, kind: &'static str, run: BatchRun, max: usize) -> &mut Self {
+        let entry = self.entries.get_mut(kind).expect("registered first");
         Arc::make_mut(entry).batch = Some(Batched {
-            run_in: erased,
+            run,
             max: max.max(1),
         });
         self

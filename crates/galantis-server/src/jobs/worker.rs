@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::registry::Registry;
+use super::registry::{BatchRun, Registry};
 use super::{JobContext, JobError};
 use crate::config::QueueConfig;
 use crate::state::AppState;
@@ -282,18 +282,35 @@ impl Worker {
         let attempt = async {
             let tenant = ctxs[0].tenant().expect("batches belong to a tenant");
             let mut tx = self.app.db.tenant_tx(tenant).await?;
-            let mut after = Vec::new();
-            let mut done = ctxs.len();
-            for (i, ctx) in ctxs.iter().enumerate() {
-                match (batched.run_in)(ctx, &mut tx, ctx.job.payload.clone()).await {
-                    Ok(a) => after.extend(a),
-                    Err(JobError::Later) if i > 0 => {
-                        done = i;
-                        break;
+            let (after, done) = match &batched.run {
+                BatchRun::EachJob(run_in) => {
+                    let mut after = Vec::new();
+                    let mut done = ctxs.len();
+                    for (i, ctx) in ctxs.iter().enumerate() {
+                        match run_in(ctx, &mut tx, ctx.job.payload.clone()).await {
+                            Ok(a) => after.extend(a),
+                            Err(JobError::Later) if i > 0 => {
+                                done = i;
+                                break;
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
-                    Err(e) => return Err(e),
+                    (after, done)
                 }
-            }
+                BatchRun::Whole(run_all) => {
+                    let d = run_all(&ctxs, &mut tx).await?;
+                    if d.done == 0 || d.done > ctxs.len() {
+                        // A handler bug: roll back, and each job runs alone.
+                        return Err(JobError::Retry(anyhow::anyhow!(
+                            "a whole-batch handler reported {} of {} jobs done",
+                            d.done,
+                            ctxs.len()
+                        )));
+                    }
+                    (d.after, d.done)
+                }
+            };
             JobContext::complete_all_in(&ctxs[..done], &mut tx).await?;
             tx.commit().await?;
             Ok::<_, JobError>((after, done))

@@ -801,3 +801,58 @@ async fn a_status_wakes_a_run_only_while_it_waits_and_never_slips_between() {
     .await;
     assert!(status_awaited(&e, m_late.id, "DELIVERED").await);
 }
+
+/// Steps due together run in one batch whose sends are queued together
+/// at its end (`step_batch`); a contact's second run in the same batch
+/// waits for the first to commit. Every run sends once, with its own
+/// message, and each automation's trail is whole.
+#[tokio::test]
+async fn steps_due_together_send_once_each_even_for_one_contact_in_two_automations() {
+    let e = env("auto-batch").await;
+    let flow = delay_then_send(
+        json!({"id": "t", "type": "trigger", "trigger": "ORDER_PLACED"}),
+        e.one_var,
+    );
+    let first = e.automation(flow.clone(), FrequencyCap::Days30, &[]).await;
+    let second = e.automation(flow, FrequencyCap::Days30, &[]).await;
+    e.clock.advance(Duration::seconds(1));
+    let mut contacts = Vec::new();
+    for n in 1..=4 {
+        let c = e
+            .contact(n, &format!("+1613555020{n}"), MarketingState::Subscribed)
+            .await;
+        e.record(order_event(Uuid::now_v7(), c)).await;
+        contacts.push(c);
+    }
+    e.app.run_jobs_until_idle().await;
+    e.app.advance_clock_and_run(Duration::minutes(30)).await;
+
+    let messages = e.messages().await;
+    assert_eq!(messages.len(), 8, "two automations × four contacts");
+    for c in &contacts {
+        assert_eq!(
+            messages.iter().filter(|m| m.contact_id == *c).count(),
+            2,
+            "one message per run of {c}"
+        );
+    }
+    for a in [&first, &second] {
+        let runs = e.runs(a).await;
+        assert_eq!(runs.len(), 4);
+        for r in &runs {
+            assert_eq!(r.status, RunStatus::Completed, "{r:?}");
+            let m = r.last_message_id.expect("the run's message");
+            assert!(
+                messages
+                    .iter()
+                    .any(|x| x.id == m && x.contact_id == r.contact_id)
+            );
+            assert_eq!(
+                e.trail(a, r.contact_id).await,
+                vec![done("t"), done("d"), done("a")]
+            );
+        }
+    }
+    e.app.advance_clock_and_run(Duration::days(1)).await;
+    assert_eq!(e.messages().await.len(), 8, "sent once");
+}

@@ -252,3 +252,107 @@ async fn batches_commit_together_and_a_failing_job_sends_its_batch_back_one_by_o
     );
     assert_eq!(effects(&app, &t).await.runs, 3);
 }
+
+/// A whole-batch kind (`Registry::batched_whole`): the handler gets the
+/// batch, reports the prefix it did, and the worker completes exactly that
+/// prefix in the batch's transaction and runs the rest alone afterwards.
+/// A handler that claims to have done nothing (a bug) rolls back and every
+/// job runs alone.
+#[derive(Serialize, Deserialize)]
+struct Whole {
+    /// `ok`, or `stop` (the handler stops before it).
+    mode: String,
+}
+
+impl JobKind for Whole {
+    const KIND: &'static str = "test.whole_batch";
+    const LANE: Lane = Lane::Sync;
+    const MAX_ATTEMPTS: u32 = 3;
+    const RETRY: RetrySchedule = RetrySchedule::fixed(Duration::from_millis(1));
+}
+
+static WHOLE_BATCHES: AtomicU64 = AtomicU64::new(0);
+static WHOLE_ALONE: AtomicU64 = AtomicU64::new(0);
+
+fn whole<'a>(
+    ctxs: &'a [JobContext],
+    tx: &'a mut TenantTx,
+    jobs: Vec<Whole>,
+) -> BoxFuture<'a, Result<jobs::registry::BatchDone, JobError>> {
+    Box::pin(async move {
+        WHOLE_BATCHES.fetch_add(1, Ordering::SeqCst);
+        let mut done = 0;
+        for (ctx, job) in ctxs.iter().zip(&jobs) {
+            if job.mode == "stop" {
+                break;
+            }
+            probes::record(tx, ctx.job.id, ctx.now().timestamp_millis()).await?;
+            done += 1;
+        }
+        Ok(jobs::registry::BatchDone {
+            done,
+            after: Vec::new(),
+        })
+    })
+}
+
+async fn whole_alone(ctx: JobContext, _job: Whole) -> Result<(), JobError> {
+    WHOLE_ALONE.fetch_add(1, Ordering::SeqCst);
+    let mut tx = ctx.app.db.tenant_tx(ctx.tenant().unwrap()).await?;
+    probes::record(&mut tx, ctx.job.id, ctx.now().timestamp_millis()).await?;
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_whole_batch_handler_completes_the_prefix_it_did_and_the_rest_run_alone() {
+    let mut registry = Registry::builtin();
+    registry.batched_whole::<Whole, _, _>(16, whole_alone, whole);
+    let app = TestApp::builder()
+        .without_workers()
+        .registry(registry)
+        .spawn()
+        .await;
+    let run = |t: TestTenant, modes: Vec<&'static str>| {
+        let app = &app;
+        async move {
+            let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+            let mut ids = Vec::new();
+            for m in &modes {
+                let job = Whole { mode: (*m).into() };
+                ids.push(jobs::enqueue(&mut tx, &job, Utc::now()).await.unwrap().id());
+            }
+            tx.commit().await.unwrap();
+            let before = (
+                WHOLE_BATCHES.load(Ordering::SeqCst),
+                WHOLE_ALONE.load(Ordering::SeqCst),
+            );
+            assert_eq!(app.run_jobs_until_idle().await.ran, modes.len());
+            for id in &ids {
+                let v = state(app, &t, *id).await;
+                assert_eq!((v.state.as_str(), v.attempt), ("completed", 1), "{id}");
+            }
+            let s = effects(app, &t).await;
+            assert_eq!(
+                (s.jobs, s.runs, s.repeated),
+                (modes.len() as i64, modes.len() as i64, 0),
+                "each job's effect once"
+            );
+            (
+                WHOLE_BATCHES.load(Ordering::SeqCst) - before.0,
+                WHOLE_ALONE.load(Ordering::SeqCst) - before.1,
+            )
+        }
+    };
+    // The whole batch at once.
+    let t = app.create_tenant("wb-all").await;
+    assert_eq!(run(t, vec!["ok"; 5]).await, (1, 0));
+    // Stopped after two: those commit with the batch, the other three run
+    // alone (the stop job among them: alone, it works).
+    let t = app.create_tenant("wb-prefix").await;
+    assert_eq!(run(t, vec!["ok", "ok", "stop", "ok", "ok"]).await, (1, 3));
+    // Nothing done: a handler bug; nothing of the batch is kept, all alone.
+    let t = app.create_tenant("wb-none").await;
+    assert_eq!(run(t, vec!["stop", "ok", "ok"]).await, (1, 3));
+}
