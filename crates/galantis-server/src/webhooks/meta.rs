@@ -22,9 +22,14 @@ use inbound::inbound;
 /// (no inbound message, no contact profile): applying it needs only the
 /// locks of its wamids, not the tenant's (see `process::apply`).
 pub fn statuses_only(e: &WebhookEvent) -> bool {
-    e.source == "meta"
-        && e.topic == "messages"
-        && e.payload
+    e.source == "meta" && statuses_only_change(&e.topic, &e.payload)
+}
+
+/// [`statuses_only`] of a change not stored yet (its field and routed
+/// payload).
+pub fn statuses_only_change(field: &str, payload: &Value) -> bool {
+    field == "messages"
+        && payload
             .pointer("/change/value")
             .and_then(Value::as_object)
             .is_some_and(|v| {
@@ -69,16 +74,7 @@ pub async fn handle(
             // wamid is found) or waits, and sees these statuses when it
             // looks for early ones. Taken together and first, they never
             // deadlock with a send (see `sending::lock_wamid`).
-            let mut wamids: Vec<String> = value
-                .get("statuses")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|s| string(s.get("id")))
-                .collect();
-            wamids.sort_unstable();
-            wamids.dedup();
-            for w in &wamids {
+            for w in &status_wamids(&value) {
                 galantis_store::tenant::sending::lock_wamid(tx, w).await?;
             }
             for m in value
@@ -89,14 +85,7 @@ pub async fn handle(
             {
                 inbound(tx, &pnid, m, &profiles, now, &mut out).await?;
             }
-            for s in value
-                .get("statuses")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                status(tx, s, now, &mut out).await?;
-            }
+            statuses(tx, &value, now, &mut out).await?;
         }
         // Meta's reference shows quality changes under this field too: a
         // value with a quality score and no event is one.
@@ -186,6 +175,40 @@ pub async fn handle(
         other => out.ignored = Some(format!("no handler for field {other}")),
     }
     Ok(out)
+}
+
+/// The wamids of a `messages` change's statuses, sorted, each once: the
+/// order their locks are taken in.
+pub(super) fn status_wamids(value: &Value) -> Vec<String> {
+    let mut wamids: Vec<String> = value
+        .get("statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| string(s.get("id")))
+        .collect();
+    wamids.sort_unstable();
+    wamids.dedup();
+    wamids
+}
+
+/// Applies the delivery statuses of a `messages` change's `value`, in
+/// order; the caller holds their wamids' locks.
+pub(super) async fn statuses(
+    tx: &mut TenantTx,
+    value: &Value,
+    now: i64,
+    out: &mut Outcome,
+) -> Result<(), HandlerError> {
+    for s in value
+        .get("statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        status(tx, s, now, out).await?;
+    }
+    Ok(())
 }
 
 async fn status(

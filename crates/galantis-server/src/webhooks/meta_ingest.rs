@@ -14,12 +14,14 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use galantis_core::{ConsentSource, MarketingState, PhoneE164, TenantId};
 use galantis_store::jobs::NewJob;
-use galantis_store::tenant::{contacts, webhook_events};
+use galantis_store::tenant::{contacts, sending, webhook_events};
 use galantis_store::{Db, StoreError, TenantTx};
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::job::ProcessWebhook;
-use super::topics;
+use super::outcome::{HandlerError, Outcome};
+use super::{meta, topics};
 use crate::config::Config;
 use crate::group_commit::{GroupCommit, GroupWrite};
 
@@ -65,7 +67,7 @@ impl GroupWrite for MetaIngestWrite {
         items: &'a [MetaDelivery],
     ) -> BoxFuture<'a, Result<Vec<Self::Out>, String>> {
         Box::pin(async move {
-            match self.store_all(tenant, items).await {
+            match self.store_all(tenant, items, true).await {
                 Ok(counts) => return Ok(counts.into_iter().map(Ok).collect()),
                 Err(e) if items.len() > 1 => {
                     tracing::warn!(tenant = %tenant, error = %e, size = items.len(), "storing a group of Meta deliveries failed; storing each alone");
@@ -75,7 +77,7 @@ impl GroupWrite for MetaIngestWrite {
             let mut out = Vec::with_capacity(items.len());
             for d in items {
                 out.push(
-                    self.store_all(tenant, std::slice::from_ref(d))
+                    self.store_all(tenant, std::slice::from_ref(d), false)
                         .await
                         .map(|c| c[0])
                         .map_err(|e| {
@@ -90,15 +92,19 @@ impl GroupWrite for MetaIngestWrite {
 }
 
 impl MetaIngestWrite {
+    /// `statuses_at_once`: apply delivery statuses here (see [`store`]);
+    /// off when a failed group is written again one delivery at a time, so
+    /// that a status that cannot be applied is stored and left to its job.
     async fn store_all(
         &self,
         tenant: TenantId,
         items: &[MetaDelivery],
+        statuses_at_once: bool,
     ) -> Result<Vec<u64>, StoreError> {
         let mut tx = self.db.tenant_tx(tenant).await?;
         let mut counts = Vec::with_capacity(items.len());
         for d in items {
-            counts.push(store(&self.config, &mut tx, d).await?);
+            counts.push(store(&self.config, &mut tx, d, statuses_at_once).await?);
         }
         tx.commit().await?;
         Ok(counts)
@@ -107,8 +113,16 @@ impl MetaIngestWrite {
 
 /// Stores one delivery's changes: each as a webhook event (a redelivery is
 /// kept once), known fields with their processing job, consent replies
-/// applied at once. Returns how many were accepted for processing.
-async fn store(config: &Config, tx: &mut TenantTx, d: &MetaDelivery) -> Result<u64, StoreError> {
+/// applied at once. With `statuses_at_once`, a change of delivery statuses
+/// alone whose messages no other transaction holds is applied here and
+/// stored processed, without a job (ADR 0042). Returns how many were
+/// accepted for processing.
+async fn store(
+    config: &Config,
+    tx: &mut TenantTx,
+    d: &MetaDelivery,
+    statuses_at_once: bool,
+) -> Result<u64, StoreError> {
     let mut accepted = 0;
     for c in &d.changes {
         let (status, reason) = match topics::meta_handling(&c.field) {
@@ -140,6 +154,13 @@ async fn store(config: &Config, tx: &mut TenantTx, d: &MetaDelivery) -> Result<u
         )
         .await?;
         if let (Some(id), true) = (inserted, known) {
+            if statuses_at_once
+                && meta::statuses_only_change(&c.field, &c.payload)
+                && apply_statuses(tx, id, &c.payload).await?
+            {
+                accepted += 1;
+                continue;
+            }
             if c.field == "messages" || c.field == "user_preferences" {
                 apply_consent_replies(config, tx, &c.payload, d.received_at).await?;
             }
@@ -156,6 +177,40 @@ async fn store(config: &Config, tx: &mut TenantTx, d: &MetaDelivery) -> Result<u
         }
     }
     Ok(accepted)
+}
+
+/// Applies a change of delivery statuses alone, as its `webhook.process`
+/// job would (`meta::statuses` under its wamids' locks), and marks the
+/// event processed: `false`, with nothing written, when another
+/// transaction holds one of the wamids (a send recording Meta's answer, or
+/// another status of the message) — the job then applies it, waiting as
+/// it may. A handler error fails the group, which is written again with
+/// jobs only.
+async fn apply_statuses(
+    tx: &mut TenantTx,
+    event_id: Uuid,
+    routed: &Value,
+) -> Result<bool, StoreError> {
+    let value = routed
+        .pointer("/change/value")
+        .cloned()
+        .unwrap_or(Value::Null);
+    for w in meta::status_wamids(&value) {
+        if !sending::try_lock_wamid(tx, &w).await? {
+            return Ok(false);
+        }
+    }
+    let now = tx.now();
+    let mut out = Outcome::new(event_id, now);
+    let now_ms = now.timestamp_millis();
+    meta::statuses(tx, &value, now_ms, &mut out)
+        .await
+        .map_err(|e| match e {
+            HandlerError::Transient(e) => StoreError::Unavailable(format!("{e:#}")),
+            HandlerError::Invalid(why) => StoreError::Config(why),
+        })?;
+    webhook_events::set_status(tx, event_id, "processed", None, now_ms).await?;
+    Ok(true)
 }
 
 /// An opt-out (STOP, a tap on a stop button such as Meta's "Stop promotions",

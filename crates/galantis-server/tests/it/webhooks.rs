@@ -547,6 +547,123 @@ async fn inbound_messages_statuses_and_templates_are_processed() {
     assert_eq!(events_of(&app, &t, "TemplateStatusUpdated").await.len(), 2);
 }
 
+/// Delivery statuses alone are applied when they are stored (ADR 0042):
+/// with no worker running, the message has its status as soon as the
+/// webhook is acknowledged, the event is `processed` and no job is queued
+/// for it. A status whose message another transaction holds (a send
+/// recording Meta's answer; PostgreSQL) is stored with its job instead, and
+/// the job applies it once the send commits. A status that cannot be
+/// applied (no `id`) fails alone, through its job, not its neighbours.
+#[tokio::test]
+async fn statuses_are_applied_at_ingest_unless_their_message_is_held() {
+    let app = TestApp::builder().without_workers().spawn().await;
+    let t = with_number(&app, "wh-inline").await;
+    let pnid = "pn-wh-inline";
+    meta(&app, &inbound(pnid, "wamid.IN9", "hello")).await;
+    processed_ok(&app, &t).await;
+    let mut tx = app.db().tenant_tx(t.id).await.unwrap();
+    let contact = contacts::by_phone(&mut tx, "+525512345678")
+        .await
+        .unwrap()
+        .unwrap();
+    let content = json!({});
+    for (key, wamid) in [("k-a", "wamid.OUTA"), ("k-b", "wamid.OUTB")] {
+        let out = messaging::insert_outbound(
+            &mut tx,
+            &messaging::OutboundMessage {
+                contact_id: contact.id,
+                phone_number_id: pnid,
+                idempotency_key: key,
+                kind: "text",
+                body: Some("hi"),
+                content: &content,
+                source: "inbox",
+                template_name: None,
+                template_language: None,
+                is_sandbox: true,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+        messaging::set_wamid(&mut tx, out, wamid, 0).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let status_of = |wamid: &'static str| {
+        let app = &app;
+        let t = &t;
+        async move {
+            let mut tx = app.db().tenant_read(t.id).await.unwrap();
+            let m = messaging::message_by_wamid(&mut tx, wamid)
+                .await
+                .unwrap()
+                .unwrap();
+            tx.commit().await.unwrap();
+            m.status
+        }
+    };
+    let queued = || async {
+        galantis_store::jobs::admin::stats(app.db(), Some(t.id), chrono::Utc::now())
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.queued)
+            .sum::<i64>()
+    };
+
+    // Applied at once, twice delivered is one status, and no job.
+    let jobs_before = queued().await;
+    for _ in 0..2 {
+        let r = meta(&app, &statuses(pnid, &[("wamid.OUTA", "delivered")])).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    assert_eq!(status_of("wamid.OUTA").await, "DELIVERED");
+    assert_eq!(queued().await, jobs_before, "no processing job");
+    assert!(webhook_events(&app, &t, "status=received").await.is_empty());
+    assert_eq!(events_of(&app, &t, "MessageStatusUpdated").await.len(), 1);
+
+    // Held by a send recording Meta's answer (PostgreSQL's wamid lock;
+    // SQLite's single writer makes the webhook wait instead).
+    if app.db().engine() == galantis_store::Engine::Postgres {
+        let mut send = app.db().tenant_tx(t.id).await.unwrap();
+        galantis_store::tenant::sending::lock_wamid(&mut send, "wamid.OUTB")
+            .await
+            .unwrap();
+        let r = meta(&app, &statuses(pnid, &[("wamid.OUTB", "read")])).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(status_of("wamid.OUTB").await, "SENT");
+        assert_eq!(webhook_events(&app, &t, "status=received").await.len(), 1);
+        assert_eq!(queued().await, jobs_before + 1, "left to its job");
+        send.commit().await.unwrap();
+    } else {
+        meta(&app, &statuses(pnid, &[("wamid.OUTB", "read")])).await;
+    }
+    processed_ok(&app, &t).await;
+    assert_eq!(status_of("wamid.OUTB").await, "READ");
+
+    // A status without an id beside a good one: stored, the good one
+    // applied, the bad one failed with its reason by its job.
+    let bad = json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [
+        {"field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid},
+            "statuses": [{"status": "read", "timestamp": "1705320030", "recipient_id": "5215512345678"}]}},
+        {"field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "521234567890", "phone_number_id": pnid},
+            "statuses": [{"id": "wamid.OUTA", "status": "read", "timestamp": "1705320031", "recipient_id": "5215512345678"}]}}]}]});
+    assert_eq!(meta(&app, &bad).await.status(), StatusCode::OK);
+    let _dead = app.try_run_jobs_until_idle().await;
+    assert_eq!(status_of("wamid.OUTA").await, "READ");
+    let failed = webhook_events(&app, &t, "status=failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["failure_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("without `id`"),
+        "{failed:?}"
+    );
+}
+
 #[tokio::test]
 async fn customers_redact_leaves_no_personal_data_in_any_table() {
     let app = TestApp::builder().without_workers().spawn().await;
