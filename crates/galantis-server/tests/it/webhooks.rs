@@ -629,9 +629,10 @@ async fn statuses_are_applied_at_ingest_unless_their_message_is_held() {
         galantis_store::tenant::sending::lock_wamid(&mut send, "wamid.OUTB")
             .await
             .unwrap();
+        let before = status_of("wamid.OUTB").await;
         let r = meta(&app, &statuses(pnid, &[("wamid.OUTB", "read")])).await;
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(status_of("wamid.OUTB").await, "SENT");
+        assert_eq!(status_of("wamid.OUTB").await, before, "not applied yet");
         assert_eq!(webhook_events(&app, &t, "status=received").await.len(), 1);
         assert_eq!(queued().await, jobs_before + 1, "left to its job");
         send.commit().await.unwrap();
