@@ -70,6 +70,36 @@ pub(crate) async fn settled_ok(app: &TestApp, t: &TestTenant) {
     assert!(failed.is_empty(), "processing failed: {failed:?}");
 }
 
+/// An inbox text already sent to `contact` from `pnid`, known by `wamid`.
+pub(crate) async fn sent_text(
+    tx: &mut galantis_store::TenantTx,
+    contact: uuid::Uuid,
+    pnid: &str,
+    key: &str,
+    wamid: &str,
+) -> uuid::Uuid {
+    let out = messaging::insert_outbound(
+        tx,
+        &messaging::OutboundMessage {
+            contact_id: contact,
+            phone_number_id: pnid,
+            idempotency_key: key,
+            kind: "text",
+            body: Some("hi"),
+            content: &json!({}),
+            source: "inbox",
+            template_name: None,
+            template_language: None,
+            is_sandbox: true,
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    messaging::set_wamid(tx, out, wamid, 0).await.unwrap();
+    out
+}
+
 fn seed_customer() -> Value {
     json!({
         "id": 123456789, "email": "customer@example.com", "first_name": "Jane", "last_name": "Smith",
@@ -477,28 +507,7 @@ async fn inbound_messages_statuses_and_templates_are_processed() {
     assert_eq!(convs.len(), 1);
     assert_eq!(convs[0].status, "OPEN");
     assert!(convs[0].window_expires_at.is_some());
-    let content = json!({});
-    let out = messaging::insert_outbound(
-        &mut tx,
-        &messaging::OutboundMessage {
-            contact_id: contact.id,
-            phone_number_id: pnid,
-            idempotency_key: "k-1",
-            kind: "text",
-            body: Some("hi"),
-            content: &content,
-            source: "inbox",
-            template_name: None,
-            template_language: None,
-            is_sandbox: true,
-        },
-        0,
-    )
-    .await
-    .unwrap();
-    messaging::set_wamid(&mut tx, out, "wamid.OUT1", 0)
-        .await
-        .unwrap();
+    sent_text(&mut tx, contact.id, pnid, "k-1", "wamid.OUT1").await;
     tx.commit().await.unwrap();
     // delivered → sent → read → delivered (and a duplicate): ends READ.
     meta(&app, &statuses(pnid, &[("wamid.OUT1", "delivered")])).await;
@@ -566,27 +575,8 @@ async fn statuses_are_applied_at_ingest_unless_their_message_is_held() {
         .await
         .unwrap()
         .unwrap();
-    let content = json!({});
     for (key, wamid) in [("k-a", "wamid.OUTA"), ("k-b", "wamid.OUTB")] {
-        let out = messaging::insert_outbound(
-            &mut tx,
-            &messaging::OutboundMessage {
-                contact_id: contact.id,
-                phone_number_id: pnid,
-                idempotency_key: key,
-                kind: "text",
-                body: Some("hi"),
-                content: &content,
-                source: "inbox",
-                template_name: None,
-                template_language: None,
-                is_sandbox: true,
-            },
-            0,
-        )
-        .await
-        .unwrap();
-        messaging::set_wamid(&mut tx, out, wamid, 0).await.unwrap();
+        sent_text(&mut tx, contact.id, pnid, key, wamid).await;
     }
     tx.commit().await.unwrap();
     let status_of = |wamid: &'static str| {
