@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::job::ProcessWebhook;
 use super::outcome::{HandlerError, Outcome};
-use super::{meta, topics};
+use super::{meta_status, topics};
 use crate::config::Config;
 use crate::group_commit::{GroupCommit, GroupWrite};
 
@@ -155,7 +155,7 @@ async fn store(
         .await?;
         if let (Some(id), true) = (inserted, known) {
             if statuses_at_once
-                && meta::statuses_only_change(&c.field, &c.payload)
+                && meta_status::statuses_only_change(&c.field, &c.payload)
                 && apply_statuses(tx, id, &c.payload).await?
             {
                 accepted += 1;
@@ -195,7 +195,7 @@ async fn apply_statuses(
         .pointer("/change/value")
         .cloned()
         .unwrap_or(Value::Null);
-    for w in meta::status_wamids(&value) {
+    for w in meta_status::status_wamids(&value) {
         if !sending::try_lock_wamid(tx, &w).await? {
             return Ok(false);
         }
@@ -203,7 +203,7 @@ async fn apply_statuses(
     let now = tx.now();
     let mut out = Outcome::new(event_id, now);
     let now_ms = now.timestamp_millis();
-    meta::statuses(tx, &value, now_ms, &mut out)
+    meta_status::statuses(tx, &value, now_ms, &mut out)
         .await
         .map_err(|e| match e {
             HandlerError::Transient(e) => StoreError::Unavailable(format!("{e:#}")),

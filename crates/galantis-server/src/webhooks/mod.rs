@@ -8,6 +8,7 @@ pub mod ingress;
 pub mod job;
 pub mod meta;
 pub mod meta_ingest;
+pub mod meta_status;
 pub mod outcome;
 pub mod parse;
 pub mod process;

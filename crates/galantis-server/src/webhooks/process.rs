@@ -118,7 +118,7 @@ async fn apply_locked(
     // serialised by each message's wamid lock (as with the sends recording
     // Meta's answers), so a campaign's statuses do not queue behind one
     // another or behind the tenant's other writers.
-    if !super::meta::statuses_only(&event) {
+    if !super::meta_status::statuses_only(&event) {
         tx.serialize_tenant_writes().await?;
     }
     if event.status == "processed" && job.replay.is_none() {
