@@ -188,6 +188,15 @@ pub struct Step {
     pub effects: Vec<Effect>,
 }
 
+impl Step {
+    /// Whether the step queues a message.
+    pub fn sends(&self) -> bool {
+        self.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Send { .. }))
+    }
+}
+
 /// One transition of a run.
 pub fn step(
     flow: &Flow,

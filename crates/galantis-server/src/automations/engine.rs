@@ -108,7 +108,7 @@ async fn step_in(ctx: &JobContext, tx: &mut TenantTx, job: StepJob) -> Result<()
     let Some(t) = take(ctx, tx, job, false, &mut reads).await? else {
         return Ok(());
     };
-    let conn = if t.sends() {
+    let conn = if t.out.sends() {
         Some(
             connection::resolve(&ctx.app, ctx.tenant_required()?)
                 .await
@@ -118,14 +118,15 @@ async fn step_in(ctx: &JobContext, tx: &mut TenantTx, job: StepJob) -> Result<()
         None
     };
     let now = ctx.now();
-    let mut written = Written::default();
-    let applied = Applied {
-        conn: conn.as_deref(),
-        first_send: None,
-        written: &mut written,
-    };
-    apply_into(tx, &t.run, t.out, &mut reads.templates, applied, now).await?;
-    written.write(tx, now).await?;
+    apply(
+        tx,
+        &t.run,
+        t.out,
+        conn.as_deref(),
+        &mut reads.templates,
+        now,
+    )
+    .await?;
     wake_missed(tx, &t.run, t.missed, now).await?;
     Ok(())
 }
@@ -143,15 +144,6 @@ pub(super) struct Taken {
     pub run: runs::Run,
     pub out: galantis_core::automation::Step,
     pub missed: Option<slip::Missed>,
-}
-
-impl Taken {
-    pub(super) fn sends(&self) -> bool {
-        self.out
-            .effects
-            .iter()
-            .any(|e| matches!(e, Effect::Send { .. }))
-    }
 }
 
 /// Steps 1–5 of the module doc of [`super`]: `None` when the job is done
@@ -275,7 +267,7 @@ pub(super) async fn start_inline(
     let mut templates = Templates::default();
     let facts = facts::load(tx, run, version, Some(contact), &mut templates).await?;
     let out = step(&version.flow, &run.state, Input::Start, &facts, now);
-    if conn.is_none() && out.effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
+    if conn.is_none() && out.sends() {
         return queue_start(tx, run.id, now).await;
     }
     apply(tx, run, out, conn, &mut templates, now).await

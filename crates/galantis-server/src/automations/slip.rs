@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use galantis_core::MessageStatus;
-use galantis_core::automation::{Awaited, Effect, Facts, Step, WaitKind};
+use galantis_core::automation::{Awaited, Facts, Step, WaitKind};
 use galantis_store::tenant::automations::runs;
 use galantis_store::tenant::sending;
 use galantis_store::{StoreError, TenantTx};
@@ -59,8 +59,7 @@ fn awaited(out: &Step) -> Option<Awaited> {
     let WaitKind::Event { awaited } = out.state.wait.as_ref()?.kind else {
         return None;
     };
-    let sends = out.effects.iter().any(|e| matches!(e, Effect::Send { .. }));
-    (!sends).then_some(awaited)
+    (!out.sends()).then_some(awaited)
 }
 
 async fn read_again(

@@ -65,7 +65,7 @@ pub(super) fn run_batch<'a>(
                 Err(e) => return Err(e),
             }
         }
-        let conn = if taken.iter().any(Taken::sends) {
+        let conn = if taken.iter().any(|t| t.out.sends()) {
             Some(
                 connection::resolve(&ctxs[0].app, ctxs[0].tenant_required()?)
                     .await

@@ -181,8 +181,8 @@ async fn store(
 
 /// Applies a change of delivery statuses alone, as its `webhook.process`
 /// job would (`meta::statuses` under its wamids' locks), and marks the
-/// event processed: `false`, with nothing written, when another
-/// transaction holds one of the wamids (a send recording Meta's answer, or
+/// event processed: `false`, with nothing written beyond the event row,
+/// when another transaction holds one of the wamids (a send recording Meta's answer, or
 /// another status of the message) — the job then applies it, waiting as
 /// it may. A handler error fails the group, which is written again with
 /// jobs only.
@@ -191,11 +191,8 @@ async fn apply_statuses(
     event_id: Uuid,
     routed: &Value,
 ) -> Result<bool, StoreError> {
-    let value = routed
-        .pointer("/change/value")
-        .cloned()
-        .unwrap_or(Value::Null);
-    for w in meta_status::status_wamids(&value) {
+    let value = routed.pointer("/change/value").unwrap_or(&Value::Null);
+    for w in meta_status::status_wamids(value) {
         if !sending::try_lock_wamid(tx, &w).await? {
             return Ok(false);
         }
@@ -203,7 +200,7 @@ async fn apply_statuses(
     let now = tx.now();
     let mut out = Outcome::new(event_id, now);
     let now_ms = now.timestamp_millis();
-    meta_status::statuses(tx, &value, now_ms, &mut out)
+    meta_status::statuses(tx, value, now_ms, &mut out)
         .await
         .map_err(|e| match e {
             HandlerError::Transient(e) => StoreError::Unavailable(format!("{e:#}")),

@@ -274,7 +274,7 @@ pub async fn dry_run(
                 }
                 path.push(entry);
             }
-            if st.effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
+            if st.sends() {
                 facts.last_message = Some(LastMessage {
                     message_id: None,
                     sent_at: at,
