@@ -210,9 +210,15 @@ pub async fn serve(
         let periodic = registry.periodic_jobs(&state.config);
         let worker = Worker::new(state.clone(), registry);
         tracing::info!(worker = worker.id(), "job workers started");
+        let live = worker.live_jobs();
         (
             tokio::spawn(worker.run(stop_rx.clone())),
-            tokio::spawn(scheduler::run(state.clone(), periodic, stop_rx.clone())),
+            tokio::spawn(scheduler::run(
+                state.clone(),
+                periodic,
+                live,
+                stop_rx.clone(),
+            )),
         )
     });
     let redis_url = state.config.redis_url.clone();

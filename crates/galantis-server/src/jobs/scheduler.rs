@@ -11,6 +11,7 @@ use galantis_core::Lane;
 use galantis_store::jobs::{self, NewJob};
 use tokio::sync::watch;
 
+use super::worker::LiveJobs;
 use crate::state::AppState;
 
 /// A job enqueued once per `every`; modules add theirs with
@@ -22,7 +23,13 @@ pub struct Periodic {
     pub make: fn(DateTime<Utc>) -> NewJob,
 }
 
-pub async fn run(app: AppState, periodic: Vec<Periodic>, mut shutdown: watch::Receiver<bool>) {
+/// `live` are the jobs this node's worker runs: the rescue spares them.
+pub async fn run(
+    app: AppState,
+    periodic: Vec<Periodic>,
+    live: LiveJobs,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if let Err(e) = jobs::admin::discover_sources(&app.db).await {
         tracing::error!(error = %e, "could not scan for pending jobs");
     }
@@ -40,7 +47,9 @@ pub async fn run(app: AppState, periodic: Vec<Periodic>, mut shutdown: watch::Re
         if last_rescue.elapsed() >= rescue_every {
             last_rescue = std::time::Instant::now();
             let timeout = Duration::from_secs(q.heartbeat_timeout_secs);
-            if let Err(e) = jobs::admin::rescue(&app.db, app.clock.now(), timeout).await {
+            if let Err(e) =
+                jobs::admin::rescue(&app.db, app.clock.now(), timeout, &live.ids()).await
+            {
                 tracing::error!(error = %e, "rescuing jobs failed");
             }
         }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use galantis_core::{JobId, Lane};
+use galantis_core::{JobId, Lane, TenantId};
 use galantis_store::jobs::run::{self, ClaimedJob};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -30,6 +30,22 @@ const MAX_TIMED_SNOOZE: Duration = Duration::from_secs(30);
 
 type Running = Arc<Mutex<HashMap<JobId, Arc<ClaimedJob>>>>;
 
+/// The jobs a worker has claimed and not finished (running, or waiting for
+/// a slot): it heartbeats them, and its node's rescue spares them.
+#[derive(Clone)]
+pub struct LiveJobs(Running);
+
+impl LiveJobs {
+    pub fn ids(&self) -> Vec<(Option<TenantId>, JobId)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|j| (j.tenant, j.id))
+            .collect()
+    }
+}
+
 /// A worker node's job runtime.
 pub struct Worker {
     id: String,
@@ -37,6 +53,7 @@ pub struct Worker {
     registry: Arc<Registry>,
     config: QueueConfig,
     grace: Duration,
+    running: Running,
 }
 
 impl Worker {
@@ -55,7 +72,13 @@ impl Worker {
             registry: Arc::new(registry),
             config,
             grace,
+            running: Running::default(),
         }
+    }
+
+    /// What this worker runs, for its node's rescue pass.
+    pub fn live_jobs(&self) -> LiveJobs {
+        LiveJobs(self.running.clone())
     }
 
     /// Overrides lane concurrency (tests, benchmarks).
@@ -70,7 +93,7 @@ impl Worker {
 
     /// Runs until `shutdown` turns true, then drains as described above.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        let running: Running = Arc::default();
+        let running = self.running.clone();
         let this = Arc::new(self);
         let mut lanes = JoinSet::new();
         for lane in Lane::ALL {

@@ -326,7 +326,7 @@ async fn a_timer_retried_after_a_crash_records_one_abandonment() {
 
     // The ghost never heartbeats: its job is rescued and runs again.
     clock.advance(chrono::Duration::seconds(6));
-    let r = admin::rescue(app.db(), clock.now(), Duration::from_secs(5))
+    let r = admin::rescue(app.db(), clock.now(), Duration::from_secs(5), &[])
         .await
         .unwrap();
     assert_eq!(r.retried, 1);

@@ -71,7 +71,9 @@ async fn sigkill_while_jobs_run_then_restart_completes_every_job_exactly_once() 
             "--count",
             "400",
             "--sleep-ms",
-            "50",
+            // A batch of probes holds its tenant's SQLite writer for all of
+            // its sleeps, so the jobs run one after another: 400 × 20 ms.
+            "20",
         ])
         .output()
         .await

@@ -84,14 +84,37 @@ pub struct RescueReport {
 
 /// Jobs whose worker stopped heartbeating for `timeout` go back to the
 /// queue (counting the lost attempt), or die when that was their last one.
+///
+/// `live` are the jobs the calling node is running: never rescued by it,
+/// whatever their heartbeat says. On SQLite a heartbeat waits for the
+/// tenant file's one writer, so a long write transaction can keep a live
+/// job's heartbeat back past the timeout; a node's own rescue must not
+/// take that job from it (its claim would be lost and the work redone,
+/// each time spending an attempt until the job dies).
 pub async fn rescue(
     db: &Db,
     now: DateTime<Utc>,
     timeout: Duration,
+    live: &[(Option<TenantId>, JobId)],
 ) -> Result<RescueReport, StoreError> {
     let cutoff = ms(now) - i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     let mut report = RescueReport::default();
     for source in active_sources(db) {
+        let spared: Vec<Uuid> = live
+            .iter()
+            .filter(|(t, _)| {
+                db.engine() == Engine::Postgres || JobSource::from_tenant(*t) == source
+            })
+            .map(|(_, id)| id.as_uuid())
+            .collect();
+        // SQLite stores ids as 16-byte blobs; `hex(id)` is upper-case.
+        let spared_hex = serde_json::to_string(
+            &spared
+                .iter()
+                .map(|u| u.simple().to_string().to_uppercase())
+                .collect::<Vec<_>>(),
+        )
+        .expect("strings serialise");
         let mut tx = db.jobs_tx(source.tenant()).await?;
         let rows: Vec<(String, String)> = on_tx!(
             &mut tx,
@@ -108,9 +131,10 @@ pub async fn rescue(
                         errors = json_insert(errors, '$[#]', json_object('attempt', attempt, 'at', $1,
                                  'error', 'worker lost: no heartbeat within the timeout'))
                      WHERE state = 'running' AND heartbeat_at < $2
+                       AND hex(id) NOT IN (SELECT value FROM json_each($3))
                      RETURNING lane, state",
                 )
-                .bind(ms(now)).bind(cutoff)
+                .bind(ms(now)).bind(cutoff).bind(&spared_hex)
                 .fetch_all(&mut *c).await?
                 },
             postgres
@@ -125,10 +149,10 @@ pub async fn rescue(
                         last_error = 'worker lost: no heartbeat within the timeout',
                         errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $1::bigint,
                                  'error', 'worker lost: no heartbeat within the timeout'))
-                     WHERE state = 'running' AND heartbeat_at < $2
+                     WHERE state = 'running' AND heartbeat_at < $2 AND id <> ALL($3)
                      RETURNING lane, state",
                 )
-                .bind(ms(now)).bind(cutoff)
+                .bind(ms(now)).bind(cutoff).bind(&spared)
                 .fetch_all(&mut *c).await?
                 }
         );
