@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod kinds;
+pub mod live;
 pub mod registry;
 pub mod scheduler;
 pub mod worker;

@@ -11,7 +11,7 @@ use galantis_core::Lane;
 use galantis_store::jobs::{self, NewJob};
 use tokio::sync::watch;
 
-use super::worker::LiveJobs;
+use super::live::LiveJobs;
 use crate::state::AppState;
 
 /// A job enqueued once per `every`; modules add theirs with

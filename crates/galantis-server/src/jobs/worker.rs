@@ -8,18 +8,19 @@
 //! what is left and put those jobs back in the queue (without spending an
 //! attempt) so another worker picks them up at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use galantis_core::{JobId, Lane, TenantId};
+use galantis_core::Lane;
 use galantis_store::jobs::run::{self, ClaimedJob};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::live::{LiveJobs, Running};
 use super::registry::{BatchRun, Registry};
 use super::{JobContext, JobError};
 use crate::config::QueueConfig;
@@ -27,24 +28,6 @@ use crate::state::AppState;
 
 /// Snoozes up to this long get a timer that wakes their lane when they are due.
 const MAX_TIMED_SNOOZE: Duration = Duration::from_secs(30);
-
-type Running = Arc<Mutex<HashMap<JobId, Arc<ClaimedJob>>>>;
-
-/// The jobs a worker has claimed and not finished (running, or waiting for
-/// a slot): it heartbeats them, and its node's rescue spares them.
-#[derive(Clone)]
-pub struct LiveJobs(Running);
-
-impl LiveJobs {
-    pub fn ids(&self) -> Vec<(Option<TenantId>, JobId)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .map(|j| (j.tenant, j.id))
-            .collect()
-    }
-}
 
 /// A worker node's job runtime.
 pub struct Worker {
