@@ -5,8 +5,9 @@
 //! 0 → positive from `products/update` or `inventory_levels/update` records
 //! `VariantRestocked`, whose subscriber enqueues `automation.trigger`).
 //! Then, per batch, in one tenant transaction:
-//! 6. The next [`FIRST_BATCH`] (then [`BATCH`]) `ACTIVE` subscriptions of
-//!    the variant, oldest first, after the cursor. If the variant is sold
+//! 6. The next page of `ACTIVE` subscriptions of the variant, oldest
+//!    first, after the cursor: [`FIRST_BATCH`], then each page [`GROWTH`]
+//!    times the last, up to [`BATCH`]. If the variant is sold
 //!    out again, the fan-out stops: the rest stay `ACTIVE` for the next
 //!    restock (metric `galantis_restock_stopped_total`).
 //! 7–8. The page's subscribers go through the automation's gate together
@@ -53,9 +54,20 @@ use crate::jobs::{JobContext, JobError};
 use crate::sending::connection::{self, Resolved};
 
 /// The first page is small, so the first sends leave quickly.
-pub const FIRST_BATCH: u32 = 50;
-/// Later pages.
+pub const FIRST_BATCH: u32 = 10;
+/// Each page is this many times the last. The page after the first starts
+/// while the first page's sends are leaving, and a page holds the tenant's
+/// writer on SQLite (a share of the CPU on PostgreSQL) for its whole
+/// length: a small second page keeps the first sends from waiting behind
+/// it (ADR 0043).
+pub const GROWTH: u32 = 5;
+/// The largest page.
 pub const BATCH: u32 = 500;
+
+/// The size of the page after one of `limit`.
+pub fn next_page(limit: u32) -> u32 {
+    limit.saturating_mul(GROWTH).clamp(1, BATCH)
+}
 /// The recipe automation uses the newest `APPROVED` template named so.
 pub const TEMPLATE_PREFIX: &str = "back_in_stock";
 
@@ -68,6 +80,13 @@ pub struct RestockJob {
     pub key: String,
     pub occurred_at: DateTime<Utc>,
     pub after: Uuid,
+    /// This page's size (pages queued before sizes grew were all [`BATCH`]).
+    #[serde(default = "full_page")]
+    pub limit: u32,
+}
+
+fn full_page() -> u32 {
+    BATCH
 }
 
 impl JobKind for RestockJob {
@@ -96,6 +115,9 @@ pub(super) async fn run(ctx: JobContext, job: RestockJob) -> Result<(), JobError
         .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("restocks belong to a tenant")))?;
     let now = ctx.now();
     let links = Links::of(&ctx).await;
+    if let Some(wait) = queued_ahead(&ctx, tenant, &links).await? {
+        return Err(JobError::Snooze(wait));
+    }
     let mut tx = ctx.app.db.tenant_tx(tenant).await?;
     if let Some(a) = automations::get(&mut tx, job.automation_id).await? {
         let fact = TriggerFact {
@@ -117,7 +139,7 @@ pub(super) async fn run(ctx: JobContext, job: RestockJob) -> Result<(), JobError
             &fact,
             job.event_id,
             Some(job.after),
-            BATCH,
+            job.limit.clamp(1, BATCH),
             &links,
             now,
         )
@@ -126,6 +148,44 @@ pub(super) async fn run(ctx: JobContext, job: RestockJob) -> Result<(), JobError
     ctx.complete_in(&mut tx).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A page waits while more than [`AHEAD_MAX`] of the tenant's messages are
+/// queued ahead, at its number's rate (messages holding a credit: sent
+/// neither accepted nor refused), until about [`AHEAD_RESUME`] are left.
+/// Pages read far ahead of the sends would spend the CPU (and on SQLite
+/// the writer) that the first seconds of sending need, which the rate
+/// limit never lets the sends make up; and a subscriber not yet enrolled
+/// stays `ACTIVE` if the variant sells out again meanwhile (ADR 0043).
+pub const AHEAD_MAX: Duration = Duration::from_secs(2);
+/// See [`AHEAD_MAX`].
+pub const AHEAD_RESUME: Duration = Duration::from_secs(1);
+
+/// How long this page should wait (see [`AHEAD_MAX`]); `None`: go now.
+async fn queued_ahead(
+    ctx: &JobContext,
+    tenant: galantis_core::TenantId,
+    links: &Links,
+) -> Result<Option<Duration>, JobError> {
+    let Some(rate) = links
+        .conn
+        .as_deref()
+        .and_then(Resolved::default_number)
+        .map(|n| n.messages_per_second)
+        .filter(|r| *r > 0)
+    else {
+        return Ok(None);
+    };
+    let mut tx = ctx.app.db.tenant_read(tenant).await?;
+    let queued = galantis_store::tenant::sending::reservations::reserved_credits(&mut tx).await?;
+    tx.commit().await?;
+    Ok(pace(queued, rate))
+}
+
+/// [`queued_ahead`]'s rule: `queued` messages at `rate` per second.
+pub fn pace(queued: i64, rate: u32) -> Option<Duration> {
+    let ahead = Duration::from_secs_f64(queued.max(0) as f64 / f64::from(rate.max(1)));
+    (ahead > AHEAD_MAX).then(|| ahead - AHEAD_RESUME)
 }
 
 /// Where tracked links point: `{public_url}/r/{code}` redirecting to the
@@ -323,6 +383,7 @@ pub async fn batch(
             key: fact.key.clone(),
             occurred_at: fact.occurred_at,
             after: last.subscription_id,
+            limit: next_page(limit),
         };
         crate::jobs::enqueue(tx, &next, now).await?;
     }
@@ -363,4 +424,36 @@ async fn start_many(
         engine::apply_into(tx, &run, out, &mut templates, applied, now).await?;
     }
     written.write(tx, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_waits_only_while_more_than_two_seconds_of_sends_are_queued() {
+        assert_eq!(pace(0, 80), None);
+        assert_eq!(pace(160, 80), None, "exactly two seconds ahead: go");
+        assert_eq!(pace(2_000, 1_000), None);
+        // 2.5 s ahead: wait until about one second is left.
+        assert_eq!(pace(200, 80), Some(Duration::from_millis(1_500)));
+        assert_eq!(pace(5_000, 1_000), Some(Duration::from_secs(4)));
+        assert_eq!(pace(-3, 80), None);
+        assert_eq!(
+            pace(10, 0),
+            Some(Duration::from_secs(9)),
+            "a rate of 0 counts as 1/s"
+        );
+    }
+
+    #[test]
+    fn pages_grow_from_the_first_to_the_largest() {
+        let mut sizes = vec![FIRST_BATCH];
+        while *sizes.last().unwrap() < BATCH {
+            sizes.push(next_page(*sizes.last().unwrap()));
+        }
+        assert_eq!(sizes, [10, 50, 250, 500]);
+        assert_eq!(next_page(BATCH), BATCH);
+        assert_eq!(next_page(0), 1);
+    }
 }

@@ -323,8 +323,11 @@ async fn the_fan_out_pages_through_every_active_subscriber_in_batches() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    // More than the first page, and not a whole number of pages.
-    let n = i64::from(galantis_server::automations::restock::FIRST_BATCH) + 13;
+    // Three pages (the second one larger), the last one short.
+    let first = galantis_server::automations::restock::FIRST_BATCH;
+    let second = galantis_server::automations::restock::next_page(first);
+    assert!(second > first);
+    let n = i64::from(first + second) + 13;
     let mut subs = Vec::new();
     for i in 1..=n {
         subs.push(

@@ -304,17 +304,33 @@ pub async fn active_for_variant(
         Json<Value>,
         i64,
     )> = on_tx!(tx.tx(), |c| {
-        sqlx::query_as(
-                "SELECT s.id, s.contact_id, c.phone, c.first_name, c.marketing_state, s.product_id, s.options, s.created_at
-                 FROM back_in_stock_subscriptions s JOIN contacts c ON c.id = s.contact_id
-                 WHERE s.variant_id = $1 AND s.status = 'ACTIVE' AND ($2 IS NULL OR s.id > $2)
-                 ORDER BY s.id LIMIT $3",
-            )
-            .bind(shopify_variant_id)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *c)
-            .await?
+        // Two statements, not `$2 IS NULL OR s.id > $2`: a prepared plan
+        // for that cannot range-scan `back_in_stock_active_by_variant`.
+        let after_page = "SELECT s.id, s.contact_id, c.phone, c.first_name, c.marketing_state, s.product_id, s.options, s.created_at
+             FROM back_in_stock_subscriptions s JOIN contacts c ON c.id = s.contact_id
+             WHERE s.variant_id = $1 AND s.status = 'ACTIVE' AND s.id > $2
+             ORDER BY s.id LIMIT $3";
+        let first_page = "SELECT s.id, s.contact_id, c.phone, c.first_name, c.marketing_state, s.product_id, s.options, s.created_at
+             FROM back_in_stock_subscriptions s JOIN contacts c ON c.id = s.contact_id
+             WHERE s.variant_id = $1 AND s.status = 'ACTIVE'
+             ORDER BY s.id LIMIT $2";
+        match after {
+            Some(after) => {
+                sqlx::query_as(after_page)
+                    .bind(shopify_variant_id)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *c)
+                    .await?
+            }
+            None => {
+                sqlx::query_as(first_page)
+                    .bind(shopify_variant_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *c)
+                    .await?
+            }
+        }
     });
     Ok(rows
         .into_iter()
