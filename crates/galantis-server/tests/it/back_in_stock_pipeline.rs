@@ -351,6 +351,80 @@ async fn the_fan_out_pages_through_every_active_subscriber_in_batches() {
     }
 }
 
+/// ADR 0043: a page waits while more than two seconds of the tenant's
+/// sends are queued at its number's rate (80/s here: 160 messages), and
+/// the subscribers it has not reached stay `ACTIVE` meanwhile.
+#[tokio::test]
+async fn a_page_waits_while_more_than_two_seconds_of_sends_are_queued() {
+    use galantis_server::automations::restock::{FIRST_BATCH, next_page};
+    use galantis_server::jobs::{Registry, worker::Worker};
+    let e = bis_env("bis-pipe-pace").await;
+    sold_out(&e).await;
+    let mut tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
+    galantis_store::tenant::billing::operator_grant(&mut tx, 1000, "test", "bis-pace", e.now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Pages of 10, 50 and 250 go (at most 60 queued before each), leaving
+    // 310 queued: the fourth page waits.
+    let second = next_page(FIRST_BATCH);
+    let reached = FIRST_BATCH + second + next_page(second);
+    let n = i64::from(reached) + 7;
+    let mut subs = Vec::new();
+    for i in 1..=n {
+        subs.push(
+            subscriber(
+                &e,
+                i,
+                MarketingState::Subscribed,
+                S,
+                SubscriptionStatus::Active,
+            )
+            .await,
+        );
+    }
+    e.clock.advance(Duration::seconds(1));
+    shopify_ok(
+        &e.app,
+        &e.t,
+        "products/update",
+        "p-1",
+        &product(1, "Tee", (9, "20.00"), (0, "20.00")),
+    )
+    .await;
+    // Everything but the sends, so what is queued stays queued.
+    let mut no_sends = Registry::default();
+    galantis_server::webhooks::register(&mut no_sends);
+    galantis_server::automations::register(&mut no_sends);
+    Worker::new(e.app.state.clone(), no_sends)
+        .run_until_idle(10_000)
+        .await
+        .unwrap();
+    let a = the_automation(&e).await.unwrap();
+    assert_eq!(e.runs(&a).await.len(), reached as usize);
+    let mut active = 0;
+    for (_, s) in &subs {
+        if status(&e, *s).await == SubscriptionStatus::Active {
+            active += 1;
+        }
+    }
+    assert_eq!(active, 7, "the subscribers of the waiting page");
+
+    // The sends leave and the clock passes the wait: the rest are reached.
+    for _ in 0..10 {
+        e.app.run_jobs_until_idle().await;
+        if e.runs(&a).await.len() as i64 == n {
+            break;
+        }
+        e.clock.advance(Duration::seconds(5));
+    }
+    assert_eq!(e.runs(&a).await.len() as i64, n);
+    assert_eq!(e.messages().await.len() as i64, n);
+    for (_, s) in &subs {
+        assert_eq!(status(&e, *s).await, SubscriptionStatus::Notified);
+    }
+}
+
 #[tokio::test]
 async fn a_variant_sold_out_again_before_the_fan_out_reaches_them_leaves_subscribers_active() {
     let e = bis_env("bis-pipe-again").await;
