@@ -103,6 +103,33 @@ pub(crate) async fn sold_out(e: &Env) {
     update(e, "p-0", &product(0, "Tee", (0, "20.00"), (0, "20.00"))).await;
 }
 
+/// Contacts 1..=n, subscribed, each with an `ACTIVE` subscription to `S`.
+pub(crate) async fn active_subscribers(e: &Env, n: i64) -> Vec<(Uuid, Uuid)> {
+    let mut subs = Vec::new();
+    for i in 1..=n {
+        subs.push(
+            subscriber(
+                e,
+                i,
+                MarketingState::Subscribed,
+                S,
+                SubscriptionStatus::Active,
+            )
+            .await,
+        );
+    }
+    subs
+}
+
+/// Grants the tenant `credits` (operator grant with `reference`).
+pub(crate) async fn grant(e: &Env, credits: i64, reference: &str) {
+    let mut tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
+    galantis_store::tenant::billing::operator_grant(&mut tx, credits, "test", reference, e.now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
 pub(crate) async fn sends_to(e: &Env, contact: Uuid) -> usize {
     e.messages()
         .await
@@ -318,29 +345,13 @@ async fn no_active_subscriber_means_no_enrolment() {
 async fn the_fan_out_pages_through_every_active_subscriber_in_batches() {
     let e = bis_env("bis-pipe-pages").await;
     sold_out(&e).await;
-    let mut tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
-    galantis_store::tenant::billing::operator_grant(&mut tx, 500, "test", "bis-pages", e.now())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    grant(&e, 500, "bis-pages").await;
     // Three pages (the second one larger), the last one short.
     let first = galantis_server::automations::restock::FIRST_BATCH;
     let second = galantis_server::automations::restock::next_page(first);
     assert!(second > first);
     let n = i64::from(first + second) + 13;
-    let mut subs = Vec::new();
-    for i in 1..=n {
-        subs.push(
-            subscriber(
-                &e,
-                i,
-                MarketingState::Subscribed,
-                S,
-                SubscriptionStatus::Active,
-            )
-            .await,
-        );
-    }
+    let subs = active_subscribers(&e, n).await;
     e.clock.advance(Duration::seconds(1));
     update(&e, "p-1", &product(1, "Tee", (9, "20.00"), (0, "20.00"))).await;
     let a = the_automation(&e).await.unwrap();
@@ -360,29 +371,13 @@ async fn a_page_waits_while_more_than_two_seconds_of_sends_are_queued() {
     use galantis_server::jobs::{Registry, worker::Worker};
     let e = bis_env("bis-pipe-pace").await;
     sold_out(&e).await;
-    let mut tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
-    galantis_store::tenant::billing::operator_grant(&mut tx, 1000, "test", "bis-pace", e.now())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    grant(&e, 1000, "bis-pace").await;
     // Pages of 10, 50 and 250 go (at most 60 queued before each), leaving
     // 310 queued: the fourth page waits.
     let second = next_page(FIRST_BATCH);
     let reached = FIRST_BATCH + second + next_page(second);
     let n = i64::from(reached) + 7;
-    let mut subs = Vec::new();
-    for i in 1..=n {
-        subs.push(
-            subscriber(
-                &e,
-                i,
-                MarketingState::Subscribed,
-                S,
-                SubscriptionStatus::Active,
-            )
-            .await,
-        );
-    }
+    let subs = active_subscribers(&e, n).await;
     e.clock.advance(Duration::seconds(1));
     shopify_ok(
         &e.app,

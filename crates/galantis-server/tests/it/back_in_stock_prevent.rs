@@ -15,8 +15,8 @@ use serde_json::json;
 
 use crate::automations_support::{Env, env_with};
 use crate::back_in_stock_pipeline::{
-    M, PRODUCT, S, bis_env, notice, product, sends_to, sold_out, status, subscriber,
-    the_automation, update,
+    M, PRODUCT, S, active_subscribers, bis_env, notice, product, sends_to, sold_out, status,
+    subscriber, the_automation, update,
 };
 
 async fn balance(e: &Env) -> i64 {
@@ -179,19 +179,7 @@ async fn insufficient_credits_fail_the_rest_after_a_partial_dispatch() {
     let before = balance(&e).await;
     assert!(before > 0 && before < 30, "trial credits: {before}");
     let n = before + 3;
-    let mut subs = Vec::new();
-    for i in 1..=n {
-        subs.push(
-            subscriber(
-                &e,
-                i,
-                MarketingState::Subscribed,
-                S,
-                SubscriptionStatus::Active,
-            )
-            .await,
-        );
-    }
+    let subs = active_subscribers(&e, n).await;
     e.clock.advance(Duration::seconds(1));
     update(&e, "p-1", &product(1, "Tee", (9, "20.00"), (0, "20.00"))).await;
     let a = the_automation(&e).await.unwrap();
