@@ -68,6 +68,7 @@ pub const BATCH: u32 = 500;
 pub fn next_page(limit: u32) -> u32 {
     limit.saturating_mul(GROWTH).clamp(1, BATCH)
 }
+
 /// The recipe automation uses the newest `APPROVED` template named so.
 pub const TEMPLATE_PREFIX: &str = "back_in_stock";
 

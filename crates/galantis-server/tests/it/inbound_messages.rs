@@ -10,7 +10,7 @@ use galantis_testkit::{TestApp, TestTenant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::webhooks::{events_of, meta, processed_ok, webhook_events};
+use crate::webhooks::{events_of, meta, processed_ok, sent_text, webhook_events};
 
 const WA: &str = "34612345678";
 const PHONE: &str = "+34612345678";
@@ -280,27 +280,14 @@ async fn reactions_attach_to_their_message_and_an_empty_emoji_removes_them() {
     // An outbound message the contact reacts to.
     let c = contact(&app, &t, PHONE).await.unwrap();
     let mut tx = app.db().tenant_tx(t.id).await.unwrap();
-    let out = messaging::insert_outbound(
+    sent_text(
         &mut tx,
-        &messaging::OutboundMessage {
-            contact_id: c.id,
-            phone_number_id: &format!("pn-{}", t.shop.as_str()),
-            idempotency_key: "k-react",
-            kind: "text",
-            body: Some("Your order shipped"),
-            content: &json!({}),
-            source: "inbox",
-            template_name: None,
-            template_language: None,
-            is_sandbox: true,
-        },
-        0,
+        c.id,
+        &format!("pn-{}", t.shop.as_str()),
+        "k-react",
+        "wamid.out",
     )
-    .await
-    .unwrap();
-    messaging::set_wamid(&mut tx, out, "wamid.out", 0)
-        .await
-        .unwrap();
+    .await;
     tx.commit().await.unwrap();
 
     let react = |wamid: &str, ts: i64, target: &str, emoji: Option<&str>| {

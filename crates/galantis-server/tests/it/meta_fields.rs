@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::webhooks::webhook_events;
+use crate::webhooks::{sent_text, webhook_events};
 
 const DISPLAY: &str = "15550783881";
 const CUSTOMER: &str = "16505551234";
@@ -378,27 +378,7 @@ async fn status_pricing_and_conversation_are_stored_on_the_message() {
     e.customer_texts("wamid.in-1", "hello").await;
     let (c, _) = e.contact().await;
     let mut tx = e.app.db().tenant_tx(e.t.id).await.unwrap();
-    let id = messaging::insert_outbound(
-        &mut tx,
-        &messaging::OutboundMessage {
-            contact_id: c.id,
-            phone_number_id: &e.pnid,
-            idempotency_key: "k-1",
-            kind: "text",
-            body: Some("Your order shipped"),
-            content: &json!({}),
-            source: "api",
-            template_name: None,
-            template_language: None,
-            is_sandbox: true,
-        },
-        0,
-    )
-    .await
-    .unwrap();
-    messaging::set_wamid(&mut tx, id, "wamid.out-1", 0)
-        .await
-        .unwrap();
+    sent_text(&mut tx, c.id, &e.pnid, "k-1", "wamid.out-1").await;
     tx.commit().await.unwrap();
     e.deliver(e.number_change(
         "messages",

@@ -107,20 +107,20 @@ pub async fn rescue(
             })
             .map(|(_, id)| id.as_uuid())
             .collect();
-        // SQLite stores ids as 16-byte blobs; `hex(id)` is upper-case.
-        let spared_hex = serde_json::to_string(
-            &spared
-                .iter()
-                .map(|u| u.simple().to_string().to_uppercase())
-                .collect::<Vec<_>>(),
-        )
-        .expect("strings serialise");
         let mut tx = db.jobs_tx(source.tenant()).await?;
         let rows: Vec<(String, String)> = on_tx!(
             &mut tx,
             sqlite
                 | c
                 | {
+                    // Ids are 16-byte blobs here; `hex(id)` is upper-case.
+                    let spared_hex = serde_json::to_string(
+                        &spared
+                            .iter()
+                            .map(|u| u.simple().to_string().to_uppercase())
+                            .collect::<Vec<_>>(),
+                    )
+                    .expect("strings serialise");
                     sqlx::query_as(
                     "UPDATE jobs SET
                         state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'available' END,
